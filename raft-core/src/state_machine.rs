@@ -1,0 +1,37 @@
+//! The interface of a replicated state machine, shared by the runtime and the simulator.
+
+use std::io::{Read, Write};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::Index;
+
+/// A deterministic state machine replicated by Raft.
+///
+/// Rules a state machine must follow, because every replica must reach the same state:
+/// `apply` depends only on the current state, the index and the command (no clock, no
+/// randomness, no IO); a command it cannot carry out returns an error *response* (never a
+/// panic, never a stall); `restore(snapshot(s))` gives back `s`.
+pub trait StateMachine: Send + 'static {
+    /// A client command, carried in the log (encoded with postcard by the host).
+    type Command: Serialize + DeserializeOwned + Send + 'static;
+    /// The answer to one command, returned to the proposing client.
+    type Response: Serialize + DeserializeOwned + Clone + Send + 'static;
+    /// A point-in-time view that can be written out while `apply` goes on (for example a
+    /// clone of a persistent map), so snapshotting never blocks the apply path.
+    type Snapshot: Send + 'static;
+
+    /// Applies the committed command at log index `index`.
+    fn apply(&mut self, index: Index, command: Self::Command) -> Self::Response;
+
+    /// Takes a point-in-time view of the state (cheap; the writing happens elsewhere).
+    fn snapshot(&self) -> Self::Snapshot;
+
+    /// Writes a view taken by [`StateMachine::snapshot`] as bytes.
+    fn write_snapshot(snapshot: Self::Snapshot, writer: &mut dyn Write) -> std::io::Result<()>;
+
+    /// Replaces the whole state with the snapshot read from `reader`. On error the state
+    /// machine must be left as it was.
+    fn restore(&mut self, reader: &mut dyn Read) -> std::io::Result<()>;
+}

@@ -1,0 +1,1 @@
+//! raft-kv: see the workspace README; this crate is being built.

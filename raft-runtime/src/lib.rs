@@ -1,0 +1,1 @@
+//! raft-runtime: see the workspace README; this crate is being built.

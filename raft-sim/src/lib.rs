@@ -1,0 +1,1 @@
+//! raft-sim: see the workspace README; this crate is being built.

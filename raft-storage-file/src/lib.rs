@@ -1,0 +1,1 @@
+//! raft-storage-file: see the workspace README; this crate is being built.

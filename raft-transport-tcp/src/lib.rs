@@ -1,0 +1,1 @@
+//! raft-transport-tcp: see the workspace README; this crate is being built.
