@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod config;
+pub mod conformance;
 pub mod membership;
 pub mod message;
 pub mod state_machine;

@@ -1,0 +1,1 @@
+//! A conformance kit for [`crate::Storage`] implementations (being built).
