@@ -18,12 +18,20 @@ pub trait StateMachine: Send + 'static {
     type Command: Serialize + DeserializeOwned + Send + 'static;
     /// The answer to one command, returned to the proposing client.
     type Response: Serialize + DeserializeOwned + Clone + Send + 'static;
+    /// A read-only request, served by [`StateMachine::query`] once the read's index is
+    /// applied (linearizable and lease reads) or at once (stale reads).
+    type Query: Serialize + DeserializeOwned + Send + 'static;
+    /// The answer to a query.
+    type QueryResponse: Serialize + DeserializeOwned + Send + 'static;
     /// A point-in-time view that can be written out while `apply` goes on (for example a
     /// clone of a persistent map), so snapshotting never blocks the apply path.
     type Snapshot: Send + 'static;
 
     /// Applies the committed command at log index `index`.
     fn apply(&mut self, index: Index, command: Self::Command) -> Self::Response;
+
+    /// Answers a read-only query from the current state.
+    fn query(&self, query: &Self::Query) -> Self::QueryResponse;
 
     /// Takes a point-in-time view of the state (cheap; the writing happens elsewhere).
     fn snapshot(&self) -> Self::Snapshot;
