@@ -1,0 +1,117 @@
+//! Throughput of the key-value state machine: applying puts of 100-byte values, and writing
+//! and restoring snapshots. Run with `cargo bench -p raft-kv --bench kv_state_machine`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use raft_core::StateMachine;
+use raft_kv::{Command, KvStateMachine};
+
+const VALUE_BYTES: usize = 100;
+const PUTS_PER_ITERATION: u64 = 10_000;
+const SNAPSHOT_KEYS: u64 = 100_000;
+
+fn key(number: u64) -> Bytes {
+    Bytes::from(format!("key/{number:016}"))
+}
+
+/// A machine holding `keys` keys with 100-byte values, some with sessions.
+fn filled(keys: u64) -> KvStateMachine {
+    let mut machine = KvStateMachine::default();
+    let value = Bytes::from(vec![7u8; VALUE_BYTES]);
+    for index in 1..=keys {
+        let command =
+            Command::put(key(index), value.clone(), index).with_session(index % 1000, index);
+        black_box(machine.apply(index, command));
+    }
+    machine
+}
+
+fn apply_puts(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("apply");
+    group.throughput(Throughput::Elements(PUTS_PER_ITERATION));
+    let value = Bytes::from(vec![7u8; VALUE_BYTES]);
+    for (name, with_session) in [("put_100B", false), ("put_100B_session", true)] {
+        group.bench_function(name, |bencher| {
+            bencher.iter_batched(
+                || {
+                    (
+                        KvStateMachine::default(),
+                        key_commands(&value, with_session),
+                    )
+                },
+                |(mut machine, commands)| {
+                    for (index, command) in (1..).zip(commands) {
+                        black_box(machine.apply(index, command));
+                    }
+                    machine
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn key_commands(value: &Bytes, with_session: bool) -> Vec<Command> {
+    (1..=PUTS_PER_ITERATION)
+        .map(|number| {
+            // A 10,000-key working set spread over the key space, like random client writes.
+            let command = Command::put(
+                key(number.wrapping_mul(7919) % 10_000),
+                value.clone(),
+                number,
+            );
+            if with_session {
+                command.with_session(number % 64, number)
+            } else {
+                command
+            }
+        })
+        .collect()
+}
+
+fn snapshots(criterion: &mut Criterion) {
+    let machine = filled(SNAPSHOT_KEYS);
+    let mut bytes = Vec::new();
+    KvStateMachine::write_snapshot(machine.snapshot(), &mut bytes)
+        .expect("writing to a Vec cannot fail");
+    let mut group = criterion.benchmark_group("snapshot");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("write_100k_keys", |bencher| {
+        let mut output = Vec::with_capacity(bytes.len());
+        bencher.iter(|| {
+            output.clear();
+            KvStateMachine::write_snapshot(machine.snapshot(), &mut output).expect("Vec write");
+            black_box(output.len())
+        });
+    });
+    group.bench_function("restore_100k_keys", |bencher| {
+        let mut target = KvStateMachine::default();
+        bencher.iter(|| {
+            target
+                .restore(&mut bytes.as_slice())
+                .expect("a freshly written snapshot restores");
+            black_box(target.len())
+        });
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+}
+
+// criterion_group! generates an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group! { name = benches; config = config(); targets = apply_puts, snapshots }
+}
+use group::benches;
+criterion_main!(benches);

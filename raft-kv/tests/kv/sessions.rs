@@ -1,0 +1,1 @@
+//! Client sessions: exactly-once writes, expiry by log time, eviction.

@@ -1,0 +1,1 @@
+//! Snapshot write and restore.
