@@ -1,1 +1,8 @@
-//! raft-sim: see the workspace README; this crate is being built.
+//! raft-sim (being built): deterministic whole-cluster simulator.
+#![forbid(unsafe_code)]
+
+pub mod disk;
+pub mod faults;
+pub mod linearizability;
+pub mod profile;
+pub mod rng;

@@ -1,0 +1,205 @@
+//! The per-seed fault profile ("swarm testing"): before anything else, each seed draws which
+//! fault classes are on and how intense each is. A class is off with probability one half,
+//! so a sweep covers calm runs, runs with one kind of trouble, and violent runs alike.
+
+use std::fmt;
+
+use crate::rng::SimRng;
+
+/// Fault probabilities and rates for one run. Rates are per virtual second of the fault
+/// phase; probabilities are per message or per write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultProfile {
+    /// Length of the fault phase, after which a majority is healed.
+    pub fault_phase_us: u64,
+    /// Base one-way network delay; most delays are in `[base, 4 * base)`.
+    pub delay_base_us: u64,
+    /// Probability that a message takes a long-tail delay (up to `delay_tail_max_us`).
+    pub delay_tail: f64,
+    /// Upper end of the long tail.
+    pub delay_tail_max_us: u64,
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// Probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// Probability, per message sent, that a very old message is delivered again.
+    pub replay_old: f64,
+    /// Symmetric or one-way partitions per second.
+    pub partition_rate: f64,
+    /// "Isolate the current leader" faults per second.
+    pub isolate_leader_rate: f64,
+    /// Link clogs (messages held, then released at once) per second.
+    pub clog_rate: f64,
+    /// Crashes (with restart after a down time) per second.
+    pub crash_rate: f64,
+    /// Probability that a node crashes right after a write became durable but before the
+    /// core is told.
+    pub crash_before_notice: f64,
+    /// Pauses (the process stalls, its timers fire late) per second.
+    pub pause_rate: f64,
+    /// Probability that the last write surviving a crash is torn.
+    pub torn_write: f64,
+    /// Corruptions of a durable record (on a minority of nodes) per second.
+    pub corruption_rate: f64,
+    /// Disk write latency base (fsync).
+    pub disk_latency_us: u64,
+    /// Largest relative deviation of a node's tick rate from nominal.
+    pub clock_drift: f64,
+    /// Clock jumps per second.
+    pub clock_jump_rate: f64,
+    /// Largest clock jump, in ticks.
+    pub clock_jump_max_ticks: u64,
+    /// Membership changes per second.
+    pub membership_rate: f64,
+    /// Leadership transfers per second.
+    pub transfer_rate: f64,
+    /// Host snapshots per node per second.
+    pub snapshot_rate: f64,
+    /// Whether one follower is kept far behind for a while (so it must install a snapshot).
+    pub lag_follower: bool,
+    /// Whether reads use leader leases instead of ReadIndex.
+    pub lease_reads: bool,
+}
+
+/// Nominal tick interval of every node.
+pub const TICK_US: u64 = 10_000;
+/// Election timeout in ticks (`Config::election_ticks`).
+pub const ELECTION_TICKS: u32 = 10;
+/// Lease safety margin in ticks (`Config::lease_drift_ticks`).
+pub const LEASE_DRIFT_TICKS: u32 = 2;
+/// Tick-rate drift allowed while lease reads are on. With E = 10 election ticks, a margin
+/// of d = 2 and jumps of at most one tick, the lease is safe while
+/// `(E - d)(1 + r) <= (E - 1)(1 - r)`, i.e. `r <= 1/17`; we stay below.
+pub const LEASE_SAFE_DRIFT: f64 = 0.05;
+
+impl FaultProfile {
+    /// Draws a profile. `violent_clocks` lifts the lease bound on clock faults (used by the
+    /// `lease-beyond-bound` broken variant).
+    pub fn draw(rng: &mut SimRng, violent_clocks: bool) -> Self {
+        let on = |rng: &mut SimRng, low: f64, high: f64| {
+            if rng.chance(0.5) {
+                rng.range_f64(low, high)
+            } else {
+                0.0
+            }
+        };
+        let loss = on(rng, 0.001, 0.2);
+        let duplicate = on(rng, 0.001, 0.1);
+        let replay_old = on(rng, 0.0005, 0.01);
+        let delay_tail = on(rng, 0.001, 0.05);
+        let partition_rate = on(rng, 0.2, 2.0);
+        let isolate_leader_rate = on(rng, 0.2, 1.5);
+        let clog_rate = on(rng, 0.2, 2.0);
+        let crash_rate = on(rng, 0.2, 2.0);
+        let crash_before_notice = on(rng, 0.001, 0.02);
+        let pause_rate = on(rng, 0.2, 1.5);
+        let torn_write = on(rng, 0.2, 1.0);
+        let corruption_rate = on(rng, 0.1, 0.5);
+        let clock_drift = on(rng, 0.0, 0.3);
+        let clock_jump_rate = on(rng, 0.2, 2.0);
+        let membership_rate = on(rng, 0.2, 2.0);
+        let transfer_rate = on(rng, 0.2, 2.0);
+        let snapshot_rate = on(rng, 0.5, 5.0);
+        let lag_follower = rng.chance(0.3);
+        let lease_reads = violent_clocks || rng.chance(0.3);
+        let (clock_drift, clock_jump_max_ticks) = if violent_clocks {
+            (rng.range_f64(0.3, 0.6), rng.range(5, 20))
+        } else if lease_reads {
+            (clock_drift.min(LEASE_SAFE_DRIFT), 1)
+        } else {
+            (clock_drift, rng.range(1, 20))
+        };
+        FaultProfile {
+            fault_phase_us: rng.range(2_000_000, 6_000_000),
+            delay_base_us: rng.range(50, 500),
+            delay_tail,
+            delay_tail_max_us: rng.range(20_000, 1_000_000),
+            loss,
+            duplicate,
+            replay_old,
+            partition_rate,
+            isolate_leader_rate,
+            clog_rate,
+            crash_rate,
+            crash_before_notice,
+            pause_rate,
+            torn_write,
+            corruption_rate,
+            disk_latency_us: rng.range(50, 2_000),
+            clock_drift,
+            clock_jump_rate: if violent_clocks {
+                clock_jump_rate.max(1.0)
+            } else {
+                clock_jump_rate
+            },
+            clock_jump_max_ticks,
+            membership_rate,
+            transfer_rate,
+            snapshot_rate,
+            lag_follower,
+            lease_reads,
+        }
+    }
+
+    /// A profile with every fault off: the network still has small random delays.
+    pub fn calm() -> Self {
+        FaultProfile {
+            fault_phase_us: 1_000_000,
+            delay_base_us: 100,
+            delay_tail: 0.0,
+            delay_tail_max_us: 100_000,
+            loss: 0.0,
+            duplicate: 0.0,
+            replay_old: 0.0,
+            partition_rate: 0.0,
+            isolate_leader_rate: 0.0,
+            clog_rate: 0.0,
+            crash_rate: 0.0,
+            crash_before_notice: 0.0,
+            pause_rate: 0.0,
+            torn_write: 0.0,
+            corruption_rate: 0.0,
+            disk_latency_us: 200,
+            clock_drift: 0.0,
+            clock_jump_rate: 0.0,
+            clock_jump_max_ticks: 1,
+            membership_rate: 0.0,
+            transfer_rate: 0.0,
+            snapshot_rate: 0.0,
+            lag_follower: false,
+            lease_reads: false,
+        }
+    }
+}
+
+impl fmt::Display for FaultProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "phase={}ms loss={:.3} dup={:.3} replay={:.4} tail={:.3} partition={:.2}/s \
+             isolate={:.2}/s clog={:.2}/s crash={:.2}/s crash_before_notice={:.3} pause={:.2}/s \
+             torn={:.2} corrupt={:.2}/s drift={:.3} jumps={:.2}/s membership={:.2}/s \
+             transfer={:.2}/s snapshot={:.2}/s lag={} lease={}",
+            self.fault_phase_us / 1000,
+            self.loss,
+            self.duplicate,
+            self.replay_old,
+            self.delay_tail,
+            self.partition_rate,
+            self.isolate_leader_rate,
+            self.clog_rate,
+            self.crash_rate,
+            self.crash_before_notice,
+            self.pause_rate,
+            self.torn_write,
+            self.corruption_rate,
+            self.clock_drift,
+            self.clock_jump_rate,
+            self.membership_rate,
+            self.transfer_rate,
+            self.snapshot_rate,
+            self.lag_follower,
+            self.lease_reads
+        )
+    }
+}
