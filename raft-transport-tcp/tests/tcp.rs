@@ -1,0 +1,354 @@
+//! End-to-end behaviour of `TcpTransport` over real sockets on 127.0.0.1.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{CLUSTER_ID, any_port, config, endpoint, heartbeat, init_logs, receive, wait_until};
+use raft_core::{Message, MessageBody, SnapshotMeta};
+use raft_transport_tcp::{ConnectionState, TcpConfig, TcpTransport, Transport};
+use tokio::sync::Notify;
+
+/// Goal: three endpoints, wired at runtime, all reach each other and the counters show it.
+/// Method: each sends one heartbeat to each other; each must receive exactly one from each
+/// peer, checked (`from`, `to`) by the transport.
+#[tokio::test]
+async fn three_endpoints_exchange_messages() {
+    init_logs();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(endpoint(id).await);
+    }
+    let addresses: Vec<_> = nodes
+        .iter()
+        .map(|(t, _)| (t.node_id(), t.local_addr()))
+        .collect();
+    for (transport, _) in &nodes {
+        for &(id, address) in &addresses {
+            if id != transport.node_id() {
+                transport.add_peer(id, address).expect("valid peer");
+            }
+        }
+    }
+    for (transport, _) in &nodes {
+        for peer in transport.peers() {
+            transport.send(heartbeat(
+                transport.node_id(),
+                peer,
+                10 * transport.node_id(),
+            ));
+        }
+    }
+    for (transport, inbound) in &mut nodes {
+        let mut senders = BTreeSet::new();
+        for _ in 0..2 {
+            let message = receive(inbound).await;
+            assert_eq!(message.to, transport.node_id());
+            assert_eq!(message.body, heartbeat(0, 0, 10 * message.from).body);
+            senders.insert(message.from);
+        }
+        let expected: BTreeSet<_> = transport.peers().into_iter().collect();
+        assert_eq!(senders, expected);
+    }
+    for (transport, _) in &nodes {
+        let metrics = transport.metrics();
+        for (peer, counters) in &metrics.peers {
+            assert_eq!(counters.messages_sent, 1, "to peer {peer}");
+            assert_eq!(counters.messages_received, 1, "from peer {peer}");
+            assert_eq!(counters.messages_dropped(), 0);
+            assert_eq!(counters.state, ConnectionState::Connected);
+        }
+    }
+    for (transport, _) in &nodes {
+        transport.shutdown().await;
+    }
+}
+
+/// Goal: a peer that goes down is noticed, messages meanwhile are dropped and counted, and
+/// when it comes back on the same address both lanes reconnect and deliver new messages.
+/// Method: stop node 2, wait for node 1 to see the link down, restart node 2 on the same
+/// port, and resend (as Raft would) until a heartbeat and a snapshot chunk arrive.
+#[tokio::test]
+async fn restarted_peer_is_reconnected() {
+    init_logs();
+    let (node1, _inbound1) = endpoint(1).await;
+    let (node2, mut inbound2) = endpoint(2).await;
+    let address2 = node2.local_addr();
+    node1.add_peer(2, address2).expect("valid peer");
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+    node1.send(heartbeat(1, 2, 1));
+    assert_eq!(receive(&mut inbound2).await, heartbeat(1, 2, 1));
+
+    node2.shutdown().await;
+    drop(inbound2);
+    wait_until("node 1 sees node 2 down", || {
+        node1.metrics().peers[&2].state != ConnectionState::Connected
+    })
+    .await;
+    wait_until("node 1 drops messages for the dead peer", || {
+        node1.send(heartbeat(1, 2, 2));
+        node1.metrics().peers[&2].dropped_unreachable > 0
+    })
+    .await;
+
+    let (node2, mut inbound2) = TcpTransport::bind(config(2, address2))
+        .await
+        .expect("rebind");
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+    let chunk = snapshot_chunk(0, Bytes::from_static(b"chunk"));
+    let mut round = 100;
+    let mut seen = (false, false);
+    while seen != (true, true) {
+        node1.send(heartbeat(1, 2, round));
+        node1.send(chunk.clone());
+        round += 1;
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(20), inbound2.recv()).await
+        {
+            seen.0 |= matches!(message.body, MessageBody::Heartbeat { .. });
+            seen.1 |= message == chunk;
+        }
+        assert!(round < 100 + 250, "node 2 never heard from node 1 again");
+    }
+    let metrics = node1.metrics().peers[&2].clone();
+    assert!(metrics.reconnects >= 2, "both lanes reconnect: {metrics:?}");
+    assert_eq!(metrics.state, ConnectionState::Connected);
+    node1.shutdown().await;
+    node2.shutdown().await;
+}
+
+fn snapshot_chunk(offset: u64, data: Bytes) -> Message {
+    Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::SnapshotChunk {
+            meta: SnapshotMeta::default(),
+            offset,
+            data,
+            done: false,
+        },
+    }
+}
+
+const CHUNK_BYTES: usize = 1 << 20;
+const CHUNK_COUNT: u64 = 64;
+/// Chunks queued ahead of the receiver; equal to the snapshot queue's capacity, so the
+/// snapshot lane stays full and nothing is dropped.
+const CHUNK_WINDOW: u64 = 8;
+
+/// Goal: a 64 MiB snapshot streams while heartbeats keep flowing, and heartbeats overtake
+/// chunks that were queued before them (which a shared FIFO lane could never do).
+/// Method: keep the snapshot lane's queue full with 1 MiB chunks while a second task sends
+/// a heartbeat every millisecond carrying how many chunks had been queued at that moment;
+/// the receiver counts heartbeats that arrive before all of those chunks did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_streams_while_heartbeats_flow() {
+    init_logs();
+    let (node1, _inbound1) = endpoint(1).await;
+    let (node2, mut inbound2) = endpoint(2).await;
+    node1.add_peer(2, node2.local_addr()).expect("valid peer");
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+
+    let queued = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Notify::new());
+    let done = Arc::new(AtomicBool::new(false));
+    let chunks = tokio::spawn(send_chunks(
+        node1.clone(),
+        queued.clone(),
+        received.clone(),
+        progress.clone(),
+    ));
+    let heartbeats = tokio::spawn(send_heartbeats(node1.clone(), queued.clone(), done.clone()));
+
+    let (mut during_stream, mut overtaking) = (0, 0);
+    while received.load(Ordering::Relaxed) < CHUNK_COUNT {
+        let message = receive(&mut inbound2).await;
+        let chunks_so_far = received.load(Ordering::Relaxed);
+        match message.body {
+            MessageBody::SnapshotChunk { offset, data, .. } => {
+                assert_eq!(
+                    offset,
+                    chunks_so_far * CHUNK_BYTES as u64,
+                    "chunks in order"
+                );
+                assert_eq!(data.len(), CHUNK_BYTES);
+                assert!(data.iter().all(|&byte| byte == chunks_so_far as u8));
+                received.fetch_add(1, Ordering::Relaxed);
+                progress.notify_one();
+            }
+            MessageBody::Heartbeat {
+                commit: queued_then,
+                ..
+            } => {
+                if chunks_so_far > 0 {
+                    during_stream += 1;
+                }
+                if chunks_so_far < queued_then {
+                    overtaking += 1;
+                }
+            }
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    chunks.await.expect("chunk sender");
+    heartbeats.await.expect("heartbeat sender");
+    assert!(
+        during_stream >= 3,
+        "only {during_stream} heartbeats during the stream"
+    );
+    assert!(overtaking >= 1, "no heartbeat overtook a queued chunk");
+    let metrics = node1.metrics().peers[&2].clone();
+    assert_eq!(metrics.messages_dropped(), 0, "{metrics:?}");
+    node1.shutdown().await;
+    node2.shutdown().await;
+}
+
+/// Queues the snapshot's chunks, keeping at most `CHUNK_WINDOW` unreceived.
+async fn send_chunks(
+    node: TcpTransport,
+    queued: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    progress: Arc<Notify>,
+) {
+    for index in 0..CHUNK_COUNT {
+        while index - received.load(Ordering::Relaxed) >= CHUNK_WINDOW {
+            progress.notified().await;
+        }
+        let data = Bytes::from(vec![index as u8; CHUNK_BYTES]);
+        node.send(snapshot_chunk(index * CHUNK_BYTES as u64, data));
+        queued.store(index + 1, Ordering::Relaxed);
+    }
+}
+
+/// Sends a heartbeat every millisecond; `commit` carries the chunks queued so far.
+async fn send_heartbeats(node: TcpTransport, queued: Arc<AtomicU64>, done: Arc<AtomicBool>) {
+    let mut round = 0;
+    while !done.load(Ordering::Relaxed) {
+        let mut message = heartbeat(1, 2, round);
+        message.body = MessageBody::Heartbeat {
+            commit: queued.load(Ordering::Relaxed),
+            round,
+        };
+        node.send(message);
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Goal: `send` never blocks on a peer that does not drain its queue; the overflow is
+/// dropped and counted exactly.
+/// Method: the peer's address accepts TCP connections but never answers the handshake, so
+/// the lane stays in `Connecting` with its queue filling up.
+#[tokio::test]
+async fn full_queue_drops_without_blocking() {
+    init_logs();
+    let silent = tokio::net::TcpListener::bind(any_port())
+        .await
+        .expect("bind");
+    let mut settings = config(1, any_port());
+    settings.queue_capacity_messages = 4;
+    settings.handshake_timeout = Duration::from_secs(5);
+    let (node1, _inbound1) = TcpTransport::bind(settings).await.expect("bind");
+    node1
+        .add_peer(2, silent.local_addr().expect("bound"))
+        .expect("valid peer");
+    for round in 0..100 {
+        node1.send(heartbeat(1, 2, round));
+    }
+    let metrics = node1.metrics().peers[&2].clone();
+    assert_eq!(metrics.dropped_queue_full, 96, "{metrics:?}");
+    assert_eq!(metrics.state, ConnectionState::Connecting);
+    node1.shutdown().await;
+}
+
+/// Goal: a node refuses to talk to a peer of another cluster; the dialler sees the link as
+/// down (counted, not delivered) rather than sending into the void.
+#[tokio::test]
+async fn wrong_cluster_peer_is_never_connected() {
+    init_logs();
+    let (node1, _inbound1) = endpoint(1).await;
+    let mut foreign = TcpConfig::new(2, CLUSTER_ID + 1, any_port());
+    foreign.backoff_min = Duration::from_millis(10);
+    let (node2, mut inbound2) = TcpTransport::bind(foreign).await.expect("bind");
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+    node1.add_peer(2, node2.local_addr()).expect("valid peer");
+    wait_until("node 1 fails to connect", || {
+        node1.send(heartbeat(1, 2, 1));
+        node1.metrics().peers[&2].connect_failures >= 2
+    })
+    .await;
+    assert!(inbound2.try_recv().is_err());
+    assert!(node2.metrics().handshakes_rejected >= 2);
+    assert_eq!(node1.metrics().peers[&2].messages_sent, 0);
+    node1.shutdown().await;
+    node2.shutdown().await;
+}
+
+/// Goal: removing a peer stops traffic both ways: sends to it are dropped as unknown, and
+/// its connections are refused; adding it back restores both.
+#[tokio::test]
+async fn removed_peer_is_cut_off_and_can_return() {
+    init_logs();
+    let (node1, mut inbound1) = endpoint(1).await;
+    let (node2, _inbound2) = endpoint(2).await;
+    node1.add_peer(2, node2.local_addr()).expect("valid peer");
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+    node2.send(heartbeat(2, 1, 1));
+    assert_eq!(receive(&mut inbound1).await, heartbeat(2, 1, 1));
+
+    assert!(node1.remove_peer(2));
+    assert!(!node1.remove_peer(2));
+    node1.send(heartbeat(1, 2, 1));
+    assert_eq!(node1.metrics().dropped_unknown_peer, 1);
+    wait_until("node 2 is refused by node 1", || {
+        node2.send(heartbeat(2, 1, 2));
+        node1.metrics().handshakes_rejected > 0
+    })
+    .await;
+
+    node1.add_peer(2, node2.local_addr()).expect("valid peer");
+    let mut round = 10;
+    loop {
+        node2.send(heartbeat(2, 1, round));
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(20), inbound1.recv()).await
+        {
+            assert_eq!(message.from, 2);
+            break;
+        }
+        round += 1;
+        assert!(round < 260, "node 2 was never let back in");
+    }
+    node1.shutdown().await;
+    node2.shutdown().await;
+}
+
+/// Goal: shutdown writes what is already queued, ends the inbound receiver, and refuses
+/// new peers.
+#[tokio::test]
+async fn shutdown_flushes_queued_messages() {
+    init_logs();
+    let (node1, mut inbound1) = endpoint(1).await;
+    let (node2, mut inbound2) = endpoint(2).await;
+    node1.add_peer(2, node2.local_addr()).expect("valid peer");
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+    node1.send(heartbeat(1, 2, 0));
+    assert_eq!(receive(&mut inbound2).await, heartbeat(1, 2, 0));
+    for round in 1..=50 {
+        node1.send(heartbeat(1, 2, round));
+    }
+    node1.shutdown().await;
+    for round in 1..=50 {
+        assert_eq!(receive(&mut inbound2).await, heartbeat(1, 2, round));
+    }
+    assert_eq!(inbound1.recv().await, None);
+    assert!(node1.add_peer(3, any_port()).is_err());
+    node2.shutdown().await;
+}
