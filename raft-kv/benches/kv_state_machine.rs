@@ -1,5 +1,6 @@
-//! Throughput of the key-value state machine: applying puts of 100-byte values, and writing
-//! and restoring snapshots. Run with `cargo bench -p raft-kv --bench kv_state_machine`.
+//! Throughput of the key-value state machine: applying puts of 100-byte values (with and
+//! without client sessions), and writing and restoring snapshots of 100,000 keys.
+//! Run with `cargo bench -p raft-kv --bench kv_state_machine`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -17,16 +18,41 @@ fn key(number: u64) -> Bytes {
     Bytes::from(format!("key/{number:016}"))
 }
 
-/// A machine holding `keys` keys with 100-byte values, some with sessions.
+/// Write `number` (from 1) of `clients` clients writing in turn, each numbering from 1.
+fn session_of(number: u64, clients: u64) -> (u64, u64) {
+    ((number - 1) % clients, (number - 1) / clients + 1)
+}
+
+/// A machine holding `keys` keys with 100-byte values and 1,000 client sessions.
 fn filled(keys: u64) -> KvStateMachine {
     let mut machine = KvStateMachine::default();
     let value = Bytes::from(vec![7u8; VALUE_BYTES]);
     for index in 1..=keys {
-        let command =
-            Command::put(key(index), value.clone(), index).with_session(index % 1000, index);
-        black_box(machine.apply(index, command));
+        let (client_id, sequence) = session_of(index, 1000);
+        let command = Command::put(key(index), value.clone(), index);
+        black_box(machine.apply(index, command.with_session(client_id, sequence)));
     }
+    assert_eq!(
+        machine.len() as u64,
+        keys,
+        "every put must have been applied"
+    );
     machine
+}
+
+/// Puts over a 10,000-key working set visited in a scattered order, like random writes.
+fn put_commands(value: &Bytes, with_session: bool) -> Vec<Command> {
+    (1..=PUTS_PER_ITERATION)
+        .map(|number| {
+            let command = Command::put(key(number * 7919 % 10_000), value.clone(), number);
+            let (client_id, sequence) = session_of(number, 64);
+            if with_session {
+                command.with_session(client_id, sequence)
+            } else {
+                command
+            }
+        })
+        .collect()
 }
 
 fn apply_puts(criterion: &mut Criterion) {
@@ -39,13 +65,15 @@ fn apply_puts(criterion: &mut Criterion) {
                 || {
                     (
                         KvStateMachine::default(),
-                        key_commands(&value, with_session),
+                        put_commands(&value, with_session),
                     )
                 },
                 |(mut machine, commands)| {
                     for (index, command) in (1..).zip(commands) {
                         black_box(machine.apply(index, command));
                     }
+                    // 7919 is prime to 10,000, so every key was written once.
+                    assert_eq!(machine.len(), 10_000, "every put must have been applied");
                     machine
                 },
                 BatchSize::LargeInput,
@@ -55,29 +83,10 @@ fn apply_puts(criterion: &mut Criterion) {
     group.finish();
 }
 
-fn key_commands(value: &Bytes, with_session: bool) -> Vec<Command> {
-    (1..=PUTS_PER_ITERATION)
-        .map(|number| {
-            // A 10,000-key working set spread over the key space, like random client writes.
-            let command = Command::put(
-                key(number.wrapping_mul(7919) % 10_000),
-                value.clone(),
-                number,
-            );
-            if with_session {
-                command.with_session(number % 64, number)
-            } else {
-                command
-            }
-        })
-        .collect()
-}
-
 fn snapshots(criterion: &mut Criterion) {
     let machine = filled(SNAPSHOT_KEYS);
     let mut bytes = Vec::new();
-    KvStateMachine::write_snapshot(machine.snapshot(), &mut bytes)
-        .expect("writing to a Vec cannot fail");
+    KvStateMachine::write_snapshot(machine.snapshot(), &mut bytes).expect("Vec write");
     let mut group = criterion.benchmark_group("snapshot");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
     group.bench_function("write_100k_keys", |bencher| {
@@ -96,6 +105,9 @@ fn snapshots(criterion: &mut Criterion) {
                 .expect("a freshly written snapshot restores");
             black_box(target.len())
         });
+    });
+    group.bench_function("take_view", |bencher| {
+        bencher.iter(|| black_box(machine.snapshot()))
     });
     group.finish();
 }
