@@ -16,7 +16,11 @@ const PAYLOAD_BYTES: usize = 100;
 
 fn bench_config(id: u64) -> Config {
     // Large enough windows that one batch is never throttled by flow control.
-    Config { max_inflight_bytes: 64 << 20, max_append_bytes: 4 << 20, ..config(id) }
+    Config {
+        max_inflight_bytes: 64 << 20,
+        max_append_bytes: 4 << 20,
+        ..config(id)
+    }
 }
 
 fn leader_cluster() -> Cluster {
@@ -42,7 +46,10 @@ fn throughput(c: &mut Criterion) {
                     }
                     cluster.process(1);
                     cluster.settle();
-                    assert!(cluster.applied[&1].last_index >= target, "batch committed and applied");
+                    assert!(
+                        cluster.applied[&1].last_index >= target,
+                        "batch committed and applied"
+                    );
                     // Bound memory: snapshot and compact every node now and then, as a
                     // host would.
                     if cluster.applied[&1].entries.len() > 100_000 {

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use crate::action::{PersistBatch, WriteToken};
+use crate::action::{Action, PersistBatch, WriteToken};
 use crate::log::RaftLog;
 use crate::message::Message;
 use crate::types::{HardState, Index, SnapshotMeta, Term};
@@ -76,7 +76,9 @@ impl Durability {
     }
 
     pub(crate) fn has_unflushed(&self, hard_state: HardState) -> bool {
-        self.unwritten_from.is_some() || self.truncate_from.is_some() || hard_state != self.emitted_hard_state
+        self.unwritten_from.is_some()
+            || self.truncate_from.is_some()
+            || hard_state != self.emitted_hard_state
     }
 
     fn issue(&mut self, last: Option<(Index, Term)>) -> WriteToken {
@@ -86,7 +88,11 @@ impl Durability {
     }
 
     /// Everything changed since the last batch, as one write.
-    pub(crate) fn take_batch(&mut self, hard_state: HardState, log: &RaftLog) -> Option<PersistBatch> {
+    pub(crate) fn take_batch(
+        &mut self,
+        hard_state: HardState,
+        log: &RaftLog,
+    ) -> Option<PersistBatch> {
         if !self.has_unflushed(hard_state) {
             return None;
         }
@@ -131,13 +137,22 @@ impl Durability {
         }
     }
 
-    pub(crate) fn hold(&mut self, message: Message, ack: Option<(Index, Term)>, hard_state: HardState) {
+    pub(crate) fn hold(
+        &mut self,
+        message: Message,
+        ack: Option<(Index, Term)>,
+        hard_state: HardState,
+    ) {
         let required_seq = if self.has_unflushed(hard_state) {
             self.last_issued_seq + 1
         } else {
             self.last_issued_seq
         };
-        self.held.push_back(Held { required_seq, ack, message });
+        self.held.push_back(Held {
+            required_seq,
+            ack,
+            message,
+        });
     }
 
     /// Records a durability notice; returns true if the durable log prefix grew.
@@ -146,7 +161,11 @@ impl Durability {
             return false;
         }
         if token.0 > self.last_issued_seq {
-            tracing::warn!(token = token.0, issued = self.last_issued_seq, "ignoring durability notice for a write never issued");
+            tracing::warn!(
+                token = token.0,
+                issued = self.last_issued_seq,
+                "ignoring durability notice for a write never issued"
+            );
             return false;
         }
         self.persisted_seq = token.0;
@@ -172,7 +191,11 @@ impl Durability {
     /// The snapshot whose final chunk became durable with this notice, if any.
     pub(crate) fn take_installed_snapshot(&mut self, token: WriteToken) -> Option<SnapshotMeta> {
         let mut installed = None;
-        while self.snapshot_installs.front().is_some_and(|(seq, _)| *seq <= token.0.min(self.persisted_seq)) {
+        while self
+            .snapshot_installs
+            .front()
+            .is_some_and(|(seq, _)| *seq <= token.0.min(self.persisted_seq))
+        {
             installed = self.snapshot_installs.pop_front().map(|(_, meta)| meta);
         }
         installed
@@ -180,21 +203,26 @@ impl Durability {
 
     /// Messages whose writes are durable, in the order they were queued. Acknowledgements
     /// of entries that were overwritten meanwhile are dropped (the leader will retry).
-    pub(crate) fn release_held(&mut self, log: &RaftLog) -> Vec<Message> {
-        let mut released = Vec::new();
-        let persisted = self.persisted_seq;
-        self.held.retain(|held| {
-            if held.required_seq > persisted {
-                return true;
-            }
+    pub(crate) fn release_held(&mut self, log: &RaftLog, out: &mut Vec<Action>) {
+        // Held messages wait for writes in issue order, so the ready ones are at the front.
+        while self
+            .held
+            .front()
+            .is_some_and(|held| held.required_seq <= self.persisted_seq)
+        {
+            let Some(held) = self.held.pop_front() else {
+                break;
+            };
             match held.ack {
                 Some((index, term)) if !log.matches(index, term) => {
-                    tracing::debug!(index, term, "dropping acknowledgement of an overwritten entry");
+                    tracing::debug!(
+                        index,
+                        term,
+                        "dropping acknowledgement of an overwritten entry"
+                    );
                 }
-                _ => released.push(held.message.clone()),
+                _ => out.push(Action::Send(held.message)),
             }
-            false
-        });
-        released
+        }
     }
 }

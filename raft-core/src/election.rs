@@ -23,11 +23,15 @@ impl Node {
     /// the configuration stays quiet.
     pub(crate) fn can_campaign(&self) -> bool {
         let id = self.id();
-        self.membership.is_voter(id) && !self.membership.is_witness(id) && self.incoming_snapshot_idle()
+        self.membership.is_voter(id)
+            && !self.membership.is_witness(id)
+            && self.incoming_snapshot_idle()
     }
 
     fn incoming_snapshot_idle(&self) -> bool {
-        self.incoming_snapshot.as_ref().is_none_or(|s| s.installing.is_none())
+        self.incoming_snapshot
+            .as_ref()
+            .is_none_or(|s| s.installing.is_none())
     }
 
     /// Starts an election: a pre-vote round first when enabled, unless leadership was
@@ -50,7 +54,12 @@ impl Node {
         self.role = RoleState::Candidate(Votes::new());
         self.leader = None;
         self.reset_election_timer();
-        tracing::debug!(node = self.id(), term = self.term, transfer, "starting election");
+        tracing::debug!(
+            node = self.id(),
+            term = self.term,
+            transfer,
+            "starting election"
+        );
         self.request_votes(false, transfer);
     }
 
@@ -58,15 +67,24 @@ impl Node {
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         let term = if pre_vote { self.term + 1 } else { self.term };
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        let voters: Vec<NodeId> =
-            self.membership.incoming.union(&self.membership.outgoing).copied().collect();
+        let voters: Vec<NodeId> = self
+            .membership
+            .incoming
+            .union(&self.membership.outgoing)
+            .copied()
+            .collect();
         let me = self.id();
         for voter in voters.into_iter().filter(|&v| v != me) {
             let message = crate::message::Message {
                 from: me,
                 to: voter,
                 term,
-                body: MessageBody::VoteRequest { pre_vote, last_log_index, last_log_term, transfer },
+                body: MessageBody::VoteRequest {
+                    pre_vote,
+                    last_log_index,
+                    last_log_term,
+                    transfer,
+                },
             };
             if pre_vote {
                 self.actions.push(crate::Action::Send(message));
@@ -98,16 +116,30 @@ impl Node {
             // A pre-vote is only ever granted for a future term.
             term > self.term
         } else {
-            self.vote.is_none_or(|v| v == from) && (self.leader.is_none() || self.leader == Some(from))
+            self.vote.is_none_or(|v| v == from)
+                && (self.leader.is_none() || self.leader == Some(from))
         };
         let sticky = !transfer && self.in_leader_lease() && self.leader != Some(from);
-        let granted = up_to_date && can_vote && !sticky && !matches!(self.role, RoleState::Leader(_));
-        tracing::debug!(node = self.id(), from, term, pre_vote, granted, "vote request");
+        let granted =
+            up_to_date && can_vote && !sticky && !matches!(self.role, RoleState::Leader(_));
+        tracing::debug!(
+            node = self.id(),
+            from,
+            term,
+            pre_vote,
+            granted,
+            "vote request"
+        );
         let response = MessageBody::VoteResponse { pre_vote, granted };
         if pre_vote {
             // Answer in the term asked about, so a granted pre-vote is not mistaken for stale.
             let reply_term = if granted { term } else { self.term };
-            let message = crate::message::Message { from: self.id(), to: from, term: reply_term, body: response };
+            let message = crate::message::Message {
+                from: self.id(),
+                to: from,
+                term: reply_term,
+                body: response,
+            };
             self.actions.push(crate::Action::Send(message));
         } else if granted {
             self.vote = Some(from);
@@ -137,14 +169,20 @@ impl Node {
         };
         votes.entry(from).or_insert(granted);
         let votes = votes.clone();
-        let result = quorum::joint_vote(&self.membership.incoming, &self.membership.outgoing, |id| {
-            votes.get(&id).copied()
-        });
+        let result =
+            quorum::joint_vote(&self.membership.incoming, &self.membership.outgoing, |id| {
+                votes.get(&id).copied()
+            });
         match result {
             VoteResult::Won if pre_vote => self.start_real_campaign(false),
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => {
-                tracing::debug!(node = self.id(), term = self.term, pre_vote, "election lost");
+                tracing::debug!(
+                    node = self.id(),
+                    term = self.term,
+                    pre_vote,
+                    "election lost"
+                );
                 self.become_follower(self.term, None);
             }
             VoteResult::Pending => {}

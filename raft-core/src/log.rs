@@ -107,7 +107,8 @@ impl RaftLog {
 
     /// Section 5.4.1: a candidate's log is at least as up to date as ours.
     pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
-        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
+        last_term > self.last_term()
+            || (last_term == self.last_term() && last_index >= self.last_index())
     }
 
     /// Appends entries created by this node as leader.
@@ -182,9 +183,11 @@ impl RaftLog {
     }
 
     fn assert_contiguous_tail(&self, from: Index) {
-        debug_assert!(self.slice(from, self.last_index() + 1).windows(2).all(|w| {
-            w[1].index == w[0].index + 1 && w[1].term >= w[0].term
-        }));
+        debug_assert!(
+            self.slice(from, self.last_index() + 1)
+                .windows(2)
+                .all(|w| { w[1].index == w[0].index + 1 && w[1].term >= w[0].term })
+        );
         debug_assert!(self.entries.is_empty() || self.entries[0].index == self.first_index());
     }
 
@@ -254,12 +257,20 @@ mod tests {
     fn entries(terms: &[(Index, Term)]) -> Vec<Entry> {
         terms
             .iter()
-            .map(|&(index, term)| Entry { index, term, payload: EntryPayload::Noop })
+            .map(|&(index, term)| Entry {
+                index,
+                term,
+                payload: EntryPayload::Noop,
+            })
             .collect()
     }
 
     fn log_with(terms: &[Term]) -> RaftLog {
-        let list: Vec<(Index, Term)> = terms.iter().enumerate().map(|(i, &t)| (i as u64 + 1, t)).collect();
+        let list: Vec<(Index, Term)> = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (i as u64 + 1, t))
+            .collect();
         RaftLog::new(&SnapshotMeta::default(), entries(&list))
     }
 
@@ -269,7 +280,11 @@ mod tests {
         let result = log.try_append(1, 1, &entries(&[(2, 1)]));
         assert_eq!(
             result,
-            AppendResult::Matched { last_new_index: 2, truncate_from: None, first_written: None }
+            AppendResult::Matched {
+                last_new_index: 2,
+                truncate_from: None,
+                first_written: None
+            }
         );
         assert_eq!(log.last_index(), 4);
     }
@@ -280,7 +295,11 @@ mod tests {
         let result = log.try_append(2, 1, &entries(&[(3, 3)]));
         assert_eq!(
             result,
-            AppendResult::Matched { last_new_index: 3, truncate_from: Some(3), first_written: Some(3) }
+            AppendResult::Matched {
+                last_new_index: 3,
+                truncate_from: Some(3),
+                first_written: Some(3)
+            }
         );
         assert_eq!(log.last_index(), 3);
         assert_eq!(log.term(3), Some(3));
@@ -290,9 +309,15 @@ mod tests {
     fn rejection_hints_at_first_index_of_conflicting_term() {
         let mut log = log_with(&[1, 2, 2, 2]);
         let result = log.try_append(4, 3, &[]);
-        assert_eq!(result, AppendResult::Rejected(ConflictHint { index: 2, term: 2 }));
+        assert_eq!(
+            result,
+            AppendResult::Rejected(ConflictHint { index: 2, term: 2 })
+        );
         let result = log.try_append(9, 3, &[]);
-        assert_eq!(result, AppendResult::Rejected(ConflictHint { index: 5, term: 0 }));
+        assert_eq!(
+            result,
+            AppendResult::Rejected(ConflictHint { index: 5, term: 0 })
+        );
     }
 
     #[test]
@@ -313,7 +338,11 @@ mod tests {
         let result = log.try_append(0, 0, &entries(&[(1, 1), (2, 1), (3, 1), (4, 1)]));
         assert_eq!(
             result,
-            AppendResult::Matched { last_new_index: 4, truncate_from: None, first_written: Some(4) }
+            AppendResult::Matched {
+                last_new_index: 4,
+                truncate_from: None,
+                first_written: Some(4)
+            }
         );
         assert_eq!(log.last_index(), 4);
     }

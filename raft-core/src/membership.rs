@@ -162,7 +162,10 @@ impl Membership {
 impl Membership {
     /// The plain configuration that results from applying `changes` to this one (which must
     /// not be joint). Pure: the caller installs the result only on success.
-    pub fn apply_changes(&self, changes: &[MembershipChange]) -> Result<Membership, MembershipError> {
+    pub fn apply_changes(
+        &self,
+        changes: &[MembershipChange],
+    ) -> Result<Membership, MembershipError> {
         if self.is_joint() {
             return Err(MembershipError::ChangeInProgress);
         }
@@ -182,7 +185,8 @@ impl Membership {
     fn apply_one(&mut self, change: &MembershipChange) -> Result<(), MembershipError> {
         use MembershipChange::*;
         let id = match change {
-            AddVoter(id) | AddLearner(id) | AddWitness(id) | PromoteLearner(id) | DemoteVoter(id) | Remove(id) => *id,
+            AddVoter(id) | AddLearner(id) | AddWitness(id) | PromoteLearner(id)
+            | DemoteVoter(id) | Remove(id) => *id,
         };
         if id == 0 {
             return Err(MembershipError::InvalidNodeId);
@@ -201,12 +205,16 @@ impl Membership {
             AddLearner(_) => {
                 self.learners.insert(id);
             }
-            PromoteLearner(_) if !self.learners.contains(&id) => return Err(MembershipError::NotLearner(id)),
+            PromoteLearner(_) if !self.learners.contains(&id) => {
+                return Err(MembershipError::NotLearner(id));
+            }
             PromoteLearner(_) => {
                 self.learners.remove(&id);
                 self.incoming.insert(id);
             }
-            DemoteVoter(_) if !self.incoming.contains(&id) => return Err(MembershipError::NotVoter(id)),
+            DemoteVoter(_) if !self.incoming.contains(&id) => {
+                return Err(MembershipError::NotVoter(id));
+            }
             DemoteVoter(_) => {
                 self.incoming.remove(&id);
                 self.witnesses.remove(&id);
@@ -236,8 +244,18 @@ impl Membership {
     /// The configuration C(new) that leaves this joint one.
     pub fn leave_joint(&self) -> Membership {
         let incoming = self.incoming.clone();
-        let witnesses = self.witnesses.iter().filter(|id| incoming.contains(id)).copied().collect();
-        Membership { incoming, outgoing: BTreeSet::new(), learners: self.learners.clone(), witnesses }
+        let witnesses = self
+            .witnesses
+            .iter()
+            .filter(|id| incoming.contains(id))
+            .copied()
+            .collect();
+        Membership {
+            incoming,
+            outgoing: BTreeSet::new(),
+            learners: self.learners.clone(),
+            witnesses,
+        }
     }
 }
 
@@ -260,21 +278,32 @@ mod tests {
     #[test]
     fn invalid_changes_are_refused() {
         let old = Membership::with_voters([1, 2]);
-        assert_eq!(old.apply_changes(&[MembershipChange::AddVoter(2)]), Err(MembershipError::AlreadyMember(2)));
-        assert_eq!(old.apply_changes(&[MembershipChange::PromoteLearner(2)]), Err(MembershipError::NotLearner(2)));
+        assert_eq!(
+            old.apply_changes(&[MembershipChange::AddVoter(2)]),
+            Err(MembershipError::AlreadyMember(2))
+        );
+        assert_eq!(
+            old.apply_changes(&[MembershipChange::PromoteLearner(2)]),
+            Err(MembershipError::NotLearner(2))
+        );
         assert_eq!(old.apply_changes(&[]), Err(MembershipError::Empty));
         assert_eq!(
             old.apply_changes(&[MembershipChange::Remove(1), MembershipChange::Remove(2)]),
             Err(MembershipError::NoFullVoter)
         );
         let joint = old.enter_joint(&Membership::with_voters([1]));
-        assert_eq!(joint.apply_changes(&[MembershipChange::AddLearner(3)]), Err(MembershipError::ChangeInProgress));
+        assert_eq!(
+            joint.apply_changes(&[MembershipChange::AddLearner(3)]),
+            Err(MembershipError::ChangeInProgress)
+        );
     }
 
     #[test]
     fn demoted_voter_becomes_learner() {
         let old = Membership::with_voters([1, 2, 3]);
-        let target = old.apply_changes(&[MembershipChange::DemoteVoter(3)]).unwrap();
+        let target = old
+            .apply_changes(&[MembershipChange::DemoteVoter(3)])
+            .unwrap();
         assert!(target.is_learner(3) && !target.is_voter(3));
         let joint = old.enter_joint(&target);
         assert!(joint.is_voter(3) && joint.is_learner(3));

@@ -20,7 +20,9 @@ use crate::read::{FollowerReads, LeaderReads};
 use crate::reconfiguration::PendingChange;
 use crate::snapshot::IncomingSnapshot;
 use crate::transfer::Transfer;
-use crate::types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};
+use crate::types::{
+    Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term,
+};
 
 /// One Raft node: a pure, deterministic state machine.
 ///
@@ -61,6 +63,8 @@ pub struct Node {
     pub(crate) applied: Index,
     /// Last index handed out in an `Apply` action.
     pub(crate) apply_handed: Index,
+    /// Bytes of entries handed out for apply and not yet reported applied.
+    pub(crate) apply_inflight_bytes: u64,
     pub(crate) halted: Option<String>,
     pub(crate) durability: Durability,
     pub(crate) proposals: Proposals,
@@ -136,12 +140,16 @@ impl Node {
     /// ```
     pub fn new(config: Config, restored: RestoredState) -> Result<Node, ConfigError> {
         config.validate()?;
-        let RestoredState { hard_state, snapshot, entries } = restored;
+        let RestoredState {
+            hard_state,
+            snapshot,
+            entries,
+        } = restored;
         let log = RaftLog::new(&snapshot, entries);
         let mut config_history = BTreeMap::new();
         for entry in log.slice(log.first_index(), log.last_index() + 1) {
             if let EntryPayload::Membership(m) = &entry.payload {
-                config_history.insert(entry.index, m.clone());
+                config_history.insert(entry.index, (**m).clone());
             }
         }
         let (membership_index, membership) = config_history
@@ -167,8 +175,16 @@ impl Node {
             ticks_total: 0,
             applied: snapshot.index,
             apply_handed: snapshot.index,
+            apply_inflight_bytes: 0,
             halted: None,
-            durability: Durability::new(last.0, last.1, HardState { commit, ..hard_state }),
+            durability: Durability::new(
+                last.0,
+                last.1,
+                HardState {
+                    commit,
+                    ..hard_state
+                },
+            ),
             proposals: Proposals::default(),
             follower_reads: FollowerReads::default(),
             incoming_snapshot: None,
@@ -216,7 +232,11 @@ impl Node {
 
     /// The hard state as it is in memory (it may be ahead of what is durable).
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.commit }
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.commit,
+        }
     }
 
     /// The commit index.
@@ -267,9 +287,11 @@ impl Node {
     /// A summary for operators.
     pub fn status(&self) -> Status {
         let progress = match &self.role {
-            RoleState::Leader(leader) => {
-                leader.progress.iter().map(|(id, p)| (*id, p.summary())).collect()
-            }
+            RoleState::Leader(leader) => leader
+                .progress
+                .iter()
+                .map(|(id, p)| (*id, p.summary()))
+                .collect(),
             _ => BTreeMap::new(),
         };
         Status {
@@ -311,7 +333,12 @@ impl Node {
             return;
         }
         if message.to != self.id() || message.from == self.id() || message.from == 0 {
-            tracing::warn!(node = self.id(), from = message.from, to = message.to, "dropping misaddressed message");
+            tracing::warn!(
+                node = self.id(),
+                from = message.from,
+                to = message.to,
+                "dropping misaddressed message"
+            );
             return;
         }
         if !self.check_term(&message) {
@@ -337,9 +364,15 @@ impl Node {
 
     fn on_newer_term(&mut self, message: &Message) -> bool {
         match &message.body {
-            MessageBody::VoteRequest { pre_vote, transfer, .. } => {
+            MessageBody::VoteRequest {
+                pre_vote, transfer, ..
+            } => {
                 if !*transfer && self.in_leader_lease() {
-                    tracing::debug!(node = self.id(), from = message.from, "ignoring vote request: leader is alive");
+                    tracing::debug!(
+                        node = self.id(),
+                        from = message.from,
+                        "ignoring vote request: leader is alive"
+                    );
                     return false;
                 }
                 if !*pre_vote {
@@ -348,8 +381,13 @@ impl Node {
                 true
             }
             // A granted pre-vote carries the term the candidate will campaign in.
-            MessageBody::VoteResponse { pre_vote: true, granted: true } => true,
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::SnapshotChunk { .. } => {
+            MessageBody::VoteResponse {
+                pre_vote: true,
+                granted: true,
+            } => true,
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::SnapshotChunk { .. } => {
                 self.become_follower(message.term, Some(message.from));
                 true
             }
@@ -364,12 +402,17 @@ impl Node {
         let reply = match &message.body {
             // Tell a deposed leader about the newer term so it steps down (it may be cut off
             // from everyone else and would otherwise keep serving stale leases).
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. } | MessageBody::SnapshotChunk { .. } => {
-                MessageBody::AppendResponse { success: false, match_index: 0, hint: None }
-            }
-            MessageBody::VoteRequest { pre_vote: true, .. } => {
-                MessageBody::VoteResponse { pre_vote: true, granted: false }
-            }
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::SnapshotChunk { .. } => MessageBody::AppendResponse {
+                success: false,
+                match_index: 0,
+                hint: None,
+            },
+            MessageBody::VoteRequest { pre_vote: true, .. } => MessageBody::VoteResponse {
+                pre_vote: true,
+                granted: false,
+            },
             _ => return,
         };
         self.send(message.from, reply);
@@ -389,29 +432,57 @@ impl Node {
     fn dispatch(&mut self, message: Message) {
         let Message { from, body, .. } = message;
         match body {
-            MessageBody::VoteRequest { pre_vote, last_log_index, last_log_term, transfer } => {
-                self.handle_vote_request(from, message.term, pre_vote, last_log_index, last_log_term, transfer)
+            MessageBody::VoteRequest {
+                pre_vote,
+                last_log_index,
+                last_log_term,
+                transfer,
+            } => self.handle_vote_request(
+                from,
+                message.term,
+                pre_vote,
+                last_log_index,
+                last_log_term,
+                transfer,
+            ),
+            MessageBody::VoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, pre_vote, granted)
             }
-            MessageBody::VoteResponse { pre_vote, granted } => self.handle_vote_response(from, pre_vote, granted),
-            MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit } => {
-                self.handle_append(from, prev_log_index, prev_log_term, entries, leader_commit)
-            }
-            MessageBody::AppendResponse { success, match_index, hint } => {
-                self.handle_append_response(from, success, match_index, hint)
-            }
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => self.handle_append(from, prev_log_index, prev_log_term, entries, leader_commit),
+            MessageBody::AppendResponse {
+                success,
+                match_index,
+                hint,
+            } => self.handle_append_response(from, success, match_index, hint),
             MessageBody::Heartbeat { commit, round } => self.handle_heartbeat(from, commit, round),
             MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
-            MessageBody::SnapshotChunk { meta, offset, data, done } => {
-                self.handle_snapshot_chunk(from, meta, offset, data, done)
-            }
-            MessageBody::SnapshotResponse { index, next_offset, installed } => {
-                self.handle_snapshot_response(from, index, next_offset, installed)
-            }
+            MessageBody::SnapshotChunk {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.handle_snapshot_chunk(from, *meta, offset, data, done),
+            MessageBody::SnapshotResponse {
+                index,
+                next_offset,
+                installed,
+            } => self.handle_snapshot_response(from, index, next_offset, installed),
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
-            MessageBody::ForwardProposal { id, data } => self.handle_forward_proposal(from, id, data),
-            MessageBody::ForwardProposalResponse { id, result } => self.handle_forward_response(id, result),
+            MessageBody::ForwardProposal { id, data } => {
+                self.handle_forward_proposal(from, id, data)
+            }
+            MessageBody::ForwardProposalResponse { id, result } => {
+                self.handle_forward_response(id, result)
+            }
             MessageBody::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
-            MessageBody::ReadIndexResponse { id, result } => self.handle_read_index_response(id, result),
+            MessageBody::ReadIndexResponse { id, result } => {
+                self.handle_read_index_response(id, result)
+            }
         }
     }
 
@@ -432,10 +503,24 @@ impl Node {
     /// Reports that the state machine has applied every entry through `index`.
     pub fn on_applied(&mut self, index: Index) {
         if index > self.apply_handed {
-            tracing::warn!(node = self.id(), index, handed = self.apply_handed, "applied index beyond what was handed out");
+            tracing::warn!(
+                node = self.id(),
+                index,
+                handed = self.apply_handed,
+                "applied index beyond what was handed out"
+            );
             return;
         }
-        self.applied = self.applied.max(index);
+        if index > self.applied {
+            let released: u64 = self
+                .log
+                .slice(self.applied + 1, index + 1)
+                .iter()
+                .map(Entry::size_bytes)
+                .sum();
+            self.apply_inflight_bytes = self.apply_inflight_bytes.saturating_sub(released);
+            self.applied = index;
+        }
     }
 
     // ----- outputs -----
@@ -466,8 +551,7 @@ impl Node {
         if matches!(self.role, RoleState::Leader(_)) {
             self.broadcast_pending();
         }
-        let released = self.durability.release_held(&self.log);
-        self.actions.extend(released.into_iter().map(Action::Send));
+        self.durability.release_held(&self.log, &mut self.actions);
         self.hand_out_committed();
         self.report_role();
     }
@@ -476,17 +560,24 @@ impl Node {
         let now = (self.role(), self.term, self.leader);
         if self.reported_role != Some(now) {
             self.reported_role = Some(now);
-            self.actions.push(Action::RoleChanged { role: now.0, term: now.1, leader: now.2 });
+            self.actions.push(Action::RoleChanged {
+                role: now.0,
+                term: now.1,
+                leader: now.2,
+            });
         }
     }
 
     /// Hands committed entries to the apply lane, bounded by `max_apply_bytes` in flight.
     fn hand_out_committed(&mut self) {
-        if self.incoming_snapshot.as_ref().is_some_and(|s| s.installing.is_some()) {
+        if self
+            .incoming_snapshot
+            .as_ref()
+            .is_some_and(|s| s.installing.is_some())
+        {
             return;
         }
-        let mut inflight_bytes: u64 =
-            self.log.slice(self.applied + 1, self.apply_handed + 1).iter().map(Entry::size_bytes).sum();
+        let mut inflight_bytes = self.apply_inflight_bytes;
         let mut batch = Vec::new();
         for entry in self.log.slice(self.apply_handed + 1, self.commit + 1) {
             let size = entry.size_bytes();
@@ -501,6 +592,7 @@ impl Node {
         }
         if let Some(last) = batch.last() {
             self.apply_handed = last.index;
+            self.apply_inflight_bytes = inflight_bytes;
             self.actions.push(Action::Apply(batch));
         }
     }
@@ -515,15 +607,30 @@ impl Node {
 
     /// Queues a message that depends on nothing unpersisted.
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
-        let message = Message { from: self.id(), to, term: self.term, body };
+        let message = Message {
+            from: self.id(),
+            to,
+            term: self.term,
+            body,
+        };
         self.actions.push(Action::Send(message));
     }
 
     /// Queues a message that may only leave once every write issued so far is durable;
     /// `ack` (index, term) is re-checked at release so a stale acknowledgement of an
     /// overwritten suffix is never sent.
-    pub(crate) fn send_after_persist(&mut self, to: NodeId, body: MessageBody, ack: Option<(Index, Term)>) {
-        let message = Message { from: self.id(), to, term: self.term, body };
+    pub(crate) fn send_after_persist(
+        &mut self,
+        to: NodeId,
+        body: MessageBody,
+        ack: Option<(Index, Term)>,
+    ) {
+        let message = Message {
+            from: self.id(),
+            to,
+            term: self.term,
+            body,
+        };
         let hard_state = self.hard_state();
         self.durability.hold(message, ack, hard_state);
     }
@@ -551,7 +658,10 @@ impl Node {
 
     /// Becomes leader of the current term. Only a candidate that won this term may call it.
     pub(crate) fn become_leader(&mut self) {
-        assert!(matches!(self.role, RoleState::Candidate(_)), "only a candidate becomes leader");
+        assert!(
+            matches!(self.role, RoleState::Candidate(_)),
+            "only a candidate becomes leader"
+        );
         let next = self.log.last_index() + 1;
         let progress = self
             .membership
@@ -580,23 +690,35 @@ impl Node {
     /// Gives every request that waited on this leader its outcome.
     fn on_leadership_lost(&mut self, state: LeaderState) {
         tracing::info!(node = self.id(), term = self.term, "lost leadership");
-        let LeaderState { reads, transfer, pending_change, .. } = state;
+        let LeaderState {
+            reads,
+            transfer,
+            pending_change,
+            ..
+        } = state;
         self.fail_reads(reads);
         if let Some(transfer) = transfer {
             self.finish_transfer_on_step_down(transfer);
         }
         if let Some(change) = pending_change {
             let error = crate::membership::MembershipError::LeadershipLost;
-            self.actions.push(Action::MembershipOutcome { id: change.id, result: Err(error) });
+            self.actions.push(Action::MembershipOutcome {
+                id: change.id,
+                result: Err(error),
+            });
         }
     }
 
     /// Appends an entry created by this leader; configuration entries take effect at once.
     pub(crate) fn append_as_leader(&mut self, payload: EntryPayload) -> Index {
         let index = self.log.last_index() + 1;
-        let entry = Entry { term: self.term, index, payload };
+        let entry = Entry {
+            term: self.term,
+            index,
+            payload,
+        };
         if let EntryPayload::Membership(m) = &entry.payload {
-            self.adopt_configuration(index, m.clone());
+            self.adopt_configuration(index, (**m).clone());
         }
         self.log.push(entry);
         self.durability.note_appended(index);
@@ -620,5 +742,4 @@ impl Node {
     pub(crate) fn new_proposal_id(&mut self) -> ProposalId {
         ProposalId(self.next_id())
     }
-
 }

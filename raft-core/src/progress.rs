@@ -115,7 +115,9 @@ impl Progress {
 
     pub(crate) fn become_probe(&mut self) {
         let next = match &self.state {
-            ReplicationState::Snapshot(transfer) => (self.match_index + 1).max(transfer.meta.index + 1),
+            ReplicationState::Snapshot(transfer) => {
+                (self.match_index + 1).max(transfer.meta.index + 1)
+            }
             _ => self.match_index + 1,
         };
         self.state = ReplicationState::Probe { paused: false };
@@ -130,7 +132,11 @@ impl Progress {
     }
 
     pub(crate) fn become_snapshot(&mut self, meta: SnapshotMeta) {
-        self.state = ReplicationState::Snapshot(SnapshotTransfer { meta, acked_offset: 0, idle_ticks: 0 });
+        self.state = ReplicationState::Snapshot(SnapshotTransfer {
+            meta,
+            acked_offset: 0,
+            idle_ticks: 0,
+        });
         self.inflights.clear();
     }
 

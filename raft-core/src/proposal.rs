@@ -49,7 +49,9 @@ impl Proposals {
                 Some(t) if t == term => Ok(index),
                 Some(_) => Err(ProposalError::Dropped),
                 None if index == snapshot.index && snapshot.term == term => Ok(index),
-                None => Err(ProposalError::Unknown { reason: "entry covered by an installed snapshot".into() }),
+                None => Err(ProposalError::Unknown {
+                    reason: "entry covered by an installed snapshot".into(),
+                }),
             };
             actions.push(Action::ProposalOutcome { id, result });
         }
@@ -58,7 +60,10 @@ impl Proposals {
     /// The log lost every entry from `from`: those proposals can never commit.
     pub(crate) fn drop_from(&mut self, from: Index, actions: &mut Vec<Action>) {
         for (_, (id, _)) in self.appended.split_off(&from) {
-            actions.push(Action::ProposalOutcome { id, result: Err(ProposalError::Dropped) });
+            actions.push(Action::ProposalOutcome {
+                id,
+                result: Err(ProposalError::Dropped),
+            });
         }
     }
 
@@ -75,7 +80,10 @@ impl Proposals {
         for id in expired {
             self.forwarded.remove(&id);
             let reason = "no answer from the leader".to_string();
-            actions.push(Action::ProposalOutcome { id: ProposalId(id), result: Err(ProposalError::Unknown { reason }) });
+            actions.push(Action::ProposalOutcome {
+                id: ProposalId(id),
+                result: Err(ProposalError::Unknown { reason }),
+            });
         }
     }
 }
@@ -125,10 +133,18 @@ impl Node {
                     self.proposal_outcome(id, Err(ProposalError::Overloaded));
                 } else {
                     self.proposals.forwarded.insert(id.0, 0);
-                    self.send(leader, MessageBody::ForwardProposal { id: id.0, data: command });
+                    self.send(
+                        leader,
+                        MessageBody::ForwardProposal {
+                            id: id.0,
+                            data: command,
+                        },
+                    );
                 }
             }
-            (_, leader_hint) => self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint })),
+            (_, leader_hint) => {
+                self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint }))
+            }
         }
         id
     }
@@ -138,16 +154,28 @@ impl Node {
     }
 
     /// Leader admission: size, backpressure and transfer checks, then append and track.
-    fn append_proposal(&mut self, command: Bytes, id: ProposalId) -> Result<(Index, Term), ProposalError> {
-        let (max_entry, max_uncommitted, max_pending) =
-            (self.config.max_entry_bytes, self.config.max_uncommitted_bytes, self.config.max_pending_proposals);
+    fn append_proposal(
+        &mut self,
+        command: Bytes,
+        id: ProposalId,
+    ) -> Result<(Index, Term), ProposalError> {
+        let (max_entry, max_uncommitted, max_pending) = (
+            self.config.max_entry_bytes,
+            self.config.max_uncommitted_bytes,
+            self.config.max_pending_proposals,
+        );
         let size_bytes = command.len() as u64;
         if size_bytes > max_entry {
-            return Err(ProposalError::TooLarge { size_bytes, max_bytes: max_entry });
+            return Err(ProposalError::TooLarge {
+                size_bytes,
+                max_bytes: max_entry,
+            });
         }
         let pending = self.proposals.len();
         let RoleState::Leader(leader) = &mut self.role else {
-            return Err(ProposalError::NotLeader { leader_hint: self.leader });
+            return Err(ProposalError::NotLeader {
+                leader_hint: self.leader,
+            });
         };
         if leader.transfer.is_some() {
             return Err(ProposalError::TransferInProgress);
@@ -173,12 +201,18 @@ impl Node {
             }
             result
         } else {
-            Err(ProposalError::NotLeader { leader_hint: self.leader })
+            Err(ProposalError::NotLeader {
+                leader_hint: self.leader,
+            })
         };
         self.send(from, MessageBody::ForwardProposalResponse { id, result });
     }
 
-    pub(crate) fn handle_forward_response(&mut self, id: u64, result: Result<(Index, Term), ProposalError>) {
+    pub(crate) fn handle_forward_response(
+        &mut self,
+        id: u64,
+        result: Result<(Index, Term), ProposalError>,
+    ) {
         if self.proposals.forwarded.remove(&id).is_none() {
             return;
         }
@@ -186,7 +220,12 @@ impl Node {
         match result {
             Ok((index, term)) => {
                 self.proposals.track(index, id, term);
-                self.proposals.resolve_committed(self.commit, &self.log, &self.snapshot, &mut self.actions);
+                self.proposals.resolve_committed(
+                    self.commit,
+                    &self.log,
+                    &self.snapshot,
+                    &mut self.actions,
+                );
             }
             Err(error) => self.proposal_outcome(id, Err(error)),
         }

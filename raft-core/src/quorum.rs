@@ -22,18 +22,35 @@ pub(crate) enum VoteResult {
 
 /// The highest index acknowledged by a majority of `voters`; `acked(id)` gives each voter's
 /// acknowledged index (0 if unknown).
-pub(crate) fn majority_committed(voters: &BTreeSet<NodeId>, acked: impl Fn(NodeId) -> Index) -> Index {
+pub(crate) fn majority_committed(
+    voters: &BTreeSet<NodeId>,
+    acked: impl Fn(NodeId) -> Index,
+) -> Index {
     if voters.is_empty() {
         return Index::MAX;
     }
+    // Sorted descending, the majority-th value is acknowledged by a majority. Clusters are
+    // small: sort on the stack when they fit.
+    const STACK_VOTERS_MAX: usize = 16;
+    if voters.len() <= STACK_VOTERS_MAX {
+        let mut indexes = [0 as Index; STACK_VOTERS_MAX];
+        for (slot, &id) in indexes.iter_mut().zip(voters) {
+            *slot = acked(id);
+        }
+        let indexes = &mut indexes[..voters.len()];
+        indexes.sort_unstable_by(|a, b| b.cmp(a));
+        return indexes[voters.len() / 2];
+    }
     let mut indexes: Vec<Index> = voters.iter().map(|&id| acked(id)).collect();
-    // Sorted descending, the majority-th value is acknowledged by a majority.
     indexes.sort_unstable_by(|a, b| b.cmp(a));
     indexes[voters.len() / 2]
 }
 
 /// Counts votes of one majority; `vote(id)` is `Some(granted)` for voters that answered.
-pub(crate) fn majority_vote(voters: &BTreeSet<NodeId>, vote: impl Fn(NodeId) -> Option<bool>) -> VoteResult {
+pub(crate) fn majority_vote(
+    voters: &BTreeSet<NodeId>,
+    vote: impl Fn(NodeId) -> Option<bool>,
+) -> VoteResult {
     if voters.is_empty() {
         return VoteResult::Won;
     }
@@ -74,7 +91,10 @@ pub(crate) fn joint_vote(
     outgoing: &BTreeSet<NodeId>,
     vote: impl Fn(NodeId) -> Option<bool>,
 ) -> VoteResult {
-    let (a, b) = (majority_vote(incoming, &vote), majority_vote(outgoing, &vote));
+    let (a, b) = (
+        majority_vote(incoming, &vote),
+        majority_vote(outgoing, &vote),
+    );
     match (a, b) {
         (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
         (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
@@ -150,6 +170,9 @@ mod tests {
         let votes = |id: NodeId| Some(id <= 2);
         assert_eq!(majority_vote(&old, votes), VoteResult::Won);
         assert_eq!(joint_vote(&new, &old, votes), VoteResult::Lost);
-        assert_eq!(joint_vote(&new, &BTreeSet::new(), |id| Some(id >= 4)), VoteResult::Won);
+        assert_eq!(
+            joint_vote(&new, &BTreeSet::new(), |id| Some(id >= 4)),
+            VoteResult::Won
+        );
     }
 }

@@ -112,7 +112,11 @@ impl Node {
     }
 
     /// Registers a read on the leader; returns an immediate outcome if there is one.
-    fn leader_read(&mut self, origin: ReadOrigin, consistency: ReadConsistency) -> Option<Result<Index, ReadError>> {
+    fn leader_read(
+        &mut self,
+        origin: ReadOrigin,
+        consistency: ReadConsistency,
+    ) -> Option<Result<Index, ReadError>> {
         if consistency == ReadConsistency::Lease {
             if !self.config.lease_reads {
                 return Some(Err(ReadError::LeaseDisabled));
@@ -123,12 +127,18 @@ impl Node {
         }
         let max_pending = self.config.max_pending_reads;
         let RoleState::Leader(leader) = &mut self.role else {
-            return Some(Err(ReadError::NotLeader { leader_hint: self.leader }));
+            return Some(Err(ReadError::NotLeader {
+                leader_hint: self.leader,
+            }));
         };
         if leader.reads.pending.len() >= max_pending {
             return Some(Err(ReadError::Overloaded));
         }
-        leader.reads.pending.push_back(PendingRead { origin, confirm: None, waited_ticks: 0 });
+        leader.reads.pending.push_back(PendingRead {
+            origin,
+            confirm: None,
+            waited_ticks: 0,
+        });
         self.start_read_round();
         self.confirm_reads();
         None
@@ -150,9 +160,16 @@ impl Node {
             return;
         }
         self.broadcast_heartbeat();
-        let Some(leader) = self.leader_state() else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
         let round = leader.reads.round;
-        for read in leader.reads.pending.iter_mut().filter(|r| r.confirm.is_none()) {
+        for read in leader
+            .reads
+            .pending
+            .iter_mut()
+            .filter(|r| r.confirm.is_none())
+        {
             read.confirm = Some((commit, round));
         }
     }
@@ -167,27 +184,42 @@ impl Node {
                 leader.progress.get(&id).map_or(0, |p| p.acked_round)
             }
         };
-        let round = quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
+        let round =
+            quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
         round.min(leader.reads.round)
     }
 
     fn lease_valid(&self) -> bool {
-        let RoleState::Leader(leader) = &self.role else { return false };
+        let RoleState::Leader(leader) = &self.role else {
+            return false;
+        };
         if leader.transfer.is_some() {
             return false;
         }
         let round = self.quorum_acked_round(leader);
-        let Some(&sent) = leader.reads.round_sent_tick.get(&round) else { return false };
+        let Some(&sent) = leader.reads.round_sent_tick.get(&round) else {
+            return false;
+        };
         let lease_ticks = u64::from(self.config.election_ticks - self.config.lease_drift_ticks);
         self.ticks_total < sent + lease_ticks
     }
 
     /// Completes every read whose round a quorum acknowledged.
     pub(crate) fn confirm_reads(&mut self) {
+        let RoleState::Leader(leader) = &self.role else {
+            return;
+        };
+        if leader.reads.pending.is_empty() {
+            return;
+        }
         self.start_read_round();
-        let RoleState::Leader(leader) = &self.role else { return };
+        let RoleState::Leader(leader) = &self.role else {
+            return;
+        };
         let acked = self.quorum_acked_round(leader);
-        let Some(leader) = self.leader_state() else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
         // Keep the send tick of the acknowledged round for the lease; older ones are moot.
         leader.reads.round_sent_tick = leader.reads.round_sent_tick.split_off(&acked);
         let mut done = Vec::new();
@@ -206,7 +238,9 @@ impl Node {
     fn finish_read(&mut self, origin: ReadOrigin, result: Result<Index, ReadError>) {
         match origin {
             ReadOrigin::Local(id) => self.actions.push(Action::ReadOutcome { id, result }),
-            ReadOrigin::Remote { from, id } => self.send(from, MessageBody::ReadIndexResponse { id, result }),
+            ReadOrigin::Remote { from, id } => {
+                self.send(from, MessageBody::ReadIndexResponse { id, result })
+            }
         }
     }
 
@@ -215,7 +249,9 @@ impl Node {
         let outcome = if matches!(self.role, RoleState::Leader(_)) {
             self.leader_read(origin, ReadConsistency::Linearizable)
         } else {
-            Some(Err(ReadError::NotLeader { leader_hint: self.leader }))
+            Some(Err(ReadError::NotLeader {
+                leader_hint: self.leader,
+            }))
         };
         if let Some(result) = outcome {
             self.finish_read(origin, result);
@@ -224,7 +260,10 @@ impl Node {
 
     pub(crate) fn handle_read_index_response(&mut self, id: u64, result: Result<Index, ReadError>) {
         if self.follower_reads.forwarded.remove(&id).is_some() {
-            self.actions.push(Action::ReadOutcome { id: ReadId(id), result });
+            self.actions.push(Action::ReadOutcome {
+                id: ReadId(id),
+                result,
+            });
         }
     }
 

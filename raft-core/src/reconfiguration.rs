@@ -27,7 +27,10 @@ pub(crate) struct PendingChange {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ChangePhase {
     /// Future voters receive the log as non-members until they are caught up.
-    CatchingUp { newcomers: BTreeSet<NodeId>, elapsed_ticks: u32 },
+    CatchingUp {
+        newcomers: BTreeSet<NodeId>,
+        elapsed_ticks: u32,
+    },
     /// C(old,new) is appended.
     Joint,
     /// C(new) is appended.
@@ -62,12 +65,19 @@ impl Node {
     pub fn change_membership(&mut self, changes: Vec<MembershipChange>) -> ChangeId {
         let id = ChangeId(self.next_id());
         if let Err(error) = self.start_change(id, &changes) {
-            self.actions.push(Action::MembershipOutcome { id, result: Err(error) });
+            self.actions.push(Action::MembershipOutcome {
+                id,
+                result: Err(error),
+            });
         }
         id
     }
 
-    fn start_change(&mut self, id: ChangeId, changes: &[MembershipChange]) -> Result<(), MembershipError> {
+    fn start_change(
+        &mut self,
+        id: ChangeId,
+        changes: &[MembershipChange],
+    ) -> Result<(), MembershipError> {
         let uncommitted_config = self.membership_index > self.commit;
         let membership = self.membership.clone();
         let next_index = self.log.last_index() + 1;
@@ -79,16 +89,29 @@ impl Node {
             return Err(MembershipError::ChangeInProgress);
         }
         let target = membership.apply_changes(changes)?;
-        let newcomers: BTreeSet<NodeId> =
-            target.incoming.iter().filter(|id| !membership.is_voter(**id)).copied().collect();
+        let newcomers: BTreeSet<NodeId> = target
+            .incoming
+            .iter()
+            .filter(|id| !membership.is_voter(**id))
+            .copied()
+            .collect();
         for id in target.members() {
             if id != self.config.id {
-                leader.progress.entry(id).or_insert_with(|| Progress::new(next_index));
+                leader
+                    .progress
+                    .entry(id)
+                    .or_insert_with(|| Progress::new(next_index));
             }
         }
         tracing::info!(node = self.config.id, target = %target.describe(), "membership change requested");
-        leader.pending_change =
-            Some(PendingChange { id, target, phase: ChangePhase::CatchingUp { newcomers, elapsed_ticks: 0 } });
+        leader.pending_change = Some(PendingChange {
+            id,
+            target,
+            phase: ChangePhase::CatchingUp {
+                newcomers,
+                elapsed_ticks: 0,
+            },
+        });
         self.try_enter_joint();
         Ok(())
     }
@@ -97,9 +120,15 @@ impl Node {
     fn try_enter_joint(&mut self) {
         let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
         let membership = self.membership.clone();
-        let Some(leader) = self.leader_state() else { return };
-        let Some(change) = &mut leader.pending_change else { return };
-        let ChangePhase::CatchingUp { newcomers, .. } = &change.phase else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(change) = &mut leader.pending_change else {
+            return;
+        };
+        let ChangePhase::CatchingUp { newcomers, .. } = &change.phase else {
+            return;
+        };
         let caught_up = newcomers.iter().all(|id| {
             leader.progress.get(id).is_some_and(|p| {
                 p.state == ReplicationState::Replicate && p.match_index + max_lag >= last_index
@@ -111,16 +140,26 @@ impl Node {
         let joint = membership.enter_joint(&change.target);
         change.phase = ChangePhase::Joint;
         tracing::info!(node = self.id(), config = %joint.describe(), "entering joint configuration");
-        self.append_as_leader(EntryPayload::Membership(joint));
+        self.append_as_leader(EntryPayload::Membership(Box::new(joint)));
     }
 
     /// Abandons a change whose newcomers did not catch up in time.
     pub(crate) fn tick_catch_up(&mut self) {
         let timeout = self.config.catch_up_timeout_ticks;
         let membership = self.membership.clone();
-        let Some(leader) = self.leader_state() else { return };
-        let Some(change) = &mut leader.pending_change else { return };
-        let ChangePhase::CatchingUp { newcomers, elapsed_ticks } = &mut change.phase else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(change) = &mut leader.pending_change else {
+            return;
+        };
+        let ChangePhase::CatchingUp {
+            newcomers,
+            elapsed_ticks,
+        } = &mut change.phase
+        else {
+            return;
+        };
         *elapsed_ticks += 1;
         if *elapsed_ticks < timeout {
             self.try_enter_joint();
@@ -129,14 +168,26 @@ impl Node {
         let laggard = newcomers
             .iter()
             .copied()
-            .find(|id| leader.progress.get(id).is_none_or(|p| p.state != ReplicationState::Replicate))
+            .find(|id| {
+                leader
+                    .progress
+                    .get(id)
+                    .is_none_or(|p| p.state != ReplicationState::Replicate)
+            })
             .or_else(|| newcomers.first().copied())
             .unwrap_or(0);
         let id = change.id;
         leader.pending_change = None;
         leader.progress.retain(|peer, _| membership.contains(*peer));
-        tracing::warn!(node = self.id(), laggard, "membership change abandoned: catch-up timeout");
-        self.actions.push(Action::MembershipOutcome { id, result: Err(MembershipError::CatchUpTimeout(laggard)) });
+        tracing::warn!(
+            node = self.id(),
+            laggard,
+            "membership change abandoned: catch-up timeout"
+        );
+        self.actions.push(Action::MembershipOutcome {
+            id,
+            result: Err(MembershipError::CatchUpTimeout(laggard)),
+        });
     }
 
     /// Leader: the latest configuration committed. Leave a joint configuration; report a
@@ -151,18 +202,25 @@ impl Node {
                 change.phase = ChangePhase::Leaving;
             }
             tracing::info!(node = self.id(), config = %leave.describe(), "leaving joint configuration");
-            self.append_as_leader(EntryPayload::Membership(leave));
+            self.append_as_leader(EntryPayload::Membership(Box::new(leave)));
             return;
         }
-        let membership = self.membership.clone();
-        if let Some(leader) = self.leader_state() {
-            if leader.pending_change.as_ref().is_some_and(|c| c.phase == ChangePhase::Leaving) {
-                if let Some(change) = leader.pending_change.take() {
-                    self.actions.push(Action::MembershipOutcome { id: change.id, result: Ok(membership.clone()) });
-                }
-            }
+        let finished = self
+            .leader_state()
+            .filter(|l| {
+                l.pending_change
+                    .as_ref()
+                    .is_some_and(|c| c.phase == ChangePhase::Leaving)
+            })
+            .and_then(|l| l.pending_change.take());
+        if let Some(change) = finished {
+            let result = Ok(Box::new(self.membership.clone()));
+            self.actions.push(Action::MembershipOutcome {
+                id: change.id,
+                result,
+            });
         }
-        if !membership.is_voter(self.id()) {
+        if !self.membership.is_voter(self.id()) {
             tracing::info!(node = self.id(), "stepping down: removed from the voters");
             self.become_follower(self.term, None);
         }
@@ -182,10 +240,10 @@ impl Node {
         if self.config_history.split_off(&from).is_empty() {
             return;
         }
-        let (index, membership) = self
-            .config_history
-            .last_key_value()
-            .map_or((self.snapshot.index, self.snapshot.membership.clone()), |(i, m)| (*i, m.clone()));
+        let (index, membership) = self.config_history.last_key_value().map_or(
+            (self.snapshot.index, self.snapshot.membership.clone()),
+            |(i, m)| (*i, m.clone()),
+        );
         self.membership = membership;
         self.membership_index = index;
     }
@@ -194,16 +252,26 @@ impl Node {
         let me = self.id();
         let members = self.membership.members();
         let next_index = self.log.last_index() + 1;
-        let Some(leader) = self.leader_state() else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
         let catching_up: BTreeSet<NodeId> = match &leader.pending_change {
             Some(PendingChange { target, .. }) => target.members(),
             None => BTreeSet::new(),
         };
         for id in members.iter().filter(|id| **id != me) {
-            leader.progress.entry(*id).or_insert_with(|| Progress::new(next_index));
+            leader
+                .progress
+                .entry(*id)
+                .or_insert_with(|| Progress::new(next_index));
         }
-        leader.progress.retain(|id, _| members.contains(id) || catching_up.contains(id));
-        let target_gone = leader.transfer.as_ref().is_some_and(|t| !members.contains(&t.target));
+        leader
+            .progress
+            .retain(|id, _| members.contains(id) || catching_up.contains(id));
+        let target_gone = leader
+            .transfer
+            .as_ref()
+            .is_some_and(|t| !members.contains(&t.target));
         if target_gone {
             self.abort_transfer("the target was removed from the cluster");
         }
@@ -213,15 +281,27 @@ impl Node {
     /// membership change forward.
     pub(crate) fn maybe_auto_promote(&mut self, from: NodeId) {
         self.try_enter_joint();
-        if !self.config.auto_promote_learners || !self.membership.is_learner(from) || self.membership.is_joint() {
+        if !self.config.auto_promote_learners
+            || !self.membership.is_learner(from)
+            || self.membership.is_joint()
+        {
             return;
         }
         let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
         let uncommitted_config = self.membership_index > self.commit;
-        let Some(leader) = self.leader_state() else { return };
-        let caught_up = leader.progress.get(&from).is_some_and(|p| p.match_index + max_lag >= last_index);
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let caught_up = leader
+            .progress
+            .get(&from)
+            .is_some_and(|p| p.match_index + max_lag >= last_index);
         if caught_up && leader.pending_change.is_none() && !uncommitted_config {
-            tracing::info!(node = self.id(), learner = from, "promoting caught-up learner");
+            tracing::info!(
+                node = self.id(),
+                learner = from,
+                "promoting caught-up learner"
+            );
             self.change_membership(vec![MembershipChange::PromoteLearner(from)]);
         }
     }

@@ -1,18 +1,21 @@
 //! Log replication (section 5.3): the leader's sending, batching and pipelining per follower,
 //! the follower's append handling, heartbeats, commit (section 5.4.2) and check-quorum.
 
+use crate::log::AppendResult;
 use crate::message::{ConflictHint, MessageBody};
 use crate::node::{Node, RoleState};
 use crate::progress::ReplicationState;
 use crate::quorum;
 use crate::types::{Entry, EntryPayload, Index, NodeId, Term};
-use crate::log::AppendResult;
 
 impl Node {
     /// Leader timers: heartbeats, check-quorum, transfer and catch-up deadlines.
     pub(crate) fn tick_leader(&mut self) {
-        let (heartbeat_ticks, election_ticks) = (self.config.heartbeat_ticks, self.config.election_ticks);
-        let Some(leader) = self.leader_state() else { return };
+        let (heartbeat_ticks, election_ticks) =
+            (self.config.heartbeat_ticks, self.config.election_ticks);
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
         leader.heartbeat_elapsed += 1;
         leader.quorum_check_elapsed += 1;
         let heartbeat_due = leader.heartbeat_elapsed >= heartbeat_ticks;
@@ -21,14 +24,21 @@ impl Node {
             self.broadcast_heartbeat();
         }
         if quorum_check_due && self.config.check_quorum && !self.quorum_recently_active() {
-            tracing::info!(node = self.id(), term = self.term, "stepping down: no quorum heard within an election timeout");
+            tracing::info!(
+                node = self.id(),
+                term = self.term,
+                "stepping down: no quorum heard within an election timeout"
+            );
             self.become_follower(self.term, None);
             return;
         }
         if quorum_check_due {
             if let Some(leader) = self.leader_state() {
                 leader.quorum_check_elapsed = 0;
-                leader.progress.values_mut().for_each(|p| p.recently_active = false);
+                leader
+                    .progress
+                    .values_mut()
+                    .for_each(|p| p.recently_active = false);
             }
         }
         self.tick_snapshot_transfers();
@@ -37,7 +47,9 @@ impl Node {
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let RoleState::Leader(leader) = &self.role else { return false };
+        let RoleState::Leader(leader) = &self.role else {
+            return false;
+        };
         let me = self.id();
         quorum::joint_active(&self.membership.incoming, &self.membership.outgoing, |id| {
             id == me || leader.progress.get(&id).is_some_and(|p| p.recently_active)
@@ -49,11 +61,16 @@ impl Node {
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let commit = self.commit;
         let now = self.ticks_total;
-        let Some(leader) = self.leader_state() else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
         leader.heartbeat_elapsed = 0;
         let round = leader.reads.open_round(now);
-        let targets: Vec<(NodeId, Index)> =
-            leader.progress.iter().map(|(id, p)| (*id, commit.min(p.match_index))).collect();
+        let targets: Vec<(NodeId, Index)> = leader
+            .progress
+            .iter()
+            .map(|(id, p)| (*id, commit.min(p.match_index)))
+            .collect();
         for (to, commit) in targets {
             self.send(to, MessageBody::Heartbeat { commit, round });
         }
@@ -78,15 +95,26 @@ impl Node {
     /// Sends one append (or starts a snapshot) to `to` if its progress allows. An empty
     /// append is sent only when `probe` is set. Returns true if something was sent.
     pub(crate) fn send_append(&mut self, to: NodeId, probe: bool) -> bool {
-        let (max_count, max_bytes, max_append) =
-            (self.config.max_inflight_appends, self.config.max_inflight_bytes, self.config.max_append_bytes);
+        let (max_count, max_bytes, max_append) = (
+            self.config.max_inflight_appends,
+            self.config.max_inflight_bytes,
+            self.config.max_append_bytes,
+        );
         let witness = self.membership.is_witness(to);
         let commit = self.commit;
-        let RoleState::Leader(leader) = &mut self.role else { return false };
-        let Some(progress) = leader.progress.get_mut(&to) else { return false };
+        let RoleState::Leader(leader) = &mut self.role else {
+            return false;
+        };
+        let Some(progress) = leader.progress.get_mut(&to) else {
+            return false;
+        };
         match progress.state {
-            ReplicationState::Snapshot(_) | ReplicationState::Probe { paused: true } => return false,
-            ReplicationState::Replicate if !probe && progress.inflights.is_full(max_count, max_bytes) => {
+            ReplicationState::Snapshot(_) | ReplicationState::Probe { paused: true } => {
+                return false;
+            }
+            ReplicationState::Replicate
+                if !probe && progress.inflights.is_full(max_count, max_bytes) =>
+            {
                 return false;
             }
             _ => {}
@@ -99,7 +127,9 @@ impl Node {
             self.send_snapshot_chunk(to, 0);
             return true;
         };
-        let entries: Vec<Entry> = self.log.slice_bounded(progress.next_index, max_append, max_count.max(1) * 64)
+        let entries: Vec<Entry> = self
+            .log
+            .slice_bounded(progress.next_index, max_append, max_count.max(1) * 64)
             .iter()
             .map(|e| if witness { e.elided() } else { e.clone() })
             .collect();
@@ -118,7 +148,15 @@ impl Node {
         } else if let ReplicationState::Probe { .. } = progress.state {
             progress.state = ReplicationState::Probe { paused: true };
         }
-        self.send(to, MessageBody::Append { prev_log_index, prev_log_term, entries, leader_commit: commit });
+        self.send(
+            to,
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit: commit,
+            },
+        );
         true
     }
 
@@ -136,18 +174,29 @@ impl Node {
         }
         if prev_log_index < self.commit && entries.last().is_none_or(|e| e.index <= self.commit) {
             // Everything in this request is already committed here: just report progress.
-            let response = MessageBody::AppendResponse { success: true, match_index: self.commit, hint: None };
+            let response = MessageBody::AppendResponse {
+                success: true,
+                match_index: self.commit,
+                hint: None,
+            };
             let ack = self.log.term(self.commit).map(|t| (self.commit, t));
             self.send_after_persist(from, response, ack);
             return;
         }
         match self.log.try_append(prev_log_index, prev_log_term, &entries) {
             AppendResult::Rejected(hint) => {
-                let response =
-                    MessageBody::AppendResponse { success: false, match_index: prev_log_index, hint: Some(hint) };
+                let response = MessageBody::AppendResponse {
+                    success: false,
+                    match_index: prev_log_index,
+                    hint: Some(hint),
+                };
                 self.send(from, response);
             }
-            AppendResult::Matched { last_new_index, truncate_from, first_written } => {
+            AppendResult::Matched {
+                last_new_index,
+                truncate_from,
+                first_written,
+            } => {
                 if let Some(from_index) = truncate_from {
                     if from_index <= self.commit {
                         self.halt(format!(
@@ -164,7 +213,11 @@ impl Node {
                 // Section 5.3: commit no further than the last entry this request vouched for.
                 self.advance_follower_commit(leader_commit.min(last_new_index));
                 let ack = self.log.term(last_new_index).map(|t| (last_new_index, t));
-                let response = MessageBody::AppendResponse { success: true, match_index: last_new_index, hint: None };
+                let response = MessageBody::AppendResponse {
+                    success: true,
+                    match_index: last_new_index,
+                    hint: None,
+                };
                 self.send_after_persist(from, response, ack);
             }
         }
@@ -176,7 +229,12 @@ impl Node {
     pub(crate) fn accept_leader(&mut self, from: NodeId) -> bool {
         match self.role {
             RoleState::Leader(_) => {
-                tracing::error!(node = self.id(), from, term = self.term, "two leaders in one term; ignoring");
+                tracing::error!(
+                    node = self.id(),
+                    from,
+                    term = self.term,
+                    "two leaders in one term; ignoring"
+                );
                 false
             }
             RoleState::Follower => {
@@ -206,7 +264,7 @@ impl Node {
             .slice(first, self.log.last_index() + 1)
             .iter()
             .filter_map(|e| match &e.payload {
-                EntryPayload::Membership(m) => Some((e.index, m.clone())),
+                EntryPayload::Membership(m) => Some((e.index, (**m).clone())),
                 _ => None,
             })
             .collect();
@@ -234,8 +292,12 @@ impl Node {
 
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
         let last_index = self.log.last_index();
-        let Some(leader) = self.leader_state() else { return };
-        let Some(progress) = leader.progress.get_mut(&from) else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
         progress.recently_active = true;
         progress.acked_round = progress.acked_round.max(round);
         if let ReplicationState::Probe { paused: true } = progress.state {
@@ -255,14 +317,20 @@ impl Node {
         match_index: Index,
         hint: Option<ConflictHint>,
     ) {
-        let Some(leader) = self.leader_state() else { return };
-        let Some(progress) = leader.progress.get_mut(&from) else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
         progress.recently_active = true;
         if success {
             if progress.on_match(match_index) {
                 match progress.state {
                     ReplicationState::Probe { .. } => progress.become_replicate(),
-                    ReplicationState::Snapshot(ref transfer) if match_index >= transfer.meta.index => {
+                    ReplicationState::Snapshot(ref transfer)
+                        if match_index >= transfer.meta.index =>
+                    {
                         progress.become_replicate()
                     }
                     _ => {}
@@ -284,8 +352,12 @@ impl Node {
             return;
         }
         let next = self.log.next_probe_index(match_index, hint);
-        let Some(leader) = self.leader_state() else { return };
-        let Some(progress) = leader.progress.get_mut(&from) else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
         progress.become_probe();
         progress.next_index = next.max(progress.match_index + 1);
         self.send_append(from, true);
@@ -296,7 +368,9 @@ impl Node {
     pub(crate) fn maybe_commit(&mut self) {
         let me = self.id();
         let durable = self.durability.durable_index();
-        let RoleState::Leader(leader) = &self.role else { return };
+        let RoleState::Leader(leader) = &self.role else {
+            return;
+        };
         let acked = |id: NodeId| {
             if id == me {
                 durable
@@ -304,8 +378,12 @@ impl Node {
                 leader.progress.get(&id).map_or(0, |p| p.match_index)
             }
         };
-        let committed = quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
-        if committed > self.commit && committed != Index::MAX && self.log.term(committed) == Some(self.term) {
+        let committed =
+            quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
+        if committed > self.commit
+            && committed != Index::MAX
+            && self.log.term(committed) == Some(self.term)
+        {
             let previous = self.commit;
             self.commit = committed;
             let released: u64 = self
@@ -324,7 +402,8 @@ impl Node {
 
     /// Everything that waits for the commit index: proposals, reads, configuration changes.
     pub(crate) fn on_commit_advanced(&mut self) {
-        self.proposals.resolve_committed(self.commit, &self.log, &self.snapshot, &mut self.actions);
+        self.proposals
+            .resolve_committed(self.commit, &self.log, &self.snapshot, &mut self.actions);
         if matches!(self.role, RoleState::Leader(_)) {
             self.confirm_reads();
             self.on_configuration_committed();

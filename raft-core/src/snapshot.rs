@@ -26,7 +26,10 @@ impl Node {
     /// must never cover entries a pending log write could still bring back), or already
     /// compacted.
     pub fn snapshot_meta_at(&self, index: Index) -> Option<SnapshotMeta> {
-        if index > self.applied || index > self.durability.durable_index() || index < self.snapshot.index {
+        if index > self.applied
+            || index > self.durability.durable_index()
+            || index < self.snapshot.index
+        {
             return None;
         }
         let term = self.log.term(index)?;
@@ -35,7 +38,11 @@ impl Node {
             .range(..=index)
             .next_back()
             .map_or_else(|| self.snapshot.membership.clone(), |(_, m)| m.clone());
-        Some(SnapshotMeta { index, term, membership })
+        Some(SnapshotMeta {
+            index,
+            term,
+            membership,
+        })
     }
 
     /// Reports that the host durably saved a snapshot of its own state machine described by
@@ -49,7 +56,11 @@ impl Node {
             || meta.index > self.durability.durable_index()
             || self.log.term(meta.index) != Some(meta.term)
         {
-            tracing::warn!(node = self.id(), index = meta.index, "ignoring snapshot that does not match the log");
+            tracing::warn!(
+                node = self.id(),
+                index = meta.index,
+                "ignoring snapshot that does not match the log"
+            );
             return;
         }
         self.log.compact(meta.index, meta.term);
@@ -64,14 +75,19 @@ impl Node {
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
         let meta = self.snapshot.clone();
         if self.membership.is_witness(to) {
-            let body = MessageBody::SnapshotChunk { meta, offset: 0, data: Bytes::new(), done: true };
+            let body = MessageBody::SnapshotChunk {
+                meta: Box::new(meta),
+                offset: 0,
+                data: Bytes::new(),
+                done: true,
+            };
             self.send(to, body);
             return;
         }
         self.actions.push(Action::SendSnapshotChunk {
             to,
             term: self.term,
-            meta,
+            meta: Box::new(meta),
             offset,
             max_bytes: self.config.snapshot_chunk_bytes,
         });
@@ -82,7 +98,9 @@ impl Node {
     pub(crate) fn tick_snapshot_transfers(&mut self) {
         let retry_ticks = self.config.snapshot_retry_ticks;
         let current = self.snapshot.clone();
-        let Some(leader) = self.leader_state() else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
         let mut resend = Vec::new();
         for (id, progress) in leader.progress.iter_mut() {
             if let ReplicationState::Snapshot(transfer) = &mut progress.state {
@@ -102,18 +120,35 @@ impl Node {
         }
     }
 
-    pub(crate) fn handle_snapshot_response(&mut self, from: NodeId, index: Index, next_offset: u64, installed: bool) {
-        let Some(leader) = self.leader_state() else { return };
-        let Some(progress) = leader.progress.get_mut(&from) else { return };
+    pub(crate) fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        next_offset: u64,
+        installed: bool,
+    ) {
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
         progress.recently_active = true;
-        let ReplicationState::Snapshot(transfer) = &mut progress.state else { return };
+        let ReplicationState::Snapshot(transfer) = &mut progress.state else {
+            return;
+        };
         if transfer.meta.index != index {
             return;
         }
         if installed {
             progress.on_match(index);
             progress.become_replicate();
-            tracing::info!(node = self.id(), peer = from, index, "snapshot installed on follower");
+            tracing::info!(
+                node = self.id(),
+                peer = from,
+                index,
+                "snapshot installed on follower"
+            );
             self.maybe_commit();
             self.on_follower_progress(from);
             return;
@@ -139,25 +174,46 @@ impl Node {
         if index <= self.commit {
             // We already hold everything it covers (committed entries match the leader's).
             let ack = self.log.term(self.commit).map(|t| (self.commit, t));
-            let body = MessageBody::SnapshotResponse { index, next_offset: 0, installed: true };
+            let body = MessageBody::SnapshotResponse {
+                index,
+                next_offset: 0,
+                installed: true,
+            };
             self.send_after_persist(from, body, ack);
             return;
         }
-        let incoming = self.incoming_snapshot.get_or_insert_with(|| IncomingSnapshot {
-            meta: meta.clone(),
-            next_offset: 0,
-            installing: None,
-        });
+        let incoming = self
+            .incoming_snapshot
+            .get_or_insert_with(|| IncomingSnapshot {
+                meta: meta.clone(),
+                next_offset: 0,
+                installing: None,
+            });
         if incoming.installing.is_some() {
             return;
         }
         if offset == 0 && incoming.meta != meta {
-            *incoming = IncomingSnapshot { meta: meta.clone(), next_offset: 0, installing: None };
+            *incoming = IncomingSnapshot {
+                meta: meta.clone(),
+                next_offset: 0,
+                installing: None,
+            };
         }
         if incoming.meta != meta || offset != incoming.next_offset {
             // Out of order (a chunk was lost): tell the leader where to resume.
-            let expected = if incoming.meta == meta { incoming.next_offset } else { 0 };
-            self.send(from, MessageBody::SnapshotResponse { index, next_offset: expected, installed: false });
+            let expected = if incoming.meta == meta {
+                incoming.next_offset
+            } else {
+                0
+            };
+            self.send(
+                from,
+                MessageBody::SnapshotResponse {
+                    index,
+                    next_offset: expected,
+                    installed: false,
+                },
+            );
             return;
         }
         incoming.next_offset += data.len() as u64;
@@ -167,18 +223,25 @@ impl Node {
         if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
             self.actions.push(Action::Persist(batch));
         }
-        let token = self.durability.issue_snapshot_chunk(done.then(|| meta.clone()));
-        self.actions.push(Action::WriteSnapshotChunk(SnapshotChunkWrite {
-            meta: meta.clone(),
-            offset,
-            data,
-            done,
-            token,
-        }));
+        let token = self
+            .durability
+            .issue_snapshot_chunk(done.then(|| meta.clone()));
+        self.actions
+            .push(Action::WriteSnapshotChunk(Box::new(SnapshotChunkWrite {
+                meta: meta.clone(),
+                offset,
+                data,
+                done,
+                token,
+            })));
         if done {
             self.install_snapshot_in_memory(meta, token);
         }
-        let body = MessageBody::SnapshotResponse { index, next_offset, installed: done };
+        let body = MessageBody::SnapshotResponse {
+            index,
+            next_offset,
+            installed: done,
+        };
         self.send_after_persist(from, body, None);
     }
 
@@ -186,11 +249,17 @@ impl Node {
         let cleared = self.log.term(meta.index) != Some(meta.term);
         self.log.install_snapshot(meta.index, meta.term);
         self.durability.note_snapshot_installed(&self.log, cleared);
-        self.config_history = if cleared { Default::default() } else { self.config_history.split_off(&(meta.index + 1)) };
+        self.config_history = if cleared {
+            Default::default()
+        } else {
+            self.config_history.split_off(&(meta.index + 1))
+        };
         let (membership_index, membership) = self
             .config_history
             .last_key_value()
-            .map_or((meta.index, meta.membership.clone()), |(i, m)| (*i, m.clone()));
+            .map_or((meta.index, meta.membership.clone()), |(i, m)| {
+                (*i, m.clone())
+            });
         self.membership_index = membership_index;
         self.membership = membership;
         self.commit = self.commit.max(meta.index);
@@ -198,7 +267,12 @@ impl Node {
         if let Some(incoming) = &mut self.incoming_snapshot {
             incoming.installing = Some(token);
         }
-        tracing::info!(node = self.id(), index = self.snapshot.index, cleared, "installed snapshot from leader");
+        tracing::info!(
+            node = self.id(),
+            index = self.snapshot.index,
+            cleared,
+            "installed snapshot from leader"
+        );
         self.on_commit_advanced();
     }
 
@@ -206,7 +280,11 @@ impl Node {
     pub(crate) fn finish_snapshot_install(&mut self, meta: SnapshotMeta) {
         self.incoming_snapshot = None;
         self.apply_handed = self.apply_handed.max(meta.index);
-        self.actions.push(Action::RestoreStateMachine { meta });
+        // Entries handed out before the snapshot are superseded by it.
+        self.apply_inflight_bytes = 0;
+        self.actions.push(Action::RestoreStateMachine {
+            meta: Box::new(meta),
+        });
         if matches!(self.role, RoleState::Leader(_)) {
             self.maybe_commit();
         }

@@ -22,7 +22,10 @@ impl Node {
     pub fn transfer_leadership(&mut self, target: Option<NodeId>) {
         match self.start_transfer(target) {
             Ok(()) => {}
-            Err((target, error)) => self.actions.push(Action::TransferOutcome { target, result: Err(error) }),
+            Err((target, error)) => self.actions.push(Action::TransferOutcome {
+                target,
+                result: Err(error),
+            }),
         }
     }
 
@@ -32,7 +35,10 @@ impl Node {
         let leader_hint = self.leader;
         let membership = self.membership.clone();
         let RoleState::Leader(leader) = &mut self.role else {
-            return Err((target.unwrap_or(0), TransferError::NotLeader { leader_hint }));
+            return Err((
+                target.unwrap_or(0),
+                TransferError::NotLeader { leader_hint },
+            ));
         };
         let can_lead = |id: NodeId| membership.is_voter(id) && !membership.is_witness(id);
         let target = match target {
@@ -54,9 +60,16 @@ impl Node {
         if !can_lead(target) || !leader.progress.contains_key(&target) {
             return Err((target, TransferError::InvalidTarget(target)));
         }
-        leader.transfer = Some(Transfer { target, elapsed_ticks: 0, timeout_now_sent: false });
+        leader.transfer = Some(Transfer {
+            target,
+            elapsed_ticks: 0,
+            timeout_now_sent: false,
+        });
         tracing::info!(node = me, target, "leadership transfer started");
-        let caught_up = leader.progress.get(&target).is_some_and(|p| p.match_index >= last_index);
+        let caught_up = leader
+            .progress
+            .get(&target)
+            .is_some_and(|p| p.match_index >= last_index);
         if caught_up {
             self.send_timeout_now(target);
         } else {
@@ -76,9 +89,17 @@ impl Node {
     /// learner may be ready for promotion.
     pub(crate) fn on_follower_progress(&mut self, from: NodeId) {
         let last_index = self.log.last_index();
-        let Some(leader) = self.leader_state() else { return };
-        let ready = leader.transfer.as_ref().is_some_and(|t| t.target == from && !t.timeout_now_sent)
-            && leader.progress.get(&from).is_some_and(|p| p.match_index >= last_index);
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let ready = leader
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.target == from && !t.timeout_now_sent)
+            && leader
+                .progress
+                .get(&from)
+                .is_some_and(|p| p.match_index >= last_index);
         if ready {
             self.send_timeout_now(from);
         }
@@ -87,23 +108,35 @@ impl Node {
 
     pub(crate) fn tick_transfer(&mut self) {
         let election_ticks = self.config.election_ticks;
-        let Some(leader) = self.leader_state() else { return };
-        let Some(transfer) = &mut leader.transfer else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(transfer) = &mut leader.transfer else {
+            return;
+        };
         transfer.elapsed_ticks += 1;
         if transfer.elapsed_ticks >= election_ticks {
             let target = transfer.target;
             leader.transfer = None;
             tracing::info!(node = self.id(), target, "leadership transfer timed out");
-            self.actions.push(Action::TransferOutcome { target, result: Err(TransferError::Timeout) });
+            self.actions.push(Action::TransferOutcome {
+                target,
+                result: Err(TransferError::Timeout),
+            });
         }
     }
 
     /// Aborts a running transfer (target removed, or leadership lost otherwise).
     pub(crate) fn abort_transfer(&mut self, reason: &str) {
-        let Some(leader) = self.leader_state() else { return };
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
         if let Some(transfer) = leader.transfer.take() {
             let error = TransferError::Aborted(reason.to_string());
-            self.actions.push(Action::TransferOutcome { target: transfer.target, result: Err(error) });
+            self.actions.push(Action::TransferOutcome {
+                target: transfer.target,
+                result: Err(error),
+            });
         }
     }
 
@@ -126,8 +159,13 @@ impl Node {
         let result = if transfer.timeout_now_sent {
             Ok(())
         } else {
-            Err(TransferError::Aborted("leadership lost before the target caught up".into()))
+            Err(TransferError::Aborted(
+                "leadership lost before the target caught up".into(),
+            ))
         };
-        self.actions.push(Action::TransferOutcome { target: transfer.target, result });
+        self.actions.push(Action::TransferOutcome {
+            target: transfer.target,
+            result,
+        });
     }
 }

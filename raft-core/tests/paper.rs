@@ -11,25 +11,46 @@ use raft_core::{
 };
 
 fn plain_config(id: NodeId) -> Config {
-    Config { pre_vote: false, check_quorum: false, ..config(id) }
+    Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..config(id)
+    }
 }
 
 fn node_with_log(id: NodeId, voters: &[NodeId], term: Term, log_terms: &[Term]) -> Node {
     let entries = log_terms
         .iter()
         .enumerate()
-        .map(|(i, &t)| Entry { index: i as u64 + 1, term: t, payload: EntryPayload::Noop })
+        .map(|(i, &t)| Entry {
+            index: i as u64 + 1,
+            term: t,
+            payload: EntryPayload::Noop,
+        })
         .collect();
     let restored = RestoredState {
-        hard_state: HardState { term, vote: None, commit: 0 },
-        snapshot: SnapshotMeta { index: 0, term: 0, membership: Membership::with_voters(voters.iter().copied()) },
+        hard_state: HardState {
+            term,
+            vote: None,
+            commit: 0,
+        },
+        snapshot: SnapshotMeta {
+            index: 0,
+            term: 0,
+            membership: Membership::with_voters(voters.iter().copied()),
+        },
         entries,
     };
     Node::new(plain_config(id), restored).unwrap()
 }
 
 fn message(from: NodeId, to: NodeId, term: Term, body: MessageBody) -> Message {
-    Message { from, to, term, body }
+    Message {
+        from,
+        to,
+        term,
+        body,
+    }
 }
 
 /// Drains actions, making every write durable at once; returns the rest.
@@ -76,7 +97,15 @@ fn make_leader(voters: &[NodeId]) -> Node {
     tick_until_campaign(&mut node);
     drain_persisting(&mut node);
     for &peer in voters.iter().filter(|&&p| p != 1) {
-        node.step(message(peer, 1, node.term(), MessageBody::VoteResponse { pre_vote: false, granted: true }));
+        node.step(message(
+            peer,
+            1,
+            node.term(),
+            MessageBody::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+        ));
     }
     assert_eq!(node.role(), Role::Leader);
     drain_persisting(&mut node);
@@ -85,11 +114,24 @@ fn make_leader(voters: &[NodeId]) -> Node {
 
 #[test]
 fn higher_term_reverts_any_role_to_follower() {
-    let heartbeat = |term| message(2, 1, term, MessageBody::Heartbeat { commit: 0, round: 1 });
+    let heartbeat = |term| {
+        message(
+            2,
+            1,
+            term,
+            MessageBody::Heartbeat {
+                commit: 0,
+                round: 1,
+            },
+        )
+    };
     // Follower.
     let mut follower = node_with_log(1, &[1, 2, 3], 1, &[]);
     follower.step(heartbeat(5));
-    assert_eq!((follower.role(), follower.term(), follower.leader()), (Role::Follower, 5, Some(2)));
+    assert_eq!(
+        (follower.role(), follower.term(), follower.leader()),
+        (Role::Follower, 5, Some(2))
+    );
     // Candidate.
     let mut candidate = node_with_log(1, &[1, 2, 3], 1, &[]);
     tick_until_campaign(&mut candidate);
@@ -98,21 +140,50 @@ fn higher_term_reverts_any_role_to_follower() {
     assert_eq!((candidate.role(), candidate.term()), (Role::Follower, 5));
     // Leader.
     let mut leader = make_leader(&[1, 2, 3]);
-    leader.step(message(3, 1, 9, MessageBody::AppendResponse { success: false, match_index: 0, hint: None }));
-    assert_eq!((leader.role(), leader.term(), leader.leader()), (Role::Follower, 9, None));
+    leader.step(message(
+        3,
+        1,
+        9,
+        MessageBody::AppendResponse {
+            success: false,
+            match_index: 0,
+            hint: None,
+        },
+    ));
+    assert_eq!(
+        (leader.role(), leader.term(), leader.leader()),
+        (Role::Follower, 9, None)
+    );
 }
 
 #[test]
 fn stale_term_messages_are_ignored() {
     let mut node = node_with_log(1, &[1, 2, 3], 5, &[]);
-    let stale = message(2, 1, 3, MessageBody::Append {
-        prev_log_index: 0,
-        prev_log_term: 0,
-        entries: vec![Entry { index: 1, term: 3, payload: EntryPayload::Noop }],
-        leader_commit: 1,
-    });
+    let stale = message(
+        2,
+        1,
+        3,
+        MessageBody::Append {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![Entry {
+                index: 1,
+                term: 3,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 1,
+        },
+    );
     node.step(stale);
-    assert_eq!((node.term(), node.last_index(), node.commit_index(), node.leader()), (5, 0, 0, None));
+    assert_eq!(
+        (
+            node.term(),
+            node.last_index(),
+            node.commit_index(),
+            node.leader()
+        ),
+        (5, 0, 0, None)
+    );
     // The stale leader is told about the newer term so it can step down.
     let replies = sent(&drain_persisting(&mut node));
     assert!(replies.iter().any(|m| m.to == 2 && m.term == 5));
@@ -121,7 +192,10 @@ fn stale_term_messages_are_ignored() {
 #[test]
 fn nodes_start_as_followers() {
     let node = node_with_log(1, &[1, 2, 3], 0, &[]);
-    assert_eq!((node.role(), node.term(), node.leader()), (Role::Follower, 0, None));
+    assert_eq!(
+        (node.role(), node.term(), node.leader()),
+        (Role::Follower, 0, None)
+    );
 }
 
 #[test]
@@ -142,11 +216,22 @@ fn leader_broadcasts_heartbeats() {
 fn election_timeout_starts_election() {
     let mut node = node_with_log(1, &[1, 2, 3], 2, &[]);
     tick_until_campaign(&mut node);
-    assert_eq!((node.role(), node.term(), node.hard_state().vote), (Role::Candidate, 3, Some(1)));
+    assert_eq!(
+        (node.role(), node.term(), node.hard_state().vote),
+        (Role::Candidate, 3, Some(1))
+    );
     let requests = sent(&drain_persisting(&mut node));
     let asked: Vec<NodeId> = requests
         .iter()
-        .filter(|m| matches!(m.body, MessageBody::VoteRequest { pre_vote: false, .. }) && m.term == 3)
+        .filter(|m| {
+            matches!(
+                m.body,
+                MessageBody::VoteRequest {
+                    pre_vote: false,
+                    ..
+                }
+            ) && m.term == 3
+        })
         .map(|m| m.to)
         .collect();
     assert_eq!(asked, vec![2, 3]);
@@ -171,12 +256,32 @@ fn election_is_won_lost_or_split_by_vote_count() {
         drain_persisting(&mut node);
         let term = node.term();
         for &peer in grants.iter() {
-            node.step(message(peer, 1, term, MessageBody::VoteResponse { pre_vote: false, granted: true }));
+            node.step(message(
+                peer,
+                1,
+                term,
+                MessageBody::VoteResponse {
+                    pre_vote: false,
+                    granted: true,
+                },
+            ));
         }
         for &peer in refusals.iter() {
-            node.step(message(peer, 1, term, MessageBody::VoteResponse { pre_vote: false, granted: false }));
+            node.step(message(
+                peer,
+                1,
+                term,
+                MessageBody::VoteResponse {
+                    pre_vote: false,
+                    granted: false,
+                },
+            ));
         }
-        assert_eq!(node.role(), *expected, "voters {voters:?} grants {grants:?} refusals {refusals:?}");
+        assert_eq!(
+            node.role(),
+            *expected,
+            "voters {voters:?} grants {grants:?} refusals {refusals:?}"
+        );
     }
 }
 
@@ -184,12 +289,17 @@ fn election_is_won_lost_or_split_by_vote_count() {
 fn one_vote_per_term_first_come_first_served() {
     let mut node = node_with_log(1, &[1, 2, 3], 1, &[]);
     let request = |from| {
-        message(from, 1, 2, MessageBody::VoteRequest {
-            pre_vote: false,
-            last_log_index: 0,
-            last_log_term: 0,
-            transfer: false,
-        })
+        message(
+            from,
+            1,
+            2,
+            MessageBody::VoteRequest {
+                pre_vote: false,
+                last_log_index: 0,
+                last_log_term: 0,
+                transfer: false,
+            },
+        )
     };
     node.step(request(2));
     node.step(request(3));
@@ -208,26 +318,43 @@ fn one_vote_per_term_first_come_first_served() {
 #[test]
 fn vote_grant_waits_for_durability() {
     let mut node = node_with_log(1, &[1, 2, 3], 1, &[]);
-    node.step(message(2, 1, 2, MessageBody::VoteRequest {
-        pre_vote: false,
-        last_log_index: 0,
-        last_log_term: 0,
-        transfer: false,
-    }));
+    node.step(message(
+        2,
+        1,
+        2,
+        MessageBody::VoteRequest {
+            pre_vote: false,
+            last_log_index: 0,
+            last_log_term: 0,
+            transfer: false,
+        },
+    ));
     let mut actions = Vec::new();
     node.drain_actions(&mut actions);
-    assert!(sent(&actions).is_empty(), "no grant before the vote is durable");
+    assert!(
+        sent(&actions).is_empty(),
+        "no grant before the vote is durable"
+    );
     let token = actions
         .iter()
         .find_map(|a| match a {
-            Action::Persist(batch) if batch.hard_state.is_some_and(|hs| hs.vote == Some(2)) => Some(batch.token),
+            Action::Persist(batch) if batch.hard_state.is_some_and(|hs| hs.vote == Some(2)) => {
+                Some(batch.token)
+            }
             _ => None,
         })
         .expect("the vote is persisted");
     node.on_persisted(token);
     actions.clear();
     node.drain_actions(&mut actions);
-    assert!(matches!(sent(&actions)[..], [Message { to: 2, body: MessageBody::VoteResponse { granted: true, .. }, .. }]));
+    assert!(matches!(
+        sent(&actions)[..],
+        [Message {
+            to: 2,
+            body: MessageBody::VoteResponse { granted: true, .. },
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -235,20 +362,31 @@ fn candidate_steps_down_on_append_of_its_term() {
     let mut node = node_with_log(1, &[1, 2, 3], 0, &[]);
     tick_until_campaign(&mut node);
     let term = node.term();
-    node.step(message(2, 1, term, MessageBody::Append {
-        prev_log_index: 0,
-        prev_log_term: 0,
-        entries: vec![],
-        leader_commit: 0,
-    }));
-    assert_eq!((node.role(), node.term(), node.leader()), (Role::Follower, term, Some(2)));
+    node.step(message(
+        2,
+        1,
+        term,
+        MessageBody::Append {
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![],
+            leader_commit: 0,
+        },
+    ));
+    assert_eq!(
+        (node.role(), node.term(), node.leader()),
+        (Role::Follower, term, Some(2))
+    );
 }
 
 #[test]
 fn election_timeouts_are_randomized() {
     let mut timeouts = std::collections::BTreeSet::new();
     for seed in 0..20u64 {
-        let config = Config { seed, ..plain_config(1) };
+        let config = Config {
+            seed,
+            ..plain_config(1)
+        };
         let restored = RestoredState::bootstrap(Membership::with_voters([1, 2, 3]));
         let mut node = Node::new(config.clone(), restored).unwrap();
         let mut ticks = 0;
@@ -256,7 +394,10 @@ fn election_timeouts_are_randomized() {
             node.tick();
             ticks += 1;
         }
-        assert!((config.election_ticks..2 * config.election_ticks).contains(&ticks), "timeout {ticks}");
+        assert!(
+            (config.election_ticks..2 * config.election_ticks).contains(&ticks),
+            "timeout {ticks}"
+        );
         timeouts.insert(ticks);
     }
     assert!(timeouts.len() >= 4, "timeouts should spread: {timeouts:?}");
@@ -269,7 +410,16 @@ fn leader_appends_proposals_and_replicates_with_previous_index_and_term() {
     let last_term = leader.entry_term(last).unwrap();
     // Followers acknowledge the no-op so the leader streams.
     for peer in [2, 3] {
-        leader.step(message(peer, 1, leader.term(), MessageBody::AppendResponse { success: true, match_index: last, hint: None }));
+        leader.step(message(
+            peer,
+            1,
+            leader.term(),
+            MessageBody::AppendResponse {
+                success: true,
+                match_index: last,
+                hint: None,
+            },
+        ));
     }
     drain_persisting(&mut leader);
     leader.propose(Bytes::from_static(b"x"));
@@ -278,9 +428,17 @@ fn leader_appends_proposals_and_replicates_with_previous_index_and_term() {
     for peer in [2, 3] {
         let append = appends.iter().find(|m| m.to == peer).expect("append sent");
         match &append.body {
-            MessageBody::Append { prev_log_index, prev_log_term, entries, .. } => {
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                ..
+            } => {
                 assert_eq!((*prev_log_index, *prev_log_term), (last, last_term));
-                assert_eq!(entries[0].payload, EntryPayload::Command(Bytes::from_static(b"x")));
+                assert_eq!(
+                    entries[0].payload,
+                    EntryPayload::Command(Bytes::from_static(b"x"))
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -292,7 +450,18 @@ fn entry_commits_once_a_majority_holds_it() {
     let mut leader = make_leader(&[1, 2, 3, 4, 5]);
     let noop = leader.last_index();
     let term = leader.term();
-    let ack = |from| message(from, 1, term, MessageBody::AppendResponse { success: true, match_index: noop, hint: None });
+    let ack = |from| {
+        message(
+            from,
+            1,
+            term,
+            MessageBody::AppendResponse {
+                success: true,
+                match_index: noop,
+                hint: None,
+            },
+        )
+    };
     leader.step(ack(2));
     assert_eq!(leader.commit_index(), 0, "leader + 1 of 5 is no majority");
     leader.step(ack(3));
@@ -304,12 +473,33 @@ fn leader_counts_itself_only_once_durable() {
     let mut node = node_with_log(1, &[1, 2, 3], 0, &[]);
     tick_until_campaign(&mut node);
     drain_persisting(&mut node);
-    node.step(message(2, 1, node.term(), MessageBody::VoteResponse { pre_vote: false, granted: true }));
+    node.step(message(
+        2,
+        1,
+        node.term(),
+        MessageBody::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    ));
     let mut actions = Vec::new();
     node.drain_actions(&mut actions); // the no-op write is issued but not durable
     let noop = node.last_index();
-    node.step(message(2, 1, node.term(), MessageBody::AppendResponse { success: true, match_index: noop, hint: None }));
-    assert_eq!(node.commit_index(), 0, "one durable copy of three is not a majority");
+    node.step(message(
+        2,
+        1,
+        node.term(),
+        MessageBody::AppendResponse {
+            success: true,
+            match_index: noop,
+            hint: None,
+        },
+    ));
+    assert_eq!(
+        node.commit_index(),
+        0,
+        "one durable copy of three is not a majority"
+    );
     let token = actions.iter().rev().find_map(|a| match a {
         Action::Persist(b) => Some(b.token),
         _ => None,
@@ -326,14 +516,41 @@ fn previous_term_entries_commit_only_through_a_current_term_entry() {
     tick_until_campaign(&mut leader);
     drain_persisting(&mut leader);
     let term = leader.term();
-    leader.step(message(2, 1, term, MessageBody::VoteResponse { pre_vote: false, granted: true }));
+    leader.step(message(
+        2,
+        1,
+        term,
+        MessageBody::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    ));
     drain_persisting(&mut leader);
     assert_eq!(leader.role(), Role::Leader);
-    let ack = |index| message(2, 1, term, MessageBody::AppendResponse { success: true, match_index: index, hint: None });
+    let ack = |index| {
+        message(
+            2,
+            1,
+            term,
+            MessageBody::AppendResponse {
+                success: true,
+                match_index: index,
+                hint: None,
+            },
+        )
+    };
     leader.step(ack(2));
-    assert_eq!(leader.commit_index(), 0, "index 2 is from term 2: not committed by counting");
+    assert_eq!(
+        leader.commit_index(),
+        0,
+        "index 2 is from term 2: not committed by counting"
+    );
     leader.step(ack(3));
-    assert_eq!(leader.commit_index(), 3, "the term-3 no-op commits, and index 2 with it");
+    assert_eq!(
+        leader.commit_index(),
+        3,
+        "the term-3 no-op commits, and index 2 with it"
+    );
 }
 
 #[test]
@@ -347,7 +564,11 @@ fn followers_apply_committed_entries_in_order() {
     cluster.tick(1); // heartbeat carries the final commit index
     cluster.settle();
     for id in [1, 2, 3] {
-        let commands: Vec<&[u8]> = cluster.applied[&id].entries.iter().map(|(_, d)| &d[..]).collect();
+        let commands: Vec<&[u8]> = cluster.applied[&id]
+            .entries
+            .iter()
+            .map(|(_, d)| &d[..])
+            .collect();
         assert_eq!(commands, vec![&b"a"[..], b"b", b"c", b"d"], "node {id}");
     }
 }
@@ -356,25 +577,46 @@ fn followers_apply_committed_entries_in_order() {
 fn follower_rejects_append_on_mismatch_and_truncates_conflicting_suffix() {
     let mut follower = node_with_log(2, &[1, 2, 3], 3, &[1, 1, 2, 2]);
     // Mismatch at prev (index 4 has term 2, not 3): rejected, log unchanged.
-    follower.step(message(1, 2, 3, MessageBody::Append {
-        prev_log_index: 4,
-        prev_log_term: 3,
-        entries: vec![],
-        leader_commit: 0,
-    }));
+    follower.step(message(
+        1,
+        2,
+        3,
+        MessageBody::Append {
+            prev_log_index: 4,
+            prev_log_term: 3,
+            entries: vec![],
+            leader_commit: 0,
+        },
+    ));
     let replies = sent(&drain_persisting(&mut follower));
-    assert!(matches!(replies[0].body, MessageBody::AppendResponse { success: false, hint: Some(h), .. } if h.index == 3 && h.term == 2));
+    assert!(
+        matches!(replies[0].body, MessageBody::AppendResponse { success: false, hint: Some(h), .. } if h.index == 3 && h.term == 2)
+    );
     assert_eq!(follower.last_index(), 4);
     // Conflict at index 3: the suffix from 3 is replaced.
-    follower.step(message(1, 2, 3, MessageBody::Append {
-        prev_log_index: 2,
-        prev_log_term: 1,
-        entries: vec![Entry { index: 3, term: 3, payload: EntryPayload::Noop }],
-        leader_commit: 0,
-    }));
+    follower.step(message(
+        1,
+        2,
+        3,
+        MessageBody::Append {
+            prev_log_index: 2,
+            prev_log_term: 1,
+            entries: vec![Entry {
+                index: 3,
+                term: 3,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 0,
+        },
+    ));
     let actions = drain_persisting(&mut follower);
-    assert_eq!((follower.last_index(), follower.entry_term(3)), (3, Some(3)));
-    let truncated = actions.iter().any(|a| matches!(a, Action::Persist(b) if b.truncate_from == Some(3)));
+    assert_eq!(
+        (follower.last_index(), follower.entry_term(3)),
+        (3, Some(3))
+    );
+    let truncated = actions
+        .iter()
+        .any(|a| matches!(a, Action::Persist(b) if b.truncate_from == Some(3)));
     assert!(truncated, "the host is told to truncate from index 3");
 }
 
@@ -382,12 +624,21 @@ fn follower_rejects_append_on_mismatch_and_truncates_conflicting_suffix() {
 fn follower_commit_is_capped_by_the_last_entry_of_the_request() {
     let mut follower = node_with_log(2, &[1, 2, 3], 1, &[1, 1, 1, 1]);
     // The leader's commit is 4 but this request only vouches for entries through 2.
-    follower.step(message(1, 2, 1, MessageBody::Append {
-        prev_log_index: 1,
-        prev_log_term: 1,
-        entries: vec![Entry { index: 2, term: 1, payload: EntryPayload::Noop }],
-        leader_commit: 4,
-    }));
+    follower.step(message(
+        1,
+        2,
+        1,
+        MessageBody::Append {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![Entry {
+                index: 2,
+                term: 1,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 4,
+        },
+    ));
     assert_eq!(follower.commit_index(), 2);
 }
 
@@ -422,7 +673,12 @@ fn leader_repairs_the_divergent_logs_of_figure_7() {
         cluster.tick(1);
         cluster.settle();
         let leader_entries = cluster.node(1).entries(1, 100).to_vec();
-        assert_eq!(cluster.node(2).entries(1, 100), &leader_entries[..], "follower ({}) repaired", (b'a' + case as u8) as char);
+        assert_eq!(
+            cluster.node(2).entries(1, 100),
+            &leader_entries[..],
+            "follower ({}) repaired",
+            (b'a' + case as u8) as char
+        );
         assert_eq!(cluster.node(2).commit_index(), cluster.node(1).last_index());
     }
 }
@@ -431,8 +687,18 @@ fn leader_repairs_the_divergent_logs_of_figure_7() {
 fn vote_requests_carry_last_index_and_term_and_voters_reject_less_up_to_date_logs() {
     let mut candidate = node_with_log(1, &[1, 2, 3], 2, &[1, 2, 2]);
     tick_until_campaign(&mut candidate);
-    let request = sent(&drain_persisting(&mut candidate)).into_iter().next().unwrap();
-    assert!(matches!(request.body, MessageBody::VoteRequest { last_log_index: 3, last_log_term: 2, .. }));
+    let request = sent(&drain_persisting(&mut candidate))
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(matches!(
+        request.body,
+        MessageBody::VoteRequest {
+            last_log_index: 3,
+            last_log_term: 2,
+            ..
+        }
+    ));
     // (voter's log, candidate's last index, last term, granted)
     let cases: &[(&[Term], u64, Term, bool)] = &[
         (&[1, 2, 2], 3, 2, true),  // equal
@@ -442,13 +708,24 @@ fn vote_requests_carry_last_index_and_term_and_voters_reject_less_up_to_date_log
     ];
     for (log, index, term, granted) in cases {
         let mut voter = node_with_log(2, &[1, 2, 3], 2, log);
-        voter.step(message(1, 2, 3, MessageBody::VoteRequest {
-            pre_vote: false,
-            last_log_index: *index,
-            last_log_term: *term,
-            transfer: false,
-        }));
-        let reply = sent(&drain_persisting(&mut voter)).into_iter().next().unwrap();
-        assert!(matches!(reply.body, MessageBody::VoteResponse { granted: g, .. } if g == *granted), "case {index}/{term}");
+        voter.step(message(
+            1,
+            2,
+            3,
+            MessageBody::VoteRequest {
+                pre_vote: false,
+                last_log_index: *index,
+                last_log_term: *term,
+                transfer: false,
+            },
+        ));
+        let reply = sent(&drain_persisting(&mut voter))
+            .into_iter()
+            .next()
+            .unwrap();
+        assert!(
+            matches!(reply.body, MessageBody::VoteResponse { granted: g, .. } if g == *granted),
+            "case {index}/{term}"
+        );
     }
 }

@@ -50,12 +50,23 @@ impl Observed {
         for (id, node) in &cluster.nodes {
             if node.role() == Role::Leader {
                 let previous = self.leaders.insert(node.term(), *id);
-                assert!(previous.is_none_or(|p| p == *id), "two leaders in term {}: {:?} and {id}", node.term(), previous);
+                assert!(
+                    previous.is_none_or(|p| p == *id),
+                    "two leaders in term {}: {:?} and {id}",
+                    node.term(),
+                    previous
+                );
             }
             for index in node.first_index()..=node.commit_index() {
-                let Some(term) = node.entry_term(index) else { continue };
+                let Some(term) = node.entry_term(index) else {
+                    continue;
+                };
                 let entry = self.committed.entry(index).or_insert((term, node.term()));
-                assert_eq!(entry.0, term, "node {id} committed term {term} at {index}, another committed {}", entry.0);
+                assert_eq!(
+                    entry.0, term,
+                    "node {id} committed term {term} at {index}, another committed {}",
+                    entry.0
+                );
                 entry.1 = entry.1.min(node.term());
             }
         }
@@ -71,10 +82,17 @@ impl Observed {
                 let high = a.last_index().min(b.last_index());
                 let low = a.first_index().max(b.first_index());
                 // Find the highest common index with equal terms; everything below must match.
-                let Some(top) = (low..=high).rev().find(|&k| a.entry_term(k).is_some() && a.entry_term(k) == b.entry_term(k)) else {
+                let Some(top) = (low..=high)
+                    .rev()
+                    .find(|&k| a.entry_term(k).is_some() && a.entry_term(k) == b.entry_term(k))
+                else {
                     continue;
                 };
-                assert_eq!(a.entries(low, top + 1), b.entries(low, top + 1), "log matching between {a_id} and {b_id} below {top}");
+                assert_eq!(
+                    a.entries(low, top + 1),
+                    b.entries(low, top + 1),
+                    "log matching between {a_id} and {b_id} below {top}"
+                );
             }
         }
     }
@@ -86,7 +104,12 @@ impl Observed {
             }
             for (&index, &(term, commit_term)) in self.committed.range(node.first_index()..) {
                 if node.term() > commit_term {
-                    assert_eq!(node.entry_term(index), Some(term), "leader {id} of term {} lacks committed {index}", node.term());
+                    assert_eq!(
+                        node.entry_term(index),
+                        Some(term),
+                        "leader {id} of term {} lacks committed {index}",
+                        node.term()
+                    );
                 }
             }
         }
@@ -111,7 +134,10 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) {
                 cluster.tick(id);
             }
             Op::Deliver(k) if !cluster.network.is_empty() => {
-                let message = cluster.network.remove(k % cluster.network.len()).expect("in range");
+                let message = cluster
+                    .network
+                    .remove(k % cluster.network.len())
+                    .expect("in range");
                 cluster.deliver(message);
             }
             Op::Drop(k) if !cluster.network.is_empty() => {
@@ -130,7 +156,9 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) {
             Op::Snapshot(k) => {
                 let id = pick(&cluster, k);
                 let applied = cluster.applied[&id].last_index;
-                if applied > cluster.node(id).snapshot_meta().index && cluster.node(id).snapshot_meta_at(applied).is_some() {
+                if applied > cluster.node(id).snapshot_meta().index
+                    && cluster.node(id).snapshot_meta_at(applied).is_some()
+                {
                     cluster.snapshot(id);
                 }
             }
@@ -141,11 +169,23 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) {
 }
 
 fn small_config(id: NodeId) -> Config {
-    Config { election_ticks: 4, heartbeat_ticks: 1, max_append_bytes: 64, max_inflight_appends: 4, snapshot_chunk_bytes: 16, snapshot_retry_ticks: 3, ..config(id) }
+    Config {
+        election_ticks: 4,
+        heartbeat_ticks: 1,
+        max_append_bytes: 64,
+        max_inflight_appends: 4,
+        snapshot_chunk_bytes: 16,
+        snapshot_retry_ticks: 3,
+        ..config(id)
+    }
 }
 
 fn no_prevote_config(id: NodeId) -> Config {
-    Config { pre_vote: false, check_quorum: false, ..small_config(id) }
+    Config {
+        pre_vote: false,
+        check_quorum: false,
+        ..small_config(id)
+    }
 }
 
 proptest! {

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    Action, Config, Entry, EntryPayload, HardState, Index, Membership, Message, MessageBody, Node, NodeId,
-    PersistBatch, RestoredState, Role, SnapshotMeta, WriteToken,
+    Action, Config, Entry, EntryPayload, HardState, Index, Membership, Message, MessageBody, Node,
+    NodeId, PersistBatch, RestoredState, Role, SnapshotMeta, WriteToken,
 };
 
 /// What one node has on "disk".
@@ -25,16 +25,29 @@ pub struct Disk {
 impl Disk {
     fn write(&mut self, batch: &PersistBatch) {
         if let Some(from) = batch.truncate_from {
-            self.entries.retain(|e| e.index < from);
+            self.truncate(from);
         }
         if let Some(first) = batch.entries.first() {
-            self.entries.retain(|e| e.index < first.index);
-            assert_eq!(self.entries.last().map_or(self.snapshot.index, |e| e.index) + 1, first.index, "gap in log");
+            self.truncate(first.index);
+            assert_eq!(
+                self.entries.last().map_or(self.snapshot.index, |e| e.index) + 1,
+                first.index,
+                "gap in log"
+            );
             self.entries.extend(batch.entries.iter().cloned());
         }
         if let Some(hs) = batch.hard_state {
             self.hard_state = hs;
         }
+    }
+
+    /// Drops entries with index >= `from` (entries are contiguous, so by position).
+    fn truncate(&mut self, from: Index) {
+        let keep = self
+            .entries
+            .first()
+            .map_or(0, |first| from.saturating_sub(first.index) as usize);
+        self.entries.truncate(keep);
     }
 
     pub fn restored(&self) -> RestoredState {
@@ -67,10 +80,16 @@ pub struct Cluster {
     pub events: Vec<(NodeId, Action)>,
     pub configs: BTreeMap<NodeId, Config>,
     pub record_events: bool,
+    /// Reused action buffer.
+    scratch: Vec<Action>,
 }
 
 pub fn config(id: NodeId) -> Config {
-    Config { id, seed: id * 7919, ..Config::default() }
+    Config {
+        id,
+        seed: id * 7919,
+        ..Config::default()
+    }
 }
 
 impl Cluster {
@@ -91,9 +110,17 @@ impl Cluster {
             events: Vec::new(),
             configs: BTreeMap::new(),
             record_events: true,
+            scratch: Vec::new(),
         };
         for &id in ids {
-            let disk = Disk { snapshot: SnapshotMeta { index: 0, term: 0, membership: membership.clone() }, ..Disk::default() };
+            let disk = Disk {
+                snapshot: SnapshotMeta {
+                    index: 0,
+                    term: 0,
+                    membership: membership.clone(),
+                },
+                ..Disk::default()
+            };
             cluster.add_node(id, make(id), disk);
         }
         cluster
@@ -117,18 +144,20 @@ impl Cluster {
 
     /// Drains and carries out the actions of node `id`.
     pub fn process(&mut self, id: NodeId) {
-        let mut actions = Vec::new();
+        let mut actions = std::mem::take(&mut self.scratch);
         loop {
-            actions.clear();
-            let Some(node) = self.nodes.get_mut(&id) else { return };
+            let Some(node) = self.nodes.get_mut(&id) else {
+                break;
+            };
             node.drain_actions(&mut actions);
             if actions.is_empty() {
-                return;
+                break;
             }
             for action in actions.drain(..) {
                 self.carry_out(id, action);
             }
         }
+        self.scratch = actions;
     }
 
     fn carry_out(&mut self, id: NodeId, action: Action) {
@@ -144,9 +173,15 @@ impl Cluster {
                 }
             }
             Action::Apply(entries) => self.apply(id, entries),
-            Action::SendSnapshotChunk { to, term, meta, offset, max_bytes } => {
+            Action::SendSnapshotChunk {
+                to,
+                term,
+                meta,
+                offset,
+                max_bytes,
+            } => {
                 let disk = &self.disks[&id];
-                if disk.snapshot != meta {
+                if disk.snapshot != *meta {
                     return;
                 }
                 let start = (offset as usize).min(disk.snapshot_data.len());
@@ -157,7 +192,12 @@ impl Cluster {
                     from: id,
                     to,
                     term,
-                    body: MessageBody::SnapshotChunk { meta, offset, data, done },
+                    body: MessageBody::SnapshotChunk {
+                        meta,
+                        offset,
+                        data,
+                        done,
+                    },
                 });
             }
             Action::WriteSnapshotChunk(chunk) => {
@@ -170,7 +210,10 @@ impl Cluster {
                     disk.snapshot_data = std::mem::take(&mut disk.incoming);
                     disk.snapshot = chunk.meta.clone();
                     let meta = chunk.meta.clone();
-                    let keep = disk.entries.iter().any(|e| e.index == meta.index && e.term == meta.term);
+                    let keep = disk
+                        .entries
+                        .iter()
+                        .any(|e| e.index == meta.index && e.term == meta.term);
                     if keep {
                         disk.entries.retain(|e| e.index > meta.index);
                     } else {
@@ -182,10 +225,16 @@ impl Cluster {
             Action::RestoreStateMachine { meta } => {
                 let data = self.disks[&id].snapshot_data.clone();
                 // A witness receives metadata only.
-                let entries: Vec<(Index, Vec<u8>)> =
-                    if data.is_empty() { Vec::new() } else { postcard::from_bytes(&data).expect("harness snapshot") };
+                let entries: Vec<(Index, Vec<u8>)> = if data.is_empty() {
+                    Vec::new()
+                } else {
+                    postcard::from_bytes(&data).expect("harness snapshot")
+                };
                 let applied = self.applied.get_mut(&id).expect("applied");
-                applied.entries = entries.into_iter().map(|(i, b)| (i, Bytes::from(b))).collect();
+                applied.entries = entries
+                    .into_iter()
+                    .map(|(i, b)| (i, Bytes::from(b)))
+                    .collect();
                 applied.last_index = meta.index;
                 self.node_mut(id).on_applied(meta.index);
             }
@@ -231,7 +280,9 @@ impl Cluster {
 
     /// Delivers one message; returns false if the network is empty.
     pub fn deliver_one(&mut self) -> bool {
-        let Some(message) = self.network.pop_front() else { return false };
+        let Some(message) = self.network.pop_front() else {
+            return false;
+        };
         self.deliver(message);
         true
     }
@@ -282,13 +333,24 @@ impl Cluster {
             self.tick(id);
         }
         self.settle();
-        assert_eq!(self.node(id).role(), Role::Leader, "node {id} should have won");
+        assert_eq!(
+            self.node(id).role(),
+            Role::Leader,
+            "node {id} should have won"
+        );
     }
 
     pub fn leader(&self) -> Option<NodeId> {
-        let leaders: Vec<NodeId> =
-            self.nodes.iter().filter(|(_, n)| n.role() == Role::Leader).map(|(id, _)| *id).collect();
-        leaders.iter().copied().max_by_key(|id| self.node(*id).term())
+        let leaders: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.role() == Role::Leader)
+            .map(|(id, _)| *id)
+            .collect();
+        leaders
+            .iter()
+            .copied()
+            .max_by_key(|id| self.node(*id).term())
     }
 
     pub fn propose(&mut self, id: NodeId, data: &'static [u8]) -> raft_core::ProposalId {
@@ -314,8 +376,15 @@ impl Cluster {
     /// Takes a snapshot of node `id`'s harness state machine at its applied index.
     pub fn snapshot(&mut self, id: NodeId) {
         let applied = self.applied[&id].clone();
-        let meta = self.node(id).snapshot_meta_at(applied.last_index).expect("snapshot meta");
-        let data: Vec<(Index, Vec<u8>)> = applied.entries.iter().map(|(i, b)| (*i, b.to_vec())).collect();
+        let meta = self
+            .node(id)
+            .snapshot_meta_at(applied.last_index)
+            .expect("snapshot meta");
+        let data: Vec<(Index, Vec<u8>)> = applied
+            .entries
+            .iter()
+            .map(|(i, b)| (*i, b.to_vec()))
+            .collect();
         let disk = self.disks.get_mut(&id).expect("disk");
         disk.snapshot_data = postcard::to_allocvec(&data).expect("encode");
         disk.snapshot = meta.clone();
@@ -328,11 +397,16 @@ impl Cluster {
         self.unpersisted.remove(&id);
         let disk = self.disks[&id].clone();
         let config = self.configs[&id].clone();
-        self.nodes.insert(id, Node::new(config, disk.restored()).expect("restart"));
+        self.nodes
+            .insert(id, Node::new(config, disk.restored()).expect("restart"));
         let mut applied = Applied::default();
         if !disk.snapshot_data.is_empty() {
-            let entries: Vec<(Index, Vec<u8>)> = postcard::from_bytes(&disk.snapshot_data).expect("snapshot");
-            applied.entries = entries.into_iter().map(|(i, b)| (i, Bytes::from(b))).collect();
+            let entries: Vec<(Index, Vec<u8>)> =
+                postcard::from_bytes(&disk.snapshot_data).expect("snapshot");
+            applied.entries = entries
+                .into_iter()
+                .map(|(i, b)| (i, Bytes::from(b)))
+                .collect();
         }
         applied.last_index = disk.snapshot.index;
         self.applied.insert(id, applied);
@@ -343,7 +417,10 @@ impl Cluster {
         self.events
             .iter()
             .filter_map(|(node, action)| match action {
-                Action::ProposalOutcome { id, result: Ok(index) } => Some((*node, *id, *index)),
+                Action::ProposalOutcome {
+                    id,
+                    result: Ok(index),
+                } => Some((*node, *id, *index)),
                 _ => None,
             })
             .collect()
@@ -355,7 +432,10 @@ impl Cluster {
         for (id, applied) in &self.applied {
             for (index, data) in &applied.entries {
                 if let Some((other, existing)) = by_index.get(index) {
-                    assert_eq!(existing, data, "nodes {other} and {id} applied different commands at {index}");
+                    assert_eq!(
+                        existing, data,
+                        "nodes {other} and {id} applied different commands at {index}"
+                    );
                 } else {
                     by_index.insert(*index, (*id, data.clone()));
                 }
