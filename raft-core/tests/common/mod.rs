@@ -145,10 +145,7 @@ impl Cluster {
     /// Drains and carries out the actions of node `id`.
     pub fn process(&mut self, id: NodeId) {
         let mut actions = std::mem::take(&mut self.scratch);
-        loop {
-            let Some(node) = self.nodes.get_mut(&id) else {
-                break;
-            };
+        while let Some(node) = self.nodes.get_mut(&id) {
             node.drain_actions(&mut actions);
             if actions.is_empty() {
                 break;
