@@ -97,7 +97,7 @@ pub enum Action {
     /// Write to stable storage, then report the token.
     Persist(PersistBatch),
     /// Write one chunk of a snapshot received from the leader, then report the token.
-    WriteSnapshotChunk(SnapshotChunkWrite),
+    WriteSnapshotChunk(Box<SnapshotChunkWrite>),
     /// The log prefix through `through_index` is covered by the current snapshot: the host
     /// may drop those stored entries.
     CompactLog {
@@ -115,8 +115,8 @@ pub enum Action {
         to: NodeId,
         /// The leader's term, to put in the message.
         term: Term,
-        /// The snapshot to send.
-        meta: SnapshotMeta,
+        /// The snapshot to send (boxed: large and rare).
+        meta: Box<SnapshotMeta>,
         /// Where to start reading.
         offset: u64,
         /// The most bytes to put in this chunk.
@@ -130,7 +130,7 @@ pub enum Action {
     /// leader). Later `Apply` actions continue from `meta.index + 1`.
     RestoreStateMachine {
         /// The snapshot installed.
-        meta: SnapshotMeta,
+        meta: Box<SnapshotMeta>,
     },
     /// A proposal's one and only outcome.
     ProposalOutcome {
@@ -152,7 +152,7 @@ pub enum Action {
         /// The change request.
         id: ChangeId,
         /// `Ok(membership)`: the new configuration has committed.
-        result: Result<Membership, MembershipError>,
+        result: Result<Box<Membership>, MembershipError>,
     },
     /// A leadership transfer's outcome.
     TransferOutcome {

@@ -154,7 +154,10 @@ impl Config {
             ("max_apply_bytes", self.max_apply_bytes),
             ("max_pending_reads", self.max_pending_reads as u64),
             ("max_pending_proposals", self.max_pending_proposals as u64),
-            ("request_timeout_ticks", u64::from(self.request_timeout_ticks)),
+            (
+                "request_timeout_ticks",
+                u64::from(self.request_timeout_ticks),
+            ),
             ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
             ("snapshot_retry_ticks", u64::from(self.snapshot_retry_ticks)),
         ];

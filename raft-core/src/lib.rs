@@ -14,6 +14,19 @@ pub mod state_machine;
 pub mod storage;
 pub mod types;
 
+mod durability;
+mod election;
+mod log;
+mod node;
+mod progress;
+mod proposal;
+mod quorum;
+mod read;
+mod reconfiguration;
+mod replication;
+mod snapshot;
+mod transfer;
+
 pub use action::{
     Action, ChangeId, PersistBatch, ProposalError, ProposalId, ReadError, ReadId, Role,
     SnapshotChunkWrite, TransferError, WriteToken,
@@ -21,6 +34,9 @@ pub use action::{
 pub use config::{Config, ConfigError};
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{ConflictHint, Message, MessageBody};
+pub use node::{Node, Status};
+pub use progress::{PeerProgress, PeerState};
+pub use read::ReadConsistency;
 pub use state_machine::StateMachine;
 pub use storage::Storage;
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};

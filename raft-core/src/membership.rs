@@ -158,3 +158,154 @@ impl Membership {
         text
     }
 }
+
+impl Membership {
+    /// The plain configuration that results from applying `changes` to this one (which must
+    /// not be joint). Pure: the caller installs the result only on success.
+    pub fn apply_changes(
+        &self,
+        changes: &[MembershipChange],
+    ) -> Result<Membership, MembershipError> {
+        if self.is_joint() {
+            return Err(MembershipError::ChangeInProgress);
+        }
+        if changes.is_empty() {
+            return Err(MembershipError::Empty);
+        }
+        let mut next = self.clone();
+        for change in changes {
+            next.apply_one(change)?;
+        }
+        if next.incoming.iter().all(|id| next.witnesses.contains(id)) {
+            return Err(MembershipError::NoFullVoter);
+        }
+        Ok(next)
+    }
+
+    fn apply_one(&mut self, change: &MembershipChange) -> Result<(), MembershipError> {
+        use MembershipChange::*;
+        let id = match change {
+            AddVoter(id) | AddLearner(id) | AddWitness(id) | PromoteLearner(id)
+            | DemoteVoter(id) | Remove(id) => *id,
+        };
+        if id == 0 {
+            return Err(MembershipError::InvalidNodeId);
+        }
+        match change {
+            AddVoter(_) | AddWitness(_) | AddLearner(_) if self.contains(id) => {
+                return Err(MembershipError::AlreadyMember(id));
+            }
+            AddVoter(_) => {
+                self.incoming.insert(id);
+            }
+            AddWitness(_) => {
+                self.incoming.insert(id);
+                self.witnesses.insert(id);
+            }
+            AddLearner(_) => {
+                self.learners.insert(id);
+            }
+            PromoteLearner(_) if !self.learners.contains(&id) => {
+                return Err(MembershipError::NotLearner(id));
+            }
+            PromoteLearner(_) => {
+                self.learners.remove(&id);
+                self.incoming.insert(id);
+            }
+            DemoteVoter(_) if !self.incoming.contains(&id) => {
+                return Err(MembershipError::NotVoter(id));
+            }
+            DemoteVoter(_) => {
+                self.incoming.remove(&id);
+                self.witnesses.remove(&id);
+                self.learners.insert(id);
+            }
+            Remove(_) if !self.contains(id) => return Err(MembershipError::NotMember(id)),
+            Remove(_) => {
+                self.incoming.remove(&id);
+                self.learners.remove(&id);
+                self.witnesses.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The joint configuration C(old,new) entering `target` from this (plain) one.
+    /// Witness flags of both halves are kept so that outgoing witnesses keep their role.
+    pub fn enter_joint(&self, target: &Membership) -> Membership {
+        Membership {
+            incoming: target.incoming.clone(),
+            outgoing: self.incoming.clone(),
+            learners: target.learners.clone(),
+            witnesses: self.witnesses.union(&target.witnesses).copied().collect(),
+        }
+    }
+
+    /// The configuration C(new) that leaves this joint one.
+    pub fn leave_joint(&self) -> Membership {
+        let incoming = self.incoming.clone();
+        let witnesses = self
+            .witnesses
+            .iter()
+            .filter(|id| incoming.contains(id))
+            .copied()
+            .collect();
+        Membership {
+            incoming,
+            outgoing: BTreeSet::new(),
+            learners: self.learners.clone(),
+            witnesses,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joint_round_trip_reaches_target() {
+        let old = Membership::with_voters([1, 2, 3]);
+        let target = old
+            .apply_changes(&[MembershipChange::AddVoter(4), MembershipChange::Remove(1)])
+            .unwrap();
+        let joint = old.enter_joint(&target);
+        assert!(joint.is_joint());
+        assert!(joint.is_voter(1) && joint.is_voter(4));
+        assert_eq!(joint.leave_joint(), target);
+    }
+
+    #[test]
+    fn invalid_changes_are_refused() {
+        let old = Membership::with_voters([1, 2]);
+        assert_eq!(
+            old.apply_changes(&[MembershipChange::AddVoter(2)]),
+            Err(MembershipError::AlreadyMember(2))
+        );
+        assert_eq!(
+            old.apply_changes(&[MembershipChange::PromoteLearner(2)]),
+            Err(MembershipError::NotLearner(2))
+        );
+        assert_eq!(old.apply_changes(&[]), Err(MembershipError::Empty));
+        assert_eq!(
+            old.apply_changes(&[MembershipChange::Remove(1), MembershipChange::Remove(2)]),
+            Err(MembershipError::NoFullVoter)
+        );
+        let joint = old.enter_joint(&Membership::with_voters([1]));
+        assert_eq!(
+            joint.apply_changes(&[MembershipChange::AddLearner(3)]),
+            Err(MembershipError::ChangeInProgress)
+        );
+    }
+
+    #[test]
+    fn demoted_voter_becomes_learner() {
+        let old = Membership::with_voters([1, 2, 3]);
+        let target = old
+            .apply_changes(&[MembershipChange::DemoteVoter(3)])
+            .unwrap();
+        assert!(target.is_learner(3) && !target.is_voter(3));
+        let joint = old.enter_joint(&target);
+        assert!(joint.is_voter(3) && joint.is_learner(3));
+    }
+}

@@ -77,8 +77,8 @@ pub enum MessageBody {
     },
     /// One chunk of a snapshot (section 7). Chunks are sent one at a time and acknowledged.
     SnapshotChunk {
-        /// The snapshot being sent.
-        meta: SnapshotMeta,
+        /// The snapshot being sent (boxed: it is large and rare).
+        meta: Box<SnapshotMeta>,
         /// Byte offset of `data` in the snapshot.
         offset: u64,
         /// The chunk's bytes.

@@ -43,7 +43,9 @@ pub enum EntryPayload {
     Command(Bytes),
     /// A membership configuration. It takes effect on a node as soon as it is appended to
     /// that node's log, not when it commits (thesis section 4.1).
-    Membership(Membership),
+    /// Boxed: configurations are rare, and an unboxed one would triple the size of every
+    /// entry the hot path clones.
+    Membership(Box<Membership>),
     /// An application command whose bytes were withheld because the receiver is a witness.
     /// Witnesses keep index and term (and configurations) only; see the crate docs on
     /// witnesses for the durability trade-off.

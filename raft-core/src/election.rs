@@ -1,0 +1,191 @@
+//! Leader election (section 5.2, 5.4.1) with pre-vote and check-quorum (thesis 9.6, 6.2).
+
+use crate::message::MessageBody;
+use crate::node::{Node, RoleState, Votes};
+use crate::quorum::{self, VoteResult};
+use crate::types::{Index, NodeId, Term};
+
+impl Node {
+    /// Follower and candidate timers: an election timeout starts a campaign.
+    pub(crate) fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.randomized_election_ticks {
+            self.election_elapsed = 0;
+            if self.can_campaign() {
+                self.campaign(false);
+            } else {
+                self.reset_election_timer();
+            }
+        }
+    }
+
+    /// Only full voters campaign: learners and witnesses never lead, and a node removed from
+    /// the configuration stays quiet.
+    pub(crate) fn can_campaign(&self) -> bool {
+        let id = self.id();
+        self.membership.is_voter(id)
+            && !self.membership.is_witness(id)
+            && self.incoming_snapshot_idle()
+    }
+
+    fn incoming_snapshot_idle(&self) -> bool {
+        self.incoming_snapshot
+            .as_ref()
+            .is_none_or(|s| s.installing.is_none())
+    }
+
+    /// Starts an election: a pre-vote round first when enabled, unless leadership was
+    /// handed to us (`transfer`), in which case we campaign at once.
+    pub(crate) fn campaign(&mut self, transfer: bool) {
+        if self.config.pre_vote && !transfer {
+            self.role = RoleState::PreCandidate(Votes::new());
+            self.leader = None;
+            self.reset_election_timer();
+            tracing::debug!(node = self.id(), term = self.term + 1, "starting pre-vote");
+            self.request_votes(true, false);
+        } else {
+            self.start_real_campaign(transfer);
+        }
+    }
+
+    fn start_real_campaign(&mut self, transfer: bool) {
+        self.term += 1;
+        self.vote = Some(self.id());
+        self.role = RoleState::Candidate(Votes::new());
+        self.leader = None;
+        self.reset_election_timer();
+        tracing::debug!(
+            node = self.id(),
+            term = self.term,
+            transfer,
+            "starting election"
+        );
+        self.request_votes(false, transfer);
+    }
+
+    /// Votes for ourselves (once durable, for a real vote) and asks every voter.
+    fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
+        let term = if pre_vote { self.term + 1 } else { self.term };
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let voters: Vec<NodeId> = self
+            .membership
+            .incoming
+            .union(&self.membership.outgoing)
+            .copied()
+            .collect();
+        let me = self.id();
+        for voter in voters.into_iter().filter(|&v| v != me) {
+            let message = crate::message::Message {
+                from: me,
+                to: voter,
+                term,
+                body: MessageBody::VoteRequest {
+                    pre_vote,
+                    last_log_index,
+                    last_log_term,
+                    transfer,
+                },
+            };
+            if pre_vote {
+                self.actions.push(crate::Action::Send(message));
+            } else {
+                // Our own vote and term must be durable before we ask: otherwise a crash
+                // could let us vote twice in this term.
+                let hard_state = self.hard_state();
+                self.durability.hold(message, None, hard_state);
+            }
+        }
+        // Counted last: a single voter wins at once and must have asked nobody meanwhile.
+        self.record_vote(me, true, pre_vote);
+    }
+
+    /// Section 5.2 and 5.4.1: grant at most one vote per term, first come first served, and
+    /// only to a candidate whose log is at least as up to date as ours. A pre-vote grant
+    /// changes nothing and is not recorded.
+    pub(crate) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        last_log_index: Index,
+        last_log_term: Term,
+        transfer: bool,
+    ) {
+        let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
+        let can_vote = if pre_vote {
+            // A pre-vote is only ever granted for a future term.
+            term > self.term
+        } else {
+            self.vote.is_none_or(|v| v == from)
+                && (self.leader.is_none() || self.leader == Some(from))
+        };
+        let sticky = !transfer && self.in_leader_lease() && self.leader != Some(from);
+        let granted =
+            up_to_date && can_vote && !sticky && !matches!(self.role, RoleState::Leader(_));
+        tracing::debug!(
+            node = self.id(),
+            from,
+            term,
+            pre_vote,
+            granted,
+            "vote request"
+        );
+        let response = MessageBody::VoteResponse { pre_vote, granted };
+        if pre_vote {
+            // Answer in the term asked about, so a granted pre-vote is not mistaken for stale.
+            let reply_term = if granted { term } else { self.term };
+            let message = crate::message::Message {
+                from: self.id(),
+                to: from,
+                term: reply_term,
+                body: response,
+            };
+            self.actions.push(crate::Action::Send(message));
+        } else if granted {
+            self.vote = Some(from);
+            self.election_elapsed = 0;
+            self.send_after_persist(from, response, None);
+        } else {
+            self.send(from, response);
+        }
+    }
+
+    pub(crate) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
+        let campaigning_as_asked = match self.role {
+            RoleState::PreCandidate(_) => pre_vote,
+            RoleState::Candidate(_) => !pre_vote,
+            _ => false,
+        };
+        if !campaigning_as_asked {
+            return;
+        }
+        self.record_vote(from, granted, pre_vote);
+    }
+
+    fn record_vote(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
+        let votes = match &mut self.role {
+            RoleState::PreCandidate(votes) | RoleState::Candidate(votes) => votes,
+            _ => return,
+        };
+        votes.entry(from).or_insert(granted);
+        let votes = votes.clone();
+        let result =
+            quorum::joint_vote(&self.membership.incoming, &self.membership.outgoing, |id| {
+                votes.get(&id).copied()
+            });
+        match result {
+            VoteResult::Won if pre_vote => self.start_real_campaign(false),
+            VoteResult::Won => self.become_leader(),
+            VoteResult::Lost => {
+                tracing::debug!(
+                    node = self.id(),
+                    term = self.term,
+                    pre_vote,
+                    "election lost"
+                );
+                self.become_follower(self.term, None);
+            }
+            VoteResult::Pending => {}
+        }
+    }
+}

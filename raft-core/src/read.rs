@@ -1,0 +1,303 @@
+//! Linearizable reads without log writes (thesis section 6.4): ReadIndex on the leader,
+//! follower reads through the leader, and lease reads.
+//!
+//! ReadIndex: the leader records its commit index, then confirms it is still leader with a
+//! heartbeat round *opened after the read arrived*; acknowledgements count once per peer
+//! (each peer's highest acknowledged round), and only once the leader has committed an
+//! entry of its own term (before that its commit index may be stale). Many reads share one
+//! round.
+//!
+//! Lease reads: a quorum that acknowledged a heartbeat sent at tick `t` will not elect
+//! another leader before `t + election_ticks` by their clocks (check-quorum stickiness), so
+//! the leader may serve locally until `t + election_ticks - lease_drift_ticks` by its own.
+//! This is safe if, over one election timeout, no node's clock runs more than
+//! `lease_drift_ticks` ticks slower than the leader's (bounded clock *rate* drift; clocks
+//! need not be synchronized). The lease is void during a leadership transfer, which bypasses
+//! stickiness.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, ReadError, ReadId};
+use crate::message::MessageBody;
+use crate::node::{LeaderState, Node, RoleState};
+use crate::quorum;
+use crate::types::{Index, NodeId};
+
+/// Heartbeat rounds whose send tick is remembered for leases.
+const ROUNDS_TRACKED_MAX: usize = 1024;
+
+/// How a read is confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadConsistency {
+    /// ReadIndex: one heartbeat round with a quorum. Linearizable under any clock behaviour.
+    Linearizable,
+    /// Served from the leader's lease when it holds, else as `Linearizable`. Needs
+    /// [`crate::Config::lease_reads`] and a bounded clock drift (see the module docs).
+    Lease,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ReadOrigin {
+    Local(ReadId),
+    Remote { from: NodeId, id: u64 },
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    origin: ReadOrigin,
+    /// The commit index to serve at, and the heartbeat round that must confirm it; both set
+    /// when the round is opened.
+    confirm: Option<(Index, u64)>,
+    waited_ticks: u32,
+}
+
+/// Reads waiting on the leader, and the heartbeat rounds that confirm them.
+#[derive(Debug, Default)]
+pub(crate) struct LeaderReads {
+    round: u64,
+    /// Tick at which each recent round was sent (for leases).
+    round_sent_tick: BTreeMap<u64, u64>,
+    pending: VecDeque<PendingRead>,
+}
+
+impl LeaderReads {
+    /// Opens a new heartbeat round sent at tick `now` and assigns it to waiting reads.
+    pub(crate) fn open_round(&mut self, now: u64) -> u64 {
+        self.round += 1;
+        self.round_sent_tick.insert(self.round, now);
+        // Bounded: rounds nobody acknowledged are pruned once they are too many to matter.
+        while self.round_sent_tick.len() > ROUNDS_TRACKED_MAX {
+            self.round_sent_tick.pop_first();
+        }
+        self.round
+    }
+
+    fn needs_round(&self) -> bool {
+        self.pending.iter().any(|read| read.confirm.is_none())
+    }
+}
+
+/// Reads a follower forwarded to the leader: ticks waited per read id.
+#[derive(Debug, Default)]
+pub(crate) struct FollowerReads {
+    forwarded: BTreeMap<u64, u32>,
+}
+
+impl Node {
+    /// Starts a read. The outcome, [`Action::ReadOutcome`], gives the index the state
+    /// machine must have applied before the read is served.
+    pub fn read(&mut self, consistency: ReadConsistency) -> ReadId {
+        let id = ReadId(self.next_id());
+        let outcome = if self.halted.is_some() {
+            Some(Err(ReadError::NotLeader { leader_hint: None }))
+        } else if matches!(self.role, RoleState::Leader(_)) {
+            self.leader_read(ReadOrigin::Local(id), consistency)
+        } else if let Some(leader) = self.leader {
+            if self.follower_reads.forwarded.len() >= self.config.max_pending_reads {
+                Some(Err(ReadError::Overloaded))
+            } else {
+                self.follower_reads.forwarded.insert(id.0, 0);
+                self.send(leader, MessageBody::ReadIndexRequest { id: id.0 });
+                None
+            }
+        } else {
+            Some(Err(ReadError::NotLeader { leader_hint: None }))
+        };
+        if let Some(result) = outcome {
+            self.actions.push(Action::ReadOutcome { id, result });
+        }
+        id
+    }
+
+    /// Registers a read on the leader; returns an immediate outcome if there is one.
+    fn leader_read(
+        &mut self,
+        origin: ReadOrigin,
+        consistency: ReadConsistency,
+    ) -> Option<Result<Index, ReadError>> {
+        if consistency == ReadConsistency::Lease {
+            if !self.config.lease_reads {
+                return Some(Err(ReadError::LeaseDisabled));
+            }
+            if self.lease_valid() && self.committed_in_current_term() {
+                return Some(Ok(self.commit));
+            }
+        }
+        let max_pending = self.config.max_pending_reads;
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Some(Err(ReadError::NotLeader {
+                leader_hint: self.leader,
+            }));
+        };
+        if leader.reads.pending.len() >= max_pending {
+            return Some(Err(ReadError::Overloaded));
+        }
+        leader.reads.pending.push_back(PendingRead {
+            origin,
+            confirm: None,
+            waited_ticks: 0,
+        });
+        self.start_read_round();
+        self.confirm_reads();
+        None
+    }
+
+    fn committed_in_current_term(&self) -> bool {
+        self.log.term(self.commit) == Some(self.term)
+    }
+
+    /// Opens a heartbeat round for reads that have none yet, once the leader has committed
+    /// an entry of its term.
+    fn start_read_round(&mut self) {
+        if !self.committed_in_current_term() {
+            return;
+        }
+        let commit = self.commit;
+        let needs = matches!(&self.role, RoleState::Leader(l) if l.reads.needs_round());
+        if !needs {
+            return;
+        }
+        self.broadcast_heartbeat();
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let round = leader.reads.round;
+        for read in leader
+            .reads
+            .pending
+            .iter_mut()
+            .filter(|r| r.confirm.is_none())
+        {
+            read.confirm = Some((commit, round));
+        }
+    }
+
+    /// The highest heartbeat round acknowledged by a quorum (counting ourselves).
+    fn quorum_acked_round(&self, leader: &LeaderState) -> u64 {
+        let me = self.id();
+        let acked = |id: NodeId| {
+            if id == me {
+                leader.reads.round
+            } else {
+                leader.progress.get(&id).map_or(0, |p| p.acked_round)
+            }
+        };
+        let round =
+            quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
+        round.min(leader.reads.round)
+    }
+
+    fn lease_valid(&self) -> bool {
+        let RoleState::Leader(leader) = &self.role else {
+            return false;
+        };
+        if leader.transfer.is_some() {
+            return false;
+        }
+        let round = self.quorum_acked_round(leader);
+        let Some(&sent) = leader.reads.round_sent_tick.get(&round) else {
+            return false;
+        };
+        let lease_ticks = u64::from(self.config.election_ticks - self.config.lease_drift_ticks);
+        self.ticks_total < sent + lease_ticks
+    }
+
+    /// Completes every read whose round a quorum acknowledged.
+    pub(crate) fn confirm_reads(&mut self) {
+        let RoleState::Leader(leader) = &self.role else {
+            return;
+        };
+        if leader.reads.pending.is_empty() {
+            return;
+        }
+        self.start_read_round();
+        let RoleState::Leader(leader) = &self.role else {
+            return;
+        };
+        let acked = self.quorum_acked_round(leader);
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        // Keep the send tick of the acknowledged round for the lease; older ones are moot.
+        leader.reads.round_sent_tick = leader.reads.round_sent_tick.split_off(&acked);
+        let mut done = Vec::new();
+        leader.reads.pending.retain(|read| match read.confirm {
+            Some((index, round)) if round <= acked => {
+                done.push((read.origin, index));
+                false
+            }
+            _ => true,
+        });
+        for (origin, index) in done {
+            self.finish_read(origin, Ok(index));
+        }
+    }
+
+    fn finish_read(&mut self, origin: ReadOrigin, result: Result<Index, ReadError>) {
+        match origin {
+            ReadOrigin::Local(id) => self.actions.push(Action::ReadOutcome { id, result }),
+            ReadOrigin::Remote { from, id } => {
+                self.send(from, MessageBody::ReadIndexResponse { id, result })
+            }
+        }
+    }
+
+    pub(crate) fn handle_read_index_request(&mut self, from: NodeId, id: u64) {
+        let origin = ReadOrigin::Remote { from, id };
+        let outcome = if matches!(self.role, RoleState::Leader(_)) {
+            self.leader_read(origin, ReadConsistency::Linearizable)
+        } else {
+            Some(Err(ReadError::NotLeader {
+                leader_hint: self.leader,
+            }))
+        };
+        if let Some(result) = outcome {
+            self.finish_read(origin, result);
+        }
+    }
+
+    pub(crate) fn handle_read_index_response(&mut self, id: u64, result: Result<Index, ReadError>) {
+        if self.follower_reads.forwarded.remove(&id).is_some() {
+            self.actions.push(Action::ReadOutcome {
+                id: ReadId(id),
+                result,
+            });
+        }
+    }
+
+    /// Read deadlines on the leader and on followers.
+    pub(crate) fn tick_reads(&mut self) {
+        let timeout = self.config.request_timeout_ticks;
+        let mut expired = Vec::new();
+        self.follower_reads.forwarded.retain(|id, waited| {
+            *waited += 1;
+            let keep = *waited < timeout;
+            if !keep {
+                expired.push(ReadOrigin::Local(ReadId(*id)));
+            }
+            keep
+        });
+        if let Some(leader) = self.leader_state() {
+            leader.reads.pending.retain_mut(|read| {
+                read.waited_ticks += 1;
+                let keep = read.waited_ticks < timeout;
+                if !keep {
+                    expired.push(read.origin);
+                }
+                keep
+            });
+        }
+        for origin in expired {
+            self.finish_read(origin, Err(ReadError::Timeout));
+        }
+    }
+
+    /// Fails every read waiting on a leader that just lost leadership.
+    pub(crate) fn fail_reads(&mut self, reads: LeaderReads) {
+        for read in reads.pending {
+            self.finish_read(read.origin, Err(ReadError::LeadershipLost));
+        }
+    }
+}

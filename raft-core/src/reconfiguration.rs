@@ -1,0 +1,308 @@
+//! Membership changes by joint consensus (thesis section 4.3), with catch-up of new voters
+//! as non-voting members first, abort on catch-up timeout, and learner auto-promotion.
+//!
+//! ```text
+//!  request --(new voters catch up)--> append C(old,new) --commits--> append C(new) --commits--> done
+//!     \--(catch-up timeout)--> abandoned, configuration unchanged
+//! ```
+//! A configuration takes effect on each node when appended. A new leader that inherits a
+//! committed joint configuration appends C(new) itself.
+
+use std::collections::BTreeSet;
+
+use crate::action::{Action, ChangeId};
+use crate::membership::{Membership, MembershipChange, MembershipError};
+use crate::node::{Node, RoleState};
+use crate::progress::{Progress, ReplicationState};
+use crate::types::{EntryPayload, Index, NodeId};
+
+/// A membership change the leader is carrying out.
+#[derive(Debug)]
+pub(crate) struct PendingChange {
+    pub(crate) id: ChangeId,
+    pub(crate) target: Membership,
+    pub(crate) phase: ChangePhase,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ChangePhase {
+    /// Future voters receive the log as non-members until they are caught up.
+    CatchingUp {
+        newcomers: BTreeSet<NodeId>,
+        elapsed_ticks: u32,
+    },
+    /// C(old,new) is appended.
+    Joint,
+    /// C(new) is appended.
+    Leaving,
+}
+
+impl Node {
+    /// Changes the membership: any set of changes in one joint-consensus step. The outcome
+    /// arrives as [`Action::MembershipOutcome`] once C(new) commits.
+    ///
+    /// ```
+    /// use raft_core::{Action, Config, Membership, MembershipChange, Node, RestoredState};
+    ///
+    /// let mut node = Node::new(Config::new(1, 1), RestoredState::bootstrap(Membership::with_voters([1]))).unwrap();
+    /// while node.leader() != Some(1) { node.tick(); }
+    /// node.change_membership(vec![MembershipChange::AddLearner(2)]);
+    /// // Drive the single node: persist everything, then look for the outcome.
+    /// let mut done = false;
+    /// for _ in 0..4 {
+    ///     let mut actions = Vec::new();
+    ///     node.drain_actions(&mut actions);
+    ///     for action in actions {
+    ///         match action {
+    ///             Action::Persist(batch) => node.on_persisted(batch.token),
+    ///             Action::MembershipOutcome { result, .. } => done = result.unwrap().is_learner(2),
+    ///             _ => {}
+    ///         }
+    ///     }
+    /// }
+    /// assert!(done);
+    /// ```
+    pub fn change_membership(&mut self, changes: Vec<MembershipChange>) -> ChangeId {
+        let id = ChangeId(self.next_id());
+        if let Err(error) = self.start_change(id, &changes) {
+            self.actions.push(Action::MembershipOutcome {
+                id,
+                result: Err(error),
+            });
+        }
+        id
+    }
+
+    fn start_change(
+        &mut self,
+        id: ChangeId,
+        changes: &[MembershipChange],
+    ) -> Result<(), MembershipError> {
+        let uncommitted_config = self.membership_index > self.commit;
+        let membership = self.membership.clone();
+        let next_index = self.log.last_index() + 1;
+        let leader_hint = self.leader;
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Err(MembershipError::NotLeader { leader_hint });
+        };
+        if leader.pending_change.is_some() || membership.is_joint() || uncommitted_config {
+            return Err(MembershipError::ChangeInProgress);
+        }
+        let target = membership.apply_changes(changes)?;
+        let newcomers: BTreeSet<NodeId> = target
+            .incoming
+            .iter()
+            .filter(|id| !membership.is_voter(**id))
+            .copied()
+            .collect();
+        for id in target.members() {
+            if id != self.config.id {
+                leader
+                    .progress
+                    .entry(id)
+                    .or_insert_with(|| Progress::new(next_index));
+            }
+        }
+        tracing::info!(node = self.config.id, target = %target.describe(), "membership change requested");
+        leader.pending_change = Some(PendingChange {
+            id,
+            target,
+            phase: ChangePhase::CatchingUp {
+                newcomers,
+                elapsed_ticks: 0,
+            },
+        });
+        self.try_enter_joint();
+        Ok(())
+    }
+
+    /// Appends C(old,new) once every future voter is caught up.
+    fn try_enter_joint(&mut self) {
+        let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
+        let membership = self.membership.clone();
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(change) = &mut leader.pending_change else {
+            return;
+        };
+        let ChangePhase::CatchingUp { newcomers, .. } = &change.phase else {
+            return;
+        };
+        let caught_up = newcomers.iter().all(|id| {
+            leader.progress.get(id).is_some_and(|p| {
+                p.state == ReplicationState::Replicate && p.match_index + max_lag >= last_index
+            })
+        });
+        if !caught_up {
+            return;
+        }
+        let joint = membership.enter_joint(&change.target);
+        change.phase = ChangePhase::Joint;
+        tracing::info!(node = self.id(), config = %joint.describe(), "entering joint configuration");
+        self.append_as_leader(EntryPayload::Membership(Box::new(joint)));
+    }
+
+    /// Abandons a change whose newcomers did not catch up in time.
+    pub(crate) fn tick_catch_up(&mut self) {
+        let timeout = self.config.catch_up_timeout_ticks;
+        let membership = self.membership.clone();
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(change) = &mut leader.pending_change else {
+            return;
+        };
+        let ChangePhase::CatchingUp {
+            newcomers,
+            elapsed_ticks,
+        } = &mut change.phase
+        else {
+            return;
+        };
+        *elapsed_ticks += 1;
+        if *elapsed_ticks < timeout {
+            self.try_enter_joint();
+            return;
+        }
+        let laggard = newcomers
+            .iter()
+            .copied()
+            .find(|id| {
+                leader
+                    .progress
+                    .get(id)
+                    .is_none_or(|p| p.state != ReplicationState::Replicate)
+            })
+            .or_else(|| newcomers.first().copied())
+            .unwrap_or(0);
+        let id = change.id;
+        leader.pending_change = None;
+        leader.progress.retain(|peer, _| membership.contains(*peer));
+        tracing::warn!(
+            node = self.id(),
+            laggard,
+            "membership change abandoned: catch-up timeout"
+        );
+        self.actions.push(Action::MembershipOutcome {
+            id,
+            result: Err(MembershipError::CatchUpTimeout(laggard)),
+        });
+    }
+
+    /// Leader: the latest configuration committed. Leave a joint configuration; report a
+    /// finished change; step down if no longer a voter.
+    pub(crate) fn on_configuration_committed(&mut self) {
+        if self.membership_index > self.commit {
+            return;
+        }
+        if self.membership.is_joint() {
+            let leave = self.membership.leave_joint();
+            if let Some(change) = self.leader_state().and_then(|l| l.pending_change.as_mut()) {
+                change.phase = ChangePhase::Leaving;
+            }
+            tracing::info!(node = self.id(), config = %leave.describe(), "leaving joint configuration");
+            self.append_as_leader(EntryPayload::Membership(Box::new(leave)));
+            return;
+        }
+        let finished = self
+            .leader_state()
+            .filter(|l| {
+                l.pending_change
+                    .as_ref()
+                    .is_some_and(|c| c.phase == ChangePhase::Leaving)
+            })
+            .and_then(|l| l.pending_change.take());
+        if let Some(change) = finished {
+            let result = Ok(Box::new(self.membership.clone()));
+            self.actions.push(Action::MembershipOutcome {
+                id: change.id,
+                result,
+            });
+        }
+        if !self.membership.is_voter(self.id()) {
+            tracing::info!(node = self.id(), "stepping down: removed from the voters");
+            self.become_follower(self.term, None);
+        }
+    }
+
+    /// A configuration entry was appended at `index`: it takes effect now.
+    pub(crate) fn adopt_configuration(&mut self, index: Index, membership: Membership) {
+        self.config_history.insert(index, membership.clone());
+        self.membership = membership;
+        self.membership_index = index;
+        self.sync_progress_with_membership();
+    }
+
+    /// A truncation removed configuration entries from `from` on: fall back to the latest
+    /// one still in the log (or the snapshot's).
+    pub(crate) fn rollback_configuration(&mut self, from: Index) {
+        if self.config_history.split_off(&from).is_empty() {
+            return;
+        }
+        let (index, membership) = self.config_history.last_key_value().map_or(
+            (self.snapshot.index, self.snapshot.membership.clone()),
+            |(i, m)| (*i, m.clone()),
+        );
+        self.membership = membership;
+        self.membership_index = index;
+    }
+
+    fn sync_progress_with_membership(&mut self) {
+        let me = self.id();
+        let members = self.membership.members();
+        let next_index = self.log.last_index() + 1;
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let catching_up: BTreeSet<NodeId> = match &leader.pending_change {
+            Some(PendingChange { target, .. }) => target.members(),
+            None => BTreeSet::new(),
+        };
+        for id in members.iter().filter(|id| **id != me) {
+            leader
+                .progress
+                .entry(*id)
+                .or_insert_with(|| Progress::new(next_index));
+        }
+        leader
+            .progress
+            .retain(|id, _| members.contains(id) || catching_up.contains(id));
+        let target_gone = leader
+            .transfer
+            .as_ref()
+            .is_some_and(|t| !members.contains(&t.target));
+        if target_gone {
+            self.abort_transfer("the target was removed from the cluster");
+        }
+    }
+
+    /// Proposes promoting a caught-up learner when auto-promotion is on, and moves a waiting
+    /// membership change forward.
+    pub(crate) fn maybe_auto_promote(&mut self, from: NodeId) {
+        self.try_enter_joint();
+        if !self.config.auto_promote_learners
+            || !self.membership.is_learner(from)
+            || self.membership.is_joint()
+        {
+            return;
+        }
+        let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
+        let uncommitted_config = self.membership_index > self.commit;
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let caught_up = leader
+            .progress
+            .get(&from)
+            .is_some_and(|p| p.match_index + max_lag >= last_index);
+        if caught_up && leader.pending_change.is_none() && !uncommitted_config {
+            tracing::info!(
+                node = self.id(),
+                learner = from,
+                "promoting caught-up learner"
+            );
+            self.change_membership(vec![MembershipChange::PromoteLearner(from)]);
+        }
+    }
+}

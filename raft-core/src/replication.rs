@@ -1,0 +1,412 @@
+//! Log replication (section 5.3): the leader's sending, batching and pipelining per follower,
+//! the follower's append handling, heartbeats, commit (section 5.4.2) and check-quorum.
+
+use crate::log::AppendResult;
+use crate::message::{ConflictHint, MessageBody};
+use crate::node::{Node, RoleState};
+use crate::progress::ReplicationState;
+use crate::quorum;
+use crate::types::{Entry, EntryPayload, Index, NodeId, Term};
+
+impl Node {
+    /// Leader timers: heartbeats, check-quorum, transfer and catch-up deadlines.
+    pub(crate) fn tick_leader(&mut self) {
+        let (heartbeat_ticks, election_ticks) =
+            (self.config.heartbeat_ticks, self.config.election_ticks);
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        leader.heartbeat_elapsed += 1;
+        leader.quorum_check_elapsed += 1;
+        let heartbeat_due = leader.heartbeat_elapsed >= heartbeat_ticks;
+        let quorum_check_due = leader.quorum_check_elapsed >= election_ticks;
+        if heartbeat_due {
+            self.broadcast_heartbeat();
+        }
+        if quorum_check_due && self.config.check_quorum && !self.quorum_recently_active() {
+            tracing::info!(
+                node = self.id(),
+                term = self.term,
+                "stepping down: no quorum heard within an election timeout"
+            );
+            self.become_follower(self.term, None);
+            return;
+        }
+        if quorum_check_due {
+            if let Some(leader) = self.leader_state() {
+                leader.quorum_check_elapsed = 0;
+                leader
+                    .progress
+                    .values_mut()
+                    .for_each(|p| p.recently_active = false);
+            }
+        }
+        self.tick_snapshot_transfers();
+        self.tick_transfer();
+        self.tick_catch_up();
+    }
+
+    fn quorum_recently_active(&self) -> bool {
+        let RoleState::Leader(leader) = &self.role else {
+            return false;
+        };
+        let me = self.id();
+        quorum::joint_active(&self.membership.incoming, &self.membership.outgoing, |id| {
+            id == me || leader.progress.get(&id).is_some_and(|p| p.recently_active)
+        })
+    }
+
+    /// Sends a heartbeat to every peer, opening a new heartbeat round (reads and leases
+    /// count acknowledgements per round).
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let commit = self.commit;
+        let now = self.ticks_total;
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        leader.heartbeat_elapsed = 0;
+        let round = leader.reads.open_round(now);
+        let targets: Vec<(NodeId, Index)> = leader
+            .progress
+            .iter()
+            .map(|(id, p)| (*id, commit.min(p.match_index)))
+            .collect();
+        for (to, commit) in targets {
+            self.send(to, MessageBody::Heartbeat { commit, round });
+        }
+    }
+
+    /// Sends whatever each follower's progress allows (called on every flush).
+    pub(crate) fn broadcast_pending(&mut self) {
+        let peers: Vec<NodeId> = match &self.role {
+            RoleState::Leader(leader) => leader.progress.keys().copied().collect(),
+            _ => return,
+        };
+        for peer in peers {
+            // Bounded: each iteration either fills the window or sends the log's tail.
+            for _ in 0..self.config.max_inflight_appends {
+                if !self.send_append(peer, false) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Sends one append (or starts a snapshot) to `to` if its progress allows. An empty
+    /// append is sent only when `probe` is set. Returns true if something was sent.
+    pub(crate) fn send_append(&mut self, to: NodeId, probe: bool) -> bool {
+        let (max_count, max_bytes, max_append) = (
+            self.config.max_inflight_appends,
+            self.config.max_inflight_bytes,
+            self.config.max_append_bytes,
+        );
+        let witness = self.membership.is_witness(to);
+        let commit = self.commit;
+        let RoleState::Leader(leader) = &mut self.role else {
+            return false;
+        };
+        let Some(progress) = leader.progress.get_mut(&to) else {
+            return false;
+        };
+        match progress.state {
+            ReplicationState::Snapshot(_) | ReplicationState::Probe { paused: true } => {
+                return false;
+            }
+            ReplicationState::Replicate
+                if !probe && progress.inflights.is_full(max_count, max_bytes) =>
+            {
+                return false;
+            }
+            _ => {}
+        }
+        let prev_log_index = progress.next_index - 1;
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            // The entries this follower needs are compacted: send the snapshot instead.
+            let meta = self.snapshot.clone();
+            progress.become_snapshot(meta);
+            self.send_snapshot_chunk(to, 0);
+            return true;
+        };
+        let entries: Vec<Entry> = self
+            .log
+            .slice_bounded(progress.next_index, max_append, max_count.max(1) * 64)
+            .iter()
+            .map(|e| if witness { e.elided() } else { e.clone() })
+            .collect();
+        if entries.is_empty() && !probe {
+            return false;
+        }
+        if let Some(last) = entries.last() {
+            let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
+            match progress.state {
+                ReplicationState::Replicate => {
+                    progress.next_index = last.index + 1;
+                    progress.inflights.add(last.index, bytes);
+                }
+                _ => progress.state = ReplicationState::Probe { paused: true },
+            }
+        } else if let ReplicationState::Probe { .. } = progress.state {
+            progress.state = ReplicationState::Probe { paused: true };
+        }
+        self.send(
+            to,
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit: commit,
+            },
+        );
+        true
+    }
+
+    /// Follower side of AppendEntries.
+    pub(crate) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+    ) {
+        if !self.accept_leader(from) {
+            return;
+        }
+        if prev_log_index < self.commit && entries.last().is_none_or(|e| e.index <= self.commit) {
+            // Everything in this request is already committed here: just report progress.
+            let response = MessageBody::AppendResponse {
+                success: true,
+                match_index: self.commit,
+                hint: None,
+            };
+            let ack = self.log.term(self.commit).map(|t| (self.commit, t));
+            self.send_after_persist(from, response, ack);
+            return;
+        }
+        match self.log.try_append(prev_log_index, prev_log_term, &entries) {
+            AppendResult::Rejected(hint) => {
+                let response = MessageBody::AppendResponse {
+                    success: false,
+                    match_index: prev_log_index,
+                    hint: Some(hint),
+                };
+                self.send(from, response);
+            }
+            AppendResult::Matched {
+                last_new_index,
+                truncate_from,
+                first_written,
+            } => {
+                if let Some(from_index) = truncate_from {
+                    if from_index <= self.commit {
+                        self.halt(format!(
+                            "leader {from} would overwrite committed entry {from_index} (commit {})",
+                            self.commit
+                        ));
+                        return;
+                    }
+                    self.on_log_truncated(from_index);
+                }
+                if let Some(first) = first_written {
+                    self.on_entries_appended(first);
+                }
+                // Section 5.3: commit no further than the last entry this request vouched for.
+                self.advance_follower_commit(leader_commit.min(last_new_index));
+                let ack = self.log.term(last_new_index).map(|t| (last_new_index, t));
+                let response = MessageBody::AppendResponse {
+                    success: true,
+                    match_index: last_new_index,
+                    hint: None,
+                };
+                self.send_after_persist(from, response, ack);
+            }
+        }
+    }
+
+    /// A message from the leader of our term: it resets the election timer. A candidate of
+    /// the same term steps down (section 5.2). Returns false for a node that cannot follow
+    /// (another leader of our term would be a protocol violation).
+    pub(crate) fn accept_leader(&mut self, from: NodeId) -> bool {
+        match self.role {
+            RoleState::Leader(_) => {
+                tracing::error!(
+                    node = self.id(),
+                    from,
+                    term = self.term,
+                    "two leaders in one term; ignoring"
+                );
+                false
+            }
+            RoleState::Follower => {
+                self.leader = Some(from);
+                self.election_elapsed = 0;
+                true
+            }
+            _ => {
+                self.become_follower(self.term, Some(from));
+                true
+            }
+        }
+    }
+
+    fn advance_follower_commit(&mut self, index: Index) {
+        if index > self.commit {
+            self.commit = index.min(self.log.last_index());
+            self.on_commit_advanced();
+        }
+    }
+
+    /// New entries were appended at `first` and after: adopt configurations among them.
+    fn on_entries_appended(&mut self, first: Index) {
+        self.durability.note_appended(first);
+        let configs: Vec<(Index, crate::membership::Membership)> = self
+            .log
+            .slice(first, self.log.last_index() + 1)
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Membership(m) => Some((e.index, (**m).clone())),
+                _ => None,
+            })
+            .collect();
+        for (index, membership) in configs {
+            self.adopt_configuration(index, membership);
+        }
+    }
+
+    /// The log lost its suffix from `from`: roll back configurations appended there and fail
+    /// the proposals whose entries are gone.
+    fn on_log_truncated(&mut self, from: Index) {
+        self.durability.note_truncated(from);
+        self.rollback_configuration(from);
+        self.proposals.drop_from(from, &mut self.actions);
+    }
+
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, commit: Index, round: u64) {
+        if !self.accept_leader(from) {
+            return;
+        }
+        // The leader caps `commit` at what it knows we hold, so it is safe to adopt.
+        self.advance_follower_commit(commit.min(self.log.last_index()));
+        self.send(from, MessageBody::HeartbeatResponse { round });
+    }
+
+    pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+        let last_index = self.log.last_index();
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        progress.acked_round = progress.acked_round.max(round);
+        if let ReplicationState::Probe { paused: true } = progress.state {
+            progress.state = ReplicationState::Probe { paused: false };
+        }
+        let lagging = progress.match_index < last_index;
+        if lagging {
+            self.send_append(from, true);
+        }
+        self.confirm_reads();
+    }
+
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        match_index: Index,
+        hint: Option<ConflictHint>,
+    ) {
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        if success {
+            if progress.on_match(match_index) {
+                match progress.state {
+                    ReplicationState::Probe { .. } => progress.become_replicate(),
+                    ReplicationState::Snapshot(ref transfer)
+                        if match_index >= transfer.meta.index =>
+                    {
+                        progress.become_replicate()
+                    }
+                    _ => {}
+                }
+                self.maybe_commit();
+                self.on_follower_progress(from);
+            } else if let ReplicationState::Probe { paused: true } = progress.state {
+                progress.state = ReplicationState::Probe { paused: false };
+            }
+            return;
+        }
+        let Some(hint) = hint else { return };
+        let stale = match progress.state {
+            ReplicationState::Replicate => match_index <= progress.match_index,
+            ReplicationState::Probe { .. } => match_index != progress.next_index - 1,
+            ReplicationState::Snapshot(_) => true,
+        };
+        if stale {
+            return;
+        }
+        let next = self.log.next_probe_index(match_index, hint);
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
+        progress.become_probe();
+        progress.next_index = next.max(progress.match_index + 1);
+        self.send_append(from, true);
+    }
+
+    /// Section 5.3/5.4.2: commit the highest index held (durably) by a quorum, but only if
+    /// it is from the current term; earlier terms' entries commit with it.
+    pub(crate) fn maybe_commit(&mut self) {
+        let me = self.id();
+        let durable = self.durability.durable_index();
+        let RoleState::Leader(leader) = &self.role else {
+            return;
+        };
+        let acked = |id: NodeId| {
+            if id == me {
+                durable
+            } else {
+                leader.progress.get(&id).map_or(0, |p| p.match_index)
+            }
+        };
+        let committed =
+            quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
+        if committed > self.commit
+            && committed != Index::MAX
+            && self.log.term(committed) == Some(self.term)
+        {
+            let previous = self.commit;
+            self.commit = committed;
+            let released: u64 = self
+                .log
+                .slice(previous + 1, committed + 1)
+                .iter()
+                .filter(|e| e.term == self.term)
+                .map(Entry::size_bytes)
+                .sum();
+            if let Some(leader) = self.leader_state() {
+                leader.uncommitted_bytes = leader.uncommitted_bytes.saturating_sub(released);
+            }
+            self.on_commit_advanced();
+        }
+    }
+
+    /// Everything that waits for the commit index: proposals, reads, configuration changes.
+    pub(crate) fn on_commit_advanced(&mut self) {
+        self.proposals
+            .resolve_committed(self.commit, &self.log, &self.snapshot, &mut self.actions);
+        if matches!(self.role, RoleState::Leader(_)) {
+            self.confirm_reads();
+            self.on_configuration_committed();
+        }
+    }
+}

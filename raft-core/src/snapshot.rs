@@ -1,0 +1,292 @@
+//! Snapshots (section 7): compaction after the host saved a snapshot, chunked and
+//! restartable transfer to followers whose next entry was compacted, and installation.
+
+use bytes::Bytes;
+
+use crate::action::{Action, SnapshotChunkWrite};
+use crate::message::MessageBody;
+use crate::node::{Node, RoleState};
+use crate::progress::ReplicationState;
+use crate::types::{Index, NodeId, SnapshotMeta};
+
+/// A snapshot being received from the leader.
+#[derive(Debug)]
+pub(crate) struct IncomingSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    /// The next byte offset expected.
+    pub(crate) next_offset: u64,
+    /// Set once the final chunk was written and the snapshot installed in memory: the
+    /// state machine is restored when that write is durable. Apply waits meanwhile.
+    pub(crate) installing: Option<crate::action::WriteToken>,
+}
+
+impl Node {
+    /// The metadata to store with a snapshot of the state machine taken at applied `index`;
+    /// `None` if `index` is not applied yet, not yet durable in the local log (a snapshot
+    /// must never cover entries a pending log write could still bring back), or already
+    /// compacted.
+    pub fn snapshot_meta_at(&self, index: Index) -> Option<SnapshotMeta> {
+        if index > self.applied
+            || index > self.durability.durable_index()
+            || index < self.snapshot.index
+        {
+            return None;
+        }
+        let term = self.log.term(index)?;
+        let membership = self
+            .config_history
+            .range(..=index)
+            .next_back()
+            .map_or_else(|| self.snapshot.membership.clone(), |(_, m)| m.clone());
+        Some(SnapshotMeta {
+            index,
+            term,
+            membership,
+        })
+    }
+
+    /// Reports that the host durably saved a snapshot of its own state machine described by
+    /// `meta` (from [`Node::snapshot_meta_at`]). The core drops the log prefix it covers and
+    /// emits [`Action::CompactLog`].
+    pub fn on_snapshot_saved(&mut self, meta: SnapshotMeta) {
+        if meta.index <= self.snapshot.index {
+            return;
+        }
+        if meta.index > self.applied
+            || meta.index > self.durability.durable_index()
+            || self.log.term(meta.index) != Some(meta.term)
+        {
+            tracing::warn!(
+                node = self.id(),
+                index = meta.index,
+                "ignoring snapshot that does not match the log"
+            );
+            return;
+        }
+        self.log.compact(meta.index, meta.term);
+        self.config_history = self.config_history.split_off(&(meta.index + 1));
+        let through_index = meta.index;
+        self.snapshot = meta;
+        self.actions.push(Action::CompactLog { through_index });
+    }
+
+    /// Asks the host to send the chunk at `offset` of our current snapshot. Witnesses get
+    /// the metadata only: they keep no state machine.
+    pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
+        let meta = self.snapshot.clone();
+        if self.membership.is_witness(to) {
+            let body = MessageBody::SnapshotChunk {
+                meta: Box::new(meta),
+                offset: 0,
+                data: Bytes::new(),
+                done: true,
+            };
+            self.send(to, body);
+            return;
+        }
+        self.actions.push(Action::SendSnapshotChunk {
+            to,
+            term: self.term,
+            meta: Box::new(meta),
+            offset,
+            max_bytes: self.config.snapshot_chunk_bytes,
+        });
+    }
+
+    /// Resends the unacknowledged chunk of a stalled transfer, switching to a newer snapshot
+    /// if one was taken meanwhile.
+    pub(crate) fn tick_snapshot_transfers(&mut self) {
+        let retry_ticks = self.config.snapshot_retry_ticks;
+        let current = self.snapshot.clone();
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let mut resend = Vec::new();
+        for (id, progress) in leader.progress.iter_mut() {
+            if let ReplicationState::Snapshot(transfer) = &mut progress.state {
+                transfer.idle_ticks += 1;
+                if transfer.idle_ticks >= retry_ticks {
+                    transfer.idle_ticks = 0;
+                    if transfer.meta.index != current.index {
+                        transfer.meta = current.clone();
+                        transfer.acked_offset = 0;
+                    }
+                    resend.push((*id, transfer.acked_offset));
+                }
+            }
+        }
+        for (id, offset) in resend {
+            self.send_snapshot_chunk(id, offset);
+        }
+    }
+
+    pub(crate) fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        next_offset: u64,
+        installed: bool,
+    ) {
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        let ReplicationState::Snapshot(transfer) = &mut progress.state else {
+            return;
+        };
+        if transfer.meta.index != index {
+            return;
+        }
+        if installed {
+            progress.on_match(index);
+            progress.become_replicate();
+            tracing::info!(
+                node = self.id(),
+                peer = from,
+                index,
+                "snapshot installed on follower"
+            );
+            self.maybe_commit();
+            self.on_follower_progress(from);
+            return;
+        }
+        transfer.acked_offset = next_offset;
+        transfer.idle_ticks = 0;
+        self.send_snapshot_chunk(from, next_offset);
+    }
+
+    /// Follower side: write each chunk in order; on the last one install the snapshot.
+    pub(crate) fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) {
+        if !self.accept_leader(from) {
+            return;
+        }
+        let index = meta.index;
+        if index <= self.commit {
+            // We already hold everything it covers (committed entries match the leader's).
+            let ack = self.log.term(self.commit).map(|t| (self.commit, t));
+            let body = MessageBody::SnapshotResponse {
+                index,
+                next_offset: 0,
+                installed: true,
+            };
+            self.send_after_persist(from, body, ack);
+            return;
+        }
+        let incoming = self
+            .incoming_snapshot
+            .get_or_insert_with(|| IncomingSnapshot {
+                meta: meta.clone(),
+                next_offset: 0,
+                installing: None,
+            });
+        if incoming.installing.is_some() {
+            return;
+        }
+        if offset == 0 && incoming.meta != meta {
+            *incoming = IncomingSnapshot {
+                meta: meta.clone(),
+                next_offset: 0,
+                installing: None,
+            };
+        }
+        if incoming.meta != meta || offset != incoming.next_offset {
+            // Out of order (a chunk was lost): tell the leader where to resume.
+            let expected = if incoming.meta == meta {
+                incoming.next_offset
+            } else {
+                0
+            };
+            self.send(
+                from,
+                MessageBody::SnapshotResponse {
+                    index,
+                    next_offset: expected,
+                    installed: false,
+                },
+            );
+            return;
+        }
+        incoming.next_offset += data.len() as u64;
+        let next_offset = incoming.next_offset;
+        // Earlier log writes must reach the disk lane before this chunk.
+        let hard_state = self.hard_state();
+        if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
+            self.actions.push(Action::Persist(batch));
+        }
+        let token = self
+            .durability
+            .issue_snapshot_chunk(done.then(|| meta.clone()));
+        self.actions
+            .push(Action::WriteSnapshotChunk(Box::new(SnapshotChunkWrite {
+                meta: meta.clone(),
+                offset,
+                data,
+                done,
+                token,
+            })));
+        if done {
+            self.install_snapshot_in_memory(meta, token);
+        }
+        let body = MessageBody::SnapshotResponse {
+            index,
+            next_offset,
+            installed: done,
+        };
+        self.send_after_persist(from, body, None);
+    }
+
+    fn install_snapshot_in_memory(&mut self, meta: SnapshotMeta, token: crate::action::WriteToken) {
+        let cleared = self.log.term(meta.index) != Some(meta.term);
+        self.log.install_snapshot(meta.index, meta.term);
+        self.durability.note_snapshot_installed(&self.log, cleared);
+        self.config_history = if cleared {
+            Default::default()
+        } else {
+            self.config_history.split_off(&(meta.index + 1))
+        };
+        let (membership_index, membership) = self
+            .config_history
+            .last_key_value()
+            .map_or((meta.index, meta.membership.clone()), |(i, m)| {
+                (*i, m.clone())
+            });
+        self.membership_index = membership_index;
+        self.membership = membership;
+        self.commit = self.commit.max(meta.index);
+        self.snapshot = meta;
+        if let Some(incoming) = &mut self.incoming_snapshot {
+            incoming.installing = Some(token);
+        }
+        tracing::info!(
+            node = self.id(),
+            index = self.snapshot.index,
+            cleared,
+            "installed snapshot from leader"
+        );
+        self.on_commit_advanced();
+    }
+
+    /// The final chunk is durable: the state machine may now be restored from it.
+    pub(crate) fn finish_snapshot_install(&mut self, meta: SnapshotMeta) {
+        self.incoming_snapshot = None;
+        self.apply_handed = self.apply_handed.max(meta.index);
+        // Entries handed out before the snapshot are superseded by it.
+        self.apply_inflight_bytes = 0;
+        self.actions.push(Action::RestoreStateMachine {
+            meta: Box::new(meta),
+        });
+        if matches!(self.role, RoleState::Leader(_)) {
+            self.maybe_commit();
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Leadership transfer (thesis section 3.10): bring the target up to date, then tell it to
+//! campaign at once; its vote request says so, which lets it bypass pre-vote and the
+//! check-quorum stickiness of other voters.
+
+use crate::action::{Action, TransferError};
+use crate::message::MessageBody;
+use crate::node::{Node, RoleState};
+use crate::types::NodeId;
+
+/// A transfer in progress on the leader.
+#[derive(Debug)]
+pub(crate) struct Transfer {
+    pub(crate) target: NodeId,
+    pub(crate) elapsed_ticks: u32,
+    pub(crate) timeout_now_sent: bool,
+}
+
+impl Node {
+    /// Hands leadership to `target`, or to the most up-to-date full voter when `None`.
+    /// While the transfer runs the leader refuses proposals with `TransferInProgress`; it
+    /// aborts after an election timeout. The outcome arrives as [`Action::TransferOutcome`].
+    pub fn transfer_leadership(&mut self, target: Option<NodeId>) {
+        match self.start_transfer(target) {
+            Ok(()) => {}
+            Err((target, error)) => self.actions.push(Action::TransferOutcome {
+                target,
+                result: Err(error),
+            }),
+        }
+    }
+
+    fn start_transfer(&mut self, target: Option<NodeId>) -> Result<(), (NodeId, TransferError)> {
+        let me = self.id();
+        let last_index = self.log.last_index();
+        let leader_hint = self.leader;
+        let membership = self.membership.clone();
+        let RoleState::Leader(leader) = &mut self.role else {
+            return Err((
+                target.unwrap_or(0),
+                TransferError::NotLeader { leader_hint },
+            ));
+        };
+        let can_lead = |id: NodeId| membership.is_voter(id) && !membership.is_witness(id);
+        let target = match target {
+            Some(id) => id,
+            None => leader
+                .progress
+                .iter()
+                .filter(|(id, _)| can_lead(**id))
+                .max_by_key(|(id, p)| (p.match_index, std::cmp::Reverse(**id)))
+                .map(|(id, _)| *id)
+                .ok_or((0, TransferError::InvalidTarget(0)))?,
+        };
+        if leader.transfer.is_some() {
+            return Err((target, TransferError::InProgress));
+        }
+        if target == me {
+            return Err((target, TransferError::AlreadyLeader));
+        }
+        if !can_lead(target) || !leader.progress.contains_key(&target) {
+            return Err((target, TransferError::InvalidTarget(target)));
+        }
+        leader.transfer = Some(Transfer {
+            target,
+            elapsed_ticks: 0,
+            timeout_now_sent: false,
+        });
+        tracing::info!(node = me, target, "leadership transfer started");
+        let caught_up = leader
+            .progress
+            .get(&target)
+            .is_some_and(|p| p.match_index >= last_index);
+        if caught_up {
+            self.send_timeout_now(target);
+        } else {
+            self.send_append(target, true);
+        }
+        Ok(())
+    }
+
+    fn send_timeout_now(&mut self, target: NodeId) {
+        if let Some(transfer) = self.leader_state().and_then(|l| l.transfer.as_mut()) {
+            transfer.timeout_now_sent = true;
+        }
+        self.send(target, MessageBody::TimeoutNow);
+    }
+
+    /// A follower's match index advanced: the transfer target may now be caught up, and a
+    /// learner may be ready for promotion.
+    pub(crate) fn on_follower_progress(&mut self, from: NodeId) {
+        let last_index = self.log.last_index();
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let ready = leader
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.target == from && !t.timeout_now_sent)
+            && leader
+                .progress
+                .get(&from)
+                .is_some_and(|p| p.match_index >= last_index);
+        if ready {
+            self.send_timeout_now(from);
+        }
+        self.maybe_auto_promote(from);
+    }
+
+    pub(crate) fn tick_transfer(&mut self) {
+        let election_ticks = self.config.election_ticks;
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        let Some(transfer) = &mut leader.transfer else {
+            return;
+        };
+        transfer.elapsed_ticks += 1;
+        if transfer.elapsed_ticks >= election_ticks {
+            let target = transfer.target;
+            leader.transfer = None;
+            tracing::info!(node = self.id(), target, "leadership transfer timed out");
+            self.actions.push(Action::TransferOutcome {
+                target,
+                result: Err(TransferError::Timeout),
+            });
+        }
+    }
+
+    /// Aborts a running transfer (target removed, or leadership lost otherwise).
+    pub(crate) fn abort_transfer(&mut self, reason: &str) {
+        let Some(leader) = self.leader_state() else {
+            return;
+        };
+        if let Some(transfer) = leader.transfer.take() {
+            let error = TransferError::Aborted(reason.to_string());
+            self.actions.push(Action::TransferOutcome {
+                target: transfer.target,
+                result: Err(error),
+            });
+        }
+    }
+
+    /// TimeoutNow from our leader: campaign at once, skipping pre-vote.
+    pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
+        if self.leader != Some(from) && self.leader.is_some() {
+            return;
+        }
+        if !self.can_campaign() {
+            tracing::warn!(node = self.id(), from, "ignoring TimeoutNow: cannot lead");
+            return;
+        }
+        tracing::info!(node = self.id(), from, "campaigning on leader's request");
+        self.campaign(true);
+    }
+
+    /// The outcome of a transfer when the leader steps down: done if the target was told to
+    /// campaign (it is the one that deposed us), aborted otherwise.
+    pub(crate) fn finish_transfer_on_step_down(&mut self, transfer: Transfer) {
+        let result = if transfer.timeout_now_sent {
+            Ok(())
+        } else {
+            Err(TransferError::Aborted(
+                "leadership lost before the target caught up".into(),
+            ))
+        };
+        self.actions.push(Action::TransferOutcome {
+            target: transfer.target,
+            result,
+        });
+    }
+}
