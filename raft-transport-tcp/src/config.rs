@@ -12,7 +12,8 @@ use crate::error::ConfigError;
 /// Defaults are sized for a LAN cluster running raft-core's defaults: the largest frame
 /// (16 MiB) holds a 4 MiB command (`max_entry_bytes`) with room to spare and sixteen 1 MiB
 /// snapshot chunks; the ordinary queue (1024 messages) absorbs a full append window
-/// (`max_inflight_appends` = 64) many times over; reconnects start at 50 ms and back off to
+/// (`max_inflight_appends` = 64) many times over; the inbound queue holds at most 64 MiB,
+/// several append windows (`max_inflight_bytes` = 8 MiB) per peer; reconnects start at 50 ms and back off to
 /// 2 s so a dead peer costs at most one connection attempt every couple of seconds.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
@@ -38,6 +39,10 @@ pub struct TcpConfig {
     /// Messages received from all peers and not yet taken by the node before readers stop
     /// reading (TCP backpressure; nothing is dropped on the receiving side).
     pub inbound_queue_capacity_messages: usize,
+    /// Bytes (as framed on the wire) received and not yet taken by the node before readers
+    /// stop reading. Bounds the memory a node that falls behind can accumulate, whatever the
+    /// frame sizes; a single frame larger than this still passes when the queue is empty.
+    pub inbound_queue_max_bytes: u64,
     /// Most bytes gathered into one socket write. Queued messages are coalesced up to this
     /// size so a burst costs few system calls; one message larger than it still goes alone.
     pub coalesce_max_bytes: usize,
@@ -71,6 +76,7 @@ impl TcpConfig {
             queue_capacity_messages: 1024,
             snapshot_queue_capacity_messages: 8,
             inbound_queue_capacity_messages: 4096,
+            inbound_queue_max_bytes: 64 << 20,
             coalesce_max_bytes: 256 << 10,
             connect_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(5),
@@ -99,6 +105,10 @@ impl TcpConfig {
                 self.inbound_queue_capacity_messages,
             ),
             ("coalesce_max_bytes", self.coalesce_max_bytes),
+            (
+                "inbound_queue_max_bytes",
+                usize::try_from(self.inbound_queue_max_bytes).unwrap_or(usize::MAX),
+            ),
             ("max_pending_handshakes", self.max_pending_handshakes),
         ];
         if let Some((field, _)) = counts.iter().find(|(_, value)| *value == 0) {

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use raft_core::{Message, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::{Instrument, debug, info, warn};
@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::error::{ConnectionError, HandshakeError};
 use crate::frame::{FrameDecoder, read_frame};
 use crate::handshake::{HELLO_BYTES, Hello, Lane, Reply};
+use crate::inbound_queue::InboundQueue;
 use crate::link::Stop;
 use crate::metrics::{PeerCounters, add, bump};
 use crate::tcp::Shared;
@@ -69,7 +70,7 @@ struct Admitted {
     lane: Lane,
     counters: Arc<PeerCounters>,
     peer_stop: watch::Receiver<Stop>,
-    inbound: mpsc::Sender<Message>,
+    inbound: Arc<InboundQueue>,
 }
 
 /// Runs one inbound connection from handshake to close.
@@ -142,8 +143,8 @@ async fn admit(stream: &mut TcpStream, shared: &Shared) -> Result<Admitted, Conn
 }
 
 /// Reads frames, checks who sent them and to whom, and hands them to the node. Waits for
-/// room in the inbound queue rather than dropping: a node that falls behind slows its
-/// peers' TCP streams instead of losing what it already received.
+/// room in the inbound queue (messages and bytes) rather than dropping: a node that falls
+/// behind slows its peers' TCP streams instead of losing what it already received.
 async fn read_messages(
     stream: &mut TcpStream,
     shared: &Shared,
@@ -171,7 +172,7 @@ async fn read_messages(
             biased;
             _ = shutdown.changed() => return Ok(()),
             _ = admitted.peer_stop.changed() => return Ok(()),
-            delivered = admitted.inbound.send(message) => {
+            delivered = admitted.inbound.deliver(message, frame_bytes as u64) => {
                 if delivered.is_err() {
                     // The node dropped its receiver: it is going away.
                     return Ok(());

@@ -49,8 +49,9 @@
 //! oversized, garbled or truncated, or whose message's `from` is not the handshake's node
 //! or whose `to` is not this node. Each such close is one `warn` line and a counter
 //! ([`TransportMetrics::handshakes_rejected`], [`TransportMetrics::frames_rejected`]); the
-//! endpoint keeps serving everyone else. Accepted messages go to the inbound receiver;
-//! when the node falls behind, readers wait (TCP backpressure) instead of dropping.
+//! endpoint keeps serving everyone else. Accepted messages go to the inbound receiver,
+//! bounded in messages and in bytes ([`TcpConfig::inbound_queue_max_bytes`]); when the
+//! node falls behind, readers wait (TCP backpressure) instead of dropping.
 //!
 //! **Snapshots.** An interrupted snapshot stream simply drops with its connection;
 //! raft-core resends from the last acknowledged offset, and the lane reconnects like any
@@ -64,6 +65,7 @@ mod error;
 pub mod frame;
 pub mod handshake;
 mod inbound;
+mod inbound_queue;
 mod link;
 mod metrics;
 mod tcp;

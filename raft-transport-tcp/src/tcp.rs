@@ -17,6 +17,7 @@ use crate::config::TcpConfig;
 use crate::error::{PeerError, StartError};
 use crate::handshake::Lane;
 use crate::inbound::{InboundRegistry, accept_loop};
+use crate::inbound_queue::InboundQueue;
 use crate::link::{PeerLink, Stop};
 use crate::metrics::{PeerCounters, TransportCounters, TransportMetrics, bump};
 use crate::transport::Transport;
@@ -44,7 +45,7 @@ pub(crate) struct Shared {
     runtime: Handle,
     peers: Mutex<BTreeMap<NodeId, PeerLink>>,
     /// Taken at shutdown so the node's receiver ends once the readers are gone.
-    inbound: Mutex<Option<mpsc::Sender<Message>>>,
+    inbound: Mutex<Option<Arc<InboundQueue>>>,
     registry: InboundRegistry,
     shutdown: watch::Sender<bool>,
     is_shut_down: AtomicBool,
@@ -64,7 +65,7 @@ pub(crate) struct InboundPeer {
     /// Changes when the peer is removed or the transport stops.
     pub(crate) stop: watch::Receiver<Stop>,
     /// Where accepted messages go.
-    pub(crate) inbound: mpsc::Sender<Message>,
+    pub(crate) inbound: Arc<InboundQueue>,
 }
 
 impl Shared {
@@ -116,8 +117,10 @@ impl TcpTransport {
             addr: config.listen_addr,
             source,
         })?;
-        let (inbound_sender, inbound_receiver) =
-            mpsc::channel(config.inbound_queue_capacity_messages);
+        let (inbound_queue, inbound_receiver) = InboundQueue::new(
+            config.inbound_queue_capacity_messages,
+            config.inbound_queue_max_bytes,
+        );
         let (shutdown, _) = watch::channel(false);
         let node_id = config.node_id;
         let shared = Arc::new(Shared {
@@ -125,7 +128,7 @@ impl TcpTransport {
             counters: TransportCounters::default(),
             runtime: Handle::current(),
             peers: Mutex::new(BTreeMap::new()),
-            inbound: Mutex::new(Some(inbound_sender)),
+            inbound: Mutex::new(Some(Arc::new(inbound_queue))),
             registry: InboundRegistry::default(),
             shutdown,
             is_shut_down: AtomicBool::new(false),

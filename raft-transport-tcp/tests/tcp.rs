@@ -352,3 +352,35 @@ async fn shutdown_flushes_queued_messages() {
     assert!(node1.add_peer(3, any_port()).is_err());
     node2.shutdown().await;
 }
+
+/// Goal: a node that stops reading holds a bounded number of bytes, whatever its peers
+/// send, and loses nothing once it reads again.
+/// Method: with a 3 MiB inbound budget, a peer sends eight 1 MiB snapshot chunks while the
+/// node does not read; exactly three are let into the queue, the rest wait in TCP.
+#[tokio::test]
+async fn slow_node_holds_bounded_bytes() {
+    init_logs();
+    let (node1, _inbound1) = endpoint(1).await;
+    let mut settings = config(2, any_port());
+    settings.inbound_queue_max_bytes = 3 * CHUNK_BYTES as u64 + 3 * 1024;
+    let (node2, mut inbound2) = TcpTransport::bind(settings).await.expect("bind");
+    node1.add_peer(2, node2.local_addr()).expect("valid peer");
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+    for index in 0..CHUNK_WINDOW {
+        let data = Bytes::from(vec![index as u8; CHUNK_BYTES]);
+        node1.send(snapshot_chunk(index * CHUNK_BYTES as u64, data));
+    }
+    wait_until("three chunks are queued", || inbound2.len() == 3).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(inbound2.len(), 3, "the byte budget admits three chunks");
+    for index in 0..CHUNK_WINDOW {
+        match receive(&mut inbound2).await.body {
+            MessageBody::SnapshotChunk { offset, .. } => {
+                assert_eq!(offset, index * CHUNK_BYTES as u64);
+            }
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    node1.shutdown().await;
+    node2.shutdown().await;
+}
