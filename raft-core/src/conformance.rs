@@ -230,7 +230,7 @@ pub fn assert_conforms<H: Harness>(harness: &mut H) {
 /// payload kind reaches the store.
 pub fn sample_entry(index: Index, term: Term, payload_bytes: usize) -> Entry {
     let payload = if index % 11 == 3 {
-        EntryPayload::Membership(Membership::with_voters([1, 2, index % 5 + 3]))
+        EntryPayload::Membership(Box::new(Membership::with_voters([1, 2, index % 5 + 3])))
     } else if payload_bytes == 0 {
         EntryPayload::Noop
     } else {
