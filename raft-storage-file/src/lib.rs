@@ -1,1 +1,65 @@
-//! raft-storage-file: see the workspace README; this crate is being built.
+//! # raft-storage-file
+//!
+//! A durable [`raft_core::Storage`] on the local file system: the log in checksummed,
+//! append-only segment files, the hard state as records in that log, and snapshots in
+//! their own file written by rename. [`FileStorage::open`] recovers after any crash.
+//!
+//! ```no_run
+//! use raft_core::Storage;
+//! use raft_storage_file::FileStorage;
+//!
+//! # fn main() -> Result<(), raft_storage_file::StorageError> {
+//! let mut store = FileStorage::open("/var/lib/mynode/raft")?;
+//! let restored = store.restore()?; // hand this to raft_core::Node::new
+//! # let _ = restored;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Durability
+//!
+//! * Writes ([`raft_core::Storage::append`], `save_hard_state`, `truncate_suffix`,
+//!   `compact`) go to the page cache; [`raft_core::Storage::sync`] makes all of them durable
+//!   with one `fdatasync` (group commit: a host batches many appends per sync) plus a
+//!   directory fsync when files were created or removed.
+//! * A failed fsync is fatal: the call returns the error and the store refuses every later
+//!   write with [`StorageError::Stopped`]. Restart the node; it recovers from what is
+//!   durable. A failed write (e.g. `ENOSPC`) is undone and returned as
+//!   [`StorageError::Io`]; the store keeps working.
+//! * Snapshots are streamed into a temporary file, fsynced, renamed into place and the
+//!   directory fsynced. Neither writer nor reader holds the snapshot in memory.
+//!
+//! ## Recovery
+//!
+//! Opening scans every segment and verifies every checksum. A torn tail of the last
+//! segment (a crash in the middle of an unsynced write) is cut off and reported through
+//! [`FileStorage::recovery_report`] and a `tracing` warning. Any other damage is an error
+//! naming the file and offset, and the store does not open: a node must not serve or vote
+//! with wrong data. See [`on_disk_format`] for the exact rules.
+//!
+//! ## Testing your host
+//!
+//! [`FaultInjector`] (in [`Options::faults`]) fills the disk or fails syncs on demand, so
+//! a host can test its reaction to `ENOSPC` and to a fatal sync failure.
+#![forbid(unsafe_code)]
+
+mod error;
+mod fault;
+mod format;
+mod recovery;
+mod scan;
+mod segment;
+mod snapshot;
+mod store;
+
+pub use error::StorageError;
+pub use fault::FaultInjector;
+pub use format::FORMAT_VERSION;
+pub use recovery::{RecoveryReport, TornTail};
+pub use snapshot::{SnapshotReader, SnapshotWriter};
+pub use store::{FileStorage, Options, UnsyncedTail};
+
+pub mod on_disk_format {
+    //! The on-disk format, from `FORMAT.md` in this crate.
+    #![doc = include_str!("../FORMAT.md")]
+}

@@ -1,0 +1,95 @@
+//! Every write and sync of the store goes through here, so tests (of this crate and of its
+//! hosts) can make the disk fill up or a sync fail deterministically.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
+/// Injects disk faults into a [`crate::FileStorage`]: a disk that fills up after a number of
+/// bytes (`ENOSPC`, with the last write cut short as a real one would be) and syncs that
+/// fail (`EIO`). Clones share one plan, so a test keeps a clone and changes the plan while
+/// the store runs. A default injector injects nothing.
+#[derive(Clone, Debug, Default)]
+pub struct FaultInjector {
+    plan: Arc<FaultPlan>,
+}
+
+#[derive(Debug)]
+struct FaultPlan {
+    /// Bytes that may still be written; `u64::MAX` means unlimited.
+    write_budget_bytes: AtomicU64,
+    fail_syncs: AtomicBool,
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        FaultPlan {
+            write_budget_bytes: AtomicU64::new(u64::MAX),
+            fail_syncs: AtomicBool::new(false),
+        }
+    }
+}
+
+impl FaultInjector {
+    /// An injector that injects nothing until told to.
+    pub fn new() -> Self {
+        FaultInjector::default()
+    }
+
+    /// After `bytes` more bytes, every write fails with `ENOSPC` (a write that crosses the
+    /// limit writes its first part, then fails).
+    pub fn fill_disk_after(&self, bytes: u64) {
+        self.plan.write_budget_bytes.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Every sync fails with `EIO` until [`FaultInjector::heal`].
+    pub fn fail_syncs(&self) {
+        self.plan.fail_syncs.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops injecting faults.
+    pub fn heal(&self) {
+        self.plan
+            .write_budget_bytes
+            .store(u64::MAX, Ordering::SeqCst);
+        self.plan.fail_syncs.store(false, Ordering::SeqCst);
+    }
+
+    /// Writes all of `buf` at `offset`, unless the plan says the disk is full.
+    pub(crate) fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        let budget = self.plan.write_budget_bytes.load(Ordering::SeqCst);
+        if budget == u64::MAX {
+            return file.write_all_at(buf, offset);
+        }
+        let allowed = budget.min(buf.len() as u64);
+        self.plan
+            .write_budget_bytes
+            .store(budget - allowed, Ordering::SeqCst);
+        file.write_all_at(&buf[..allowed as usize], offset)?;
+        if allowed < buf.len() as u64 {
+            return Err(io::Error::from_raw_os_error(ENOSPC));
+        }
+        Ok(())
+    }
+
+    /// `fdatasync`, unless the plan says syncs fail.
+    pub(crate) fn sync_data(&self, file: &File) -> io::Result<()> {
+        if self.plan.fail_syncs.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        file.sync_data()
+    }
+
+    /// `fsync` of a directory, unless the plan says syncs fail.
+    pub(crate) fn sync_all(&self, file: &File) -> io::Result<()> {
+        if self.plan.fail_syncs.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        file.sync_all()
+    }
+}

@@ -1,0 +1,298 @@
+//! One segment file of the log: its handle, and the in-memory index of the live entries it
+//! holds (their frame offsets and terms).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use raft_core::{Entry, HardState, Index, Term};
+
+use crate::error::StorageError;
+use crate::fault::FaultInjector;
+use crate::format::{self, Frame, Record, SEGMENT_HEADER_BYTES, SegmentHeader};
+
+/// Reads of entries go to the disk in spans of about this many bytes.
+const READ_CHUNK_BYTES: u64 = 1 << 20;
+
+/// The file name of the segment with sequence number `seq`.
+pub(crate) fn file_name(seq: u64) -> String {
+    format!("log-{seq:016x}.seg")
+}
+
+/// The sequence number in a segment file name, if it is one.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("log-")?.strip_suffix(".seg")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// A segment file and the live entries in it. Live entries are consecutive; entries
+/// physically present but superseded by a later segment, or covered by the snapshot, are
+/// not indexed.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
+    file: File,
+    /// Index of the first live entry (where the next live entry would go when none).
+    first_index: Index,
+    /// Frame offset of each live entry, in index order.
+    offsets: Vec<u64>,
+    /// `(first index, term)` of each run of live entries sharing a term.
+    term_runs: Vec<(Index, Term)>,
+    /// End of the last live entry's frame (later bytes hold hard states or dead entries).
+    live_end: u64,
+    /// Bytes of the file in use; new records go here.
+    pub(crate) end_offset: u64,
+    /// Bytes known to be durable.
+    pub(crate) synced_offset: u64,
+    /// `(index, term)` of the last entry physically in the file, or of the entry before the
+    /// first when there is none. An append that does not follow it needs a new segment.
+    pub(crate) physical_last: (Index, Term),
+}
+
+/// A write that failed; `rolled_back` tells whether the file was restored to its length
+/// before the write.
+pub(crate) struct WriteFailure {
+    pub(crate) source: io::Error,
+    pub(crate) rolled_back: bool,
+}
+
+impl Segment {
+    /// Creates a new segment file holding its header and `hard_state`. On failure the
+    /// partial file is removed (a leftover would be a damaged segment in the middle).
+    pub(crate) fn create(
+        dir: &Path,
+        seq: u64,
+        header: SegmentHeader,
+        hard_state: &HardState,
+        faults: &FaultInjector,
+    ) -> Result<Segment, StorageError> {
+        let path = dir.join(file_name(seq));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StorageError::io("create segment", &path, e))?;
+        let mut bytes = header.encode().to_vec();
+        format::encode_hard_state(hard_state, &mut bytes).map_err(|e| {
+            StorageError::corrupt(&path, 0, format!("cannot encode hard state: {e}"))
+        })?;
+        if let Err(source) = faults.write_all_at(&file, &bytes, 0) {
+            drop(file);
+            if let Err(remove) = std::fs::remove_file(&path) {
+                tracing::error!(path = %path.display(), error = %remove, "cannot remove a partial segment");
+            }
+            return Err(StorageError::io("write segment header to", &path, source));
+        }
+        let end_offset = bytes.len() as u64;
+        Ok(Segment {
+            path,
+            file,
+            first_index: header.first_index,
+            offsets: Vec::new(),
+            term_runs: Vec::new(),
+            live_end: end_offset,
+            end_offset,
+            synced_offset: 0,
+            physical_last: (header.first_index - 1, header.prev_term),
+        })
+    }
+
+    /// A segment found on disk by recovery. `live` lists `(index, term, offset, frame
+    /// bytes)` of its live entries.
+    pub(crate) fn recovered(
+        path: PathBuf,
+        file: File,
+        header: SegmentHeader,
+        live: &[(Index, Term, u64, u64)],
+        end_offset: u64,
+        physical_last: (Index, Term),
+    ) -> Segment {
+        let mut segment = Segment {
+            path,
+            file,
+            first_index: live.first().map_or(header.first_index, |e| e.0),
+            offsets: Vec::with_capacity(live.len()),
+            term_runs: Vec::new(),
+            live_end: SEGMENT_HEADER_BYTES as u64,
+            end_offset,
+            synced_offset: end_offset,
+            physical_last,
+        };
+        for &(index, term, offset, frame_bytes) in live {
+            segment.index_entry(index, term, offset, frame_bytes);
+        }
+        segment
+    }
+
+    pub(crate) fn first_index(&self) -> Index {
+        self.first_index
+    }
+
+    /// One past the last live entry.
+    pub(crate) fn next_live(&self) -> Index {
+        self.first_index + self.offsets.len() as u64
+    }
+
+    pub(crate) fn has_live(&self) -> bool {
+        !self.offsets.is_empty()
+    }
+
+    pub(crate) fn contains(&self, index: Index) -> bool {
+        index >= self.first_index && index < self.next_live()
+    }
+
+    pub(crate) fn term(&self, index: Index) -> Option<Term> {
+        if !self.contains(index) {
+            return None;
+        }
+        let runs_started = self.term_runs.partition_point(|run| run.0 <= index);
+        self.term_runs
+            .get(runs_started.checked_sub(1)?)
+            .map(|run| run.1)
+    }
+
+    fn offset_of(&self, index: Index) -> u64 {
+        self.offsets[(index - self.first_index) as usize]
+    }
+
+    /// Records a live entry written at `offset`.
+    pub(crate) fn index_entry(&mut self, index: Index, term: Term, offset: u64, frame_bytes: u64) {
+        if self.offsets.is_empty() {
+            self.first_index = index;
+        }
+        debug_assert_eq!(index, self.next_live(), "live entries must be consecutive");
+        self.offsets.push(offset);
+        if self.term_runs.last().is_none_or(|run| run.1 != term) {
+            self.term_runs.push((index, term));
+        }
+        self.live_end = offset + frame_bytes;
+    }
+
+    /// Forgets the live entries at or after `from` (a later segment supersedes them).
+    pub(crate) fn cut_live(&mut self, from: Index) {
+        if from >= self.next_live() {
+            return;
+        }
+        let keep = from.saturating_sub(self.first_index) as usize;
+        if keep < self.offsets.len() {
+            self.live_end = self.offsets[keep];
+        }
+        self.offsets.truncate(keep);
+        let runs_kept = self.term_runs.partition_point(|run| run.0 < from);
+        self.term_runs.truncate(runs_kept);
+    }
+
+    /// Writes `bytes` at the end of the file. On failure, cuts the file back so no partial
+    /// record is left behind.
+    pub(crate) fn write(
+        &mut self,
+        bytes: &[u8],
+        faults: &FaultInjector,
+    ) -> Result<u64, WriteFailure> {
+        let offset = self.end_offset;
+        match faults.write_all_at(&self.file, bytes, offset) {
+            Ok(()) => {
+                self.end_offset += bytes.len() as u64;
+                Ok(offset)
+            }
+            Err(source) => {
+                let rolled_back = match self.file.set_len(offset) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(path = %self.path.display(), error = %e, "cannot undo a failed write");
+                        false
+                    }
+                };
+                Err(WriteFailure {
+                    source,
+                    rolled_back,
+                })
+            }
+        }
+    }
+
+    /// Makes everything written durable. A failure is fatal for the store.
+    pub(crate) fn sync(&mut self, faults: &FaultInjector) -> io::Result<()> {
+        if self.synced_offset == self.end_offset {
+            return Ok(());
+        }
+        self.force_sync(faults)
+    }
+
+    /// Syncs even if nothing was written through this handle (a file found at startup may
+    /// still be only in the page cache, from a process that crashed before syncing).
+    pub(crate) fn force_sync(&mut self, faults: &FaultInjector) -> io::Result<()> {
+        faults.sync_data(&self.file)?;
+        self.synced_offset = self.end_offset;
+        Ok(())
+    }
+
+    /// Appends the live entries in `[low, high)` to `out`, verifying each record's checksum,
+    /// index and term, and stops once `max_bytes` would be exceeded. Returns true if it
+    /// stopped for `max_bytes`.
+    pub(crate) fn read_entries(
+        &self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+        total_bytes: &mut u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<bool, StorageError> {
+        let high = high.min(self.next_live());
+        let mut index = low;
+        let mut buf = Vec::new();
+        while index < high {
+            let start = self.offset_of(index);
+            let mut chunk_end = index + 1;
+            while chunk_end < high && self.offset_of(chunk_end) - start < READ_CHUNK_BYTES {
+                chunk_end += 1;
+            }
+            let end = if chunk_end < self.next_live() {
+                self.offset_of(chunk_end)
+            } else {
+                self.live_end
+            };
+            buf.resize((end - start) as usize, 0);
+            self.file
+                .read_exact_at(&mut buf, start)
+                .map_err(|e| StorageError::io("read entries from", &self.path, e))?;
+            let mut pos = 0usize;
+            while index < chunk_end {
+                let at = start + pos as u64;
+                let Frame::Valid { body, frame_bytes } = format::read_frame(&buf[pos..]) else {
+                    return Err(StorageError::corrupt(
+                        &self.path,
+                        at,
+                        "record fails its checksum on read",
+                    ));
+                };
+                pos += frame_bytes;
+                let record = format::decode_record(body)
+                    .map_err(|reason| StorageError::corrupt(&self.path, at, reason))?;
+                let Record::Entry(entry) = record else {
+                    continue;
+                };
+                if entry.index != index || Some(entry.term) != self.term(index) {
+                    let reason = format!(
+                        "found entry ({}, {}) where index {index} was expected",
+                        entry.index, entry.term
+                    );
+                    return Err(StorageError::corrupt(&self.path, at, reason));
+                }
+                let size = entry.size_bytes();
+                if !out.is_empty() && *total_bytes + size > max_bytes {
+                    return Ok(true);
+                }
+                *total_bytes += size;
+                out.push(entry);
+                index += 1;
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,326 @@
+//! Snapshot files: streamed into a temporary file, fsynced, renamed over `snapshot`, the
+//! directory fsynced; read back as a stream whose checksum is verified at its end.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use raft_core::SnapshotMeta;
+
+use crate::error::StorageError;
+use crate::fault::FaultInjector;
+use crate::format::{self, SNAPSHOT_HEADER_BYTES};
+use crate::scan::header_error;
+
+/// The current snapshot's file name.
+pub(crate) const FILE_NAME: &str = "snapshot";
+/// Prefix of snapshots being written.
+pub(crate) const TEMP_PREFIX: &str = "snapshot.tmp-";
+
+/// Writer buffer: large enough that chunked writes cost few syscalls.
+const WRITE_BUFFER_BYTES: usize = 256 << 10;
+const READ_BUFFER_BYTES: usize = 256 << 10;
+
+/// Distinguishes temporary files of writers open at once.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// Receives a snapshot's bytes for a [`crate::FileStorage`]. Nothing is visible until
+/// [`raft_core::Storage::commit_snapshot`]; dropping the writer removes its temporary file.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    pub(crate) dir: PathBuf,
+    pub(crate) meta: SnapshotMeta,
+    path: PathBuf,
+    file: Option<File>,
+    meta_bytes: Vec<u8>,
+    buffer: Vec<u8>,
+    /// Where the buffer goes in the file.
+    flushed_offset: u64,
+    data_len: u64,
+    data_crc: u32,
+    faults: FaultInjector,
+}
+
+impl SnapshotWriter {
+    pub(crate) fn create(
+        dir: &Path,
+        meta: &SnapshotMeta,
+        faults: &FaultInjector,
+    ) -> Result<Self, StorageError> {
+        let name = format!(
+            "{TEMP_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = dir.join(name);
+        let meta_bytes = postcard::to_stdvec(meta).map_err(|e| {
+            StorageError::corrupt(&path, 0, format!("cannot encode snapshot metadata: {e}"))
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StorageError::io("create snapshot", &path, e))?;
+        // The header is written last, at commit, once the data's length and checksum are
+        // known; until then the file starts with zeros and is never mistaken for a snapshot.
+        let flushed_offset = (SNAPSHOT_HEADER_BYTES + meta_bytes.len()) as u64;
+        Ok(SnapshotWriter {
+            dir: dir.to_path_buf(),
+            meta: meta.clone(),
+            path,
+            file: Some(file),
+            meta_bytes,
+            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
+            flushed_offset,
+            data_len: 0,
+            data_crc: 0,
+            faults: faults.clone(),
+        })
+    }
+
+    fn flush_buffer(&mut self) -> io::Result<()> {
+        let Some(file) = &self.file else {
+            return Err(io::Error::other("snapshot writer already used"));
+        };
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.faults
+            .write_all_at(file, &self.buffer, self.flushed_offset)?;
+        self.flushed_offset += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes the header, fsyncs, renames over the current snapshot and fsyncs the
+    /// directory. Returns `Err((fatal, error))`; a failed fsync is fatal for the store.
+    pub(crate) fn finish(mut self) -> Result<(), (bool, StorageError)> {
+        self.flush_buffer()
+            .map_err(|e| (false, StorageError::io("write snapshot", &self.path, e)))?;
+        let header = format::encode_snapshot_header(&self.meta_bytes, self.data_len, self.data_crc);
+        let Some(file) = self.file.take() else {
+            return Err((
+                false,
+                StorageError::io(
+                    "commit snapshot",
+                    &self.path,
+                    io::Error::other("writer already used"),
+                ),
+            ));
+        };
+        let result = self.faults.write_all_at(&file, &header, 0);
+        result.map_err(|e| {
+            (
+                false,
+                StorageError::io("write snapshot header to", &self.path, e),
+            )
+        })?;
+        self.faults
+            .sync_data(&file)
+            .map_err(|e| (true, StorageError::io("fsync snapshot", &self.path, e)))?;
+        drop(file);
+        let target = self.dir.join(FILE_NAME);
+        std::fs::rename(&self.path, &target).map_err(|e| {
+            (
+                false,
+                StorageError::io("rename snapshot into place", &target, e),
+            )
+        })?;
+        // The file is in place: nothing left for Drop to remove.
+        self.path = PathBuf::new();
+        sync_dir(&self.dir, &self.faults).map_err(|e| (true, e))
+    }
+}
+
+impl Write for SnapshotWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.buffer.len() + buf.len() > WRITE_BUFFER_BYTES {
+            self.flush_buffer()?;
+        }
+        if buf.len() >= WRITE_BUFFER_BYTES {
+            let Some(file) = &self.file else {
+                return Err(io::Error::other("snapshot writer already used"));
+            };
+            self.faults.write_all_at(file, buf, self.flushed_offset)?;
+            self.flushed_offset += buf.len() as u64;
+        } else {
+            self.buffer.extend_from_slice(buf);
+        }
+        self.data_crc = crc32c::crc32c_append(self.data_crc, buf);
+        self.data_len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buffer()
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove an abandoned snapshot");
+        }
+    }
+}
+
+/// Streams a snapshot's data; returns an error instead of the final bytes if the data does
+/// not match its checksum.
+#[derive(Debug)]
+pub struct SnapshotReader {
+    path: PathBuf,
+    inner: BufReader<File>,
+    remaining_bytes: u64,
+    crc: u32,
+    expected_crc: u32,
+}
+
+impl Read for SnapshotReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining_bytes == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining_bytes).unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..want])?;
+        if got == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} ends early", self.path.display()),
+            ));
+        }
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..got]);
+        self.remaining_bytes -= got as u64;
+        if self.remaining_bytes == 0 && self.crc != self.expected_crc {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "snapshot data in {} fails its checksum",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(got)
+    }
+}
+
+/// A snapshot file's header, checked.
+struct Opened {
+    file: File,
+    header: format::SnapshotHeader,
+    data_offset: u64,
+}
+
+fn open_checked(path: &Path) -> Result<Option<Opened>, StorageError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("open snapshot", path, e)),
+    };
+    let file_len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat snapshot", path, e))?
+        .len();
+    let mut fixed = [0u8; SNAPSHOT_HEADER_BYTES];
+    if file_len < SNAPSHOT_HEADER_BYTES as u64 {
+        return Err(StorageError::corrupt(
+            path,
+            0,
+            format!("snapshot file is only {file_len} bytes"),
+        ));
+    }
+    file.read_exact_at(&mut fixed, 0)
+        .map_err(|e| StorageError::io("read snapshot", path, e))?;
+    let meta_len = format::decode_snapshot_fixed(&fixed).map_err(|e| header_error(path, 0, e))?;
+    if (SNAPSHOT_HEADER_BYTES + meta_len) as u64 > file_len {
+        return Err(StorageError::corrupt(
+            path,
+            12,
+            "snapshot metadata runs past the end of the file",
+        ));
+    }
+    let mut meta_bytes = vec![0u8; meta_len];
+    file.read_exact_at(&mut meta_bytes, SNAPSHOT_HEADER_BYTES as u64)
+        .map_err(|e| StorageError::io("read snapshot", path, e))?;
+    let header = format::decode_snapshot_header(&fixed, &meta_bytes)
+        .map_err(|e| header_error(path, 0, e))?;
+    let data_offset = (SNAPSHOT_HEADER_BYTES + meta_len) as u64;
+    if file_len - data_offset != header.data_len {
+        let reason = format!(
+            "snapshot holds {} data bytes; its header says {}",
+            file_len - data_offset,
+            header.data_len
+        );
+        return Err(StorageError::corrupt(path, data_offset, reason));
+    }
+    Ok(Some(Opened {
+        file,
+        header,
+        data_offset,
+    }))
+}
+
+/// Loads and fully verifies the current snapshot at startup, so a damaged snapshot stops
+/// the node before it serves or votes.
+pub(crate) fn load(dir: &Path) -> Result<Option<SnapshotMeta>, StorageError> {
+    let path = dir.join(FILE_NAME);
+    let Some(opened) = open_checked(&path)? else {
+        return Ok(None);
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, &opened.file);
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut crc = 0u32;
+    std::io::Seek::seek(&mut reader, io::SeekFrom::Start(opened.data_offset))
+        .map_err(|e| StorageError::io("seek snapshot", &path, e))?;
+    loop {
+        let got = reader
+            .read(&mut buf)
+            .map_err(|e| StorageError::io("read snapshot", &path, e))?;
+        if got == 0 {
+            break;
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..got]);
+    }
+    if crc != opened.header.data_crc {
+        return Err(StorageError::corrupt(
+            &path,
+            opened.data_offset,
+            "snapshot data checksum mismatch",
+        ));
+    }
+    Ok(Some(opened.header.meta))
+}
+
+/// Opens the current snapshot for streaming.
+pub(crate) fn open(dir: &Path) -> Result<Option<(SnapshotMeta, SnapshotReader)>, StorageError> {
+    let path = dir.join(FILE_NAME);
+    let Some(opened) = open_checked(&path)? else {
+        return Ok(None);
+    };
+    let mut inner = BufReader::with_capacity(READ_BUFFER_BYTES, opened.file);
+    std::io::Seek::seek(&mut inner, io::SeekFrom::Start(opened.data_offset))
+        .map_err(|e| StorageError::io("seek snapshot", &path, e))?;
+    let reader = SnapshotReader {
+        path,
+        inner,
+        remaining_bytes: opened.header.data_len,
+        crc: 0,
+        expected_crc: opened.header.data_crc,
+    };
+    Ok(Some((opened.header.meta, reader)))
+}
+
+/// fsyncs a directory so that file creations, renames and removals in it are durable.
+pub(crate) fn sync_dir(dir: &Path, faults: &FaultInjector) -> Result<(), StorageError> {
+    let handle = File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
+    faults
+        .sync_all(&handle)
+        .map_err(|e| StorageError::io("fsync directory", dir, e))
+}
