@@ -205,14 +205,16 @@ fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Strin
 }
 
 /// True if `bytes`, which start at file offset `offset`, contain a whole 512-byte sector
-/// of zeros, or zeros from a sector boundary to `file_len`: the trace of a write that never
-/// reached the disk.
+/// of zeros, or at least 64 zeros from a sector boundary to `file_len`: the trace of a
+/// write that never reached the disk. (A shorter zero run at the end of the file is too
+/// likely to be data.)
 pub(crate) fn has_unwritten_sector(bytes: &[u8], offset: u64, file_len: u64) -> bool {
     let end = offset + bytes.len() as u64;
     let mut sector = offset.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
     while sector < end {
         let sector_end = (sector + SECTOR_BYTES).min(end);
-        let whole = sector_end - sector == SECTOR_BYTES || sector_end == file_len;
+        let run_bytes = sector_end - sector;
+        let whole = run_bytes == SECTOR_BYTES || (sector_end == file_len && run_bytes >= 64);
         let from = (sector - offset) as usize;
         let to = (sector_end - offset) as usize;
         if whole && bytes[from..to].iter().all(|b| *b == 0) {
@@ -347,5 +349,8 @@ mod tests {
         let mut bytes = vec![1u8; 600];
         bytes[412..600].fill(0); // zeros from a sector boundary to the end of the file
         assert!(has_unwritten_sector(&bytes, 100, 700));
+        let mut bytes = vec![1u8; 440];
+        bytes[412..440].fill(0); // too few zeros at the end of the file to mean anything
+        assert!(!has_unwritten_sector(&bytes, 100, 540));
     }
 }
