@@ -31,6 +31,10 @@ use crate::tcp::Shared;
 /// not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// Read buffer kept between frames; a larger one (grown by a big frame) is released once
+/// it has been emptied.
+const IDLE_BUFFER_MAX_BYTES: usize = 256 << 10;
+
 /// Accepts connections until shutdown, then waits for their tasks to end.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown_watch();
@@ -165,6 +169,10 @@ async fn read_messages(
         let Some((message, frame_bytes)) = frame else {
             return Ok(());
         };
+        if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER_MAX_BYTES {
+            // A snapshot chunk grew the buffer; an idle connection should not keep it.
+            buffer = BytesMut::new();
+        }
         check_addressing(&message, admitted.peer_id, shared.config.node_id)?;
         bump(&admitted.counters.messages_received);
         add(&admitted.counters.bytes_received, frame_bytes as u64);

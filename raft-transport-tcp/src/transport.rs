@@ -15,8 +15,9 @@ use crate::metrics::TransportMetrics;
 /// its `to` is this node).
 ///
 /// Delivery is best effort, as Raft expects: messages may be dropped (full queue, peer
-/// down), but between two nodes they are never reordered within a lane, duplicated or
-/// corrupted. Every drop is counted in [`Transport::metrics`].
+/// down) and, across a reconnect, arrive out of order; they are never duplicated or
+/// corrupted, and within one connection they arrive in the order sent. Every drop is
+/// counted in [`Transport::metrics`].
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// How a peer is reached: a socket address for TCP, nothing for in-process channels.

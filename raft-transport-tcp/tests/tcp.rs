@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{CLUSTER_ID, any_port, config, endpoint, heartbeat, init_logs, receive, wait_until};
-use raft_core::{Message, MessageBody, SnapshotMeta};
+use raft_core::{Message, MessageBody};
 use raft_transport_tcp::{ConnectionState, TcpConfig, TcpTransport, Transport};
 use tokio::sync::Notify;
 
@@ -82,6 +82,13 @@ async fn restarted_peer_is_reconnected() {
     node2.add_peer(1, node1.local_addr()).expect("valid peer");
     node1.send(heartbeat(1, 2, 1));
     assert_eq!(receive(&mut inbound2).await, heartbeat(1, 2, 1));
+    // Both lanes must have connected once for their next connection to be a reconnect.
+    wait_until("both lanes connect", || {
+        let metrics = node1.metrics().peers[&2].clone();
+        metrics.state == ConnectionState::Connected
+            && metrics.snapshot_state == ConnectionState::Connected
+    })
+    .await;
 
     node2.shutdown().await;
     drop(inbound2);
@@ -127,7 +134,7 @@ fn snapshot_chunk(offset: u64, data: Bytes) -> Message {
         to: 2,
         term: 1,
         body: MessageBody::SnapshotChunk {
-            meta: SnapshotMeta::default(),
+            meta: Box::default(),
             offset,
             data,
             done: false,
