@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use raft_core::{
     Action, Config, Entry, EntryPayload, HardState, Index, Membership, Message, MessageBody, Node,
-    NodeId, PersistBatch, RestoredState, Role, SnapshotMeta, WriteToken,
+    NodeId, PersistBatch, RestoredState, Role, SnapshotMeta,
 };
 
 /// What one node has on "disk".
