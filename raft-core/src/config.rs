@@ -22,7 +22,11 @@ pub struct Config {
     pub election_ticks: u32,
     /// Ticks between leader heartbeats; must be less than `election_ticks`.
     pub heartbeat_ticks: u32,
-    /// Seed of the node's random generator (election timeouts). Give each node its own.
+    /// Seed of the node's random generator (election timeouts, request ids). Give each node
+    /// its own, and a fresh one each time the node restarts (the OS random generator, or a
+    /// counter a simulator derives): request ids of two incarnations must not collide, or a
+    /// late answer to a forwarded request of the previous life could be taken for an answer
+    /// to a new one.
     pub seed: u64,
     /// Ask for pre-votes before campaigning, so a node that was partitioned does not force
     /// a term change when it returns (thesis section 9.6).

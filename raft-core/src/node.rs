@@ -194,6 +194,10 @@ impl Node {
             snapshot,
             config,
         };
+        // Request ids start at a random point so that a late answer to a request of an
+        // earlier incarnation of this node cannot match a request of this one (given a
+        // fresh seed per incarnation, see `Config::seed`).
+        node.next_request_id = node.rng.random::<u64>() >> 16;
         node.reset_election_timer();
         Ok(node)
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use raft_core::{
     Action, Config, Entry, EntryPayload, HardState, Index, Membership, Message, MessageBody, Node,
-    NodeId, PersistBatch, RestoredState, Role, SnapshotMeta, WriteToken,
+    NodeId, PersistBatch, RestoredState, Role, SnapshotMeta,
 };
 
 /// What one node has on "disk".
@@ -54,7 +54,13 @@ impl Disk {
         RestoredState {
             hard_state: self.hard_state,
             snapshot: self.snapshot.clone(),
-            entries: self.entries.clone(),
+            // A crash between saving a snapshot and compacting leaves covered entries.
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.index > self.snapshot.index)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -71,8 +77,8 @@ pub struct Cluster {
     pub disks: BTreeMap<NodeId, Disk>,
     pub applied: BTreeMap<NodeId, Applied>,
     pub network: VecDeque<Message>,
-    /// Writes issued but not yet durable (when `auto_persist` is off).
-    pub unpersisted: BTreeMap<NodeId, Vec<PersistBatch>>,
+    /// Disk-lane actions issued but not yet carried out (when `auto_persist` is off).
+    pub unpersisted: BTreeMap<NodeId, Vec<Action>>,
     pub auto_persist: bool,
     /// Links that drop every message (from, to).
     pub cut: BTreeSet<(NodeId, NodeId)>,
@@ -160,13 +166,12 @@ impl Cluster {
     fn carry_out(&mut self, id: NodeId, action: Action) {
         match action {
             Action::Send(message) => self.network.push_back(message),
-            Action::Persist(batch) => {
+            Action::Persist(_) | Action::WriteSnapshotChunk(_) | Action::CompactLog { .. } => {
+                // The disk lane: carried out in order, now or when `persist` is called.
                 if self.auto_persist {
-                    self.disks.get_mut(&id).expect("disk").write(&batch);
-                    let token = batch.token;
-                    self.node_mut(id).on_persisted(token);
+                    self.write(id, action);
                 } else {
-                    self.unpersisted.entry(id).or_default().push(batch);
+                    self.unpersisted.entry(id).or_default().push(action);
                 }
             }
             Action::Apply(entries) => self.apply(id, entries),
@@ -197,28 +202,6 @@ impl Cluster {
                     },
                 });
             }
-            Action::WriteSnapshotChunk(chunk) => {
-                let disk = self.disks.get_mut(&id).expect("disk");
-                if chunk.offset == 0 {
-                    disk.incoming.clear();
-                }
-                disk.incoming.extend_from_slice(&chunk.data);
-                if chunk.done {
-                    disk.snapshot_data = std::mem::take(&mut disk.incoming);
-                    disk.snapshot = chunk.meta.clone();
-                    let meta = chunk.meta.clone();
-                    let keep = disk
-                        .entries
-                        .iter()
-                        .any(|e| e.index == meta.index && e.term == meta.term);
-                    if keep {
-                        disk.entries.retain(|e| e.index > meta.index);
-                    } else {
-                        disk.entries.clear();
-                    }
-                }
-                self.node_mut(id).on_persisted(chunk.token);
-            }
             Action::RestoreStateMachine { meta } => {
                 let data = self.disks[&id].snapshot_data.clone();
                 // A witness receives metadata only.
@@ -235,16 +218,50 @@ impl Cluster {
                 applied.last_index = meta.index;
                 self.node_mut(id).on_applied(meta.index);
             }
-            Action::CompactLog { through_index } => {
-                let disk = self.disks.get_mut(&id).expect("disk");
-                disk.entries.retain(|e| e.index > through_index);
-            }
             other => {
                 if self.record_events {
                     self.events.push((id, other));
                 }
             }
         }
+    }
+
+    /// Carries out one disk-lane action and reports it durable.
+    fn write(&mut self, id: NodeId, action: Action) {
+        let disk = self.disks.get_mut(&id).expect("disk");
+        let token = match action {
+            Action::Persist(batch) => {
+                disk.write(&batch);
+                batch.token
+            }
+            Action::WriteSnapshotChunk(chunk) => {
+                if chunk.offset == 0 {
+                    disk.incoming.clear();
+                }
+                disk.incoming.extend_from_slice(&chunk.data);
+                if chunk.done {
+                    disk.snapshot_data = std::mem::take(&mut disk.incoming);
+                    disk.snapshot = chunk.meta.clone();
+                    let meta = &chunk.meta;
+                    let keep = disk
+                        .entries
+                        .iter()
+                        .any(|e| e.index == meta.index && e.term == meta.term);
+                    if keep {
+                        disk.entries.retain(|e| e.index > meta.index);
+                    } else {
+                        disk.entries.clear();
+                    }
+                }
+                chunk.token
+            }
+            Action::CompactLog { through_index } => {
+                disk.entries.retain(|e| e.index > through_index);
+                return;
+            }
+            _ => return,
+        };
+        self.node_mut(id).on_persisted(token);
     }
 
     fn apply(&mut self, id: NodeId, entries: Vec<Entry>) {
@@ -263,14 +280,8 @@ impl Cluster {
 
     /// Makes node `id`'s outstanding writes durable.
     pub fn persist(&mut self, id: NodeId) {
-        let batches = self.unpersisted.remove(&id).unwrap_or_default();
-        let mut last: Option<WriteToken> = None;
-        for batch in &batches {
-            self.disks.get_mut(&id).expect("disk").write(batch);
-            last = Some(batch.token);
-        }
-        if let Some(token) = last {
-            self.node_mut(id).on_persisted(token);
+        for action in self.unpersisted.remove(&id).unwrap_or_default() {
+            self.write(id, action);
         }
         self.process(id);
     }
@@ -393,7 +404,10 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         self.unpersisted.remove(&id);
         let disk = self.disks[&id].clone();
-        let config = self.configs[&id].clone();
+        // Each incarnation gets a fresh seed, as the host contract asks.
+        let config = self.configs.get_mut(&id).expect("config");
+        config.seed = config.seed.wrapping_add(1);
+        let config = config.clone();
         self.nodes
             .insert(id, Node::new(config, disk.restored()).expect("restart"));
         let mut applied = Applied::default();

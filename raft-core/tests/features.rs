@@ -1,0 +1,616 @@
+//! Reads, leadership transfer, membership changes, learners and witnesses, driven through
+//! the in-memory cluster. Each test states the behaviour a user relies on.
+
+mod common;
+
+use common::{Cluster, Disk, config};
+use raft_core::{
+    Action, Config, EntryPayload, MembershipChange, MembershipError, MessageBody, NodeId,
+    ReadConsistency, ReadError, ReadId, Role, TransferError,
+};
+
+fn read_outcomes(cluster: &Cluster, node: NodeId, id: ReadId) -> Vec<Result<u64, ReadError>> {
+    cluster
+        .events
+        .iter()
+        .filter_map(|(n, a)| match a {
+            Action::ReadOutcome { id: got, result } if *n == node && *got == id => {
+                Some(result.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn transfer_outcomes(cluster: &Cluster) -> Vec<(NodeId, Result<(), TransferError>)> {
+    cluster
+        .events
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::TransferOutcome { target, result } => Some((*target, result.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn membership_outcomes(cluster: &Cluster) -> Vec<Result<raft_core::Membership, MembershipError>> {
+    cluster
+        .events
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::MembershipOutcome { result, .. } => Some(result.clone().map(|m| *m)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn tick_rounds(cluster: &mut Cluster, rounds: usize) {
+    for _ in 0..rounds {
+        cluster.tick_all();
+        cluster.settle();
+    }
+}
+
+fn read(cluster: &mut Cluster, node: NodeId, consistency: ReadConsistency) -> ReadId {
+    let id = cluster.node_mut(node).read(consistency);
+    cluster.process(node);
+    id
+}
+
+/// A node that joins later: it knows no membership and waits to be contacted.
+fn add_empty_node(cluster: &mut Cluster, id: NodeId) {
+    cluster.add_node(id, config(id), Disk::default());
+}
+
+// ----- reads -----
+
+#[test]
+fn leader_read_index_is_confirmed_by_a_quorum() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.propose(1, b"w");
+    cluster.settle();
+    let id = read(&mut cluster, 1, ReadConsistency::Linearizable);
+    cluster.settle();
+    assert_eq!(
+        read_outcomes(&cluster, 1, id),
+        vec![Ok(cluster.node(1).commit_index())]
+    );
+}
+
+#[test]
+fn reads_are_never_served_from_a_deposed_leader() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.settle();
+    cluster.isolate(1);
+    // The majority elects a new leader and commits a write the old leader never sees.
+    tick_rounds(&mut cluster, 40);
+    let new_leader = [2, 3]
+        .into_iter()
+        .find(|&id| cluster.node(id).role() == Role::Leader)
+        .expect("new leader");
+    cluster.propose(new_leader, b"newer");
+    cluster.settle();
+    // Whatever the old leader believes, its read must not succeed.
+    let id = read(&mut cluster, 1, ReadConsistency::Linearizable);
+    tick_rounds(&mut cluster, 40);
+    let outcomes = read_outcomes(&cluster, 1, id);
+    assert_eq!(outcomes.len(), 1, "exactly one outcome");
+    assert!(
+        outcomes[0].is_err(),
+        "deposed leader served a read: {outcomes:?}"
+    );
+}
+
+#[test]
+fn a_read_registered_after_a_heartbeat_round_is_not_confirmed_by_that_round() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.settle();
+    // Round r goes out (heartbeats stay in flight)...
+    cluster.tick(1);
+    let early: Vec<_> = cluster.network.drain(..).collect();
+    assert!(
+        early
+            .iter()
+            .all(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+    );
+    // ...then the read arrives and opens round r+1; hold its heartbeats back.
+    let id = read(&mut cluster, 1, ReadConsistency::Linearizable);
+    let late: Vec<_> = cluster.network.drain(..).collect();
+    for message in early {
+        cluster.deliver(message);
+    }
+    cluster.settle();
+    assert!(
+        read_outcomes(&cluster, 1, id).is_empty(),
+        "confirmed by a round sent before the read"
+    );
+    for message in late {
+        cluster.deliver(message);
+    }
+    cluster.settle();
+    assert_eq!(read_outcomes(&cluster, 1, id).len(), 1);
+    assert!(read_outcomes(&cluster, 1, id)[0].is_ok());
+}
+
+#[test]
+fn follower_reads_get_the_leaders_confirmed_index() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.propose(1, b"w");
+    cluster.settle();
+    let id = read(&mut cluster, 2, ReadConsistency::Linearizable);
+    cluster.settle();
+    let commit = cluster.node(1).commit_index();
+    assert_eq!(read_outcomes(&cluster, 2, id), vec![Ok(commit)]);
+}
+
+#[test]
+fn lease_reads_are_local_while_the_lease_holds() {
+    let lease = |id| Config {
+        lease_reads: true,
+        ..config(id)
+    };
+    let mut cluster = Cluster::with_config(&[1, 2, 3], lease);
+    cluster.elect(1);
+    tick_rounds(&mut cluster, 1);
+    let id = read(&mut cluster, 1, ReadConsistency::Lease);
+    assert!(cluster.network.is_empty(), "a lease read sends nothing");
+    assert_eq!(
+        read_outcomes(&cluster, 1, id),
+        vec![Ok(cluster.node(1).commit_index())]
+    );
+    // Cut the leader off: once the lease runs out it must go back to ReadIndex, which fails.
+    cluster.isolate(1);
+    for _ in 0..lease(1).election_ticks {
+        cluster.tick(1);
+        cluster.settle();
+    }
+    let id = read(&mut cluster, 1, ReadConsistency::Lease);
+    assert!(read_outcomes(&cluster, 1, id).iter().all(|r| r.is_err()));
+    assert!(!cluster.network.is_empty() || cluster.node(1).role() != Role::Leader);
+}
+
+#[test]
+fn lease_reads_need_the_option() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    let id = read(&mut cluster, 1, ReadConsistency::Lease);
+    assert_eq!(
+        read_outcomes(&cluster, 1, id),
+        vec![Err(ReadError::LeaseDisabled)]
+    );
+}
+
+// ----- leadership transfer -----
+
+#[test]
+fn transfer_succeeds_with_pre_vote_and_check_quorum_on() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    assert!(cluster.configs[&1].pre_vote && cluster.configs[&1].check_quorum);
+    cluster.elect(1);
+    cluster.propose(1, b"w");
+    cluster.settle();
+    cluster.node_mut(1).transfer_leadership(Some(2));
+    cluster.process(1);
+    cluster.settle();
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    assert_eq!(cluster.node(1).role(), Role::Follower);
+    assert_eq!(transfer_outcomes(&cluster), vec![(2, Ok(()))]);
+}
+
+#[test]
+fn transfer_refuses_proposals_and_aborts_on_timeout() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.settle();
+    cluster.isolate(2);
+    cluster.propose(1, b"behind");
+    cluster.settle();
+    cluster.node_mut(1).transfer_leadership(Some(2));
+    cluster.process(1);
+    let refused = cluster.propose(1, b"during");
+    let refusal = cluster.events.iter().any(|(_, a)| {
+        matches!(a, Action::ProposalOutcome { id, result: Err(raft_core::ProposalError::TransferInProgress) } if *id == refused)
+    });
+    assert!(refusal, "proposals are refused while transferring");
+    for _ in 0..config(1).election_ticks {
+        cluster.tick(1);
+        cluster.settle();
+    }
+    assert_eq!(
+        transfer_outcomes(&cluster),
+        vec![(2, Err(TransferError::Timeout))]
+    );
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+}
+
+#[test]
+fn transfer_aborts_when_the_target_is_removed() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.settle();
+    cluster.isolate(3);
+    cluster.propose(1, b"behind");
+    cluster.settle();
+    cluster.node_mut(1).transfer_leadership(Some(3));
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::Remove(3)]);
+    cluster.process(1);
+    cluster.settle();
+    let outcomes = transfer_outcomes(&cluster);
+    assert!(
+        matches!(outcomes[..], [(3, Err(TransferError::Aborted(_)))]),
+        "{outcomes:?}"
+    );
+}
+
+#[test]
+fn transfer_to_a_non_voter_is_refused() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.node_mut(1).transfer_leadership(Some(9));
+    cluster.process(1);
+    assert_eq!(
+        transfer_outcomes(&cluster),
+        vec![(9, Err(TransferError::InvalidTarget(9)))]
+    );
+}
+
+// ----- membership -----
+
+#[test]
+fn joint_commit_requires_both_majorities() {
+    // Joint C({1,2,3},{1,4,5}): acknowledgements from the old majority alone must not commit.
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    add_empty_node(&mut cluster, 4);
+    add_empty_node(&mut cluster, 5);
+    cluster.elect(1);
+    cluster.settle();
+    cluster.node_mut(1).change_membership(vec![
+        MembershipChange::AddVoter(4),
+        MembershipChange::AddVoter(5),
+        MembershipChange::Remove(2),
+        MembershipChange::Remove(3),
+    ]);
+    cluster.process(1);
+    // Step until the leader appends the joint entry, then cut the new half off at once.
+    for _ in 0..10_000 {
+        if cluster.node(1).membership().is_joint() {
+            break;
+        }
+        if !cluster.deliver_one() {
+            cluster.tick(1);
+        }
+    }
+    assert!(
+        cluster.node(1).membership().is_joint(),
+        "joint configuration appended"
+    );
+    cluster.isolate(4);
+    cluster.isolate(5);
+    let before = cluster.node(1).commit_index();
+    cluster.propose(1, b"x");
+    tick_rounds(&mut cluster, 3);
+    assert!(
+        cluster.node(2).last_index() > before,
+        "the old majority holds the entries"
+    );
+    assert_eq!(
+        cluster.node(1).commit_index(),
+        before,
+        "old majority alone committed in joint state"
+    );
+    // With the new half back, the change completes.
+    cluster.heal();
+    tick_rounds(&mut cluster, 5);
+    assert_eq!(
+        cluster.node(4).membership().incoming,
+        [1, 4, 5].into_iter().collect()
+    );
+    assert!(!cluster.node(4).membership().is_joint());
+}
+
+#[test]
+fn joint_election_requires_both_majorities() {
+    use raft_core::{HardState, Membership, Message, Node, RestoredState, SnapshotMeta};
+    let old = Membership::with_voters([1, 2, 3]);
+    let target = old
+        .apply_changes(&[
+            MembershipChange::AddVoter(4),
+            MembershipChange::AddVoter(5),
+            MembershipChange::Remove(2),
+            MembershipChange::Remove(3),
+        ])
+        .unwrap();
+    let joint = old.enter_joint(&target);
+    let restored = RestoredState {
+        hard_state: HardState::default(),
+        snapshot: SnapshotMeta {
+            index: 0,
+            term: 0,
+            membership: joint,
+        },
+        entries: vec![],
+    };
+    let mut node = Node::new(
+        Config {
+            pre_vote: false,
+            ..config(1)
+        },
+        restored,
+    )
+    .unwrap();
+    while node.role() == Role::Follower {
+        node.tick();
+    }
+    let term = node.term();
+    let mut actions = Vec::new();
+    node.drain_actions(&mut actions);
+    for peer in [2, 3] {
+        node.step(Message {
+            from: peer,
+            to: 1,
+            term,
+            body: MessageBody::VoteResponse {
+                pre_vote: false,
+                granted: true,
+            },
+        });
+    }
+    assert_eq!(
+        node.role(),
+        Role::Candidate,
+        "the old majority alone elected a leader"
+    );
+    node.step(Message {
+        from: 4,
+        to: 1,
+        term,
+        body: MessageBody::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    });
+    assert_eq!(node.role(), Role::Leader);
+}
+
+#[test]
+fn membership_change_completes_through_joint_consensus() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    add_empty_node(&mut cluster, 4);
+    cluster.elect(1);
+    cluster.node_mut(1).change_membership(vec![
+        MembershipChange::AddVoter(4),
+        MembershipChange::Remove(3),
+    ]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 5);
+    let outcomes = membership_outcomes(&cluster);
+    assert_eq!(outcomes.len(), 1);
+    let membership = outcomes[0].clone().expect("change committed");
+    assert_eq!(membership.incoming, [1, 2, 4].into_iter().collect());
+    assert!(!membership.is_joint());
+    // Both configurations went through the log: joint first, then the new one.
+    let configs: Vec<bool> = cluster
+        .node(4)
+        .entries(1, 100)
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EntryPayload::Membership(m) => Some(m.is_joint()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(configs, vec![true, false]);
+    // A second change while one is in flight is refused.
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddLearner(7)]);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddLearner(8)]);
+    cluster.process(1);
+    assert!(membership_outcomes(&cluster).contains(&Err(MembershipError::ChangeInProgress)));
+}
+
+#[test]
+fn leave_completes_after_a_leader_change_in_the_joint_state() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    add_empty_node(&mut cluster, 4);
+    cluster.elect(1);
+    cluster.settle();
+    tick_rounds(&mut cluster, 1);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddVoter(4)]);
+    cluster.process(1);
+    // Let the newcomer catch up and the joint entry replicate, but stop before C(new) commits:
+    // deliver messages until some follower holds a joint configuration.
+    for _ in 0..10_000 {
+        if [2, 3, 4]
+            .iter()
+            .any(|&id| cluster.node(id).membership().is_joint())
+        {
+            break;
+        }
+        if !cluster.deliver_one() {
+            cluster.tick(1);
+        }
+    }
+    assert!(cluster.node(2).membership().is_joint() || cluster.node(3).membership().is_joint());
+    // The leader dies; a new one must finish the change.
+    cluster.isolate(1);
+    tick_rounds(&mut cluster, 40);
+    let new_leader = [2, 3, 4]
+        .into_iter()
+        .find(|&id| cluster.node(id).role() == Role::Leader)
+        .expect("new leader");
+    let membership = cluster.node(new_leader).membership().clone();
+    assert!(
+        !membership.is_joint(),
+        "stuck in joint configuration: {}",
+        membership.describe()
+    );
+    assert!(membership.incoming.contains(&4));
+}
+
+#[test]
+fn removed_leader_steps_down_and_stays_quiet() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::Remove(1)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 5);
+    assert_ne!(cluster.node(1).role(), Role::Leader);
+    tick_rounds(&mut cluster, 60);
+    let leader = cluster
+        .leader()
+        .expect("the remaining voters elect a leader");
+    assert!(leader == 2 || leader == 3);
+    assert_eq!(
+        cluster.node(1).role(),
+        Role::Follower,
+        "a removed node never campaigns"
+    );
+}
+
+#[test]
+fn new_voter_change_is_abandoned_if_it_cannot_catch_up() {
+    let short = |id| Config {
+        catch_up_timeout_ticks: 15,
+        ..config(id)
+    };
+    let mut cluster = Cluster::with_config(&[1, 2, 3], short);
+    cluster.add_node(4, short(4), Disk::default());
+    cluster.elect(1);
+    cluster.isolate(4);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddVoter(4)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 20);
+    assert_eq!(
+        membership_outcomes(&cluster),
+        vec![Err(MembershipError::CatchUpTimeout(4))]
+    );
+    assert_eq!(
+        cluster.node(1).membership().incoming,
+        [1, 2, 3].into_iter().collect(),
+        "configuration unchanged"
+    );
+    // Once reachable, the same change goes through.
+    cluster.heal();
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddVoter(4)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 10);
+    assert!(cluster.node(1).membership().incoming.contains(&4));
+}
+
+#[test]
+fn learners_replicate_but_never_vote_and_are_promoted_only_when_caught_up() {
+    let auto = |id| Config {
+        auto_promote_learners: true,
+        catch_up_max_lag: 0,
+        ..config(id)
+    };
+    let mut cluster = Cluster::with_config(&[1, 2, 3], auto);
+    cluster.add_node(4, auto(4), Disk::default());
+    cluster.elect(1);
+    cluster.isolate(4);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddLearner(4)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 3);
+    assert!(cluster.node(1).membership().is_learner(4), "learner added");
+    for _ in 0..5 {
+        cluster.propose(1, b"x");
+    }
+    tick_rounds(&mut cluster, 3);
+    assert!(
+        cluster.node(1).membership().is_learner(4),
+        "an unreachable learner is not promoted"
+    );
+    cluster.heal();
+    tick_rounds(&mut cluster, 10);
+    assert!(
+        cluster.node(1).membership().incoming.contains(&4),
+        "caught-up learner promoted"
+    );
+    assert_eq!(cluster.node(4).last_index(), cluster.node(1).last_index());
+}
+
+// ----- witnesses -----
+
+#[test]
+fn witness_never_leads_and_never_receives_payloads() {
+    let mut cluster = Cluster::new(&[1, 2]);
+    add_empty_node(&mut cluster, 3);
+    cluster.elect(1);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddWitness(3)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 5);
+    assert!(cluster.node(1).membership().is_witness(3));
+    for _ in 0..3 {
+        cluster.propose(1, b"secret");
+    }
+    tick_rounds(&mut cluster, 2);
+    let payloads = cluster
+        .node(3)
+        .entries(1, 100)
+        .iter()
+        .filter(|e| matches!(e.payload, EntryPayload::Command(_)))
+        .count();
+    assert_eq!(payloads, 0, "a witness stores no command payloads");
+    assert!(
+        cluster
+            .node(3)
+            .entries(1, 100)
+            .iter()
+            .any(|e| e.payload == EntryPayload::Elided)
+    );
+    // Isolate everyone from each other for a long time: the witness never campaigns.
+    cluster.isolate(1);
+    cluster.isolate(2);
+    cluster.isolate(3);
+    tick_rounds(&mut cluster, 100);
+    assert_eq!(cluster.node(3).role(), Role::Follower);
+}
+
+#[test]
+fn two_voters_and_a_witness_keep_committing_with_one_voter_down() {
+    let mut cluster = Cluster::new(&[1, 2]);
+    add_empty_node(&mut cluster, 3);
+    cluster.elect(1);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddWitness(3)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 5);
+    // Voter 1 (the leader) goes down: 2 is elected with the witness's vote and commits.
+    cluster.isolate(1);
+    tick_rounds(&mut cluster, 40);
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    let before = cluster.node(2).commit_index();
+    cluster.propose(2, b"still");
+    tick_rounds(&mut cluster, 2);
+    assert!(
+        cluster.node(2).commit_index() > before,
+        "commits with one full voter and the witness"
+    );
+    let applied: Vec<&[u8]> = cluster.applied[&2]
+        .entries
+        .iter()
+        .map(|(_, d)| &d[..])
+        .collect();
+    assert!(applied.contains(&&b"still"[..]));
+}
