@@ -614,3 +614,141 @@ fn two_voters_and_a_witness_keep_committing_with_one_voter_down() {
         .collect();
     assert!(applied.contains(&&b"still"[..]));
 }
+
+// ----- snapshots -----
+
+#[test]
+fn far_behind_follower_catches_up_by_snapshot_chunks_despite_losses() {
+    let small_chunks = |id| Config {
+        snapshot_chunk_bytes: 8,
+        snapshot_retry_ticks: 3,
+        ..config(id)
+    };
+    let mut cluster = Cluster::with_config(&[1, 2, 3], small_chunks);
+    cluster.elect(1);
+    cluster.isolate(3);
+    for _ in 0..20 {
+        cluster.propose(1, b"payload");
+    }
+    tick_rounds(&mut cluster, 2);
+    // The leader compacts everything node 3 lacks.
+    cluster.snapshot(1);
+    assert!(cluster.node(1).first_index() > cluster.node(3).last_index() + 1);
+    cluster.heal();
+    // Lose every fourth snapshot chunk on the way: the transfer must resume and finish.
+    let mut delivered = 0usize;
+    for _ in 0..200 {
+        cluster.tick_all();
+        while let Some(message) = cluster.network.pop_front() {
+            let chunk = matches!(message.body, MessageBody::SnapshotChunk { .. });
+            delivered += usize::from(chunk);
+            if chunk && delivered % 4 == 0 {
+                continue;
+            }
+            cluster.deliver(message);
+        }
+        if cluster.node(3).commit_index() == cluster.node(1).commit_index() {
+            break;
+        }
+    }
+    assert!(delivered > 4, "the snapshot went in several chunks");
+    assert_eq!(
+        cluster.node(3).commit_index(),
+        cluster.node(1).commit_index()
+    );
+    assert_eq!(
+        cluster.applied[&3].entries, cluster.applied[&1].entries,
+        "restored and applied the same state"
+    );
+    cluster.propose(1, b"after");
+    tick_rounds(&mut cluster, 2);
+    assert_eq!(
+        cluster.node(3).last_index(),
+        cluster.node(1).last_index(),
+        "replication resumes after the snapshot"
+    );
+}
+
+#[test]
+fn a_late_durability_notice_for_an_overwritten_suffix_is_ignored() {
+    use raft_core::{Entry, HardState, Membership, Message, Node, RestoredState, SnapshotMeta};
+    // Follower 2 receives entry 2 of term 1 (write A), then a new leader overwrites index 2
+    // with term 2 (write B). The notice for A arrives: it must not acknowledge index 2.
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: 1,
+            vote: None,
+            commit: 0,
+        },
+        snapshot: SnapshotMeta {
+            index: 0,
+            term: 0,
+            membership: Membership::with_voters([1, 2, 3]),
+        },
+        entries: vec![Entry {
+            index: 1,
+            term: 1,
+            payload: EntryPayload::Noop,
+        }],
+    };
+    let mut node = Node::new(config(2), restored).unwrap();
+    let append = |term, from, entry_term| Message {
+        from,
+        to: 2,
+        term,
+        body: MessageBody::Append {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![Entry {
+                index: 2,
+                term: entry_term,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 0,
+        },
+    };
+    let mut actions = Vec::new();
+    node.step(append(1, 1, 1));
+    node.drain_actions(&mut actions);
+    let write_a = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Persist(b) => Some(b.token),
+            _ => None,
+        })
+        .unwrap();
+    actions.clear();
+    node.step(append(2, 3, 2));
+    node.drain_actions(&mut actions);
+    assert!(
+        actions.iter().all(|a| !matches!(a, Action::Send(_))),
+        "nothing acknowledged before durability"
+    );
+    actions.clear();
+    node.on_persisted(write_a);
+    node.drain_actions(&mut actions);
+    let acks: Vec<(u64, u64)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(Message {
+                to,
+                body:
+                    MessageBody::AppendResponse {
+                        success: true,
+                        match_index,
+                        ..
+                    },
+                ..
+            }) => Some((*to, *match_index)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !acks.contains(&(1, 2)),
+        "acknowledged an overwritten entry to the old leader: {acks:?}"
+    );
+    assert!(
+        !acks.contains(&(3, 2)),
+        "acknowledged write B before it was durable: {acks:?}"
+    );
+}

@@ -292,6 +292,14 @@ fn no_prevote_config(id: NodeId) -> Config {
     }
 }
 
+/// Cases per property: 128 by default; `SAFETY_CASES=5000` for a long hunt.
+fn cases() -> u32 {
+    std::env::var("SAFETY_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128)
+}
+
 /// The random runs are not vacuous: across a fixed set of seeds, most runs commit entries,
 /// and reads and membership changes complete in some of them.
 #[test]
@@ -321,7 +329,7 @@ fn random_runs_make_progress() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 192, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn safety_holds_with_three_nodes(ops in proptest::collection::vec(op(), 1..800)) {
