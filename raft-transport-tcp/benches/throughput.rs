@@ -7,7 +7,8 @@
 //! dropped and the figure is what the transport sustains, not what it discards. Prints
 //! messages/s, payload MB/s and wire MB/s (frames included) as a markdown table.
 //!
-//! Set `BENCH_SECONDS` to change the measured time per size (default 3).
+//! Set `BENCH_SECONDS` to change the measured time per size (default 3), and
+//! `BENCH_COALESCE_BYTES` to try another `coalesce_max_bytes` (default: the config's).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,9 @@ async fn endpoint(id: u64) -> (TcpTransport, mpsc::Receiver<Message>) {
     let address = "127.0.0.1:0".parse().expect("literal address");
     let mut config = TcpConfig::new(id, CLUSTER_ID, address);
     config.max_frame_bytes = 1 << 20;
+    if let Some(bytes) = env_number("BENCH_COALESCE_BYTES") {
+        config.coalesce_max_bytes = bytes as usize;
+    }
     TcpTransport::bind(config).await.expect("bind loopback")
 }
 
@@ -53,6 +57,7 @@ struct Figures {
     messages: u64,
     elapsed: Duration,
     wire_bytes: u64,
+    writes: u64,
     dropped: u64,
 }
 
@@ -107,6 +112,7 @@ async fn measure(
         messages: sent,
         elapsed,
         wire_bytes: after.bytes_sent - before.bytes_sent,
+        writes: after.writes - before.writes,
         dropped: after.messages_dropped() - before.messages_dropped(),
     };
     (figures, inbound)
@@ -124,17 +130,18 @@ async fn run(duration: Duration) {
     // Warm up: wait for the connection and let both sides settle.
     let (_, warm) = measure(&sender, inbound, 100, Duration::from_millis(300)).await;
     inbound = warm;
-    println!("| payload | messages/s | payload MB/s | wire MB/s | dropped |");
-    println!("|---|---|---|---|---|");
+    println!("| payload | messages/s | payload MB/s | wire MB/s | messages/write | dropped |");
+    println!("|---|---|---|---|---|---|");
     for payload_bytes in PAYLOAD_SIZES_BYTES {
         let (figures, rest) = measure(&sender, inbound, payload_bytes, duration).await;
         inbound = rest;
         let seconds = figures.elapsed.as_secs_f64();
         let rate = figures.messages as f64 / seconds;
         println!(
-            "| {payload_bytes} B | {rate:.0} | {:.1} | {:.1} | {} |",
+            "| {payload_bytes} B | {rate:.0} | {:.1} | {:.1} | {:.1} | {} |",
             rate * payload_bytes as f64 / 1e6,
             figures.wire_bytes as f64 / seconds / 1e6,
+            figures.messages as f64 / figures.writes.max(1) as f64,
             figures.dropped
         );
     }
@@ -142,11 +149,14 @@ async fn run(duration: Duration) {
     receiver.shutdown().await;
 }
 
-fn main() {
-    let seconds = std::env::var("BENCH_SECONDS")
+fn env_number(name: &str) -> Option<f64> {
+    std::env::var(name)
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(3.0);
+}
+
+fn main() {
+    let seconds = env_number("BENCH_SECONDS").unwrap_or(3.0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -202,6 +202,7 @@ impl Transport for ChannelTransport {
             Ok(()) => {
                 bump(&counters.messages_sent);
                 add(&counters.bytes_sent, size_bytes);
+                bump(&counters.writes);
             }
             Err(Undelivered::QueueFull) => bump(&counters.dropped_queue_full),
             Err(Undelivered::Unreachable) => bump(&counters.dropped_unreachable),

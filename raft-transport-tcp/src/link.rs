@@ -302,6 +302,7 @@ impl LaneWriter {
             .map_err(|_| ConnectionError::Timeout("write"))??;
         add(&self.counters.messages_sent, count);
         add(&self.counters.bytes_sent, self.batch.len() as u64);
+        bump(&self.counters.writes);
         if self.queue.is_empty() {
             let slot = lane_slot(self.lane);
             if self.queue_full_reported[slot].swap(false, Ordering::Relaxed) {

@@ -55,6 +55,8 @@ pub struct PeerMetrics {
     pub messages_sent: u64,
     /// Bytes written, including frame prefixes.
     pub bytes_sent: u64,
+    /// Socket writes; `messages_sent / writes` is how well queued messages coalesce.
+    pub writes: u64,
     /// Messages dropped because the peer's queue was full.
     pub dropped_queue_full: u64,
     /// Messages dropped because the peer could not be reached.
@@ -101,6 +103,7 @@ pub(crate) struct PeerCounters {
     states: [AtomicU8; 2],
     pub(crate) messages_sent: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
+    pub(crate) writes: AtomicU64,
     pub(crate) dropped_queue_full: AtomicU64,
     pub(crate) dropped_unreachable: AtomicU64,
     pub(crate) dropped_oversized: AtomicU64,
@@ -129,6 +132,7 @@ impl PeerCounters {
             snapshot_state: self.state(Lane::Snapshot),
             messages_sent: read(&self.messages_sent),
             bytes_sent: read(&self.bytes_sent),
+            writes: read(&self.writes),
             dropped_queue_full: read(&self.dropped_queue_full),
             dropped_unreachable: read(&self.dropped_unreachable),
             dropped_oversized: read(&self.dropped_oversized),

@@ -391,3 +391,31 @@ async fn slow_node_holds_bounded_bytes() {
     node1.shutdown().await;
     node2.shutdown().await;
 }
+
+/// Goal: messages queued while the writer is busy go out in few socket writes.
+/// Method: queue 200 heartbeats before the lane has connected (the test's single-threaded
+/// runtime does not run the writer until the test awaits), then count writes once all
+/// have arrived.
+#[tokio::test]
+async fn queued_messages_are_coalesced() {
+    init_logs();
+    let (node1, _inbound1) = endpoint(1).await;
+    let (node2, mut inbound2) = endpoint(2).await;
+    node2.add_peer(1, node1.local_addr()).expect("valid peer");
+    node1.add_peer(2, node2.local_addr()).expect("valid peer");
+    for round in 0..200 {
+        node1.send(heartbeat(1, 2, round));
+    }
+    for round in 0..200 {
+        assert_eq!(receive(&mut inbound2).await, heartbeat(1, 2, round));
+    }
+    let metrics = node1.metrics().peers[&2].clone();
+    assert_eq!(metrics.messages_sent, 200);
+    assert!(
+        metrics.writes <= 5,
+        "200 queued messages took {} writes",
+        metrics.writes
+    );
+    node1.shutdown().await;
+    node2.shutdown().await;
+}
