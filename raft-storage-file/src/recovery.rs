@@ -50,6 +50,9 @@ pub(crate) struct Recovered {
     pub(crate) retired: Vec<Segment>,
     pub(crate) next_seq: u64,
     pub(crate) base: (Index, Term),
+    /// The log conflicted with the snapshot and was dropped; the store must make that
+    /// durable before it removes any segment.
+    pub(crate) log_dropped: bool,
     pub(crate) hard_state: HardState,
     pub(crate) snapshot: Option<SnapshotMeta>,
     pub(crate) entries: Vec<Entry>,
@@ -83,7 +86,7 @@ pub(crate) fn recover(dir: &Path, faults: &FaultInjector) -> Result<Recovered, S
         mut entries,
         hard_state,
     } = chain(&found, snapshot_point)?;
-    let base = line_up(base, &mut entries, snapshot_point);
+    let log_dropped = line_up(base, &mut entries, snapshot_point);
     let next_seq = seqs.last().map_or(1, |s| s + 1);
     let (segments, retired) = index_segments(found, &entries);
     report.entries_restored = entries.len() as u64;
@@ -91,7 +94,8 @@ pub(crate) fn recover(dir: &Path, faults: &FaultInjector) -> Result<Recovered, S
         segments,
         retired,
         next_seq,
-        base,
+        base: snapshot_point,
+        log_dropped,
         hard_state,
         snapshot,
         entries: entries.into_iter().map(|l| l.entry).collect(),
@@ -283,13 +287,10 @@ fn chain(found: &[Found], snapshot: (Index, Term)) -> Result<Chained, StorageErr
 }
 
 /// Keeps the entries after the snapshot if the log agrees with it at the snapshot's index,
-/// otherwise drops the log (it conflicts with a snapshot installed from a leader). Returns
-/// the new base, which is the snapshot.
-fn line_up(
-    base: (Index, Term),
-    entries: &mut Vec<Located>,
-    snapshot: (Index, Term),
-) -> (Index, Term) {
+/// otherwise drops the log (it conflicts with a snapshot installed from a leader). The
+/// snapshot becomes the base. Returns whether a log was dropped: that conclusion rests on
+/// entries that may be removed later, so the caller must record it durably.
+fn line_up(base: (Index, Term), entries: &mut Vec<Located>, snapshot: (Index, Term)) -> bool {
     let (snapshot_index, snapshot_term) = snapshot;
     let log_term = if snapshot_index == base.0 {
         Some(base.1)
@@ -300,17 +301,15 @@ fn line_up(
     };
     if log_term == Some(snapshot_term) {
         entries.drain(..(snapshot_index - base.0) as usize);
-    } else {
-        if !entries.is_empty() {
-            tracing::info!(
-                snapshot_index,
-                snapshot_term,
-                "the stored log conflicts with the snapshot; dropped it"
-            );
-        }
-        entries.clear();
+        return false;
     }
-    snapshot
+    tracing::info!(
+        snapshot_index,
+        snapshot_term,
+        "the stored log conflicts with the snapshot; dropped it"
+    );
+    entries.clear();
+    true
 }
 
 /// Builds each segment's index of live entries. Segments with none, except the last, are

@@ -87,6 +87,7 @@ impl FileStorage {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
         let recovered = recovery::recover(&dir, &options.faults)?;
+        let log_dropped = recovered.log_dropped;
         let snapshot = recovered.snapshot.clone().unwrap_or_default();
         let last_index = recovered.base.0 + recovered.entries.len() as u64;
         let restored = RestoredState {
@@ -111,11 +112,24 @@ impl FileStorage {
             restored: Some(restored),
             encode_buf: Vec::new(),
         };
-        if store.segments.is_empty() {
+        if store.segments.is_empty() || log_dropped {
+            // A new segment that starts after the snapshot records a dropped log durably
+            // (retired segments are removed only once it is synced).
             store.roll(store.snapshot.index + 1, store.snapshot.term)?;
         }
-        // What a crashed process wrote may still be only in the page cache: make the last
-        // segment durable before anything (like removing retired segments) relies on it.
+        // The last segment must hold the latest hard state before any older segment is
+        // removed (a torn tail may have cut its copy), and what a crashed process wrote may
+        // still be only in the page cache: write it again and sync.
+        let hard_state = store.hard_state;
+        store.encode_buf.clear();
+        format::encode_hard_state(&hard_state, &mut store.encode_buf).map_err(|e| {
+            StorageError::io(
+                "encode hard state for",
+                store.dir.clone(),
+                std::io::Error::other(e),
+            )
+        })?;
+        store.write_buffer("save hard state to")?;
         let faults = store.options.faults.clone();
         let active = store.active()?;
         if let Err(e) = active.force_sync(&faults) {
@@ -326,17 +340,21 @@ impl FileStorage {
     }
 
     /// What `restore` does after the first call: line the log up with the snapshot as
-    /// recovery would, then read it.
-    fn line_up_with_snapshot(&mut self) {
+    /// recovery would. Dropping a conflicting log is made durable by a new segment that
+    /// starts after the snapshot.
+    fn line_up_with_snapshot(&mut self) -> Result<(), StorageError> {
         let (index, term) = (self.snapshot.index, self.snapshot.term);
         if self.log_term(index) == Some(term) {
             if index > self.base.0 {
                 self.base = (index, term);
             }
-        } else {
-            self.base = (index, term);
-            self.last_index = index;
+            return Ok(());
         }
+        self.check_running()?;
+        self.roll(index + 1, term)?;
+        self.base = (index, term);
+        self.last_index = index;
+        Ok(())
     }
 }
 
@@ -349,7 +367,7 @@ impl Storage for FileStorage {
         if let Some(restored) = self.restored.take() {
             return Ok(restored);
         }
-        self.line_up_with_snapshot();
+        self.line_up_with_snapshot()?;
         let entries = if self.base.0 < self.last_index {
             self.entries(self.base.0 + 1, self.last_index + 1, u64::MAX)?
         } else {
