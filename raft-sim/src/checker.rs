@@ -146,6 +146,9 @@ pub struct SafetyChecker {
     seen: HashMap<(Index, Term), Seen>,
     /// Index -> (term, payload) of every committed entry, from index 1.
     committed: Vec<(Term, Fingerprint)>,
+    /// Index -> the lowest term in which a node was seen to hold it committed. Only
+    /// leaders of later terms must hold it (a stale leader of an older term need not).
+    committed_in: Vec<Term>,
     /// Index -> (term, payload) of every applied entry, from index 1.
     applied: Vec<Option<(Term, Fingerprint)>>,
     votes: BTreeMap<(NodeId, Term), NodeId>,
@@ -241,6 +244,7 @@ impl SafetyChecker {
         &mut self,
         at_us: u64,
         node: NodeId,
+        node_term: Term,
         commit: Index,
         entry_at: impl Fn(Index) -> Option<(Term, Fingerprint)>,
     ) {
@@ -271,9 +275,11 @@ impl SafetyChecker {
                     );
                 } else {
                     self.committed[slot].1 = known_payload.merge(payload);
+                    self.committed_in[slot] = self.committed_in[slot].min(node_term);
                 }
             } else if slot == self.committed.len() {
                 self.committed.push((term, payload));
+                self.committed_in.push(node_term);
             }
             // A gap (slot beyond the end) cannot happen: a node commits a prefix, and the
             // first commit of any index extends the registry in order.
@@ -294,17 +300,24 @@ impl SafetyChecker {
         }
     }
 
-    /// A node became leader: its log must contain every committed entry.
-    /// `first_index` is its first log index (entries below are in its snapshot).
+    /// A node became leader of `term`: its log must contain every entry committed in an
+    /// earlier term. `first_index` is its first log index (entries below are in its
+    /// snapshot).
     pub fn observe_new_leader(
         &mut self,
         at_us: u64,
         node: NodeId,
+        term: Term,
         last_index: Index,
         first_index: Index,
         term_at: impl Fn(Index) -> Option<Term>,
     ) {
-        let max = self.max_committed();
+        // Committed in an earlier term: a prefix in practice, but do not rely on it.
+        let max = self
+            .committed_in
+            .iter()
+            .rposition(|committed_in| *committed_in < term)
+            .map_or(0, |slot| slot as Index + 1);
         if last_index < max {
             self.report(
                 at_us,
@@ -314,6 +327,9 @@ impl SafetyChecker {
             return;
         }
         for index in first_index.max(1)..=max {
+            if self.committed_in[(index - 1) as usize] >= term {
+                continue;
+            }
             let (expected, _) = self.committed[(index - 1) as usize];
             let actual = term_at(index);
             if actual != Some(expected) {
@@ -437,20 +453,28 @@ mod tests {
     fn commit_and_apply_safety_and_leader_completeness() {
         let mut c = SafetyChecker::default();
         let fp = |d: &[u8]| Fingerprint::Command(fnv1a(d));
-        c.observe_commit(0, 1, 2, |i| Some((1, fp(if i == 1 { b"a" } else { b"b" }))));
+        c.observe_commit(0, 1, 1, 2, |i| {
+            Some((1, fp(if i == 1 { b"a" } else { b"b" })))
+        });
         assert_eq!(c.max_committed(), 2);
-        c.observe_commit(1, 2, 1, |_| Some((1, fp(b"a"))));
+        c.observe_commit(1, 2, 1, 1, |_| Some((1, fp(b"a"))));
         assert!(c.violations().is_empty());
-        c.observe_commit(2, 3, 2, |i| {
+        c.observe_commit(2, 3, 2, 2, |i| {
             Some(if i == 1 { (1, fp(b"a")) } else { (2, fp(b"z")) })
         });
         assert_eq!(c.violations()[0].kind, ViolationKind::CommitSafety);
-        c.observe_commit(3, 1, 1, |_| None);
+        c.observe_commit(3, 1, 2, 1, |_| None);
         assert_eq!(c.violations()[1].kind, ViolationKind::CommitRegressed);
-        c.observe_new_leader(4, 2, 1, 1, |_| Some(1));
+        c.observe_new_leader(4, 2, 3, 1, 1, |_| Some(1));
         assert_eq!(c.violations()[2].kind, ViolationKind::LeaderCompleteness);
-        c.observe_new_leader(5, 2, 2, 1, |_| Some(1));
+        c.observe_new_leader(5, 2, 3, 2, 1, |_| Some(1));
         assert_eq!(c.violations().len(), 3, "a complete leader is fine");
+        c.observe_new_leader(5, 4, 1, 0, 1, |_| None);
+        assert_eq!(
+            c.violations().len(),
+            3,
+            "a stale leader of an older term need not be complete"
+        );
         c.observe_apply(6, 1, 1, 1, fp(b"a"));
         c.observe_apply(6, 2, 1, 1, Fingerprint::Elided);
         assert_eq!(c.violations().len(), 3);

@@ -59,6 +59,14 @@ pub struct FaultProfile {
     pub lag_follower: bool,
     /// Whether reads use leader leases instead of ReadIndex.
     pub lease_reads: bool,
+    /// Nodes ask for pre-votes before campaigning.
+    pub pre_vote: bool,
+    /// Leaders step down without a quorum; followers ignore disruptive candidates.
+    pub check_quorum: bool,
+    /// Snapshot chunk size (small sizes exercise multi-chunk transfers).
+    pub snapshot_chunk_bytes: u64,
+    /// Largest append message (small sizes exercise pipelining).
+    pub max_append_bytes: u64,
 }
 
 /// Nominal tick interval of every node.
@@ -138,6 +146,10 @@ impl FaultProfile {
             snapshot_rate,
             lag_follower,
             lease_reads,
+            pre_vote: rng.chance(0.7),
+            check_quorum: lease_reads || rng.chance(0.7),
+            snapshot_chunk_bytes: rng.range(64, 4096),
+            max_append_bytes: rng.range(64, 64 * 1024),
         }
     }
 
@@ -168,6 +180,10 @@ impl FaultProfile {
             snapshot_rate: 0.0,
             lag_follower: false,
             lease_reads: false,
+            pre_vote: true,
+            check_quorum: true,
+            snapshot_chunk_bytes: 1024,
+            max_append_bytes: 64 * 1024,
         }
     }
 }
@@ -179,7 +195,8 @@ impl fmt::Display for FaultProfile {
             "phase={}ms loss={:.3} dup={:.3} replay={:.4} tail={:.3} partition={:.2}/s \
              isolate={:.2}/s clog={:.2}/s crash={:.2}/s crash_before_notice={:.3} pause={:.2}/s \
              torn={:.2} corrupt={:.2}/s drift={:.3} jumps={:.2}/s membership={:.2}/s \
-             transfer={:.2}/s snapshot={:.2}/s lag={} lease={}",
+             transfer={:.2}/s snapshot={:.2}/s lag={} lease={} pre_vote={} check_quorum={} \
+             chunk={}B append={}B",
             self.fault_phase_us / 1000,
             self.loss,
             self.duplicate,
@@ -199,7 +216,11 @@ impl fmt::Display for FaultProfile {
             self.transfer_rate,
             self.snapshot_rate,
             self.lag_follower,
-            self.lease_reads
+            self.lease_reads,
+            self.pre_vote,
+            self.check_quorum,
+            self.snapshot_chunk_bytes,
+            self.max_append_bytes
         )
     }
 }

@@ -279,6 +279,9 @@ impl Workload {
                 };
             }
             Reply::Retry => {
+                // Try elsewhere: the node may be cut off from the cluster for good (e.g.
+                // removed from the membership while it still believes in an old leader).
+                c.target = rng.range(1, max_node + 1);
                 let request = ClientRequest {
                     client,
                     op_serial,

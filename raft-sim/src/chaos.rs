@@ -1,0 +1,251 @@
+//! Carrying out the scheduled faults against the running cluster.
+
+use raft_core::{Membership, MembershipChange, NodeId};
+
+use crate::faults::Fault;
+use crate::host::Liveness;
+use crate::sim::{Event, Simulation};
+
+impl Simulation {
+    /// Fires schedule entry `index`.
+    pub(crate) fn apply_fault(&mut self, index: usize) {
+        if self.healed_at_us.is_some() {
+            return;
+        }
+        let fault = self.schedule[index].fault.clone();
+        let now = self.now_us;
+        self.trace.line(now, || format!("fault #{index}: {fault}"));
+        if let Some(t) = self.timeline.as_mut() {
+            let node = match &fault {
+                Fault::Crash { node, .. }
+                | Fault::Pause { node, .. }
+                | Fault::ClockJump { node, .. }
+                | Fault::Corrupt { node, .. }
+                | Fault::Snapshot { node }
+                | Fault::LagFollower { node, .. } => Some(*node),
+                _ => None,
+            };
+            t.mark(now, node, fault.to_string());
+        }
+        match fault {
+            Fault::Crash { node, down_us } => {
+                self.crash(node, "fault", down_us);
+            }
+            Fault::Pause { node, duration_us } => {
+                let host = &mut self.hosts[node as usize - 1];
+                if host.liveness == Liveness::Up && host.paused_until.is_none() {
+                    host.paused_until = Some(now + duration_us);
+                    self.schedule(now + duration_us, Event::Resume { node });
+                }
+            }
+            Fault::Partition {
+                side,
+                one_way,
+                duration_us,
+            } => {
+                let rest: Vec<NodeId> = self.node_ids().filter(|n| !side.contains(n)).collect();
+                let mut links = Vec::new();
+                for a in &side {
+                    for b in &rest {
+                        links.push((*a, *b));
+                        if !one_way {
+                            links.push((*b, *a));
+                        }
+                    }
+                }
+                self.cut_for(links, duration_us);
+            }
+            Fault::IsolateLeader { duration_us } => {
+                if let Some(leader) = self.current_leader() {
+                    let links = self
+                        .node_ids()
+                        .filter(|n| *n != leader)
+                        .flat_map(|n| [(leader, n), (n, leader)])
+                        .collect();
+                    self.cut_for(links, duration_us);
+                }
+            }
+            Fault::Clog {
+                from,
+                to,
+                duration_us,
+            } => {
+                if from != to {
+                    self.network.clog((from, to));
+                    self.schedule(now + duration_us, Event::Unclog((from, to)));
+                }
+            }
+            Fault::ClockJump {
+                node,
+                ticks,
+                forward,
+            } => self.clock_jump(node, ticks, forward),
+            Fault::Corrupt { node, pick } => self.corrupt(node, pick),
+            Fault::Membership { pick } => self.membership_change(pick),
+            Fault::Transfer { pick } => self.transfer(pick),
+            Fault::Snapshot { node } => self.with_host(node, |host, ctx| host.take_snapshot(ctx)),
+            Fault::LagFollower { node, duration_us } => {
+                let others: Vec<NodeId> = self.node_ids().filter(|n| *n != node).collect();
+                for other in others {
+                    self.network.clog((other, node));
+                    self.schedule(now + duration_us, Event::Unclog((other, node)));
+                }
+            }
+        }
+    }
+
+    fn node_ids(&self) -> impl Iterator<Item = NodeId> + use<> {
+        1..=self.hosts.len() as NodeId
+    }
+
+    fn cut_for(&mut self, links: Vec<(NodeId, NodeId)>, duration_us: u64) {
+        self.network.cut(&links);
+        self.schedule(self.now_us + duration_us, Event::Uncut(links));
+    }
+
+    fn clock_jump(&mut self, node: NodeId, ticks: u64, forward: bool) {
+        let host = &self.hosts[node as usize - 1];
+        if !host.is_running() {
+            return;
+        }
+        if forward {
+            for _ in 0..ticks {
+                self.with_host(node, |host, ctx| host.tick(ctx));
+            }
+        } else {
+            let lag = ticks * host.tick_us;
+            *self.tick_lag_us.entry(node).or_default() += lag;
+        }
+    }
+
+    /// The configuration in force as the highest-term live node sees it.
+    fn cluster_membership(&self) -> Option<Membership> {
+        self.hosts
+            .iter()
+            .filter_map(|h| h.node.as_ref())
+            .max_by_key(|n| (n.term(), n.last_index()))
+            .map(|n| n.membership().clone())
+    }
+
+    fn halted(&self, node: NodeId) -> bool {
+        matches!(self.hosts[node as usize - 1].liveness, Liveness::Halted(_))
+    }
+
+    /// True if losing the nodes in `lost` (plus the halted ones) leaves a majority of
+    /// full voters able to elect a leader in `membership`, in each half of a joint config.
+    fn survivable(&self, membership: &Membership, lost: &[NodeId]) -> bool {
+        let ok = |voters: &std::collections::BTreeSet<NodeId>| {
+            if voters.is_empty() {
+                return true;
+            }
+            let down = voters
+                .iter()
+                .filter(|v| lost.contains(v) || self.halted(**v))
+                .count();
+            let healthy_full = voters
+                .iter()
+                .any(|v| !lost.contains(v) && !self.halted(*v) && !membership.is_witness(*v));
+            // Keep one failure of margin beyond the losses, so a crash at the wrong moment
+            // after healing cannot be confused with a protocol liveness bug.
+            (down + 1) * 2 <= voters.len() && healthy_full
+        };
+        ok(&membership.incoming) && ok(&membership.outgoing)
+    }
+
+    fn corrupt(&mut self, node: NodeId, pick: u64) {
+        let Some(membership) = self.cluster_membership() else {
+            return;
+        };
+        if self.halted(node)
+            || self.corrupted.contains(&node)
+            || !self.survivable(&membership, &[node])
+        {
+            return;
+        }
+        if !self.hosts[node as usize - 1].disk.corrupt(pick) {
+            return;
+        }
+        self.corrupted.push(node);
+        if self.hosts[node as usize - 1].liveness == Liveness::Up {
+            self.crash(node, "disk corrupted", 1_000);
+        }
+    }
+
+    fn membership_change(&mut self, pick: u64) {
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let Some(node) = self.hosts[leader as usize - 1].node.as_ref() else {
+            return;
+        };
+        let m = node.membership().clone();
+        if m.is_joint() {
+            return;
+        }
+        let candidates = self.candidate_changes(&m);
+        if candidates.is_empty() {
+            return;
+        }
+        let change = candidates[(pick % candidates.len() as u64) as usize].clone();
+        self.trace
+            .line(self.now_us, || format!("n{leader} asked for {change:?}"));
+        self.with_host(leader, |host, ctx| {
+            host.change_membership(vec![change], ctx)
+        });
+    }
+
+    /// Membership changes that keep the cluster able to recover after healing.
+    fn candidate_changes(&self, m: &Membership) -> Vec<MembershipChange> {
+        let mut out = Vec::new();
+        let members = m.members();
+        let witnesses = m.witnesses.len();
+        for id in self.node_ids() {
+            if self.halted(id) {
+                continue;
+            }
+            if !members.contains(&id) {
+                out.push(MembershipChange::AddLearner(id));
+                out.push(MembershipChange::AddVoter(id));
+                if witnesses == 0 {
+                    out.push(MembershipChange::AddWitness(id));
+                }
+            } else if m.is_learner(id) && !m.is_voter(id) {
+                out.push(MembershipChange::PromoteLearner(id));
+                out.push(MembershipChange::Remove(id));
+            } else if m.is_voter(id) && m.incoming.len() > 3 {
+                let mut after = m.clone();
+                after.incoming.remove(&id);
+                after.witnesses.remove(&id);
+                if self.survivable(&after, &[]) {
+                    out.push(MembershipChange::Remove(id));
+                    if !m.is_witness(id) {
+                        out.push(MembershipChange::DemoteVoter(id));
+                    }
+                }
+            }
+        }
+        // The leader itself may be removed or demoted too (it must then step down).
+        out
+    }
+
+    fn transfer(&mut self, pick: u64) {
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let Some(node) = self.hosts[leader as usize - 1].node.as_ref() else {
+            return;
+        };
+        let m = node.membership();
+        let targets: Vec<NodeId> = m
+            .incoming
+            .iter()
+            .copied()
+            .filter(|v| *v != leader && !m.is_witness(*v))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let target = targets[(pick % targets.len() as u64) as usize];
+        self.with_host(leader, |host, ctx| host.transfer_leadership(target, ctx));
+    }
+}

@@ -1,0 +1,358 @@
+//! `raft-sim`: run one seed, or sweep a range of seeds on all cores.
+//!
+//! ```text
+//! raft-sim run --seed 42                    # exit 0 if every check holds, 1 otherwise
+//! raft-sim run --seed 42 --trace t.log --html t.html
+//! raft-sim run --seed 42 --bug stale-reads  # a deliberately broken variant
+//! raft-sim sweep --seeds 0..1000            # parallel, progress bar, replay commands
+//! ```
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stdout)] // A command-line tool prints its results.
+
+use std::io::Write as _;
+use std::ops::Range;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use raft_sim::bugs::Bug;
+use raft_sim::shrink::shrink;
+use raft_sim::sim::{RunReport, SimOptions, Simulation};
+
+#[derive(Parser)]
+#[command(
+    name = "raft-sim",
+    about = "Deterministic whole-cluster simulator for raft-core"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one seed; exit 0 when every check holds, 1 on a violation.
+    Run {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        options: RunArgs,
+        /// Write a readable event log to this file.
+        #[arg(long)]
+        trace: Option<std::path::PathBuf>,
+        /// Write a self-contained HTML timeline to this file.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
+        /// Do not shrink a failing run.
+        #[arg(long)]
+        no_shrink: bool,
+        /// Most simulations spent shrinking.
+        #[arg(long, default_value_t = 60)]
+        shrink_runs: usize,
+    },
+    /// Run a range of seeds in parallel; last line `passed=<n> failed=<m>`.
+    Sweep {
+        /// Seeds as `a..b` (b excluded).
+        #[arg(long, value_parser = parse_range)]
+        seeds: Range<u64>,
+        #[command(flatten)]
+        options: RunArgs,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// No progress bar (for logs).
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Founding voters (1 to 7).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=7))]
+    nodes: u64,
+    /// Client operations in total.
+    #[arg(long, default_value_t = 1000)]
+    ops: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 5)]
+    clients: u64,
+    /// Number of keys.
+    #[arg(long, default_value_t = 5)]
+    keys: u64,
+    /// Turn on a deliberately broken variant (see the crate docs).
+    #[arg(long)]
+    bug: Option<Bug>,
+    /// Keep only these fault-schedule entries (comma-separated indices), as printed by a
+    /// shrunk failure.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    faults: Option<Vec<usize>>,
+    /// No faults at all.
+    #[arg(long)]
+    calm: bool,
+}
+
+impl RunArgs {
+    fn options(&self, seed: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            nodes: self.nodes,
+            operations: self.ops,
+            clients: self.clients,
+            keys: self.keys,
+            bug: self.bug,
+            only_faults: self.faults.clone(),
+            calm: self.calm,
+            ..SimOptions::standard(seed)
+        }
+    }
+
+    /// The flags that reproduce these options (besides the seed).
+    fn flags(&self, faults: Option<&[usize]>) -> String {
+        let defaults = SimOptions::standard(0);
+        let mut out = String::new();
+        if self.nodes != defaults.nodes {
+            out.push_str(&format!(" --nodes {}", self.nodes));
+        }
+        if self.ops != defaults.operations {
+            out.push_str(&format!(" --ops {}", self.ops));
+        }
+        if self.clients != defaults.clients {
+            out.push_str(&format!(" --clients {}", self.clients));
+        }
+        if self.keys != defaults.keys {
+            out.push_str(&format!(" --keys {}", self.keys));
+        }
+        if let Some(bug) = self.bug {
+            out.push_str(&format!(" --bug {bug}"));
+        }
+        if self.calm {
+            out.push_str(" --calm");
+        }
+        if let Some(faults) = faults.or(self.faults.as_deref()) {
+            let list: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
+            out.push_str(&format!(" --faults={}", list.join(",")));
+        }
+        out
+    }
+}
+
+fn parse_range(text: &str) -> Result<Range<u64>, String> {
+    let (a, b) = text.split_once("..").ok_or("expected a..b")?;
+    let a: u64 = a.trim().parse().map_err(|e| format!("bad start: {e}"))?;
+    let b: u64 = b.trim().parse().map_err(|e| format!("bad end: {e}"))?;
+    if b < a {
+        return Err("the end is before the start".into());
+    }
+    Ok(a..b)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            seed,
+            options,
+            trace,
+            html,
+            no_shrink,
+            shrink_runs,
+        } => run(seed, &options, trace, html, !no_shrink, shrink_runs),
+        Command::Sweep {
+            seeds,
+            options,
+            jobs,
+            quiet,
+        } => sweep(seeds, &options, jobs, quiet),
+    }
+}
+
+fn summary(report: &RunReport) -> String {
+    format!(
+        "seed={} result={} events={} virtual={}ms ops={} unknown={} lin_steps={}{} trace={}",
+        report.seed,
+        if report.passed() { "pass" } else { "FAIL" },
+        report.events,
+        report.end_us / 1000,
+        report.ops_done,
+        report.ops_unknown,
+        report.lin_steps,
+        if report.lin_inconclusive {
+            " lin=inconclusive"
+        } else {
+            ""
+        },
+        report.digest
+    )
+}
+
+fn run(
+    seed: u64,
+    args: &RunArgs,
+    trace: Option<std::path::PathBuf>,
+    html: Option<std::path::PathBuf>,
+    shrink_on_failure: bool,
+    shrink_runs: usize,
+) -> ExitCode {
+    let mut options = args.options(seed);
+    options.trace = trace.is_some();
+    options.timeline = html.is_some();
+    let started = Instant::now();
+    let report = Simulation::new(options.clone()).run();
+    let elapsed = started.elapsed();
+    println!("profile: {}", report.profile);
+    println!(
+        "faults: {} scheduled, {} in force; {:.0} events/s",
+        report.schedule.len(),
+        report.kept_faults.len(),
+        report.events as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    if let Some(path) = trace {
+        let mut text = String::new();
+        for (i, fault) in report.schedule.iter().enumerate() {
+            let kept = report.kept_faults.contains(&i);
+            text.push_str(&format!(
+                "schedule #{i} at {}us{}: {}\n",
+                fault.at_us,
+                if kept { "" } else { " (dropped)" },
+                fault.fault
+            ));
+        }
+        text.push_str(&report.trace_lines.join("\n"));
+        text.push('\n');
+        for v in &report.violations {
+            text.push_str(&format!("VIOLATION {v}\n"));
+        }
+        write_file(&path, &text);
+    }
+    if let (Some(path), Some(timeline)) = (html, report.timeline.as_ref()) {
+        let title = format!("raft-sim seed {seed}{}", args.flags(None));
+        write_file(&path, &timeline.render_html(&title));
+    }
+    for v in &report.violations {
+        println!("VIOLATION {v}");
+    }
+    let last_line = summary(&report);
+    let passed = report.passed();
+    if !passed && shrink_on_failure {
+        let full = report.kept_faults.len();
+        if let Some(shrunk) = shrink(&options, report, shrink_runs) {
+            println!(
+                "shrunk: {} -> {} faults in {} runs; first violation now: {}",
+                full,
+                shrunk.kept_faults.len(),
+                shrunk.runs,
+                shrunk
+                    .report
+                    .violations
+                    .first()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            );
+            println!(
+                "replay: raft-sim run --seed {seed}{}",
+                args.flags(Some(&shrunk.kept_faults))
+            );
+        }
+    }
+    println!("{last_line}");
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn write_file(path: &std::path::Path, text: &str) {
+    if let Err(error) = std::fs::write(path, text) {
+        eprintln!("cannot write {}: {error}", path.display());
+    }
+}
+
+fn sweep(seeds: Range<u64>, args: &RunArgs, jobs: Option<usize>, quiet: bool) -> ExitCode {
+    let jobs = jobs
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1);
+    let total = seeds.end - seeds.start;
+    let next = AtomicU64::new(seeds.start);
+    let (sender, receiver) = mpsc::channel::<(u64, bool, u64, String)>();
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds, {per_sec}, eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut events = 0u64;
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let sender = sender.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        break;
+                    }
+                    let report = Simulation::new(args.options(seed)).run();
+                    let first = report
+                        .violations
+                        .first()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    if sender
+                        .send((seed, report.passed(), report.events, first))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for (seed, passed, seed_events, first) in receiver {
+            events += seed_events;
+            if !passed {
+                failures.push((seed, first));
+                bar.set_message(format!("{} failed", failures.len()));
+            }
+            bar.inc(1);
+        }
+    });
+    bar.finish_and_clear();
+    failures.sort();
+    for (seed, first) in &failures {
+        println!("FAIL seed={seed}: {first}");
+        println!("  replay: raft-sim run --seed {seed}{}", args.flags(None));
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "{} seeds in {:.1}s on {} threads: {:.0} seeds/minute, {:.0} events/s",
+        total,
+        secs,
+        jobs,
+        total as f64 * 60.0 / secs,
+        events as f64 / secs
+    );
+    let _ = std::io::stdout().flush();
+    println!(
+        "passed={} failed={}",
+        total as usize - failures.len(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

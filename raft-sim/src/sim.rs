@@ -1,0 +1,947 @@
+//! The discrete-event simulation: one queue of events ordered by (virtual time, sequence
+//! number), processed one at a time; every random choice comes from the run's seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use raft_core::{Config, Membership, Message, NodeId, Role, SnapshotMeta};
+
+use crate::bugs::{Bug, Mutator};
+use crate::checker::{SafetyChecker, Violation, ViolationKind};
+use crate::disk::Disk;
+use crate::faults::{self, ScheduledFault};
+use crate::host::{Ctx, Effect, Host, Liveness};
+use crate::html::Timeline;
+use crate::kv::changed_state;
+use crate::network::{InFlight, Network};
+use crate::profile::{ELECTION_TICKS, FaultProfile, LEASE_DRIFT_TICKS, TICK_US};
+use crate::rng::{SimRng, Stream};
+use crate::trace::Trace;
+use crate::workload::{ClientRequest, ClientStep, Reply, Workload, WorkloadConfig};
+
+/// After healing, a leader must be seen within this much virtual time.
+pub const LEADER_BOUND_US: u64 = 5_000_000;
+/// After healing, every operation pending or not yet issued must finish within this much
+/// virtual time, plus [`PER_OP_BOUND_US`] for each operation not yet issued.
+pub const OPS_BOUND_US: u64 = 10_000_000;
+/// Extra allowance per unissued operation (per client, as clients work in parallel).
+pub const PER_OP_BOUND_US: u64 = 20_000;
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimOptions {
+    /// The seed: every random choice derives from it.
+    pub seed: u64,
+    /// Founding voters (1 to 7).
+    pub nodes: u64,
+    /// Client operations in total.
+    pub operations: u64,
+    /// Concurrent clients.
+    pub clients: u64,
+    /// Size of the key space.
+    pub keys: u64,
+    /// A deliberately broken variant, if any.
+    pub bug: Option<Bug>,
+    /// Keep only these fault-schedule entries (by index); `None` keeps all.
+    pub only_faults: Option<Vec<usize>>,
+    /// Run without faults (the profile is calm).
+    pub calm: bool,
+    /// Keep a readable trace.
+    pub trace: bool,
+    /// Keep a timeline for the HTML view.
+    pub timeline: bool,
+    /// Give up (as a liveness failure) after this many events.
+    pub max_events: u64,
+}
+
+impl SimOptions {
+    /// The standard run: 5 nodes, 1,000 client operations, all faults the seed draws.
+    pub fn standard(seed: u64) -> Self {
+        SimOptions {
+            seed,
+            nodes: 5,
+            operations: 1_000,
+            clients: 5,
+            keys: 5,
+            bug: None,
+            only_faults: None,
+            calm: false,
+            trace: false,
+            timeline: false,
+            max_events: 20_000_000,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// The profile drawn.
+    pub profile: FaultProfile,
+    /// The full fault schedule (before `only_faults` filtering).
+    pub schedule: Vec<ScheduledFault>,
+    /// Indices of the schedule entries that were in force.
+    pub kept_faults: Vec<usize>,
+    /// Every violation, in order.
+    pub violations: Vec<Violation>,
+    /// Digest of the event trace.
+    pub digest: String,
+    /// Events processed.
+    pub events: u64,
+    /// Virtual time at the end.
+    pub end_us: u64,
+    /// Operations answered / unknown.
+    pub ops_done: usize,
+    /// Operations whose outcome stayed unknown.
+    pub ops_unknown: usize,
+    /// Linearizability search steps.
+    pub lin_steps: u64,
+    /// Whether some key's check ran out of budget.
+    pub lin_inconclusive: bool,
+    /// Readable trace (when asked for).
+    pub trace_lines: Vec<String>,
+    /// Timeline (when asked for).
+    pub timeline: Option<Timeline>,
+}
+
+impl RunReport {
+    /// True when every check held.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// A simulated event.
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    Tick {
+        node: NodeId,
+        incarnation: u64,
+    },
+    Deliver(Message),
+    DiskDone {
+        node: NodeId,
+        incarnation: u64,
+    },
+    ApplyDone {
+        node: NodeId,
+        incarnation: u64,
+    },
+    ClientRequest {
+        node: NodeId,
+        request: ClientRequest,
+    },
+    ClientReply {
+        client: usize,
+        op_serial: u64,
+        reply: Reply,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
+    ClientIssue {
+        client: usize,
+    },
+    Fault(usize),
+    Restart {
+        node: NodeId,
+        incarnation: u64,
+    },
+    Resume {
+        node: NodeId,
+    },
+    Uncut(Vec<(NodeId, NodeId)>),
+    Unclog((NodeId, NodeId)),
+    Heal,
+    LeaderDeadline,
+}
+
+impl Event {
+    /// (kind code, detail a, detail b) for the digest.
+    fn digest_words(&self) -> (u64, u64, u64) {
+        match self {
+            Event::Tick { node, incarnation } => (1, *node, *incarnation),
+            Event::Deliver(m) => (2, m.from << 8 | m.to, m.term),
+            Event::DiskDone { node, incarnation } => (3, *node, *incarnation),
+            Event::ApplyDone { node, incarnation } => (4, *node, *incarnation),
+            Event::ClientRequest { node, request } => (5, *node, request.op_serial),
+            Event::ClientReply {
+                client, op_serial, ..
+            } => (6, *client as u64, *op_serial),
+            Event::ClientTimeout { client, attempt } => (7, *client as u64, *attempt),
+            Event::ClientIssue { client } => (8, *client as u64, 0),
+            Event::Fault(i) => (9, *i as u64, 0),
+            Event::Restart { node, incarnation } => (10, *node, *incarnation),
+            Event::Resume { node } => (11, *node, 0),
+            Event::Uncut(links) => (12, links.len() as u64, 0),
+            Event::Unclog((a, b)) => (13, *a, *b),
+            Event::Heal => (14, 0, 0),
+            Event::LeaderDeadline => (15, 0, 0),
+        }
+    }
+}
+
+struct Scheduled {
+    at_us: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.seq) == (other.at_us, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at_us, self.seq).cmp(&(other.at_us, other.seq))
+    }
+}
+
+/// One run of the simulator.
+pub struct Simulation {
+    pub(crate) options: SimOptions,
+    pub(crate) profile: FaultProfile,
+    pub(crate) schedule: Vec<ScheduledFault>,
+    pub(crate) now_us: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) network: Network,
+    pub(crate) checker: SafetyChecker,
+    pub(crate) workload: Workload,
+    pub(crate) mutator: Mutator,
+    pub(crate) net_rng: SimRng,
+    pub(crate) client_rng: SimRng,
+    pub(crate) disk_rng: SimRng,
+    pub(crate) node_rng: SimRng,
+    pub(crate) trace: Trace,
+    pub(crate) timeline: Option<Timeline>,
+    /// Events deferred while a node is paused, in arrival order.
+    pub(crate) deferred: BTreeMap<NodeId, Vec<Event>>,
+    /// Extra delay of each node's next tick (a backward clock jump).
+    pub(crate) tick_lag_us: BTreeMap<NodeId, u64>,
+    client_attempts: Vec<u64>,
+    /// History index -> log index of the write's one state-changing apply.
+    fresh_applies: BTreeMap<usize, u64>,
+    pub(crate) corrupted: Vec<NodeId>,
+    pub(crate) healed_at_us: Option<u64>,
+    leader_after_heal: bool,
+    ops_deadline_us: u64,
+    effects: Vec<Effect>,
+    in_flight: Vec<InFlight>,
+    pub(crate) kept_faults: Vec<usize>,
+}
+
+impl Simulation {
+    /// Builds the cluster for `options`: draws the profile first, then the schedule.
+    pub fn new(options: SimOptions) -> Self {
+        let seed = options.seed;
+        let nodes = options.nodes.clamp(1, 7);
+        let profile = if options.calm {
+            FaultProfile::calm()
+        } else {
+            FaultProfile::draw(
+                &mut SimRng::new(seed, Stream::Profile),
+                options.bug == Some(Bug::LeaseBeyondBound),
+            )
+        };
+        let spares = if profile.membership_rate > 0.0 {
+            (7 - nodes).min(2)
+        } else {
+            0
+        };
+        let max_node = nodes + spares;
+        let schedule = faults::generate(&profile, max_node, &mut SimRng::new(seed, Stream::Faults));
+        let kept_faults: Vec<usize> = match &options.only_faults {
+            Some(keep) => keep
+                .iter()
+                .copied()
+                .filter(|i| *i < schedule.len())
+                .collect(),
+            None => (0..schedule.len()).collect(),
+        };
+        let mut node_rng = SimRng::new(seed, Stream::Nodes);
+        let hosts = (1..=max_node)
+            .map(|id| build_host(id, nodes, &profile, options.bug, &mut node_rng))
+            .collect();
+        let workload = Workload::new(
+            WorkloadConfig {
+                clients: options.clients.max(1),
+                operations: options.operations,
+                keys: options.keys.max(1),
+                think_mean_us: (profile.fault_phase_us * options.clients.max(1))
+                    .checked_div(options.operations.max(1))
+                    .unwrap_or(1_000)
+                    .max(100),
+                request_timeout_us: 300_000,
+                give_up_us: 1_500_000,
+                no_sessions: options.bug == Some(Bug::NoSessions),
+            },
+            max_node,
+        );
+        let timeline = options
+            .timeline
+            .then(|| Timeline::new((1..=max_node).collect()));
+        Simulation {
+            trace: Trace::new(options.trace),
+            client_attempts: vec![0; workload.client_count()],
+            options,
+            profile,
+            schedule,
+            now_us: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            hosts,
+            network: Network::default(),
+            checker: SafetyChecker::default(),
+            workload,
+            mutator: Mutator::default(),
+            net_rng: SimRng::new(seed, Stream::Network),
+            client_rng: SimRng::new(seed, Stream::Clients),
+            disk_rng: SimRng::new(seed, Stream::Disk),
+            node_rng,
+            timeline,
+            deferred: BTreeMap::new(),
+            tick_lag_us: BTreeMap::new(),
+            fresh_applies: BTreeMap::new(),
+            corrupted: Vec::new(),
+            healed_at_us: None,
+            leader_after_heal: false,
+            ops_deadline_us: u64::MAX,
+            effects: Vec::new(),
+            in_flight: Vec::new(),
+            kept_faults,
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, at_us: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at_us: at_us.max(self.now_us),
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    /// Runs to the end and checks everything.
+    pub fn run(mut self) -> RunReport {
+        self.start();
+        while let Some(Reverse(next)) = self.queue.pop() {
+            self.now_us = next.at_us;
+            let (code, a, b) = next.event.digest_words();
+            self.trace.event(self.now_us, code, a, b);
+            if self.trace.readable() {
+                let text = describe(&next.event);
+                self.trace.line(self.now_us, || text);
+            }
+            self.handle(next.event);
+            if !self.checker.violations().is_empty() || self.finished() {
+                break;
+            }
+            if self.trace.events() >= self.options.max_events || self.now_us > self.ops_deadline_us
+            {
+                self.report_stall();
+                break;
+            }
+        }
+        self.finish()
+    }
+
+    fn start(&mut self) {
+        for i in 0..self.hosts.len() {
+            self.with_host(i as NodeId + 1, |host, ctx| {
+                host.start(ctx);
+            });
+            let offset = self.node_rng.range(0, TICK_US);
+            let incarnation = self.hosts[i].incarnation;
+            self.schedule(
+                offset,
+                Event::Tick {
+                    node: i as NodeId + 1,
+                    incarnation,
+                },
+            );
+        }
+        for i in self.kept_faults.clone() {
+            let at = self.schedule[i].at_us;
+            self.schedule(at, Event::Fault(i));
+        }
+        self.schedule(self.profile.fault_phase_us, Event::Heal);
+        for client in 0..self.workload.client_count() {
+            let at = self.client_rng.range(0, 20_000);
+            self.schedule(at, Event::ClientIssue { client });
+        }
+    }
+
+    fn finished(&mut self) -> bool {
+        if self.healed_at_us.is_none() || self.workload.outstanding() != (0, 0) {
+            return false;
+        }
+        if !self.leader_after_heal && self.current_leader().is_some() {
+            self.leader_after_heal = true;
+        }
+        self.leader_after_heal
+    }
+
+    fn report_stall(&mut self) {
+        let (pending, unissued) = self.workload.outstanding();
+        let detail = format!(
+            "after healing at {}us: {pending} operations pending and {unissued} not issued at \
+             {}us (bound {}us), {} events",
+            self.healed_at_us.unwrap_or(0),
+            self.now_us,
+            self.ops_deadline_us,
+            self.trace.events()
+        );
+        self.checker
+            .report(self.now_us, ViolationKind::Liveness, detail);
+    }
+
+    /// Runs `f` on host `node` with a context, then carries out what it asked for.
+    pub(crate) fn with_host(&mut self, node: NodeId, f: impl FnOnce(&mut Host, &mut Ctx<'_>)) {
+        let Some(host) = self.hosts.get_mut(node as usize - 1) else {
+            return;
+        };
+        let mut effects = std::mem::take(&mut self.effects);
+        let mut ctx = Ctx {
+            now_us: self.now_us,
+            rng: &mut self.disk_rng,
+            checker: &mut self.checker,
+            effects: &mut effects,
+            disk_latency_us: self.profile.disk_latency_us,
+            crash_before_notice: if self.healed_at_us.is_some() {
+                0.0
+            } else {
+                self.profile.crash_before_notice
+            },
+            notes: self.trace.readable(),
+        };
+        f(host, &mut ctx);
+        for effect in effects.drain(..) {
+            self.carry_out(node, effect);
+        }
+        self.effects = effects;
+        if let Some(timeline) = self.timeline.as_mut() {
+            timeline.sample(self.now_us, &self.hosts[node as usize - 1]);
+        }
+    }
+
+    fn carry_out(&mut self, node: NodeId, effect: Effect) {
+        let incarnation = self.hosts[node as usize - 1].incarnation;
+        match effect {
+            Effect::Send(message) => self.send(message),
+            Effect::Reply {
+                client,
+                op_serial,
+                reply,
+            } => {
+                if self.network.is_healed() || !self.net_rng.chance(self.profile.loss) {
+                    let delay = self.net_rng.delay_us(self.profile.delay_base_us, 0.0, 0);
+                    self.schedule(
+                        self.now_us + delay,
+                        Event::ClientReply {
+                            client,
+                            op_serial,
+                            reply,
+                        },
+                    );
+                }
+            }
+            Effect::DiskDone(at) => self.schedule(at, Event::DiskDone { node, incarnation }),
+            Effect::ApplyDone(at) => self.schedule(at, Event::ApplyDone { node, incarnation }),
+            Effect::Applied {
+                index,
+                digest,
+                response,
+            } => self.check_exactly_once(index, digest, &response),
+            Effect::Role { role, term } => {
+                if role == Role::Leader && self.healed_at_us.is_some() {
+                    self.leader_after_heal = true;
+                }
+                self.trace.line(self.now_us, || {
+                    format!("n{node} is {role:?} in term {term}")
+                });
+            }
+            Effect::CrashNow => {
+                let down_us = self.disk_rng.range(1_000, 500_000);
+                self.crash(node, "crash between sync and notice", down_us);
+            }
+            Effect::Note(text) => self.trace.line(self.now_us, || text),
+        }
+    }
+
+    fn send(&mut self, mut message: Message) {
+        if self.options.bug.is_some() {
+            let (last, voters) = self.leader_view(message.from);
+            self.mutator
+                .mutate(self.options.bug, &mut message, last, &voters);
+        }
+        let mut out = std::mem::take(&mut self.in_flight);
+        self.network.send(
+            message,
+            self.now_us,
+            &self.profile,
+            &mut self.net_rng,
+            &mut out,
+        );
+        for flight in out.drain(..) {
+            self.schedule(flight.deliver_at_us, Event::Deliver(flight.message));
+        }
+        self.in_flight = out;
+    }
+
+    pub(crate) fn deliver_all(&mut self, mut out: Vec<InFlight>) {
+        for flight in out.drain(..) {
+            self.schedule(flight.deliver_at_us, Event::Deliver(flight.message));
+        }
+    }
+
+    /// The sender's last index and voters when it leads (for the commit sabotage).
+    fn leader_view(&self, node: NodeId) -> (u64, Vec<NodeId>) {
+        match self.hosts[node as usize - 1].node.as_ref() {
+            Some(n) if n.role() == Role::Leader => (
+                n.last_index(),
+                n.membership().incoming.iter().copied().collect(),
+            ),
+            _ => (0, Vec::new()),
+        }
+    }
+
+    fn check_exactly_once(&mut self, index: u64, digest: u64, response: &raft_kv::Response) {
+        if !changed_state(response, index) {
+            return;
+        }
+        let Some(op) = self.workload.write_by_digest(digest) else {
+            return;
+        };
+        let first = *self.fresh_applies.entry(op).or_insert(index);
+        if first != index {
+            let detail = format!(
+                "write {} took effect twice, at index {first} and at index {index}",
+                self.workload.history()[op]
+            );
+            self.checker
+                .report(self.now_us, ViolationKind::Client, detail);
+        }
+    }
+
+    /// Crashes a node now and schedules its restart.
+    pub(crate) fn crash(&mut self, node: NodeId, why: &str, down_us: u64) {
+        let host = &mut self.hosts[node as usize - 1];
+        if host.liveness != Liveness::Up {
+            return;
+        }
+        host.crash(&mut self.disk_rng, self.profile.torn_write);
+        self.deferred.remove(&node);
+        let incarnation = host.incarnation;
+        self.schedule(self.now_us + down_us, Event::Restart { node, incarnation });
+        self.trace
+            .line(self.now_us, || format!("n{node} crashes ({why})"));
+        if let Some(t) = self.timeline.as_mut() {
+            t.mark(self.now_us, Some(node), format!("crash: {why}"));
+            t.sample(self.now_us, &self.hosts[node as usize - 1]);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
+            Event::Deliver(message) => {
+                let to = message.to;
+                if self.defer_if_paused(to, &Event::Deliver(message.clone())) {
+                    return;
+                }
+                self.mutator.observe_delivery(self.options.bug, &message);
+                self.with_host(to, |host, ctx| host.receive(message, ctx));
+            }
+            Event::DiskDone { node, incarnation } => {
+                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) {
+                    self.with_host(node, |host, ctx| host.disk_done(ctx));
+                }
+            }
+            Event::ApplyDone { node, incarnation } => {
+                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) {
+                    self.with_host(node, |host, ctx| host.apply_done(ctx));
+                }
+            }
+            Event::ClientRequest { node, request } => {
+                if !self.defer_if_paused(
+                    node,
+                    &Event::ClientRequest {
+                        node,
+                        request: request.clone(),
+                    },
+                ) {
+                    self.with_host(node, |host, ctx| host.client_request(request, ctx));
+                }
+            }
+            Event::ClientReply {
+                client,
+                op_serial,
+                reply,
+            } => {
+                let step = self.workload.on_reply(
+                    client,
+                    op_serial,
+                    reply,
+                    self.now_us,
+                    &mut self.client_rng,
+                );
+                self.client_step(client, step, true);
+            }
+            Event::ClientTimeout { client, attempt } => {
+                if self.client_attempts[client] == attempt
+                    && let Some(serial) = self.workload.pending_serial(client)
+                {
+                    let may_give_up = self.healed_at_us.is_none();
+                    let step = self.workload.on_timeout(
+                        client,
+                        serial,
+                        self.now_us,
+                        may_give_up,
+                        &mut self.client_rng,
+                    );
+                    self.client_step(client, step, false);
+                }
+            }
+            Event::ClientIssue { client } => {
+                let step = self
+                    .workload
+                    .issue(client, self.now_us, &mut self.client_rng);
+                self.client_step(client, step, false);
+            }
+            Event::Fault(index) => self.apply_fault(index),
+            Event::Restart { node, incarnation } => self.restart(node, incarnation),
+            Event::Resume { node } => self.resume(node),
+            Event::Uncut(links) => self.network.uncut(&links),
+            Event::Unclog(link) => {
+                let mut out = Vec::new();
+                self.network.unclog(
+                    link,
+                    self.now_us,
+                    &self.profile,
+                    &mut self.net_rng,
+                    &mut out,
+                );
+                self.deliver_all(out);
+            }
+            Event::Heal => self.heal(),
+            Event::LeaderDeadline => {
+                if !self.leader_after_heal && self.current_leader().is_none() {
+                    let detail = format!("no leader within {LEADER_BOUND_US}us after healing");
+                    self.checker
+                        .report(self.now_us, ViolationKind::Liveness, detail);
+                } else {
+                    self.leader_after_heal = true;
+                }
+            }
+        }
+    }
+
+    fn current(&self, node: NodeId, incarnation: u64) -> bool {
+        let host = &self.hosts[node as usize - 1];
+        host.incarnation == incarnation && host.liveness == Liveness::Up
+    }
+
+    fn on_tick(&mut self, node: NodeId, incarnation: u64) {
+        if !self.current(node, incarnation) {
+            return;
+        }
+        if self.hosts[node as usize - 1].paused_until.is_some() {
+            // Timers of a stalled process fire late: at resume, in a burst.
+            self.deferred
+                .entry(node)
+                .or_default()
+                .push(Event::Tick { node, incarnation });
+            return;
+        }
+        self.with_host(node, |host, ctx| host.tick(ctx));
+        let host = &self.hosts[node as usize - 1];
+        if host.incarnation == incarnation && host.liveness == Liveness::Up {
+            let lag = self.tick_lag_us.remove(&node).unwrap_or(0);
+            let at = self.now_us + host.tick_us + lag;
+            self.schedule(at, Event::Tick { node, incarnation });
+        }
+    }
+
+    fn defer_if_paused(&mut self, node: NodeId, event: &Event) -> bool {
+        let Some(host) = self.hosts.get(node as usize - 1) else {
+            return true;
+        };
+        if host.liveness == Liveness::Up && host.paused_until.is_some() {
+            self.deferred.entry(node).or_default().push(event.clone());
+            return true;
+        }
+        false
+    }
+
+    fn client_step(&mut self, client: usize, step: ClientStep, after_reply: bool) {
+        match step {
+            ClientStep::Send { to, request } => {
+                self.client_attempts[client] += 1;
+                let attempt = self.client_attempts[client];
+                // Back off a little after a refusal, so retries do not spin.
+                let backoff = if after_reply {
+                    self.client_rng.range(1_000, 10_000)
+                } else {
+                    0
+                };
+                let lost = !self.network.is_healed() && self.net_rng.chance(self.profile.loss);
+                if !lost {
+                    let delay = self.net_rng.delay_us(self.profile.delay_base_us, 0.0, 0);
+                    self.schedule(
+                        self.now_us + backoff + delay,
+                        Event::ClientRequest { node: to, request },
+                    );
+                }
+                let timeout = self.workload.config().request_timeout_us;
+                self.schedule(
+                    self.now_us + backoff + timeout,
+                    Event::ClientTimeout { client, attempt },
+                );
+            }
+            ClientStep::Finished { think_us } => {
+                self.schedule(self.now_us + think_us, Event::ClientIssue { client });
+            }
+            ClientStep::Nothing => {}
+        }
+    }
+
+    fn restart(&mut self, node: NodeId, incarnation: u64) {
+        let host = &self.hosts[node as usize - 1];
+        if host.liveness != Liveness::Down || host.incarnation != incarnation {
+            return;
+        }
+        self.start_node(node);
+    }
+
+    pub(crate) fn start_node(&mut self, node: NodeId) {
+        let mut started = false;
+        self.with_host(node, |host, ctx| started = host.start(ctx));
+        self.trace.line(self.now_us, || {
+            format!(
+                "n{node} restarts{}",
+                if started {
+                    ""
+                } else {
+                    " and halts: disk corrupt"
+                }
+            )
+        });
+        if let Some(t) = self.timeline.as_mut() {
+            t.mark(
+                self.now_us,
+                Some(node),
+                if started {
+                    "restart".into()
+                } else {
+                    "halted: corrupt disk".into()
+                },
+            );
+        }
+        if started {
+            let incarnation = self.hosts[node as usize - 1].incarnation;
+            let at = self.now_us + self.hosts[node as usize - 1].tick_us;
+            self.schedule(at, Event::Tick { node, incarnation });
+        }
+    }
+
+    pub(crate) fn resume(&mut self, node: NodeId) {
+        let host = &mut self.hosts[node as usize - 1];
+        if host.paused_until.take().is_none() {
+            return;
+        }
+        self.trace.line(self.now_us, || format!("n{node} resumes"));
+        for event in self.deferred.remove(&node).unwrap_or_default() {
+            self.schedule(self.now_us, event);
+        }
+    }
+
+    /// The up node that leads the highest term, if any.
+    pub(crate) fn current_leader(&self) -> Option<NodeId> {
+        self.hosts
+            .iter()
+            .filter(|h| h.liveness == Liveness::Up)
+            .filter_map(|h| h.node.as_ref().map(|n| (n.term(), n.role(), h.id())))
+            .filter(|(_, role, _)| *role == Role::Leader)
+            .max()
+            .map(|(_, _, id)| id)
+    }
+
+    fn heal(&mut self) {
+        let now = self.now_us;
+        self.healed_at_us = Some(now);
+        self.trace.line(now, || {
+            "heal: network reliable, crashed nodes restart, paused nodes resume".into()
+        });
+        if let Some(t) = self.timeline.as_mut() {
+            t.mark(now, None, "heal".into());
+        }
+        let mut out = Vec::new();
+        self.network
+            .heal(now, &self.profile, &mut self.net_rng, &mut out);
+        self.deliver_all(out);
+        for node in 1..=self.hosts.len() as NodeId {
+            match self.hosts[node as usize - 1].liveness {
+                Liveness::Down => self.start_node(node),
+                Liveness::Up => self.resume(node),
+                Liveness::Halted(_) => {}
+            }
+        }
+        self.tick_lag_us.clear();
+        let (_, unissued) = self.workload.outstanding();
+        let clients = self.workload.client_count().max(1) as u64;
+        self.ops_deadline_us = now + OPS_BOUND_US + unissued * PER_OP_BOUND_US / clients;
+        self.schedule(now + LEADER_BOUND_US, Event::LeaderDeadline);
+    }
+
+    fn finish(mut self) -> RunReport {
+        let history = self.workload.history().to_vec();
+        let report = crate::linearizability::check_history(&history, Default::default());
+        let lin_inconclusive = matches!(
+            report.verdict,
+            crate::linearizability::Verdict::Inconclusive { .. }
+        );
+        if let crate::linearizability::Verdict::Violation { key, detail } = &report.verdict
+            && self.checker.violations().is_empty()
+        {
+            let detail = format!("history of key {key} is not linearizable: {detail}");
+            self.checker
+                .report(self.now_us, ViolationKind::Client, detail);
+        }
+        if self.checker.violations().is_empty() {
+            self.check_acknowledged_writes(&history);
+        }
+        let ops_unknown = history.iter().filter(|op| op.output.is_none()).count();
+        let mut timeline = self.timeline.take();
+        if let Some(t) = timeline.as_mut() {
+            t.finish(self.now_us, &history, self.checker.violations());
+        }
+        RunReport {
+            seed: self.options.seed,
+            profile: self.profile.clone(),
+            schedule: self.schedule.clone(),
+            kept_faults: self.kept_faults.clone(),
+            violations: self.checker.violations().to_vec(),
+            digest: self.trace.digest_hex(),
+            events: self.trace.events(),
+            end_us: self.now_us,
+            ops_done: history.len() - ops_unknown,
+            ops_unknown,
+            lin_steps: report.steps,
+            lin_inconclusive,
+            trace_lines: self.trace.take_lines(),
+            timeline,
+        }
+    }
+
+    /// No acknowledged write is lost: every acknowledged put (and every acknowledged
+    /// state-changing write) took effect at one index, and that entry is committed.
+    fn check_acknowledged_writes(&mut self, history: &[crate::linearizability::Operation]) {
+        use crate::linearizability::{KvInput, KvOutput};
+        for (i, op) in history.iter().enumerate() {
+            let changed = matches!(
+                (op.input, op.output),
+                (KvInput::Put(_), Some(KvOutput::Put))
+                    | (KvInput::Cas { .. }, Some(KvOutput::Cas { swapped: true }))
+                    | (KvInput::Delete, Some(KvOutput::Delete { existed: true }))
+            );
+            if !changed {
+                continue;
+            }
+            match self.fresh_applies.get(&i) {
+                None => {
+                    let detail = format!("acknowledged write {op} never took effect");
+                    self.checker
+                        .report(self.now_us, ViolationKind::Client, detail);
+                    return;
+                }
+                Some(&index) if self.checker.committed_at(index).is_none() => {
+                    let detail = format!(
+                        "acknowledged write {op} applied at {index}, which is not committed"
+                    );
+                    self.checker
+                        .report(self.now_us, ViolationKind::Client, detail);
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// One readable line for an event.
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Tick { node, .. } => format!("n{node} tick"),
+        Event::Deliver(m) => format!("n{} -> n{} t{} {:?}", m.from, m.to, m.term, m.body),
+        Event::DiskDone { node, .. } => format!("n{node} disk sync done"),
+        Event::ApplyDone { node, .. } => format!("n{node} apply done"),
+        Event::ClientRequest { node, request } => {
+            format!(
+                "client {} -> n{node} op {} {:?}",
+                request.client, request.op_serial, request.body
+            )
+        }
+        Event::ClientReply {
+            client,
+            op_serial,
+            reply,
+        } => {
+            format!("client {client} <- op {op_serial} {reply:?}")
+        }
+        Event::ClientTimeout { client, attempt } => {
+            format!("client {client} timeout (attempt {attempt})")
+        }
+        Event::ClientIssue { client } => format!("client {client} issues its next operation"),
+        Event::Fault(i) => format!("fault #{i} fires"),
+        Event::Restart { node, .. } => format!("n{node} restart due"),
+        Event::Resume { node } => format!("n{node} resume due"),
+        Event::Uncut(links) => format!("links restored: {links:?}"),
+        Event::Unclog((a, b)) => format!("link n{a}->n{b} unclogged"),
+        Event::Heal => "heal".into(),
+        Event::LeaderDeadline => "leader deadline".into(),
+    }
+}
+
+fn build_host(
+    id: NodeId,
+    founders: u64,
+    profile: &FaultProfile,
+    bug: Option<Bug>,
+    rng: &mut SimRng,
+) -> Host {
+    let membership = if id <= founders {
+        Membership::with_voters(1..=founders)
+    } else {
+        Membership::default()
+    };
+    let disk = Disk::new(SnapshotMeta {
+        index: 0,
+        term: 0,
+        membership,
+    });
+    let mut config = Config::new(id, rng.next_u64());
+    config.election_ticks = ELECTION_TICKS;
+    config.pre_vote = profile.pre_vote;
+    config.check_quorum = profile.check_quorum;
+    config.lease_reads = profile.lease_reads;
+    config.lease_drift_ticks = LEASE_DRIFT_TICKS;
+    config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
+    config.max_append_bytes = profile.max_append_bytes;
+    config.max_inflight_appends = rng.range(1, 64) as usize;
+    config.auto_promote_learners = rng.chance(0.5);
+    let drift = rng.range_f64(-profile.clock_drift, profile.clock_drift + f64::EPSILON);
+    let tick_us = ((TICK_US as f64) * (1.0 + drift)).round().max(1.0) as u64;
+    Host::new(config, disk, bug, profile.lease_reads, tick_us)
+}
