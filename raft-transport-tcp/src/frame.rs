@@ -3,7 +3,7 @@
 //!
 //! Both directions check the limit: [`encode_frame`] refuses to produce a frame the peer
 //! would refuse, and [`FrameDecoder`] rejects an oversized length prefix before a single
-//! byte of the body is buffered. [`read_frame`] grows its buffer only as bytes actually
+//! byte of the body is buffered. The connection reader grows its buffer only as bytes actually
 //! arrive, so a peer that announces a large frame and stalls holds no more memory than it
 //! sent.
 
