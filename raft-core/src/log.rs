@@ -119,13 +119,14 @@ impl RaftLog {
     }
 
     /// Follower side of AppendEntries (section 5.3): check `prev`, drop a conflicting suffix,
-    /// append what is new. Entries already present with the same term are kept untouched, so
-    /// a stale or duplicated request never truncates a longer matching log.
+    /// append what is new (moving it out of `entries`). Entries already present with the
+    /// same term are kept untouched, so a stale or duplicated request never truncates a
+    /// longer matching log.
     pub(crate) fn try_append(
         &mut self,
-        prev_log_index: Index,
-        prev_log_term: Term,
-        entries: &[Entry],
+        mut prev_log_index: Index,
+        mut prev_log_term: Term,
+        mut entries: Vec<Entry>,
     ) -> AppendResult {
         if prev_log_index < self.snapshot_index {
             // The prefix is in our snapshot, hence committed; skip what it covers.
@@ -137,9 +138,9 @@ impl RaftLog {
                     first_written: None,
                 };
             }
-            let rest = &entries[skip..];
-            let (index, term) = (self.snapshot_index, self.snapshot_term);
-            return self.try_append(index, term, rest);
+            entries.drain(..skip);
+            prev_log_index = self.snapshot_index;
+            prev_log_term = self.snapshot_term;
         }
         match self.term(prev_log_index) {
             None => {
@@ -173,7 +174,7 @@ impl RaftLog {
             self.entries.truncate((from - self.first_index()) as usize);
         }
         let offset = (first_new - prev_log_index - 1) as usize;
-        self.entries.extend_from_slice(&entries[offset..]);
+        self.entries.extend(entries.drain(offset..));
         self.assert_contiguous_tail(first_new);
         AppendResult::Matched {
             last_new_index,
@@ -277,7 +278,7 @@ mod tests {
     #[test]
     fn duplicate_append_never_truncates_a_longer_matching_log() {
         let mut log = log_with(&[1, 1, 1, 1]);
-        let result = log.try_append(1, 1, &entries(&[(2, 1)]));
+        let result = log.try_append(1, 1, entries(&[(2, 1)]));
         assert_eq!(
             result,
             AppendResult::Matched {
@@ -292,7 +293,7 @@ mod tests {
     #[test]
     fn conflicting_suffix_is_replaced() {
         let mut log = log_with(&[1, 1, 2, 2]);
-        let result = log.try_append(2, 1, &entries(&[(3, 3)]));
+        let result = log.try_append(2, 1, entries(&[(3, 3)]));
         assert_eq!(
             result,
             AppendResult::Matched {
@@ -308,12 +309,12 @@ mod tests {
     #[test]
     fn rejection_hints_at_first_index_of_conflicting_term() {
         let mut log = log_with(&[1, 2, 2, 2]);
-        let result = log.try_append(4, 3, &[]);
+        let result = log.try_append(4, 3, vec![]);
         assert_eq!(
             result,
             AppendResult::Rejected(ConflictHint { index: 2, term: 2 })
         );
-        let result = log.try_append(9, 3, &[]);
+        let result = log.try_append(9, 3, vec![]);
         assert_eq!(
             result,
             AppendResult::Rejected(ConflictHint { index: 5, term: 0 })
@@ -335,7 +336,7 @@ mod tests {
     fn append_below_snapshot_skips_covered_entries() {
         let mut log = log_with(&[1, 1, 1]);
         log.compact(2, 1);
-        let result = log.try_append(0, 0, &entries(&[(1, 1), (2, 1), (3, 1), (4, 1)]));
+        let result = log.try_append(0, 0, entries(&[(1, 1), (2, 1), (3, 1), (4, 1)]));
         assert_eq!(
             result,
             AppendResult::Matched {

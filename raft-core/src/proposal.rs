@@ -1,7 +1,7 @@
 //! Client proposals: admission on the leader (limits), forwarding from followers, and the
 //! bookkeeping that gives every proposal exactly one outcome.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -14,9 +14,10 @@ use crate::types::{EntryPayload, Index, NodeId, SnapshotMeta, Term};
 /// Proposals waiting for their outcome.
 #[derive(Debug, Default)]
 pub(crate) struct Proposals {
-    /// Appended somewhere (here, or on the leader we forwarded to): resolved when the commit
-    /// index passes `index` (by comparing terms) or when the entry is overwritten.
-    appended: BTreeMap<Index, (ProposalId, Term)>,
+    /// Appended somewhere (here, or on the leader we forwarded to), sorted by index:
+    /// resolved when the commit index passes `index` (by comparing terms) or when the entry
+    /// is overwritten. A deque, since a leader's proposals arrive in index order.
+    appended: VecDeque<(Index, ProposalId, Term)>,
     /// Forwarded to the leader, waiting for its answer: ticks waited so far.
     forwarded: BTreeMap<u64, u32>,
 }
@@ -27,7 +28,8 @@ impl Proposals {
     }
 
     pub(crate) fn track(&mut self, index: Index, id: ProposalId, term: Term) {
-        self.appended.insert(index, (id, term));
+        let position = self.appended.partition_point(|(i, _, _)| *i <= index);
+        self.appended.insert(position, (index, id, term));
     }
 
     /// Outcomes for everything at or below `commit`: committed if the entry there still has
@@ -39,12 +41,14 @@ impl Proposals {
         snapshot: &SnapshotMeta,
         actions: &mut Vec<Action>,
     ) {
-        while let Some(entry) = self.appended.first_entry() {
-            let index = *entry.key();
-            if index > commit {
+        while self
+            .appended
+            .front()
+            .is_some_and(|(index, _, _)| *index <= commit)
+        {
+            let Some((index, id, term)) = self.appended.pop_front() else {
                 break;
-            }
-            let (id, term) = entry.remove();
+            };
             let result = match log.term(index) {
                 Some(t) if t == term => Ok(index),
                 Some(_) => Err(ProposalError::Dropped),
@@ -59,7 +63,8 @@ impl Proposals {
 
     /// The log lost every entry from `from`: those proposals can never commit.
     pub(crate) fn drop_from(&mut self, from: Index, actions: &mut Vec<Action>) {
-        for (_, (id, _)) in self.appended.split_off(&from) {
+        let position = self.appended.partition_point(|(i, _, _)| *i < from);
+        for (_, id, _) in self.appended.split_off(position) {
             actions.push(Action::ProposalOutcome {
                 id,
                 result: Err(ProposalError::Dropped),
@@ -124,7 +129,7 @@ impl Node {
         }
         match (&self.role, self.leader) {
             (RoleState::Leader(_), _) => {
-                if let Err(error) = self.append_proposal(command, id) {
+                if let Err(error) = self.append_proposal(command, Some(id)) {
                     self.proposal_outcome(id, Err(error));
                 }
             }
@@ -153,11 +158,12 @@ impl Node {
         self.actions.push(Action::ProposalOutcome { id, result });
     }
 
-    /// Leader admission: size, backpressure and transfer checks, then append and track.
+    /// Leader admission: size, backpressure and transfer checks, then append, and track the
+    /// outcome for a local proposal (`id`); a forwarding follower tracks its own.
     fn append_proposal(
         &mut self,
         command: Bytes,
-        id: ProposalId,
+        id: Option<ProposalId>,
     ) -> Result<(Index, Term), ProposalError> {
         let (max_entry, max_uncommitted, max_pending) = (
             self.config.max_entry_bytes,
@@ -186,20 +192,17 @@ impl Node {
         }
         leader.uncommitted_bytes += entry_bytes;
         let index = self.append_as_leader(EntryPayload::Command(command));
-        self.proposals.track(index, id, self.term);
+        if let Some(id) = id {
+            self.proposals.track(index, id, self.term);
+        }
         Ok((index, self.term))
     }
 
     /// Leader side of forwarding: append on behalf of a follower and tell it where.
     pub(crate) fn handle_forward_proposal(&mut self, from: NodeId, id: u64, data: Bytes) {
         let result = if matches!(self.role, RoleState::Leader(_)) {
-            let local_id = self.new_proposal_id();
-            let result = self.append_proposal(data, local_id);
             // The follower tracks the outcome; nobody waits for it here.
-            if let Ok((index, _)) = result {
-                self.proposals.appended.remove(&index);
-            }
-            result
+            self.append_proposal(data, None)
         } else {
             Err(ProposalError::NotLeader {
                 leader_hint: self.leader,

@@ -183,7 +183,7 @@ impl Node {
             self.send_after_persist(from, response, ack);
             return;
         }
-        match self.log.try_append(prev_log_index, prev_log_term, &entries) {
+        match self.log.try_append(prev_log_index, prev_log_term, entries) {
             AppendResult::Rejected(hint) => {
                 let response = MessageBody::AppendResponse {
                     success: false,

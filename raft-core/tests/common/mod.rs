@@ -23,7 +23,7 @@ pub struct Disk {
 }
 
 impl Disk {
-    fn write(&mut self, batch: &PersistBatch) {
+    fn write(&mut self, batch: PersistBatch) {
         if let Some(from) = batch.truncate_from {
             self.truncate(from);
         }
@@ -34,7 +34,7 @@ impl Disk {
                 first.index,
                 "gap in log"
             );
-            self.entries.extend(batch.entries.iter().cloned());
+            self.entries.extend(batch.entries);
         }
         if let Some(hs) = batch.hard_state {
             self.hard_state = hs;
@@ -231,8 +231,9 @@ impl Cluster {
         let disk = self.disks.get_mut(&id).expect("disk");
         let token = match action {
             Action::Persist(batch) => {
-                disk.write(&batch);
-                batch.token
+                let token = batch.token;
+                disk.write(batch);
+                token
             }
             Action::WriteSnapshotChunk(chunk) => {
                 if chunk.offset == 0 {
