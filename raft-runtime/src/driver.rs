@@ -566,8 +566,11 @@ where
                 disk && apply
             })
             .await;
-            if !matches!(joined, Ok(true)) {
-                tracing::error!("a lane thread panicked");
+            match joined {
+                Ok(true) => {}
+                Ok(false) => tracing::error!("a lane thread panicked"),
+                // The tokio runtime is going away; the threads end on their own.
+                Err(error) => tracing::debug!(%error, "could not wait for the lane threads"),
             }
         }
         // Results that arrived while the lanes wound down still answer their clients.

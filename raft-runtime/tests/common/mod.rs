@@ -146,15 +146,23 @@ impl Cluster {
     pub async fn leader(&self) -> NodeId {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let leaders: Vec<NodeId> = self
+            // Only members count: a joiner not yet added knows nobody.
+            let members: Vec<&Kv> = self
                 .nodes
                 .values()
+                .filter(|n| {
+                    let s = n.status().raft;
+                    s.membership.contains(s.id)
+                })
+                .collect();
+            let leaders: Vec<NodeId> = members
+                .iter()
                 .filter(|n| n.status().raft.role == Role::Leader)
                 .map(|n| n.id())
                 .collect();
             if let [leader] = leaders[..] {
                 let term = self.nodes[&leader].status().raft.term;
-                let agreed = self.nodes.values().all(|n| {
+                let agreed = members.iter().all(|n| {
                     let s = n.status().raft;
                     s.leader == Some(leader) && s.term == term
                 });
