@@ -6,7 +6,7 @@
 //! 3. recovery (open + restore) of a log of 1 GiB (64 MiB with `--quick`), after dropping
 //!    the page cache when allowed, against a plain sequential read of the same files.
 //!
-//! Run: `cargo bench -p raft-storage-file --bench storage [-- --quick]`.
+//! Run: `cargo bench -p raft-storage-file --bench storage [-- --quick] [--recovery-only]`.
 #![allow(clippy::print_stdout)]
 
 use std::fs::{File, OpenOptions};
@@ -195,6 +195,10 @@ fn main() {
         if quick { "quick" } else { "full" },
         dir.path().display()
     );
+    if std::env::args().any(|a| a == "--recovery-only") {
+        recovery(dir.path(), if quick { 64 << 20 } else { 1 << 30 });
+        return;
+    }
     let (rounds, per_round) = if quick { (2, 200) } else { (6, 500) };
     latency(dir.path(), rounds, per_round);
     let seconds = if quick { 1 } else { 3 };

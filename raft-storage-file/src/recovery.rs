@@ -78,14 +78,14 @@ pub(crate) fn recover(dir: &Path, faults: &FaultInjector) -> Result<Recovered, S
     let mut report = RecoveryReport::default();
     let seqs = list_dir(dir, &mut report)?;
     let snapshot = snapshot::load(dir)?;
-    let found = scan_all(dir, &seqs, faults, &mut report)?;
+    let mut found = scan_all(dir, &seqs, faults, &mut report)?;
     report.segments_scanned = found.len();
     let snapshot_point = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
     let Chained {
         base,
         mut entries,
         hard_state,
-    } = chain(&found, snapshot_point)?;
+    } = chain(&mut found, snapshot_point)?;
     let log_dropped = line_up(base, &mut entries, snapshot_point);
     let next_seq = seqs.last().map_or(1, |s| s + 1);
     let (segments, retired) = index_segments(found, &entries);
@@ -210,11 +210,11 @@ struct Chained {
 /// and if the entry before it has another term, or is missing but covered by the snapshot,
 /// the log restarts there (a log dropped for a snapshot). Returns the base, the live
 /// entries and the last hard state.
-fn chain(found: &[Found], snapshot: (Index, Term)) -> Result<Chained, StorageError> {
+fn chain(found: &mut [Found], snapshot: (Index, Term)) -> Result<Chained, StorageError> {
     let mut base: Option<(Index, Term)> = None;
     let mut entries: Vec<Located> = Vec::new();
     let mut hard_state = HardState::default();
-    for (position, segment) in found.iter().enumerate() {
+    for (position, segment) in found.iter_mut().enumerate() {
         let SegmentHeader {
             first_index,
             prev_term,
@@ -247,9 +247,11 @@ fn chain(found: &[Found], snapshot: (Index, Term)) -> Result<Chained, StorageErr
             }
         });
         let (base_index, _) = base.unwrap_or(follows);
-        for record in &segment.scanned.records {
-            match record {
-                ScannedRecord::HardState(saved) => hard_state = *saved,
+        // Entries move into the chain (no copies); the records keep only their positions.
+        for record in &mut segment.scanned.records {
+            match std::mem::replace(record, ScannedRecord::Moved) {
+                ScannedRecord::HardState(saved) => hard_state = saved,
+                ScannedRecord::Moved => {}
                 ScannedRecord::Entry {
                     entry,
                     offset,
@@ -259,13 +261,13 @@ fn chain(found: &[Found], snapshot: (Index, Term)) -> Result<Chained, StorageErr
                     if entry.index != expected {
                         let reason =
                             format!("entry index {} where {expected} was expected", entry.index);
-                        return Err(StorageError::corrupt(&segment.path, *offset, reason));
+                        return Err(StorageError::corrupt(&segment.path, offset, reason));
                     }
                     entries.push(Located {
-                        entry: entry.clone(),
+                        entry,
                         segment: position,
-                        offset: *offset,
-                        frame_bytes: *frame_bytes,
+                        offset,
+                        frame_bytes,
                     });
                 }
             }
@@ -329,11 +331,10 @@ fn index_segments(found: Vec<Found>, entries: &[Located]) -> (VecDeque<Segment>,
             .map(|l| (l.entry.index, l.entry.term, l.offset, l.frame_bytes))
             .collect();
         let header = f.scanned.header;
-        let physical_last = f.scanned.records.iter().rev().find_map(|r| match r {
-            ScannedRecord::Entry { entry, .. } => Some((entry.index, entry.term)),
-            ScannedRecord::HardState(_) => None,
-        });
-        let physical_last = physical_last.unwrap_or((header.first_index - 1, header.prev_term));
+        let physical_last = f
+            .scanned
+            .last_entry
+            .unwrap_or((header.first_index - 1, header.prev_term));
         let segment = Segment::recovered(
             f.path,
             f.file,

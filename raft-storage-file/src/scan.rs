@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use raft_core::{Entry, HardState};
+use raft_core::{Entry, HardState, Index, Term};
 
 use crate::error::StorageError;
 use crate::format::{
@@ -19,6 +19,8 @@ pub(crate) enum ScannedRecord {
         frame_bytes: u64,
     },
     HardState(HardState),
+    /// An entry already taken by recovery.
+    Moved,
 }
 
 /// What a crash left at the end of the last segment.
@@ -32,6 +34,8 @@ pub(crate) struct Torn {
 pub(crate) struct ScannedSegment {
     pub(crate) header: SegmentHeader,
     pub(crate) records: Vec<ScannedRecord>,
+    /// `(index, term)` of the last entry in the file.
+    pub(crate) last_entry: Option<(Index, Term)>,
     /// Bytes up to the end of the last valid record.
     pub(crate) valid_len: u64,
     pub(crate) torn: Option<Torn>,
@@ -75,6 +79,7 @@ pub(crate) fn scan_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<S
     let mut records = Vec::new();
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut torn = None;
+    let mut last_entry = None;
     while pos < bytes.len() {
         let offset = pos as u64;
         let frame = format::read_frame(&bytes[pos..]);
@@ -90,11 +95,14 @@ pub(crate) fn scan_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<S
         let record = format::decode_record(body)
             .map_err(|reason| StorageError::corrupt(path, offset, reason))?;
         records.push(match record {
-            Record::Entry(entry) => ScannedRecord::Entry {
-                entry,
-                offset,
-                frame_bytes: frame_bytes as u64,
-            },
+            Record::Entry(entry) => {
+                last_entry = Some((entry.index, entry.term));
+                ScannedRecord::Entry {
+                    entry,
+                    offset,
+                    frame_bytes: frame_bytes as u64,
+                }
+            }
             Record::HardState(hard_state) => ScannedRecord::HardState(hard_state),
         });
         pos += frame_bytes;
@@ -103,6 +111,7 @@ pub(crate) fn scan_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<S
     Ok(Scan::Segment(ScannedSegment {
         header,
         records,
+        last_entry,
         valid_len,
         torn,
     }))
