@@ -72,6 +72,8 @@ pub struct Node {
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     pub(crate) next_request_id: u64,
     pub(crate) actions: Vec<Action>,
+    /// Reused buffer of peer ids for broadcasts (no allocation per flush).
+    pub(crate) peer_scratch: Vec<NodeId>,
     /// (role, term, leader) as last reported through `RoleChanged`.
     reported_role: Option<(Role, Term, Option<NodeId>)>,
 }
@@ -190,6 +192,7 @@ impl Node {
             incoming_snapshot: None,
             next_request_id: 1,
             actions: Vec::new(),
+            peer_scratch: Vec::new(),
             reported_role: None,
             snapshot,
             config,
@@ -574,6 +577,9 @@ impl Node {
 
     /// Hands committed entries to the apply lane, bounded by `max_apply_bytes` in flight.
     fn hand_out_committed(&mut self) {
+        if self.commit <= self.apply_handed {
+            return;
+        }
         if self
             .incoming_snapshot
             .as_ref()

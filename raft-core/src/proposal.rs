@@ -28,6 +28,14 @@ impl Proposals {
     }
 
     pub(crate) fn track(&mut self, index: Index, id: ProposalId, term: Term) {
+        if self
+            .appended
+            .back()
+            .is_none_or(|(last, _, _)| *last < index)
+        {
+            self.appended.push_back((index, id, term));
+            return;
+        }
         let position = self.appended.partition_point(|(i, _, _)| *i <= index);
         self.appended.insert(position, (index, id, term));
     }

@@ -119,8 +119,7 @@ impl Node {
     /// Appends C(old,new) once every future voter is caught up.
     fn try_enter_joint(&mut self) {
         let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
-        let membership = self.membership.clone();
-        let Some(leader) = self.leader_state() else {
+        let RoleState::Leader(leader) = &mut self.role else {
             return;
         };
         let Some(change) = &mut leader.pending_change else {
@@ -137,7 +136,7 @@ impl Node {
         if !caught_up {
             return;
         }
-        let joint = membership.enter_joint(&change.target);
+        let joint = self.membership.enter_joint(&change.target);
         change.phase = ChangePhase::Joint;
         tracing::info!(node = self.id(), config = %joint.describe(), "entering joint configuration");
         self.append_as_leader(EntryPayload::Membership(Box::new(joint)));

@@ -78,11 +78,12 @@ impl Node {
 
     /// Sends whatever each follower's progress allows (called on every flush).
     pub(crate) fn broadcast_pending(&mut self) {
-        let peers: Vec<NodeId> = match &self.role {
-            RoleState::Leader(leader) => leader.progress.keys().copied().collect(),
+        let mut peers = std::mem::take(&mut self.peer_scratch);
+        match &self.role {
+            RoleState::Leader(leader) => peers.extend(leader.progress.keys().copied()),
             _ => return,
-        };
-        for peer in peers {
+        }
+        for &peer in &peers {
             // Bounded: each iteration either fills the window or sends the log's tail.
             for _ in 0..self.config.max_inflight_appends {
                 if !self.send_append(peer, false) {
@@ -90,6 +91,8 @@ impl Node {
                 }
             }
         }
+        peers.clear();
+        self.peer_scratch = peers;
     }
 
     /// Sends one append (or starts a snapshot) to `to` if its progress allows. An empty
@@ -100,7 +103,6 @@ impl Node {
             self.config.max_inflight_bytes,
             self.config.max_append_bytes,
         );
-        let witness = self.membership.is_witness(to);
         let commit = self.commit;
         let RoleState::Leader(leader) = &mut self.role else {
             return false;
@@ -119,6 +121,10 @@ impl Node {
             }
             _ => {}
         }
+        if !probe && progress.next_index > self.log.last_index() {
+            return false;
+        }
+        let witness = self.membership.is_witness(to);
         let prev_log_index = progress.next_index - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
             // The entries this follower needs are compacted: send the snapshot instead.
