@@ -227,7 +227,10 @@ where
             Err(error) => {
                 add(&self.counters.commands_invalid, 1);
                 tracing::warn!(index, %error, "skipping a command that does not decode");
-                EntryOutcome::Invalid(error.to_string())
+                EntryOutcome::Invalid {
+                    index,
+                    reason: error.to_string(),
+                }
             }
         }
     }
@@ -339,4 +342,167 @@ where
             .map_err(|e| format!("restoring the state machine from snapshot {index}: {e}"))?;
     }
     Ok(Some((meta, book)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use raft_core::conformance::MemStorage;
+    use tokio::sync::mpsc;
+
+    /// Sums its commands; answers queries with the sum.
+    #[derive(Default)]
+    struct Sum(u64);
+
+    impl StateMachine for Sum {
+        type Command = u64;
+        type Response = u64;
+        type Query = ();
+        type QueryResponse = u64;
+        type Snapshot = u64;
+        fn apply(&mut self, _: Index, command: u64) -> u64 {
+            self.0 += command;
+            self.0
+        }
+        fn query(&self, _: &()) -> u64 {
+            self.0
+        }
+        fn snapshot(&self) -> u64 {
+            self.0
+        }
+        fn write_snapshot(view: u64, writer: &mut dyn std::io::Write) -> std::io::Result<()> {
+            writer.write_all(&view.to_le_bytes())
+        }
+        fn restore(&mut self, reader: &mut dyn Read) -> std::io::Result<()> {
+            let mut bytes = [0u8; 8];
+            reader.read_exact(&mut bytes)?;
+            self.0 = u64::from_le_bytes(bytes);
+            Ok(())
+        }
+    }
+
+    type Events = mpsc::UnboundedReceiver<LaneEvent<Sum, u16>>;
+
+    fn start(policy: SnapshotPolicy) -> (std::sync::mpsc::Sender<ApplyOp<Sum>>, Events) {
+        let (events_sender, events) = mpsc::unbounded_channel();
+        let start = ApplyStart {
+            state_machine: Sum::default(),
+            applied: 0,
+            membership: Membership::with_voters([1, 2]),
+            book: AddressBook::new(),
+            policy,
+            snapshot_busy: Arc::new(AtomicBool::new(false)),
+        };
+        let storage = Arc::new(Mutex::new(MemStorage::new()));
+        let (sender, _thread) = spawn(
+            start,
+            storage,
+            events_sender,
+            Arc::new(Counters::default()),
+            tracing::Span::none(),
+        )
+        .expect("spawn apply lane");
+        (sender, events)
+    }
+
+    fn command(index: Index, value: u64) -> Entry {
+        let bytes = envelope::encode_command::<u64, u16>(&value).unwrap();
+        Entry {
+            term: 1,
+            index,
+            payload: EntryPayload::Command(Bytes::from(bytes)),
+        }
+    }
+
+    fn next_applied(events: &mut Events) -> (Index, Vec<(Index, EntryOutcome<u64>)>) {
+        loop {
+            match events.blocking_recv().expect("lane alive") {
+                LaneEvent::Applied { index, results } => return (index, results),
+                LaneEvent::Fatal(reason) => panic!("lane stopped: {reason}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Goal: an undecodable command yields an error outcome for its index and the lane goes
+    /// on applying the next ones; a query waits until its index is applied.
+    #[test]
+    fn undecodable_command_is_answered_and_skipped() {
+        let (lane, mut events) = start(SnapshotPolicy::disabled());
+        let (reply, mut answer) = oneshot::channel();
+        lane.send(ApplyOp::Query {
+            min_index: 3,
+            query: (),
+            reply,
+        })
+        .unwrap();
+        let garbage = Entry {
+            term: 1,
+            index: 2,
+            payload: EntryPayload::Command(Bytes::from_static(&[7, 1, 2])),
+        };
+        lane.send(ApplyOp::Apply(vec![command(1, 5), garbage]))
+            .unwrap();
+        let (index, results) = next_applied(&mut events);
+        assert_eq!(index, 2);
+        assert!(matches!(results[0], (1, EntryOutcome::Response(5))));
+        assert!(matches!(
+            results[1],
+            (2, EntryOutcome::Invalid { index: 2, .. })
+        ));
+        assert!(answer.try_recv().is_err(), "query served before its index");
+
+        lane.send(ApplyOp::Apply(vec![command(3, 7)])).unwrap();
+        let (_, results) = next_applied(&mut events);
+        assert!(matches!(results[0], (3, EntryOutcome::Response(12))));
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(12));
+    }
+
+    /// Goal: address records update the book and are reported; a membership entry that
+    /// drops a node removes its address; the snapshot view carries the book.
+    #[test]
+    fn address_book_follows_records_and_membership() {
+        let policy = SnapshotPolicy {
+            every_entries: Some(3),
+            every_bytes: None,
+        };
+        let (lane, mut events) = start(policy);
+        let peers = envelope::encode_peers(vec![
+            (1, PeerInfo::new(7001u16)),
+            (2, PeerInfo::new(7002u16)),
+        ])
+        .unwrap();
+        let record = Entry {
+            term: 1,
+            index: 1,
+            payload: EntryPayload::Command(Bytes::from(peers)),
+        };
+        let shrink = Entry {
+            term: 1,
+            index: 2,
+            payload: EntryPayload::Membership(Box::new(Membership::with_voters([1]))),
+        };
+        let noop = Entry {
+            term: 1,
+            index: 3,
+            payload: EntryPayload::Noop,
+        };
+        lane.send(ApplyOp::Apply(vec![record, shrink, noop]))
+            .unwrap();
+        let mut changes = Vec::new();
+        let view = loop {
+            match events.blocking_recv().expect("lane alive") {
+                LaneEvent::PeersChanged { upsert, remove } => changes.push((upsert, remove)),
+                LaneEvent::SnapshotView { index, book, .. } => break (index, book),
+                LaneEvent::Fatal(reason) => panic!("lane stopped: {reason}"),
+                _ => {}
+            }
+        };
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0.len(), 2, "both records reported");
+        assert_eq!(changes[0].1, vec![2], "node 2 left the membership");
+        assert_eq!(view.0, 3);
+        assert_eq!(view.1.keys().copied().collect::<Vec<_>>(), vec![1]);
+    }
 }

@@ -13,8 +13,8 @@ pub(crate) enum EntryOutcome<R> {
     Response(R),
     /// An address book record was applied.
     PeersUpdated,
-    /// The command could not be decoded; every replica skipped it.
-    Invalid(String),
+    /// The command at `index` could not be decoded; every replica skipped it.
+    Invalid { index: Index, reason: String },
 }
 
 /// A report to the driver.

@@ -396,7 +396,7 @@ where
                 add(&self.inner.counters.proposals_applied, 1);
                 Ok(response)
             }
-            EntryOutcome::Invalid(reason) => Err(Error::InvalidCommand { index: 0, reason }),
+            EntryOutcome::Invalid { index, reason } => Err(Error::InvalidCommand { index, reason }),
             EntryOutcome::PeersUpdated => Err(Error::InvalidCommand {
                 index: 0,
                 reason: "the entry decoded as an address record".into(),
@@ -506,7 +506,7 @@ where
         })?;
         match self.propose_bytes(Bytes::from(bytes)).await? {
             EntryOutcome::PeersUpdated => Ok(()),
-            EntryOutcome::Invalid(reason) => Err(Error::InvalidCommand { index: 0, reason }),
+            EntryOutcome::Invalid { index, reason } => Err(Error::InvalidCommand { index, reason }),
             EntryOutcome::Response(_) => Err(Error::InvalidCommand {
                 index: 0,
                 reason: "the address record decoded as a command".into(),

@@ -33,3 +33,30 @@ async fn three_nodes_elect_and_replicate() {
     );
     cluster.shutdown().await;
 }
+
+/// Goal: lease reads are refused with a clear error unless enabled, and served by leader
+/// and followers once enabled; stale reads answer from local state at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_and_stale_reads() {
+    let plain = Cluster::start(&[1, 2, 3], SnapshotPolicy::disabled()).await;
+    let leader = plain.leader().await;
+    plain.put("k", "v").await;
+    assert_eq!(
+        read_with(plain.node(leader), "k", Consistency::Lease).await,
+        Err(raft_runtime::Error::LeaseDisabled)
+    );
+    plain.shutdown().await;
+
+    let leased = Cluster::start_with(&[1, 2, 3], SnapshotPolicy::disabled(), |config| {
+        config.raft.lease_reads = true;
+    })
+    .await;
+    leased.put("k", "leased").await;
+    for id in [1, 2, 3] {
+        let value = read_with(leased.node(id), "k", Consistency::Lease)
+            .await
+            .expect("lease read");
+        assert_eq!(value.as_deref(), Some("leased"), "node {id}");
+    }
+    leased.shutdown().await;
+}

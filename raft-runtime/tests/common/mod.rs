@@ -50,6 +50,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Kv>,
     pub addresses: BTreeMap<NodeId, SocketAddr>,
     pub policy: SnapshotPolicy,
+    /// Applied to every node's configuration after the defaults above.
+    pub tweak: fn(&mut RuntimeConfig),
 }
 
 impl Cluster {
@@ -59,6 +61,15 @@ impl Cluster {
 
     /// Binds every transport first (port 0), then bootstraps all nodes with the addresses.
     pub async fn start(ids: &[NodeId], policy: SnapshotPolicy) -> Cluster {
+        Cluster::start_with(ids, policy, |_| {}).await
+    }
+
+    /// As [`Cluster::start`], with `tweak` applied to every node's configuration.
+    pub async fn start_with(
+        ids: &[NodeId],
+        policy: SnapshotPolicy,
+        tweak: fn(&mut RuntimeConfig),
+    ) -> Cluster {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut transports = BTreeMap::new();
@@ -77,6 +88,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             addresses,
             policy,
+            tweak,
         };
         for (id, transport) in transports {
             let init = Init::Bootstrap {
@@ -99,15 +111,11 @@ impl Cluster {
     ) -> Kv {
         let storage = FileStorage::open(self.data_dir(id)).expect("open storage");
         let machine = KvStateMachine::new(KvConfig::default()).expect("kv config");
-        RaftNode::start(
-            runtime_config(id, self.policy.clone()),
-            init,
-            storage,
-            transport,
-            machine,
-        )
-        .await
-        .expect("start node")
+        let mut config = runtime_config(id, self.policy.clone());
+        (self.tweak)(&mut config);
+        RaftNode::start(config, init, storage, transport, machine)
+            .await
+            .expect("start node")
     }
 
     /// Starts a brand-new node that will join (bound to a fresh port).

@@ -1,0 +1,98 @@
+//! Disk faults and shutdown: a failed fsync stops the node with a clear error; shutdown
+//! answers every waiting client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use raft_kv::{Command, KvConfig, KvStateMachine};
+use raft_runtime::{AddressBook, Error, Init, Lifecycle, PeerInfo, RaftNode, SnapshotPolicy};
+use raft_storage_file::{FaultInjector, FileStorage, Options};
+
+async fn single_node(faults: FaultInjector) -> (tempfile::TempDir, Kv) {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let transport = bind(1, "127.0.0.1:0".parse().unwrap()).await;
+    let mut members = AddressBook::new();
+    members.insert(1, PeerInfo::new(transport.0.local_addr()));
+    let options = Options {
+        faults,
+        ..Options::default()
+    };
+    let storage = FileStorage::open_with(dir.path(), options).expect("open storage");
+    let node = RaftNode::start(
+        runtime_config(1, SnapshotPolicy::disabled()),
+        Init::Bootstrap { members },
+        storage,
+        transport,
+        KvStateMachine::new(KvConfig::default()).unwrap(),
+    )
+    .await
+    .expect("start");
+    node.wait_for(PATIENCE, |s| s.is_leader())
+        .await
+        .expect("single node elects itself");
+    (dir, node)
+}
+
+/// Goal: a failed fsync is fatal: the waiting client gets `Stopped` naming the fsync, the
+/// status says `Failed`, later calls fail the same way, and nothing is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_fsync_stops_the_node() {
+    let faults = FaultInjector::new();
+    let (_dir, node) = single_node(faults.clone()).await;
+    node.propose(Command::put("a", "1", now_ms()))
+        .await
+        .expect("healthy write");
+
+    faults.fail_syncs();
+    let error = node
+        .propose(Command::put("b", "2", now_ms()))
+        .await
+        .expect_err("a write whose fsync failed must not be acknowledged");
+    match &error {
+        Error::Stopped { reason } => assert!(reason.contains("fsync"), "{reason}"),
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    let status = node
+        .wait_for(PATIENCE, |s| s.lifecycle != Lifecycle::Running)
+        .await
+        .expect("status reports the stop");
+    assert!(
+        matches!(status.lifecycle, Lifecycle::Failed { .. }),
+        "{status:?}"
+    );
+    assert!(matches!(
+        node.propose(Command::put("c", "3", now_ms())).await,
+        Err(Error::Stopped { .. })
+    ));
+    assert!(matches!(node.shutdown().await, Err(Error::Stopped { .. })));
+}
+
+/// Goal: shutting down answers requests that are still waiting (here: writes that cannot
+/// commit because the only other voter is gone) with `Shutdown`, and later calls too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_waiting_requests() {
+    let mut cluster = Cluster::start(&[1, 2], SnapshotPolicy::disabled()).await;
+    let leader = cluster.leader().await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    cluster.stop(follower).await;
+    let node = cluster.node(leader).clone();
+    let waiting = tokio::spawn({
+        let node = node.clone();
+        async move { node.propose(Command::put("stuck", "x", now_ms())).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    node.shutdown().await.expect("clean shutdown");
+    let answer = waiting.await.expect("task");
+    assert!(
+        matches!(answer, Err(Error::Shutdown) | Err(Error::NotLeader { .. })),
+        "{answer:?}"
+    );
+    assert_eq!(
+        node.propose(Command::put("late", "x", now_ms())).await,
+        Err(Error::Shutdown)
+    );
+    assert_eq!(node.status().lifecycle, Lifecycle::Stopped);
+}
