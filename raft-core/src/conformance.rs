@@ -66,7 +66,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -163,6 +163,10 @@ pub fn checks<H: Harness>() -> Vec<Check<H>> {
         Check {
             name: "snapshot_round_trip",
             run: scenarios::snapshot_round_trip::<H>,
+        },
+        Check {
+            name: "snapshot_reader_seeks_within_the_data",
+            run: scenarios::snapshot_reader_seeks::<H>,
         },
         Check {
             name: "abandoned_snapshot_is_invisible",
@@ -812,6 +816,95 @@ mod scenarios {
             "empty snapshot read back"
         );
         Ok(())
+    }
+
+    pub(super) fn snapshot_reader_seeks<H: Harness>(h: &mut H) -> Result<(), String> {
+        let mut store = fresh(h)?;
+        store.append(&run_of(1, 10, 1)).ctx("append")?;
+        let data = sample_bytes(5, 100_000);
+        commit_snapshot(&mut store, &meta(5, 1), &data)?;
+        check_seeks(&store, &data, "")?;
+        let (mut store, _) = reopen(h, store)?;
+        check_seeks(&store, &data, " after reopen")?;
+        // A second snapshot with other metadata: offsets stay relative to its data.
+        let data = sample_bytes(8, 30_000);
+        let mut later = meta(8, 1);
+        later.membership = Membership::with_voters([1, 2, 3, 4, 5, 6, 7]);
+        commit_snapshot(&mut store, &later, &data)?;
+        check_seeks(&store, &data, " of a second snapshot")
+    }
+
+    /// Chunks read after seeking equal the same bytes of a full read.
+    fn check_seeks<S: Storage>(store: &S, data: &[u8], when: &str) -> Result<(), String> {
+        let Some((_, full)) = read_snapshot(store)? else {
+            return Err(format!("no snapshot to read{when}"));
+        };
+        ensure!(
+            full == data,
+            "full read{when} differs from the data written"
+        );
+        let len = data.len() as u64;
+        let Some((_, mut reader)) = store.open_snapshot().ctx("open_snapshot")? else {
+            return Err(format!("no snapshot to open{when}"));
+        };
+        let chunk_bytes = 4096u64;
+        // Chunks out of order, as retries to several peers would ask for them.
+        for offset in [len / 2, 0, len - 100, 1, 8191, len - chunk_bytes, 4096] {
+            let at = reader.seek(SeekFrom::Start(offset)).ctx("seek")?;
+            ensure_eq!(at, offset, "position after seek to {offset}{when}");
+            let chunk = read_up_to(&mut reader, chunk_bytes)?;
+            let end = (offset + chunk_bytes).min(len) as usize;
+            ensure!(
+                chunk == data[offset as usize..end],
+                "{} bytes read after seeking to {offset}{when} differ from a full read",
+                chunk.len()
+            );
+        }
+        let at = reader.seek(SeekFrom::End(-10)).ctx("seek from the end")?;
+        ensure_eq!(
+            at,
+            len - 10,
+            "position after seeking 10 bytes before the end{when}"
+        );
+        ensure_eq!(
+            read_up_to(&mut reader, 64)?,
+            data[data.len() - 10..].to_vec(),
+            "last 10 bytes{when}"
+        );
+        reader.seek(SeekFrom::Start(100)).ctx("seek")?;
+        let at = reader.seek(SeekFrom::Current(-50)).ctx("seek back")?;
+        ensure_eq!(at, 50, "position after seeking 50 back from 100{when}");
+        ensure_eq!(
+            read_up_to(&mut reader, 10)?,
+            data[50..60].to_vec(),
+            "bytes 50..60{when}"
+        );
+        ensure!(
+            reader.seek(SeekFrom::Current(-1000)).is_err(),
+            "seek before the first byte succeeded{when}"
+        );
+        reader
+            .seek(SeekFrom::Start(len + 5))
+            .ctx("seek past the end")?;
+        ensure!(
+            read_up_to(&mut reader, 10)?.is_empty(),
+            "read past the end returned bytes{when}"
+        );
+        reader.seek(SeekFrom::Start(0)).ctx("seek to 0")?;
+        ensure!(
+            read_up_to(&mut reader, u64::MAX)? == data,
+            "read from 0 after seeks differs from the data{when}"
+        );
+        Ok(())
+    }
+
+    fn read_up_to<R: Read>(reader: &mut R, max_bytes: u64) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        reader
+            .take(max_bytes)
+            .read_to_end(&mut out)
+            .ctx("snapshot read")?;
+        Ok(out)
     }
 
     pub(super) fn abandoned_snapshot_is_invisible<H: Harness>(h: &mut H) -> Result<(), String> {
@@ -1940,6 +2033,29 @@ mod tests {
         LosesSyncedEntries,
         /// Does not drop a conflicting log on restore.
         NoRestoreNormalization,
+        /// Seeks in file coordinates: forgets a 32-byte header in front of the data.
+        SeeksPastAHeader,
+    }
+
+    /// The flawed store's snapshot reader: a cursor whose seeks may be shifted.
+    struct FlawedReader {
+        inner: Cursor<Bytes>,
+        shift: u64,
+    }
+
+    impl Read for FlawedReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.inner.read(buf)
+        }
+    }
+
+    impl Seek for FlawedReader {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            match to {
+                SeekFrom::Start(offset) => self.inner.seek(SeekFrom::Start(offset + self.shift)),
+                other => self.inner.seek(other),
+            }
+        }
     }
 
     struct FlawedHarness(Flaw);
@@ -1977,7 +2093,7 @@ mod tests {
 
     impl Storage for Flawed {
         type Error = MemStorageError;
-        type SnapshotReader = Cursor<Bytes>;
+        type SnapshotReader = FlawedReader;
         type SnapshotWriter = MemSnapshotWriter;
         fn restore(&mut self) -> Result<RestoredState, MemStorageError> {
             if self.flaw == Flaw::NoRestoreNormalization {
@@ -2054,8 +2170,16 @@ mod tests {
         fn snapshot_meta(&self) -> SnapshotMeta {
             self.inner.snapshot_meta()
         }
-        fn open_snapshot(&self) -> Result<Option<(SnapshotMeta, Cursor<Bytes>)>, MemStorageError> {
-            self.inner.open_snapshot()
+        fn open_snapshot(&self) -> Result<Option<(SnapshotMeta, FlawedReader)>, MemStorageError> {
+            let shift = if self.flaw == Flaw::SeeksPastAHeader {
+                32
+            } else {
+                0
+            };
+            Ok(self
+                .inner
+                .open_snapshot()?
+                .map(|(meta, inner)| (meta, FlawedReader { inner, shift })))
         }
     }
 
@@ -2068,6 +2192,10 @@ mod tests {
             (
                 Flaw::NoRestoreNormalization,
                 "restore_drops_log_conflicting_with_snapshot",
+            ),
+            (
+                Flaw::SeeksPastAHeader,
+                "snapshot_reader_seeks_within_the_data",
             ),
         ];
         for (flaw, check) in expectations {

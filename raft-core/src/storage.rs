@@ -20,7 +20,7 @@
 //! least everything synced; corrupt data that is not a torn tail is an error, never silently
 //! skipped.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 
 use crate::types::{Entry, HardState, Index, RestoredState, SnapshotMeta, Term};
 
@@ -29,13 +29,26 @@ pub trait Storage: Send + 'static {
     /// The store's error type. Errors must name the file and offset involved where there
     /// is one.
     type Error: std::error::Error + Send + Sync + 'static;
-    /// Streams the current snapshot's bytes.
-    type SnapshotReader: Read + Send + 'static;
+    /// Streams the current snapshot's bytes. Seek positions are offsets into the snapshot's
+    /// data (0 is its first byte, whatever header the store keeps in front of it), so a
+    /// host sending the snapshot in chunks seeks to each chunk's offset instead of reading
+    /// from the start every time. As with files, seeking past the end is allowed (reads
+    /// there return no bytes) and seeking before 0 is an error.
+    type SnapshotReader: Read + Seek + Send + 'static;
     /// Receives a new snapshot's bytes; nothing is visible until committed.
     type SnapshotWriter: Write + Send + 'static;
 
     /// Everything the node needs to restart: the hard state, the latest snapshot's metadata
-    /// (index 0 and the bootstrap membership if there is none) and the entries after it.
+    /// and the entries after it.
+    ///
+    /// A store that has never committed a snapshot returns [`SnapshotMeta::default`]: index
+    /// 0, term 0 and an *empty* membership, because a store cannot know the cluster's
+    /// founding membership. The host supplies it: when the whole restored state is empty
+    /// (default hard state, no entries, snapshot index 0 with no members) and the node
+    /// founds a new cluster, the host starts it from [`RestoredState::bootstrap`] with the
+    /// founding membership (and should make that membership durable, e.g. as a snapshot
+    /// at index 0, so the next restart restores it); otherwise it starts from what was
+    /// restored, and a node with an empty membership waits for a leader to contact it.
     fn restore(&mut self) -> Result<RestoredState, Self::Error>;
 
     /// Appends entries; the first must follow the last stored entry (or the snapshot).
@@ -78,7 +91,8 @@ pub trait Storage: Send + 'static {
     /// The current snapshot's metadata (index 0 when there is none).
     fn snapshot_meta(&self) -> SnapshotMeta;
 
-    /// Opens the current snapshot for reading; `None` when there is none with data.
+    /// Opens the current snapshot for reading, positioned at the first byte of its data;
+    /// `None` when there is none with data.
     fn open_snapshot(&self) -> Result<Option<(SnapshotMeta, Self::SnapshotReader)>, Self::Error>;
 
     /// After a snapshot received from the leader is committed: keeps the stored entries

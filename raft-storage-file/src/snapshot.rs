@@ -2,7 +2,7 @@
 //! directory fsynced; read back as a stream whose checksum is verified at its end.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -170,25 +170,55 @@ impl Drop for SnapshotWriter {
     }
 }
 
-/// Streams a snapshot's data; returns an error instead of the final bytes if the data does
-/// not match its checksum.
+/// Streams a snapshot's data and seeks within it (positions are offsets into the data, 0
+/// being its first byte, not the file's).
+///
+/// A reader that reads every byte from 0 in order checks the data's checksum when it
+/// reaches the end and returns an error instead of the final bytes if it does not match
+/// (the error repeats on every later read). After a seek anywhere but the current position
+/// or 0, the bytes before the new position were not seen, so the end check is off for that
+/// pass; seeking back to 0 turns it on again. The whole snapshot is also verified when the
+/// store opens.
 #[derive(Debug)]
 pub struct SnapshotReader {
     path: PathBuf,
     inner: BufReader<File>,
-    remaining_bytes: u64,
-    crc: u32,
+    /// File offset of the first data byte.
+    data_offset: u64,
+    data_len: u64,
+    /// Current position in the data.
+    position: u64,
+    /// CRC32C of the data in `[0, position)` while every byte of it was read in order.
+    crc: Option<u32>,
     expected_crc: u32,
+    /// The checksum failed; every later read fails too.
+    failed: bool,
+}
+
+impl SnapshotReader {
+    fn checksum_error(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot data in {} fails its checksum",
+                self.path.display()
+            ),
+        )
+    }
 }
 
 impl Read for SnapshotReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining_bytes == 0 || buf.is_empty() {
+        if self.failed {
+            return Err(self.checksum_error());
+        }
+        let remaining_bytes = self.data_len.saturating_sub(self.position);
+        if remaining_bytes == 0 || buf.is_empty() {
             return Ok(0);
         }
         let want = buf
             .len()
-            .min(usize::try_from(self.remaining_bytes).unwrap_or(usize::MAX));
+            .min(usize::try_from(remaining_bytes).unwrap_or(usize::MAX));
         let got = self.inner.read(&mut buf[..want])?;
         if got == 0 {
             return Err(io::Error::new(
@@ -196,18 +226,54 @@ impl Read for SnapshotReader {
                 format!("{} ends early", self.path.display()),
             ));
         }
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..got]);
-        self.remaining_bytes -= got as u64;
-        if self.remaining_bytes == 0 && self.crc != self.expected_crc {
+        self.position += got as u64;
+        if let Some(crc) = self.crc.as_mut() {
+            *crc = crc32c::crc32c_append(*crc, &buf[..got]);
+            if self.position == self.data_len && *crc != self.expected_crc {
+                self.failed = true;
+                return Err(self.checksum_error());
+            }
+        }
+        Ok(got)
+    }
+}
+
+impl Seek for SnapshotReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::End(delta) => self.data_len.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        let Some(target) = target else {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
+                io::ErrorKind::InvalidInput,
                 format!(
-                    "snapshot data in {} fails its checksum",
+                    "seek to a negative or overflowing position in {}",
                     self.path.display()
                 ),
             ));
+        };
+        if target == self.position {
+            return Ok(target);
         }
-        Ok(got)
+        // Relative moves keep what the buffer holds when the target is inside it.
+        let delta = i64::try_from(i128::from(target) - i128::from(self.position))
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seek distance too large"))?;
+        if self.data_offset.checked_add(target).is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek position too large",
+            ));
+        }
+        self.inner.seek_relative(delta)?;
+        self.position = target;
+        self.crc = (target == 0).then_some(0);
+        Ok(target)
+    }
+
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.position)
     }
 }
 
@@ -277,7 +343,8 @@ pub(crate) fn load(dir: &Path) -> Result<Option<SnapshotMeta>, StorageError> {
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, &opened.file);
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut crc = 0u32;
-    std::io::Seek::seek(&mut reader, io::SeekFrom::Start(opened.data_offset))
+    reader
+        .seek(SeekFrom::Start(opened.data_offset))
         .map_err(|e| StorageError::io("seek snapshot", &path, e))?;
     loop {
         let got = reader
@@ -305,14 +372,18 @@ pub(crate) fn open(dir: &Path) -> Result<Option<(SnapshotMeta, SnapshotReader)>,
         return Ok(None);
     };
     let mut inner = BufReader::with_capacity(READ_BUFFER_BYTES, opened.file);
-    std::io::Seek::seek(&mut inner, io::SeekFrom::Start(opened.data_offset))
+    inner
+        .seek(SeekFrom::Start(opened.data_offset))
         .map_err(|e| StorageError::io("seek snapshot", &path, e))?;
     let reader = SnapshotReader {
         path,
         inner,
-        remaining_bytes: opened.header.data_len,
-        crc: 0,
+        data_offset: opened.data_offset,
+        data_len: opened.header.data_len,
+        position: 0,
+        crc: Some(0),
         expected_crc: opened.header.data_crc,
+        failed: false,
     };
     Ok(Some((opened.header.meta, reader)))
 }
