@@ -7,6 +7,13 @@
 //! [`raft_core::Node::on_persisted`] (a token covers every earlier write). Under load the
 //! queue fills while a sync runs, so the next round covers many batches with one sync.
 //!
+//! A persist batch whose only change is a higher commit index is written but does not by
+//! itself cost a sync: Raft's safety needs the term, the vote and the log durable, not the
+//! commit index (a restarted node that recovers an older commit index re-applies less and
+//! learns the rest from the leader). Such a write becomes durable with the next sync; its
+//! token is reported at once. etcd does the same (`MustSync`). Without this, every commit
+//! advance would cost a second fsync per write for a lone client.
+//!
 //! Any storage error is fatal: a write the core believes issued but that did not happen
 //! would make a later token vouch for missing data, and a failed sync leaves the store in
 //! an unknown state (never retry it). The lane reports [`LaneEvent::Fatal`] and stops.
@@ -18,7 +25,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use raft_core::{
-    Index, PersistBatch, SnapshotChunkWrite, SnapshotMeta, StateMachine, Storage, WriteToken,
+    HardState, Index, NodeId, PersistBatch, SnapshotChunkWrite, SnapshotMeta, StateMachine,
+    Storage, Term, WriteToken,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -40,6 +48,7 @@ pub(crate) enum DiskOp {
 /// was queued) or after a fatal error.
 pub(crate) fn spawn<S, M, A>(
     storage: Arc<Mutex<S>>,
+    durable_hard_state: HardState,
     events: UnboundedSender<LaneEvent<M, A>>,
     counters: Arc<Counters>,
     span: tracing::Span,
@@ -54,18 +63,22 @@ where
         .name("raft-disk".into())
         .spawn(move || {
             let _entered = span.enter();
-            run(&storage, &receiver, &events, &counters);
+            let lane = DiskLane::<S> {
+                chunk_writer: None,
+                term_vote: (durable_hard_state.term, durable_hard_state.vote),
+            };
+            run(lane, &storage, &receiver, &events, &counters);
         })?;
     Ok((sender, handle))
 }
 
 fn run<S: Storage, M: StateMachine, A>(
+    mut lane: DiskLane<S>,
     storage: &Mutex<S>,
     receiver: &Receiver<DiskOp>,
     events: &UnboundedSender<LaneEvent<M, A>>,
     counters: &Counters,
 ) {
-    let mut lane = DiskLane::<S> { chunk_writer: None };
     while let Ok(first) = receiver.recv() {
         let mut ops = vec![first];
         while ops.len() < OPS_PER_ROUND_MAX {
@@ -94,6 +107,8 @@ fn run<S: Storage, M: StateMachine, A>(
 struct DiskLane<S: Storage> {
     /// The snapshot being received from the leader, between its first and last chunk.
     chunk_writer: Option<(SnapshotMeta, S::SnapshotWriter)>,
+    /// Term and vote of the last hard state written: a batch that changes them must sync.
+    term_vote: (Term, Option<NodeId>),
 }
 
 impl<S: Storage> DiskLane<S> {
@@ -111,7 +126,7 @@ impl<S: Storage> DiskLane<S> {
             match op {
                 DiskOp::Persist(batch) => {
                     persist(&mut *store, &batch)?;
-                    needs_sync = true;
+                    needs_sync |= self.must_sync(&batch);
                     highest = highest.max(Some(batch.token));
                 }
                 DiskOp::Chunk(chunk) => {
@@ -134,6 +149,17 @@ impl<S: Storage> DiskLane<S> {
             add(&counters.fsyncs, 1);
         }
         Ok(highest)
+    }
+
+    /// True if the batch changes what Raft needs durable: log entries, or term or vote.
+    fn must_sync(&mut self, batch: &PersistBatch) -> bool {
+        let mut must = batch.truncate_from.is_some() || !batch.entries.is_empty();
+        if let Some(hard_state) = &batch.hard_state {
+            let term_vote = (hard_state.term, hard_state.vote);
+            must |= term_vote != self.term_vote;
+            self.term_vote = term_vote;
+        }
+        must
     }
 
     /// Writes one received snapshot chunk; true if it was the last (and was installed).

@@ -204,6 +204,7 @@ where
     };
     let (disk, disk_thread) = disk::spawn::<S, M, T::Address>(
         Arc::clone(&storage),
+        node.hard_state(),
         events_sender.clone(),
         Arc::clone(&counters),
         span.clone(),

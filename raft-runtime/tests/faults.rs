@@ -96,3 +96,21 @@ async fn shutdown_answers_waiting_requests() {
     );
     assert_eq!(node.status().lifecycle, Lifecycle::Stopped);
 }
+
+/// Goal: a commit-index-only hard state change costs no fsync of its own (only term, vote
+/// and log need durability), so a lone client's write costs one fsync, not two.
+/// Method: 20 sequential writes on a single node; count fsyncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_only_changes_cost_no_fsync() {
+    let (_dir, node) = single_node(FaultInjector::new()).await;
+    let before = node.metrics().fsyncs;
+    for i in 0..20 {
+        node.propose(Command::put(format!("k{i}"), "v", now_ms()))
+            .await
+            .expect("write");
+    }
+    let fsyncs = node.metrics().fsyncs - before;
+    assert!(fsyncs <= 21, "{fsyncs} fsyncs for 20 writes");
+    assert!(fsyncs >= 1);
+    node.shutdown().await.expect("shutdown");
+}
