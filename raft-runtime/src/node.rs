@@ -24,7 +24,7 @@ use crate::driver::{
 };
 use crate::envelope::{self, AddressBook, PeerInfo};
 use crate::error::{Error, StartError};
-use crate::event::EntryOutcome;
+use crate::event::{EntryOutcome, LaneEvent};
 use crate::metrics::{Counters, Metrics, add};
 use crate::status::{Lifecycle, NodeStatus};
 
@@ -198,18 +198,6 @@ where
     let counters = Arc::new(Counters::default());
     let snapshot_busy = Arc::new(AtomicBool::new(false));
     let (events_sender, events) = mpsc::unbounded_channel();
-    let thread_error = |e: std::io::Error| StartError::Storage {
-        operation: "spawning a lane thread",
-        source: Box::new(e),
-    };
-    let (disk, disk_thread) = disk::spawn::<S, M, T::Address>(
-        Arc::clone(&storage),
-        node.hard_state(),
-        events_sender.clone(),
-        Arc::clone(&counters),
-        span.clone(),
-    )
-    .map_err(thread_error)?;
     let apply_start = ApplyStart {
         state_machine,
         applied: snapshot.index,
@@ -218,14 +206,14 @@ where
         policy: config.snapshot_policy.clone(),
         snapshot_busy: Arc::clone(&snapshot_busy),
     };
-    let (apply, apply_thread) = apply::spawn(
+    let lanes = spawn_lanes::<M, S, T::Address>(
         apply_start,
-        Arc::clone(&storage),
-        events_sender.clone(),
-        Arc::clone(&counters),
-        span.clone(),
-    )
-    .map_err(thread_error)?;
+        node.hard_state(),
+        &storage,
+        &events_sender,
+        &counters,
+        &span,
+    )?;
     let initial = NodeStatus {
         raft: node.status(),
         lifecycle: Lifecycle::Running,
@@ -247,12 +235,7 @@ where
             events_sender,
             shutdown: shutdown_receiver,
         },
-        Lanes {
-            disk,
-            disk_thread,
-            apply,
-            apply_thread,
-        },
+        lanes,
         DriverShared {
             counters: Arc::clone(&counters),
             book: Arc::clone(&book),
@@ -273,6 +256,48 @@ where
             request_timeout,
         }),
         _transport: PhantomData,
+    })
+}
+
+/// Starts the disk and apply lanes' threads.
+fn spawn_lanes<M, S, A>(
+    apply_start: ApplyStart<M, A>,
+    durable_hard_state: raft_core::HardState,
+    storage: &Arc<Mutex<S>>,
+    events: &mpsc::UnboundedSender<LaneEvent<M, A>>,
+    counters: &Arc<Counters>,
+    span: &tracing::Span,
+) -> Result<Lanes<M>, StartError>
+where
+    M: StateMachine,
+    S: Storage,
+    A: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 'static,
+{
+    let thread_error = |e: std::io::Error| StartError::Storage {
+        operation: "spawning a lane thread",
+        source: Box::new(e),
+    };
+    let (disk, disk_thread) = disk::spawn::<S, M, A>(
+        Arc::clone(storage),
+        durable_hard_state,
+        events.clone(),
+        Arc::clone(counters),
+        span.clone(),
+    )
+    .map_err(thread_error)?;
+    let (apply, apply_thread) = apply::spawn(
+        apply_start,
+        Arc::clone(storage),
+        events.clone(),
+        Arc::clone(counters),
+        span.clone(),
+    )
+    .map_err(thread_error)?;
+    Ok(Lanes {
+        disk,
+        disk_thread,
+        apply,
+        apply_thread,
     })
 }
 
