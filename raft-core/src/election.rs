@@ -26,6 +26,7 @@ impl Node {
         self.membership.is_voter(id)
             && !self.membership.is_witness(id)
             && self.incoming_snapshot_idle()
+            && !self.holds_witness_data()
     }
 
     fn incoming_snapshot_idle(&self) -> bool {

@@ -62,6 +62,10 @@ pub enum MembershipError {
     /// Only voters can be demoted.
     #[error("node {0} is not a voter")]
     NotVoter(NodeId),
+    /// A witness holds no command payloads, so it can never become a learner or a full
+    /// voter: remove it, wipe its data, and add it back in the new role.
+    #[error("node {0} is a witness: remove it and add it back (with wiped data) instead")]
+    WitnessRoleChange(NodeId),
     /// The change would leave no voter that can lead (witnesses cannot lead).
     #[error("the change would leave no full voter")]
     NoFullVoter,
@@ -215,9 +219,11 @@ impl Membership {
             DemoteVoter(_) if !self.incoming.contains(&id) => {
                 return Err(MembershipError::NotVoter(id));
             }
+            DemoteVoter(_) if self.witnesses.contains(&id) => {
+                return Err(MembershipError::WitnessRoleChange(id));
+            }
             DemoteVoter(_) => {
                 self.incoming.remove(&id);
-                self.witnesses.remove(&id);
                 self.learners.insert(id);
             }
             Remove(_) if !self.contains(id) => return Err(MembershipError::NotMember(id)),
@@ -287,6 +293,13 @@ mod tests {
             Err(MembershipError::NotLearner(2))
         );
         assert_eq!(old.apply_changes(&[]), Err(MembershipError::Empty));
+        let with_witness = old
+            .apply_changes(&[MembershipChange::AddWitness(3)])
+            .unwrap();
+        assert_eq!(
+            with_witness.apply_changes(&[MembershipChange::DemoteVoter(3)]),
+            Err(MembershipError::WitnessRoleChange(3))
+        );
         assert_eq!(
             old.apply_changes(&[MembershipChange::Remove(1), MembershipChange::Remove(2)]),
             Err(MembershipError::NoFullVoter)

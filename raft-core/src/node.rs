@@ -202,6 +202,7 @@ impl Node {
         // fresh seed per incarnation, see `Config::seed`).
         node.next_request_id = node.rng.random::<u64>() >> 16;
         node.reset_election_timer();
+        node.check_witness_data();
         Ok(node)
     }
 

@@ -231,6 +231,30 @@ impl Node {
         self.membership = membership;
         self.membership_index = index;
         self.sync_progress_with_membership();
+        self.check_witness_data();
+    }
+
+    /// True if the log holds entries whose payloads were withheld because this node was a
+    /// witness when it received them.
+    pub(crate) fn holds_witness_data(&self) -> bool {
+        let log = self
+            .log
+            .slice(self.log.first_index(), self.log.last_index() + 1);
+        log.iter().any(|e| e.payload == EntryPayload::Elided)
+    }
+
+    /// A node with a witness's log (payloads withheld) that is made a learner or full voter
+    /// would apply holes into its state machine and could lead with an incomplete log: it
+    /// halts instead, and the operator wipes its data before adding it back.
+    pub(crate) fn check_witness_data(&mut self) {
+        let id = self.id();
+        let full_member = self.membership.contains(id) && !self.membership.is_witness(id);
+        if full_member && self.halted.is_none() && self.holds_witness_data() {
+            self.halt(format!(
+                "node {id} holds a witness's log (payloads withheld) but is now a full member; \
+                 wipe its data and add it back"
+            ));
+        }
     }
 
     /// A truncation removed configuration entries from `from` on: fall back to the latest

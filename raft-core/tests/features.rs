@@ -752,3 +752,53 @@ fn a_late_durability_notice_for_an_overwritten_suffix_is_ignored() {
         "acknowledged write B before it was durable: {acks:?}"
     );
 }
+
+#[test]
+fn a_former_witness_re_added_with_its_old_log_halts_instead_of_serving() {
+    let mut cluster = Cluster::new(&[1, 2]);
+    add_empty_node(&mut cluster, 3);
+    cluster.elect(1);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddWitness(3)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 5);
+    cluster.propose(1, b"secret");
+    tick_rounds(&mut cluster, 2);
+    // A witness cannot be turned into a learner in place...
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::DemoteVoter(3)]);
+    cluster.process(1);
+    assert!(membership_outcomes(&cluster).contains(&Err(MembershipError::WitnessRoleChange(3))));
+    // ...and removing it, then adding it back as a learner with its old data, halts it.
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::Remove(3)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 5);
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddLearner(3)]);
+    cluster.process(1);
+    tick_rounds(&mut cluster, 5);
+    assert!(
+        cluster.node(3).is_halted(),
+        "a node with a witness's log must not become a full member"
+    );
+    assert!(
+        cluster
+            .events
+            .iter()
+            .any(|(id, a)| *id == 3 && matches!(a, Action::Halted { .. }))
+    );
+    let applied_payloads: Vec<&[u8]> = cluster.applied[&3]
+        .entries
+        .iter()
+        .map(|(_, d)| &d[..])
+        .collect();
+    assert!(
+        applied_payloads.is_empty(),
+        "nothing applied from a witness log"
+    );
+}
