@@ -189,7 +189,8 @@ where
                 EntryPayload::Membership(next) => {
                     remove.extend(self.note_membership(*next));
                 }
-                EntryPayload::Noop | EntryPayload::Elided => {}
+                EntryPayload::Elided => results.push((index, EntryOutcome::Elided { index })),
+                EntryPayload::Noop => {}
             }
             self.applied = index;
             self.since_snapshot_entries += 1;

@@ -250,6 +250,13 @@ where
     }
 
     fn on_request(&mut self, request: Request<M>) -> Result<(), String> {
+        let is_witness = self.node.membership().is_witness(self.node.id());
+        if is_witness && matches!(request, Request::Propose { .. } | Request::Read { .. }) {
+            // Its state machine only sees elided entries: a read would answer from empty
+            // state, and a write's response never reaches it.
+            request.fail(Error::Witness);
+            return Ok(());
+        }
         match request {
             Request::Propose { data, reply } => {
                 add(&self.shared.counters.proposals_submitted, 1);
@@ -419,6 +426,9 @@ where
             Action::RoleChanged { role, term, leader } => {
                 add(&self.shared.counters.role_changes, 1);
                 tracing::info!(?role, term, ?leader, "role changed");
+                if role != Role::Leader {
+                    self.chunks.clear();
+                }
             }
             Action::Halted { reason } => {
                 return Err(format!("the core halted on an inconsistency: {reason}"));

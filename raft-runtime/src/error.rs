@@ -67,6 +67,10 @@ pub enum Error {
     /// linearizable reads or enable leases.
     #[error("lease reads are not enabled; use a linearizable read or enable lease_reads")]
     LeaseDisabled,
+    /// This node is a witness: it votes but holds no application data, so it cannot serve
+    /// reads or return write responses. Send the request to another member.
+    #[error("this node is a witness and holds no data; use another member")]
+    Witness,
     /// The state machine could not decode the committed command (for example a client of
     /// another version). It was skipped on every replica; fix the client.
     #[error("the command at index {index} could not be decoded: {reason}")]

@@ -13,6 +13,9 @@ pub(crate) enum EntryOutcome<R> {
     Response(R),
     /// An address book record was applied.
     PeersUpdated,
+    /// The entry reached this node without its payload (this node is a witness): the
+    /// write happened, its response is not here.
+    Elided { index: Index },
     /// The command at `index` could not be decoded; every replica skipped it.
     Invalid { index: Index, reason: String },
 }

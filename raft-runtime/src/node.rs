@@ -423,6 +423,7 @@ where
                 Ok(response)
             }
             EntryOutcome::Invalid { index, reason } => Err(Error::InvalidCommand { index, reason }),
+            EntryOutcome::Elided { index } => Err(Error::ResponseUnavailable { index }),
             EntryOutcome::PeersUpdated => Err(Error::InvalidCommand {
                 index: 0,
                 reason: "the entry decoded as an address record".into(),
@@ -533,6 +534,8 @@ where
         match self.propose_bytes(Bytes::from(bytes)).await? {
             EntryOutcome::PeersUpdated => Ok(()),
             EntryOutcome::Invalid { index, reason } => Err(Error::InvalidCommand { index, reason }),
+            // The record applied, but on a witness, which keeps no address book.
+            EntryOutcome::Elided { .. } => Ok(()),
             EntryOutcome::Response(_) => Err(Error::InvalidCommand {
                 index: 0,
                 reason: "the address record decoded as a command".into(),

@@ -71,6 +71,14 @@ pub(crate) struct Chunk {
 }
 
 impl<S: Storage> ChunkReader<S> {
+    /// Drops every open cursor (each may pin a replaced snapshot file on disk); called when
+    /// the node stops leading, which ends its transfers.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut cursors) = self.cursors.lock() {
+            cursors.clear();
+        }
+    }
+
     /// Reads up to `max_bytes` of snapshot `meta` from `offset` for peer `to`. `Ok(None)`
     /// when the storage's current snapshot is not `meta` any more: send nothing, the core
     /// asks again for the newer one.
