@@ -234,9 +234,12 @@ impl Node {
         self.check_witness_data();
     }
 
-    /// True if the log holds entries whose payloads were withheld because this node was a
-    /// witness when it received them.
+    /// True if this node's data is a witness's: its snapshot was taken while it was a
+    /// witness, or its log holds entries whose payloads were withheld.
     pub(crate) fn holds_witness_data(&self) -> bool {
+        if self.snapshot.membership.is_witness(self.id()) {
+            return true;
+        }
         let log = self
             .log
             .slice(self.log.first_index(), self.log.last_index() + 1);
