@@ -63,6 +63,8 @@ pub mod command;
 pub mod config;
 pub mod machine;
 pub mod query;
+#[cfg(feature = "server")]
+pub mod server;
 mod session;
 pub mod snapshot;
 mod store;

@@ -1,0 +1,324 @@
+//! The load generator behind `raft-kv bench`: N clients, each with its own keep-alive
+//! connection, issue puts and gets back to back (closed loop) for a fixed time; latencies go
+//! into per-client HDR histograms that are merged at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use hyper::Method;
+use serde::Serialize;
+
+use crate::server::client::{ClientError, ClientOptions, ClusterClient, Connection, random_u64};
+use crate::server::wire::{self, HEADER_CLIENT_ID, HEADER_SEQUENCE, ReadConsistency};
+
+/// Which nodes the clients talk to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Every client talks to the current leader (found through `/v1/status`).
+    #[default]
+    Leader,
+    /// Clients are spread round-robin over all endpoints (followers forward writes).
+    All,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Nodes of the cluster.
+    pub endpoints: Vec<String>,
+    /// Concurrent clients (one connection each).
+    pub clients: usize,
+    /// How long to measure.
+    pub duration: Duration,
+    /// Load before measuring, not recorded.
+    pub warmup: Duration,
+    /// Bytes per value.
+    pub value_size: usize,
+    /// Distinct keys written and read, chosen uniformly.
+    pub keys: u64,
+    /// Fraction of operations that are reads.
+    pub read_ratio: f64,
+    /// Consistency of the reads.
+    pub consistency: ReadConsistency,
+    /// Where the clients send requests.
+    pub target: Target,
+    /// Whether writes carry a client session (exactly-once bookkeeping on the server).
+    pub sessions: bool,
+}
+
+/// Live numbers, reported about once a second.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Time since measuring started (negative phases are reported as warmup).
+    pub elapsed: Duration,
+    /// Whether this is still the warmup.
+    pub warming_up: bool,
+    /// Operations completed in the last interval, per second.
+    pub ops_per_sec: f64,
+    /// Operations completed so far (measured phase).
+    pub ops: u64,
+    /// Errors so far.
+    pub errors: u64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Clients.
+    pub clients: usize,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Successful operations measured.
+    pub ops: u64,
+    /// Of which writes.
+    pub writes: u64,
+    /// Failed operations measured.
+    pub errors: u64,
+    /// Throughput.
+    pub ops_per_sec: f64,
+    /// Median latency, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile, microseconds.
+    pub p99_us: u64,
+    /// 99.9th percentile, microseconds.
+    pub p999_us: u64,
+    /// Largest latency, microseconds.
+    pub max_us: u64,
+    /// Mean latency, microseconds.
+    pub mean_us: f64,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+}
+
+/// Shared by the clients and the reporter.
+struct Shared {
+    stop: AtomicBool,
+    completed: AtomicU64,
+    errors: AtomicU64,
+    measure_from: Instant,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+struct ClientTotals {
+    histogram: Histogram<u64>,
+    writes: u64,
+    errors: u64,
+}
+
+/// Runs the benchmark; `on_progress` is called about once a second.
+pub async fn run(
+    options: BenchOptions,
+    on_progress: impl Fn(Progress) + Send + 'static,
+) -> Result<BenchReport, ClientError> {
+    let targets = targets(&options).await?;
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        completed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        measure_from: Instant::now() + options.warmup,
+        first_error: std::sync::Mutex::new(None),
+    });
+    let value = Bytes::from(vec![b'x'; options.value_size]);
+    let mut tasks = Vec::with_capacity(options.clients);
+    for client in 0..options.clients {
+        let endpoint = targets[client % targets.len()].clone();
+        let connection = Connection::new(&endpoint)?;
+        let job = ClientJob {
+            connection,
+            shared: Arc::clone(&shared),
+            value: value.clone(),
+            options: options.clone(),
+            seed: random_u64() | 1,
+        };
+        tasks.push(tokio::spawn(job.run()));
+    }
+    let reporter = tokio::spawn(report_progress(Arc::clone(&shared), on_progress));
+    tokio::time::sleep(options.warmup + options.duration).await;
+    shared.stop.store(true, Ordering::Relaxed);
+    let measured = shared.measure_from.elapsed();
+    reporter.abort();
+    let mut histogram = Histogram::<u64>::new(3).map_err(|e| decode_error(e.to_string()))?;
+    let (mut writes, mut errors) = (0, 0);
+    for task in tasks {
+        let totals = task.await.map_err(|e| decode_error(e.to_string()))?;
+        histogram
+            .add(&totals.histogram)
+            .map_err(|e| decode_error(e.to_string()))?;
+        writes += totals.writes;
+        errors += totals.errors;
+    }
+    let seconds = measured.as_secs_f64().max(1e-9);
+    let first_error = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Ok(BenchReport {
+        clients: options.clients,
+        seconds,
+        ops: histogram.len(),
+        writes,
+        errors,
+        ops_per_sec: histogram.len() as f64 / seconds,
+        p50_us: histogram.value_at_quantile(0.5),
+        p99_us: histogram.value_at_quantile(0.99),
+        p999_us: histogram.value_at_quantile(0.999),
+        max_us: histogram.max(),
+        mean_us: histogram.mean(),
+        first_error,
+    })
+}
+
+fn decode_error(message: String) -> ClientError {
+    ClientError::Decode { status: 0, message }
+}
+
+/// The endpoints the clients use: the leader alone, or all of them.
+async fn targets(options: &BenchOptions) -> Result<Vec<String>, ClientError> {
+    if options.target == Target::All {
+        return Ok(options.endpoints.clone());
+    }
+    let client_options = ClientOptions {
+        request_timeout: Duration::from_secs(2),
+        retry_for: Duration::from_secs(10),
+    };
+    let mut client = ClusterClient::new(&options.endpoints, client_options)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = client.status().await?;
+        if let Some(url) = status.leader.and_then(|l| l.url) {
+            return Ok(vec![url]);
+        }
+        if Instant::now() > deadline {
+            return Err(decode_error("no leader with a registered URL".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn report_progress(shared: Arc<Shared>, on_progress: impl Fn(Progress)) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.tick().await;
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        interval.tick().await;
+        let now = Instant::now();
+        let completed = shared.completed.load(Ordering::Relaxed);
+        let rate = (completed - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+        last = (now, completed);
+        let warming_up = now < shared.measure_from;
+        on_progress(Progress {
+            elapsed: now.saturating_duration_since(shared.measure_from),
+            warming_up,
+            ops_per_sec: rate,
+            ops: completed,
+            errors: shared.errors.load(Ordering::Relaxed),
+        });
+    }
+}
+
+struct ClientJob {
+    connection: Connection,
+    shared: Arc<Shared>,
+    value: Bytes,
+    options: BenchOptions,
+    seed: u64,
+}
+
+impl ClientJob {
+    async fn run(mut self) -> ClientTotals {
+        let mut totals = ClientTotals {
+            // Invariant: 1 us to 60 s at 3 significant figures are valid constant bounds.
+            histogram: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("constant histogram bounds are valid"),
+            writes: 0,
+            errors: 0,
+        };
+        let client_id = random_u64().max(1);
+        let mut sequence = 0u64;
+        let read_threshold = (self.options.read_ratio.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let key = format!(
+                "bench-{:010}",
+                self.next_random() % self.options.keys.max(1)
+            );
+            let is_read = self.next_random() < read_threshold;
+            let started = Instant::now();
+            let result = if is_read {
+                let path = format!(
+                    "/v1/kv/{}?consistency={}",
+                    wire::encode_key(key.as_bytes()),
+                    self.options.consistency.as_str()
+                );
+                self.connection
+                    .send(Method::GET, &path, &[], Bytes::new())
+                    .await
+            } else {
+                let path = format!("/v1/kv/{}", wire::encode_key(key.as_bytes()));
+                let mut headers = Vec::new();
+                if self.options.sessions {
+                    sequence += 1;
+                    headers.push((HEADER_CLIENT_ID, client_id.to_string()));
+                    headers.push((HEADER_SEQUENCE, sequence.to_string()));
+                }
+                let value = self.value.clone();
+                self.connection
+                    .send(Method::PUT, &path, &headers, value)
+                    .await
+            };
+            let ok = match result {
+                Ok(answer) if answer.status.is_success() => true,
+                Ok(answer) if is_read && answer.status == hyper::StatusCode::NOT_FOUND => true,
+                Ok(answer) => {
+                    self.note_error(format!(
+                        "{}: {}",
+                        answer.status,
+                        String::from_utf8_lossy(&answer.body)
+                    ));
+                    false
+                }
+                Err(error) => {
+                    self.note_error(error.to_string());
+                    false
+                }
+            };
+            let measuring = started >= self.shared.measure_from;
+            if ok {
+                self.shared.completed.fetch_add(1, Ordering::Relaxed);
+                if measuring {
+                    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    totals.histogram.saturating_record(us.max(1));
+                    totals.writes += u64::from(!is_read);
+                }
+            } else {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                totals.errors += u64::from(measuring);
+                // Do not spin on a node that is down.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        totals
+    }
+
+    /// xorshift64: cheap, and good enough to spread keys and choose reads.
+    fn next_random(&mut self) -> u64 {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        self.seed
+    }
+
+    fn note_error(&self, message: String) {
+        let mut first = self
+            .shared
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(message);
+        }
+    }
+}

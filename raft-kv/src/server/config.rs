@@ -1,0 +1,380 @@
+//! Settings of `raft-kv serve`: every flag also comes from an environment variable
+//! (`RAFT_KV_*`) and from an optional TOML file (`--config`, keys named like the flags with
+//! underscores). Precedence: flag, then environment, then file, then default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::KvConfig;
+
+/// Flags of `raft-kv serve`. Every field is optional here so that a value given nowhere
+/// falls through to the config file and then to the default named in its help.
+#[derive(Clone, Debug, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (keys like the flags, with `_` for `-`).
+    #[arg(long, env = "RAFT_KV_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// This node's id: a positive integer, unique in the cluster, never reused. [default: 1]
+    #[arg(long, env = "RAFT_KV_ID")]
+    pub id: Option<u64>,
+
+    /// Where the node keeps its log, hard state and snapshots. [default: ./raft-kv-data/node-<id>]
+    #[arg(long, env = "RAFT_KV_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to accept Raft peer connections on. [default: 127.0.0.1:7001]
+    #[arg(long, env = "RAFT_KV_RAFT_ADDR", value_name = "HOST:PORT")]
+    pub raft_addr: Option<SocketAddr>,
+
+    /// Address to serve the HTTP API on. [default: 127.0.0.1:8001]
+    #[arg(long, env = "RAFT_KV_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Raft address other nodes use to reach this one, if not --raft-addr (e.g. when
+    /// listening on 0.0.0.0).
+    #[arg(long, env = "RAFT_KV_ADVERTISE_RAFT_ADDR", value_name = "HOST:PORT")]
+    pub advertise_raft_addr: Option<SocketAddr>,
+
+    /// URL clients are redirected to for this node's API. [default: http://<http-addr>]
+    #[arg(long, env = "RAFT_KV_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+
+    /// Founding members of a new cluster with their Raft addresses, this node included:
+    /// `1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003`. Every founding node gets the
+    /// same list. Ignored once the data dir holds state. [default: this node alone]
+    #[arg(
+        long,
+        env = "RAFT_KV_PEERS",
+        value_name = "ID=HOST:PORT,...",
+        conflicts_with = "join"
+    )]
+    pub peers: Option<String>,
+
+    /// Join a running cluster through any member's HTTP API (e.g. `http://127.0.0.1:8001`):
+    /// the node asks the leader to add it as a learner, catches up, then becomes a voter.
+    #[arg(long, env = "RAFT_KV_JOIN", value_name = "URL")]
+    pub join: Option<String>,
+
+    /// Cluster identity; peers presenting another one are refused. [default: 1]
+    #[arg(long, env = "RAFT_KV_CLUSTER_ID")]
+    pub cluster_id: Option<u64>,
+
+    /// Length of one Raft tick in milliseconds. [default: 10]
+    #[arg(long, env = "RAFT_KV_TICK_MS", value_name = "MS")]
+    pub tick_ms: Option<u64>,
+
+    /// Election timeout in ticks (each timeout is random in [n, 2n)). [default: 10]
+    #[arg(long, env = "RAFT_KV_ELECTION_TICKS", value_name = "TICKS")]
+    pub election_ticks: Option<u32>,
+
+    /// Ticks between leader heartbeats. [default: 1]
+    #[arg(long, env = "RAFT_KV_HEARTBEAT_TICKS", value_name = "TICKS")]
+    pub heartbeat_ticks: Option<u32>,
+
+    /// Serve `consistency=lease` reads from the leader's lease (assumes clock rates of the
+    /// nodes differ little). [default: true]
+    #[arg(long, env = "RAFT_KV_LEASE_READS", value_name = "BOOL")]
+    pub lease_reads: Option<bool>,
+
+    /// Snapshot the state after this many applied entries; 0 turns this trigger off.
+    /// [default: 100000]
+    #[arg(long, env = "RAFT_KV_SNAPSHOT_ENTRIES", value_name = "N")]
+    pub snapshot_entries: Option<u64>,
+
+    /// Snapshot the state after this many bytes of applied entries; 0 turns this trigger
+    /// off. [default: 268435456]
+    #[arg(long, env = "RAFT_KV_SNAPSHOT_BYTES", value_name = "BYTES")]
+    pub snapshot_bytes: Option<u64>,
+
+    /// Longest key accepted, in bytes. Same value on every node. [default: 4096]
+    #[arg(long, env = "RAFT_KV_MAX_KEY_BYTES", value_name = "BYTES")]
+    pub max_key_bytes: Option<u64>,
+
+    /// Longest value accepted, in bytes. Same value on every node. [default: 1048576]
+    #[arg(long, env = "RAFT_KV_MAX_VALUE_BYTES", value_name = "BYTES")]
+    pub max_value_bytes: Option<u64>,
+
+    /// How long a request may wait for the cluster before it fails with 504.
+    /// [default: 5000]
+    #[arg(long, env = "RAFT_KV_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+
+    /// Client sessions idle longer than this expire (exactly-once retries must come
+    /// sooner). Same value on every node. [default: 3600000]
+    #[arg(long, env = "RAFT_KV_SESSION_TTL_MS", value_name = "MS")]
+    pub session_ttl_ms: Option<u64>,
+
+    /// Most client sessions kept; more evict the least recently active. Same value on every
+    /// node. [default: 65536]
+    #[arg(long, env = "RAFT_KV_SESSIONS_MAX", value_name = "N")]
+    pub sessions_max: Option<u64>,
+}
+
+/// A setting that cannot be used; the message names it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The settings of one node, resolved.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Node id.
+    pub id: u64,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Where to listen for peers.
+    pub raft_addr: SocketAddr,
+    /// Where to serve HTTP.
+    pub http_addr: SocketAddr,
+    /// The Raft address others use for this node.
+    pub advertise_raft_addr: SocketAddr,
+    /// The URL clients use for this node.
+    pub advertise_url: String,
+    /// Founding members (id -> Raft address); empty when joining.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// A member's URL to join through.
+    pub join: Option<String>,
+    /// Cluster identity.
+    pub cluster_id: u64,
+    /// Tick length.
+    pub tick: Duration,
+    /// Election timeout in ticks.
+    pub election_ticks: u32,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u32,
+    /// Lease reads on.
+    pub lease_reads: bool,
+    /// Snapshot trigger in entries.
+    pub snapshot_entries: Option<u64>,
+    /// Snapshot trigger in bytes.
+    pub snapshot_bytes: Option<u64>,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// State machine limits.
+    pub kv: KvConfig,
+}
+
+impl ServeArgs {
+    /// Reads the config file named by `--config` (if any) and resolves every setting.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<ServeArgs>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            None => ServeArgs::default(),
+        };
+        self.merged_over(file).finish()
+    }
+
+    /// Each setting from `self` when given, else from `file`.
+    fn merged_over(self, file: ServeArgs) -> ServeArgs {
+        macro_rules! pick {
+            ($($field:ident),*) => {
+                ServeArgs { config: self.config, $($field: self.$field.or(file.$field)),* }
+            };
+        }
+        pick!(
+            id,
+            data_dir,
+            raft_addr,
+            http_addr,
+            advertise_raft_addr,
+            advertise_url,
+            peers,
+            join,
+            cluster_id,
+            tick_ms,
+            election_ticks,
+            heartbeat_ticks,
+            lease_reads,
+            snapshot_entries,
+            snapshot_bytes,
+            max_key_bytes,
+            max_value_bytes,
+            request_timeout_ms,
+            session_ttl_ms,
+            sessions_max
+        )
+    }
+
+    fn finish(self) -> Result<ServeConfig, ConfigError> {
+        let id = self.id.unwrap_or(1);
+        if id == 0 {
+            return Err(ConfigError::Invalid("--id must be positive".into()));
+        }
+        let raft_addr = self.raft_addr.unwrap_or(([127, 0, 0, 1], 7001).into());
+        let http_addr = self.http_addr.unwrap_or(([127, 0, 0, 1], 8001).into());
+        let advertise_raft_addr = self.advertise_raft_addr.unwrap_or(raft_addr);
+        let advertise_url = self
+            .advertise_url
+            .unwrap_or_else(|| format!("http://{http_addr}"));
+        let join = self.join;
+        let peers = match (&self.peers, &join) {
+            (Some(text), _) => parse_peers(text)?,
+            (None, Some(_)) => BTreeMap::new(),
+            (None, None) => BTreeMap::from([(id, advertise_raft_addr)]),
+        };
+        if join.is_none() && !peers.contains_key(&id) {
+            return Err(ConfigError::Invalid(format!(
+                "--peers must list this node ({id}) too"
+            )));
+        }
+        let positive = |value: Option<u64>| value.filter(|v| *v > 0);
+        let defaults = KvConfig::default();
+        let kv = KvConfig {
+            key_bytes_max: self.max_key_bytes.unwrap_or(defaults.key_bytes_max),
+            value_bytes_max: self.max_value_bytes.unwrap_or(defaults.value_bytes_max),
+            session_ttl_ms: self.session_ttl_ms.unwrap_or(defaults.session_ttl_ms),
+            sessions_max: self.sessions_max.unwrap_or(defaults.sessions_max),
+            range_limit_max: defaults.range_limit_max,
+        };
+        kv.validate()
+            .map_err(|e| ConfigError::Invalid(format!("key-value limits: {e}")))?;
+        Ok(ServeConfig {
+            id,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(format!("raft-kv-data/node-{id}"))),
+            raft_addr,
+            http_addr,
+            advertise_raft_addr,
+            advertise_url,
+            peers,
+            join,
+            cluster_id: self.cluster_id.unwrap_or(1),
+            tick: Duration::from_millis(self.tick_ms.unwrap_or(10).max(1)),
+            election_ticks: self.election_ticks.unwrap_or(10),
+            heartbeat_ticks: self.heartbeat_ticks.unwrap_or(1),
+            lease_reads: self.lease_reads.unwrap_or(true),
+            snapshot_entries: positive(Some(self.snapshot_entries.unwrap_or(100_000))),
+            snapshot_bytes: positive(Some(self.snapshot_bytes.unwrap_or(256 << 20))),
+            request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(5000).max(1)),
+            kv,
+        })
+    }
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, SocketAddr>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, address) = item
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Invalid(format!("peer `{item}`: expected ID=HOST:PORT")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ConfigError::Invalid(format!("peer `{item}`: bad node id")))?;
+        let address: SocketAddr = address
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("peer `{item}`: bad address: {e}")))?;
+        if peers.insert(id, address).is_some() {
+            return Err(ConfigError::Invalid(format!("peer {id} is listed twice")));
+        }
+    }
+    if peers.is_empty() {
+        return Err(ConfigError::Invalid("--peers lists no node".into()));
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: defaults suit a single node on a laptop.
+    #[test]
+    fn defaults_make_a_single_local_node() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(config.id, 1);
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8001");
+        assert_eq!(config.advertise_url, "http://127.0.0.1:8001");
+        assert_eq!(config.peers.len(), 1);
+        assert_eq!(config.data_dir, PathBuf::from("raft-kv-data/node-1"));
+    }
+
+    /// Goal: a flag wins over the file, the file over the default; unknown keys in the file
+    /// are refused with the file's name.
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "id = 2\nhttp_addr = \"127.0.0.1:9002\"\npeers = \"1=127.0.0.1:7001,2=127.0.0.1:7002\"\nsnapshot_entries = 0\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            http_addr: Some("127.0.0.1:9999".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.id, 2);
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:9999");
+        assert_eq!(config.peers.len(), 2);
+        assert_eq!(config.snapshot_entries, None);
+        std::fs::write(&path, "idd = 2\n").unwrap();
+        let error = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(error.to_string().contains("node.toml"), "{error}");
+    }
+
+    /// Goal: malformed peer lists are refused with a message naming the item.
+    #[test]
+    fn peers_are_checked() {
+        assert_eq!(
+            parse_peers("1=127.0.0.1:1, 2=127.0.0.1:2").unwrap().len(),
+            2
+        );
+        assert!(parse_peers("1=127.0.0.1:1,1=127.0.0.1:2").is_err());
+        assert!(parse_peers("0=127.0.0.1:1").is_err());
+        assert!(parse_peers("x").unwrap_err().to_string().contains("`x`"));
+        let args = ServeArgs {
+            id: Some(3),
+            peers: Some("1=127.0.0.1:1".into()),
+            ..ServeArgs::default()
+        };
+        assert!(args.resolve().is_err());
+    }
+}

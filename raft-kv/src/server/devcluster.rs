@@ -1,0 +1,189 @@
+//! A local cluster of `raft-kv serve` child processes on loopback, for `raft-kv
+//! dev-cluster` and `raft-kv bench --spawn-cluster`. Each node is a real process, so a
+//! user can kill one and watch the others fail over.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::server::client::{ClientOptions, ClusterClient};
+
+/// Where and how to start the nodes.
+#[derive(Clone, Debug)]
+pub struct DevClusterOptions {
+    /// The `raft-kv` binary to run (normally the current executable).
+    pub binary: PathBuf,
+    /// Number of nodes.
+    pub nodes: u64,
+    /// Node `i` (from 1) keeps its data in `<data_dir>/node-<i>`.
+    pub data_dir: PathBuf,
+    /// Node `i` listens for peers on `127.0.0.1:<raft_port_base + i - 1>`.
+    pub raft_port_base: u16,
+    /// Node `i` serves HTTP on `127.0.0.1:<http_port_base + i - 1>`.
+    pub http_port_base: u16,
+    /// Extra `serve` flags given to every node.
+    pub extra_args: Vec<String>,
+    /// Whether the nodes' logs go to this process's stderr (else they are discarded).
+    pub show_logs: bool,
+}
+
+/// A running local cluster. Dropping it kills the nodes; [`DevCluster::stop`] stops them
+/// gracefully.
+pub struct DevCluster {
+    nodes: Vec<(u64, Child)>,
+    endpoints: Vec<String>,
+    /// Nodes whose exit was already reported.
+    reported: Vec<u64>,
+}
+
+impl DevCluster {
+    /// Starts the nodes (they found one cluster together).
+    pub fn start(options: &DevClusterOptions) -> std::io::Result<DevCluster> {
+        let ids: Vec<u64> = (1..=options.nodes).collect();
+        let port = |base: u16, id: u64| base.saturating_add(u16::try_from(id - 1).unwrap_or(0));
+        let peers = ids
+            .iter()
+            .map(|id| format!("{id}=127.0.0.1:{}", port(options.raft_port_base, *id)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        let mut endpoints = Vec::new();
+        for id in ids {
+            let http = format!("127.0.0.1:{}", port(options.http_port_base, id));
+            let data_dir = options.data_dir.join(format!("node-{id}"));
+            let mut command = Command::new(&options.binary);
+            command
+                .arg("serve")
+                .args(["--id", &id.to_string()])
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args([
+                    "--raft-addr",
+                    &format!("127.0.0.1:{}", port(options.raft_port_base, id)),
+                ])
+                .args(["--http-addr", &http])
+                .args(["--peers", &peers])
+                .args(&options.extra_args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .kill_on_drop(true);
+            if !options.show_logs {
+                command.stderr(Stdio::null());
+            }
+            nodes.push((id, command.spawn()?));
+            endpoints.push(format!("http://{http}"));
+        }
+        Ok(DevCluster {
+            nodes,
+            endpoints,
+            reported: Vec::new(),
+        })
+    }
+
+    /// The nodes' HTTP endpoints, by id.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The nodes' process ids, by id.
+    pub fn pids(&self) -> Vec<(u64, Option<u32>)> {
+        self.nodes.iter().map(|(id, c)| (*id, c.id())).collect()
+    }
+
+    /// Waits until every node answers, agrees on a leader, and that leader's URL is known;
+    /// returns the leader's id.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<u64, String> {
+        let deadline = Instant::now() + timeout;
+        let options = ClientOptions {
+            request_timeout: Duration::from_millis(500),
+            retry_for: Duration::ZERO,
+        };
+        let mut last_problem = String::from("no answer yet");
+        while Instant::now() < deadline {
+            for (id, child) in &mut self.nodes {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("node {id} exited early ({status}); see its log"));
+                }
+            }
+            match self.agreed_leader(&options).await {
+                Ok(leader) => return Ok(leader),
+                Err(problem) => last_problem = problem,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("cluster not ready in time: {last_problem}"))
+    }
+
+    async fn agreed_leader(&self, options: &ClientOptions) -> Result<u64, String> {
+        let mut leader = None;
+        for endpoint in &self.endpoints {
+            let mut client = ClusterClient::new(std::slice::from_ref(endpoint), options.clone())
+                .map_err(|e| e.to_string())?;
+            let status = client.status().await.map_err(|e| e.to_string())?;
+            let Some(this) = status.leader else {
+                return Err(format!("{endpoint} knows no leader yet"));
+            };
+            if this.url.is_none() {
+                return Err(format!("{endpoint} does not know the leader's URL yet"));
+            }
+            if leader.is_some_and(|l| l != this.id) {
+                return Err("nodes disagree on the leader".into());
+            }
+            leader = Some(this.id);
+        }
+        leader.ok_or_else(|| "no nodes".into())
+    }
+
+    /// Sends SIGTERM to every node and waits for them to exit (SIGKILL after `timeout`).
+    pub async fn stop(mut self, timeout: Duration) {
+        for (_, child) in &self.nodes {
+            if let Some(pid) = child.id() {
+                terminate(pid);
+            }
+        }
+        for (id, child) in &mut self.nodes {
+            match tokio::time::timeout(timeout, child.wait()).await {
+                Ok(Ok(status)) => tracing::info!(node = *id, %status, "node exited"),
+                _ => {
+                    tracing::warn!(node = *id, "node did not exit in time; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+
+    /// Nodes that exited since the last call, with their exit status.
+    pub fn newly_exited(&mut self) -> Vec<(u64, String)> {
+        let mut exited = Vec::new();
+        for (id, child) in &mut self.nodes {
+            if self.reported.contains(id) {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                self.reported.push(*id);
+                exited.push((*id, status.to_string()));
+            }
+        }
+        exited
+    }
+}
+
+/// Asks process `pid` to stop (SIGTERM) through the `kill` utility, which keeps this crate
+/// free of unsafe FFI.
+pub fn terminate(pid: u32) {
+    let result = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if let Err(error) = result {
+        tracing::warn!(pid, %error, "cannot run `kill`");
+    }
+}
+
+/// The data directory to remove before a fresh dev cluster, checked to be one we made.
+pub fn is_dev_data_dir(path: &Path) -> bool {
+    path.join("node-1").is_dir() || !path.exists()
+}

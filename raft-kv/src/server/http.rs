@@ -1,0 +1,560 @@
+//! The HTTP API: routes, request parsing and limits, and the mapping of state machine
+//! answers to statuses. Built with axum (routing, extractors and graceful shutdown on top
+//! of hyper, maintained by the tokio project).
+//!
+//! Every request is answered, with a JSON error body when it fails; nothing a client sends
+//! can panic a handler. Bodies are read with a hard size limit before they are buffered.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::server::backend::KvBackend;
+use crate::server::client;
+use crate::server::error::{ApiError, ErrorCode};
+use crate::server::prom::{HttpMetrics, PromWriter, ROUTES};
+use crate::server::wire::{
+    self, AddMemberBody, HEADER_CLIENT_ID, HEADER_CREATE_REVISION, HEADER_FORWARDED,
+    HEADER_REVISION, HEADER_SEQUENCE, HEADER_STORE_REVISION, HEADER_VERSION, KeyMeta, ListBody,
+    ListEntry, ReadConsistency, TransferBody, TransferResult, WriteBody,
+};
+use crate::{Command, CommandError, Condition, Op, Query, QueryResponse, Response as KvResponse};
+
+/// Size limits the API enforces before anything reaches the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest key accepted (bytes, after percent-decoding).
+    pub key_bytes_max: u64,
+    /// Longest value accepted (the PUT body).
+    pub value_bytes_max: u64,
+    /// Longest JSON body accepted on the admin routes.
+    pub json_body_bytes_max: usize,
+    /// How long a request forwarded to the leader may take.
+    pub forward_timeout: Duration,
+}
+
+impl Limits {
+    /// The state machine's limits, so the API refuses what the log would reject anyway.
+    pub fn from_kv(config: &crate::KvConfig) -> Self {
+        Limits {
+            key_bytes_max: config.key_bytes_max,
+            value_bytes_max: config.value_bytes_max,
+            json_body_bytes_max: 64 * 1024,
+            forward_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    backend: Arc<dyn KvBackend>,
+    limits: Arc<Limits>,
+    metrics: Arc<HttpMetrics>,
+}
+
+impl ApiState {
+    /// State over `backend` with `limits`, recording into `metrics`.
+    pub fn new(backend: Arc<dyn KvBackend>, limits: Limits, metrics: Arc<HttpMetrics>) -> Self {
+        ApiState {
+            backend,
+            limits: Arc::new(limits),
+            metrics,
+        }
+    }
+}
+
+/// The API's router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/kv", get(list_keys))
+        .route(
+            "/v1/kv/{*key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
+        .route("/v1/status", get(status))
+        .route("/v1/members", get(members).post(add_member))
+        .route("/v1/members/{id}", axum::routing::delete(remove_member))
+        .route("/v1/leader/transfer", post(transfer_leader))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .with_state(state)
+}
+
+/// Times every request and counts its status, by route.
+async fn record_metrics(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let route = route_index(request.method(), request.uri().path(), request.headers());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .record(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+fn route_index(method: &Method, path: &str, headers: &HeaderMap) -> usize {
+    let name = if headers.contains_key(HEADER_FORWARDED) {
+        "forwarded"
+    } else if path.starts_with("/v1/kv/") {
+        match *method {
+            Method::PUT => "put",
+            Method::GET => "get",
+            Method::DELETE => "delete",
+            _ => "other",
+        }
+    } else {
+        match path {
+            "/v1/kv" => "list",
+            "/v1/status" => "status",
+            "/v1/leader/transfer" => "transfer",
+            "/metrics" => "metrics",
+            "/healthz" => "healthz",
+            p if p.starts_with("/v1/members") => "members",
+            _ => "other",
+        }
+    };
+    ROUTES.iter().position(|r| *r == name).unwrap_or(0)
+}
+
+async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route for {}; see the API in the README", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not supported on {}", uri.path()),
+    )
+}
+
+/// Query parameters of a PUT or DELETE.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteParams {
+    /// Write only if the key's revision equals this (0: only if absent).
+    if_revision: Option<u64>,
+    /// Write only if the key does not exist.
+    if_absent: Option<bool>,
+}
+
+/// Query parameters of a GET of one key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadParams {
+    consistency: Option<String>,
+}
+
+/// Query parameters of a list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    prefix: Option<String>,
+    start_after: Option<String>,
+    limit: Option<u32>,
+    consistency: Option<String>,
+}
+
+/// Default page size of a list.
+const LIST_LIMIT_DEFAULT: u32 = 1000;
+
+async fn put_key(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let key = key_from_path(parts.uri.path(), &state.limits)?;
+    let params: WriteParams = parse_query(&parts.uri)?;
+    let condition = condition_of(&params)?;
+    let session = session_of(&parts.headers)?;
+    let value = read_body(body, state.limits.value_bytes_max, ErrorCode::ValueTooLarge).await?;
+    let op = Op::Put {
+        key,
+        value,
+        condition,
+    };
+    write(&state, op, session).await
+}
+
+async fn delete_key(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, _body) = request.into_parts();
+    let key = key_from_path(parts.uri.path(), &state.limits)?;
+    let params: WriteParams = parse_query(&parts.uri)?;
+    let condition = condition_of(&params)?;
+    let session = session_of(&parts.headers)?;
+    write(&state, Op::Delete { key, condition }, session).await
+}
+
+async fn write(
+    state: &ApiState,
+    op: Op,
+    session: Option<(u64, u64)>,
+) -> Result<Response, ApiError> {
+    let mut command = Command::new(op, now_ms());
+    if let Some((client_id, sequence)) = session {
+        command = command.with_session(client_id, sequence);
+    }
+    let response = state.backend.write(command).await?;
+    write_outcome(response).map(|body| axum::Json(body).into_response())
+}
+
+/// Maps the state machine's answer to a write to the API's answer.
+fn write_outcome(response: KvResponse) -> Result<WriteBody, ApiError> {
+    match response {
+        KvResponse::Put { revision, .. } | KvResponse::Delete { revision, .. } => {
+            Ok(WriteBody { revision })
+        }
+        KvResponse::ConditionFailed { revision, current } => {
+            let message = match current {
+                Some(k) => format!(
+                    "condition failed: the key is at revision {}",
+                    k.mod_revision
+                ),
+                None => "condition failed: the key does not exist".to_string(),
+            };
+            let mut error = ApiError::new(ErrorCode::ConditionFailed, message);
+            error.condition = Some((current.map(KeyMeta::from), revision));
+            Err(error)
+        }
+        KvResponse::Rejected(error) => Err(command_error(error)),
+    }
+}
+
+fn command_error(error: CommandError) -> ApiError {
+    let code = match &error {
+        CommandError::EmptyKey => ErrorCode::EmptyKey,
+        CommandError::KeyTooLarge { .. } => ErrorCode::KeyTooLarge,
+        CommandError::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
+        CommandError::InvalidSequence { .. } => ErrorCode::InvalidSequence,
+        CommandError::StaleSequence { .. } => ErrorCode::StaleSequence,
+        CommandError::SessionUnknown { .. } => ErrorCode::SessionUnknown,
+        CommandError::IndexNotIncreasing { .. } => ErrorCode::Internal,
+    };
+    ApiError::new(code, error.to_string())
+}
+
+async fn get_key(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let uri = request.uri();
+    let key = key_from_path(uri.path(), &state.limits)?;
+    let params: ReadParams = parse_query(uri)?;
+    let consistency = consistency_of(params.consistency.as_deref())?;
+    let answer = state.backend.read(Query::Get { key }, consistency).await?;
+    let QueryResponse::Get(answer) = answer else {
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            "a get was answered as a range",
+        ));
+    };
+    let Some(entry) = answer.entry else {
+        return Err(ApiError::new(
+            ErrorCode::KeyNotFound,
+            "the key does not exist",
+        ));
+    };
+    let meta = KeyMeta::from(entry.key_revision);
+    let mut response = Response::new(Body::from(entry.value));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(HEADER_REVISION, HeaderValue::from(meta.revision));
+    headers.insert(
+        HEADER_CREATE_REVISION,
+        HeaderValue::from(meta.create_revision),
+    );
+    headers.insert(HEADER_VERSION, HeaderValue::from(meta.version));
+    headers.insert(HEADER_STORE_REVISION, HeaderValue::from(answer.revision));
+    Ok(response)
+}
+
+async fn list_keys(State(state): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+    let params: ListParams = parse_query(&uri)?;
+    let consistency = consistency_of(params.consistency.as_deref())?;
+    let prefix = Bytes::from(params.prefix.unwrap_or_default());
+    if prefix.len() as u64 > state.limits.key_bytes_max {
+        return Err(ApiError::new(
+            ErrorCode::KeyTooLarge,
+            "the prefix is longer than a key may be",
+        ));
+    }
+    let query = Query::Range {
+        prefix,
+        start_after: params.start_after.map(Bytes::from),
+        limit: params.limit.unwrap_or(LIST_LIMIT_DEFAULT),
+    };
+    let QueryResponse::Range(answer) = state.backend.read(query, consistency).await? else {
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            "a range was answered as a get",
+        ));
+    };
+    let entries = answer
+        .entries
+        .iter()
+        .map(|kv| ListEntry::new(&kv.key, &kv.value, kv.key_revision.into()))
+        .collect();
+    let body = ListBody {
+        revision: answer.revision,
+        entries,
+        more: answer.more,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    axum::Json(state.backend.status()).into_response()
+}
+
+async fn healthz(State(state): State<ApiState>) -> Response {
+    match state.backend.health() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => ApiError::new(ErrorCode::ShuttingDown, reason).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let mut out = String::with_capacity(16 * 1024);
+    state.backend.render_metrics(&mut out);
+    state.metrics.render(&mut PromWriter::new(&mut out));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+async fn members(State(state): State<ApiState>) -> Response {
+    axum::Json(state.backend.members()).into_response()
+}
+
+async fn add_member(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(
+        body,
+        state.limits.json_body_bytes_max as u64,
+        ErrorCode::BadRequest,
+    )
+    .await?;
+    let add: AddMemberBody = parse_json(&bytes)?;
+    if add.id == 0 {
+        return Err(ApiError::bad_request("node id 0 is reserved"));
+    }
+    match state.backend.add_member(add).await {
+        Ok(members) => Ok(axum::Json(members).into_response()),
+        Err(error) => forward_or(&state, &parts, bytes, error).await,
+    }
+}
+
+async fn remove_member(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, _body) = request.into_parts();
+    let id = parts
+        .uri
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse::<u64>().ok())
+        .filter(|id| *id != 0)
+        .ok_or_else(|| ApiError::bad_request("the member id must be a positive integer"))?;
+    match state.backend.remove_member(id).await {
+        Ok(members) => Ok(axum::Json(members).into_response()),
+        Err(error) => forward_or(&state, &parts, Bytes::new(), error).await,
+    }
+}
+
+async fn transfer_leader(
+    State(state): State<ApiState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(
+        body,
+        state.limits.json_body_bytes_max as u64,
+        ErrorCode::BadRequest,
+    )
+    .await?;
+    let mut transfer: TransferBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        TransferBody::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    #[derive(Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TransferParams {
+        target: Option<u64>,
+    }
+    let params: TransferParams = parse_query(&parts.uri)?;
+    transfer.target = transfer.target.or(params.target);
+    match state.backend.transfer_leader(transfer.target).await {
+        Ok(leader) => Ok(axum::Json(TransferResult { leader }).into_response()),
+        Err(error) => forward_or(&state, &parts, bytes, error).await,
+    }
+}
+
+/// Sends an admin request this node could not serve to the leader it names, once; answers
+/// with `error` when there is no leader to ask or the request was already forwarded.
+async fn forward_or(
+    state: &ApiState,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    error: ApiError,
+) -> Result<Response, ApiError> {
+    let leader_url = match (&error.code, &error.leader) {
+        (ErrorCode::NotLeader, Some(leader)) => leader.url.clone(),
+        _ => None,
+    };
+    let Some(url) = leader_url else {
+        return Err(error);
+    };
+    if parts.headers.contains_key(HEADER_FORWARDED) {
+        return Err(error);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    tracing::debug!(%url, %path, "forwarding an admin request to the leader");
+    let answer = client::forward(
+        &url,
+        parts.method.clone(),
+        &path,
+        body,
+        state.limits.forward_timeout,
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("could not forward to the leader at {url}: {e}"),
+        )
+        .with_leader(error.leader.clone())
+    })?;
+    Ok(answer)
+}
+
+/// The key named by a `/v1/kv/{key}` path, percent-decoded and checked against the limits.
+fn key_from_path(path: &str, limits: &Limits) -> Result<Bytes, ApiError> {
+    let encoded = path.strip_prefix("/v1/kv/").unwrap_or_default();
+    let key = wire::decode_percent(encoded)
+        .ok_or_else(|| ApiError::bad_request("the key has a malformed percent escape"))?;
+    if key.is_empty() {
+        return Err(ApiError::new(ErrorCode::EmptyKey, "the key is empty"));
+    }
+    if key.len() as u64 > limits.key_bytes_max {
+        return Err(ApiError::new(
+            ErrorCode::KeyTooLarge,
+            format!(
+                "key of {} bytes exceeds the limit of {} bytes",
+                key.len(),
+                limits.key_bytes_max
+            ),
+        ));
+    }
+    Ok(Bytes::from(key))
+}
+
+fn parse_query<T: DeserializeOwned + Default>(uri: &Uri) -> Result<T, ApiError> {
+    if uri.query().is_none_or(str::is_empty) {
+        return Ok(T::default());
+    }
+    axum::extract::Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("bad query parameters: {}", e.body_text())))
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
+}
+
+fn condition_of(params: &WriteParams) -> Result<Condition, ApiError> {
+    match (params.if_revision, params.if_absent) {
+        (Some(_), Some(true)) => Err(ApiError::bad_request(
+            "give at most one of if_revision and if_absent",
+        )),
+        (Some(revision), _) => Ok(Condition::ModRevision(revision)),
+        (None, Some(true)) => Ok(Condition::Absent),
+        (None, _) => Ok(Condition::Always),
+    }
+}
+
+fn consistency_of(text: Option<&str>) -> Result<ReadConsistency, ApiError> {
+    text.map_or(Ok(ReadConsistency::default()), |t| {
+        t.parse().map_err(ApiError::bad_request)
+    })
+}
+
+/// The `(client_id, sequence)` of a session write, from its headers (both or neither).
+fn session_of(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        headers
+            .get(name)
+            .map(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "header `{name}` must be an unsigned integer"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    match (number(HEADER_CLIENT_ID)?, number(HEADER_SEQUENCE)?) {
+        (Some(client_id), Some(sequence)) => Ok(Some((client_id, sequence))),
+        (None, None) => Ok(None),
+        _ => Err(ApiError::bad_request(format!(
+            "give both `{HEADER_CLIENT_ID}` and `{HEADER_SEQUENCE}` headers, or neither"
+        ))),
+    }
+}
+
+/// Reads a body of at most `max_bytes`, refusing larger ones with `code` before buffering.
+async fn read_body(body: Body, max_bytes: u64, code: ErrorCode) -> Result<Bytes, ApiError> {
+    let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            let code = if code == ErrorCode::BadRequest {
+                ErrorCode::ValueTooLarge
+            } else {
+                code
+            };
+            ApiError::new(
+                code,
+                format!("the body exceeds the limit of {max_bytes} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("could not read the body: {e}"))
+        }
+    })
+}
+
+/// The proposer's clock for session expiry: wall-clock milliseconds.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

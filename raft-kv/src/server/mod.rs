@@ -1,0 +1,25 @@
+//! The cluster server and its clients (feature `server`, on by default): the HTTP API over
+//! a replicated node, the CLI client, the load generator and the local dev cluster.
+//!
+//! - [`backend`]: the [`backend::KvBackend`] trait the HTTP layer is written against.
+//! - [`http`]: routes, limits and error mapping ([`error`]), JSON bodies ([`wire`]).
+//! - [`node`]: the backend over a real `raft-runtime` node; [`serve`] runs one.
+//! - [`config`]: `serve` settings from flags, environment and a TOML file.
+//! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
+//! - [`bench`]: the load generator; [`devcluster`]: three local nodes as child processes.
+//! - [`prom`]: Prometheus text output.
+
+pub mod backend;
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod devcluster;
+pub mod error;
+pub mod http;
+pub mod node;
+pub mod prom;
+pub mod serve;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+//! Running one node: storage, transport, the Raft node, the HTTP API, registration of the
+//! node's client URL, joining a running cluster, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use raft_runtime::{AddressBook, Init, PeerInfo, RuntimeConfig, SnapshotPolicy};
+use raft_storage_file::FileStorage;
+use raft_transport_tcp::{TcpConfig, TcpTransport};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::KvStateMachine;
+use crate::server::client::{ClientOptions, ClusterClient, random_u64};
+use crate::server::config::ServeConfig;
+use crate::server::http::{self, ApiState, Limits};
+use crate::server::node::{KvNode, RuntimeBackend};
+use crate::server::prom::HttpMetrics;
+use crate::server::wire::{AddMemberBody, MemberRole};
+
+/// Why a node could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be created or opened.
+    #[error("data dir {path}: {message}")]
+    Storage {
+        /// The directory.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// An address could not be bound (in use, or not local).
+    #[error("cannot listen on {address}: {message}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// The node could not start.
+    #[error("node start failed: {0}")]
+    Start(String),
+    /// The cluster to join could not be reached.
+    #[error("cannot join through {url}: {message}")]
+    Join {
+        /// The member asked.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The node stopped on a fatal error.
+    #[error("node stopped: {0}")]
+    Stopped(String),
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received; shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Runs a node until `shutdown` resolves, then stops it gracefully: the HTTP server stops
+/// accepting and finishes in-flight requests, then the node flushes and closes.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let span = tracing::info_span!("kv", node = config.id);
+    serve_node(config, shutdown).instrument(span).await
+}
+
+async fn serve_node(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::Storage {
+        path: config.data_dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let http_listener =
+        TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|e| ServeError::Bind {
+                address: config.http_addr,
+                message: e.to_string(),
+            })?;
+    let init = initial_membership(&config).await?;
+    let (node, transport) = start_node(&config, init).await?;
+    tracing::info!(
+        node = config.id,
+        raft = %config.raft_addr,
+        http = %config.http_addr,
+        data_dir = %config.data_dir.display(),
+        "node started"
+    );
+    let (stop_tasks, stopped) = watch::channel(false);
+    let span = tracing::Span::current();
+    tokio::spawn(
+        register_client_url(
+            node.clone(),
+            config.advertise_raft_addr,
+            config.advertise_url.clone(),
+            stopped.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    if let Some(url) = &config.join {
+        let join = join_cluster(node.clone(), config.clone(), url.clone(), stopped);
+        tokio::spawn(join.instrument(span));
+    }
+    let backend = Arc::new(RuntimeBackend::new(node.clone(), transport));
+    let state = ApiState::new(
+        backend,
+        Limits::from_kv(&config.kv),
+        Arc::new(HttpMetrics::default()),
+    );
+    let listener = http_listener.tap_io(|stream| {
+        // Small requests and answers: Nagle's delay would dominate latency.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown);
+    if let Err(error) = server.await {
+        tracing::error!(%error, "HTTP server failed");
+    }
+    let _ = stop_tasks.send(true);
+    tracing::info!("HTTP server stopped; stopping the node");
+    node.shutdown()
+        .await
+        .map_err(|e| ServeError::Stopped(e.to_string()))?;
+    tracing::info!("node stopped cleanly");
+    Ok(())
+}
+
+/// How the node starts: founding a cluster from `--peers`, or joining through `--join`.
+async fn initial_membership(config: &ServeConfig) -> Result<Init<SocketAddr>, ServeError> {
+    let Some(url) = &config.join else {
+        let members = config
+            .peers
+            .iter()
+            .map(|(id, address)| (*id, PeerInfo::new(*address)))
+            .collect();
+        return Ok(Init::Bootstrap { members });
+    };
+    // The node must know the members' addresses to accept their connections before the
+    // replicated address book reaches it.
+    let options = ClientOptions {
+        request_timeout: Duration::from_secs(2),
+        retry_for: Duration::from_secs(10),
+    };
+    let join_error = |message: String| ServeError::Join {
+        url: url.clone(),
+        message,
+    };
+    let mut client = ClusterClient::new(std::slice::from_ref(url), options)
+        .map_err(|e| join_error(e.to_string()))?;
+    let members = client
+        .members()
+        .await
+        .map_err(|e| join_error(e.to_string()))?;
+    let mut peers = AddressBook::new();
+    for member in members.members {
+        let Some(address) = member.raft_addr.and_then(|a| a.parse::<SocketAddr>().ok()) else {
+            continue;
+        };
+        let mut info = PeerInfo::new(address);
+        info.client_url = member.url;
+        peers.insert(member.id, info);
+    }
+    if peers.is_empty() {
+        return Err(join_error(
+            "the cluster reported no member addresses".into(),
+        ));
+    }
+    Ok(Init::Join { peers })
+}
+
+async fn start_node(
+    config: &ServeConfig,
+    init: Init<SocketAddr>,
+) -> Result<(KvNode, TcpTransport), ServeError> {
+    let storage_error = |message: String| ServeError::Storage {
+        path: config.data_dir.display().to_string(),
+        message,
+    };
+    let storage = FileStorage::open(&config.data_dir).map_err(|e| storage_error(e.to_string()))?;
+    let machine =
+        KvStateMachine::new(config.kv.clone()).map_err(|e| ServeError::Start(e.to_string()))?;
+    let (transport, inbound) = TcpTransport::bind(TcpConfig::new(
+        config.id,
+        config.cluster_id,
+        config.raft_addr,
+    ))
+    .await
+    .map_err(|e| ServeError::Bind {
+        address: config.raft_addr,
+        message: e.to_string(),
+    })?;
+    let mut raft = raft_core::Config::new(config.id, random_u64());
+    raft.election_ticks = config.election_ticks;
+    raft.heartbeat_ticks = config.heartbeat_ticks;
+    raft.lease_reads = config.lease_reads;
+    let mut runtime = RuntimeConfig::new(raft);
+    runtime.tick_interval = config.tick;
+    runtime.request_timeout = config.request_timeout;
+    runtime.snapshot_policy = SnapshotPolicy {
+        every_entries: config.snapshot_entries,
+        every_bytes: config.snapshot_bytes,
+    };
+    let node = KvNode::start(
+        runtime,
+        init,
+        storage,
+        (transport.clone(), inbound),
+        machine,
+    )
+    .await
+    .map_err(|e| ServeError::Start(e.to_string()))?;
+    Ok((node, transport))
+}
+
+/// Keeps this node's entry in the replicated address book pointing at its API URL, so
+/// other nodes can name it as the leader to clients. Re-checks periodically: a concurrent
+/// record from another node may carry an older copy of this entry.
+async fn register_client_url(
+    node: KvNode,
+    raft_addr: SocketAddr,
+    url: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let status = node.status();
+        let member = status.raft.membership.contains(node.id());
+        let registered = node.peers().get(&node.id()).is_some_and(|p| {
+            p.client_url.as_deref() == Some(url.as_str()) && p.address == raft_addr
+        });
+        if member && !registered && status.raft.leader.is_some() {
+            let info = PeerInfo::new(raft_addr).with_client_url(url.clone());
+            match node.set_peer_info(node.id(), info).await {
+                Ok(()) => tracing::info!(%url, "client URL registered"),
+                Err(error) => tracing::debug!(%error, "client URL registration failed; will retry"),
+            }
+            wait = Duration::from_millis(50);
+        } else if registered {
+            wait = Duration::from_millis(500);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Asks the cluster to add this node as a learner, waits until it has caught up, then asks
+/// for promotion to voter. Skipped when the node is already a voter (a restart).
+async fn join_cluster(
+    node: KvNode,
+    config: ServeConfig,
+    url: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let options = ClientOptions {
+        request_timeout: Duration::from_secs(10),
+        retry_for: Duration::from_secs(30),
+    };
+    let Ok(mut client) = ClusterClient::new(std::slice::from_ref(&url), options) else {
+        tracing::error!(%url, "bad join URL");
+        return;
+    };
+    let learner = AddMemberBody {
+        id: config.id,
+        raft_addr: Some(config.advertise_raft_addr.to_string()),
+        url: Some(config.advertise_url.clone()),
+        role: MemberRole::Learner,
+    };
+    let voter = AddMemberBody {
+        role: MemberRole::Voter,
+        ..learner.clone()
+    };
+    loop {
+        let membership = node.status().raft.membership;
+        if membership.is_voter(config.id) {
+            tracing::info!("this node is a voter of the cluster");
+            return;
+        }
+        let step = if membership.is_learner(config.id) {
+            catch_up_then_promote(&node, &mut client, &voter).await
+        } else {
+            tracing::info!(%url, "asking the cluster to add this node as a learner");
+            client
+                .add_member(&learner)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        if let Err(error) = step {
+            tracing::warn!(%error, "joining the cluster: will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn catch_up_then_promote(
+    node: &KvNode,
+    client: &mut ClusterClient,
+    voter: &AddMemberBody,
+) -> Result<(), String> {
+    let target = client.status().await.map_err(|e| e.to_string())?.commit;
+    node.wait_for(Duration::from_secs(60), |s| s.raft.applied >= target)
+        .await
+        .map_err(|e| format!("catching up to index {target}: {e}"))?;
+    tracing::info!(applied = target, "caught up; asking for promotion to voter");
+    client
+        .add_member(voter)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

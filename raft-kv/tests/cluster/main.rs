@@ -1,0 +1,353 @@
+//! End-to-end tests of the `raft-kv` binary: real server processes on loopback, driven
+//! over HTTP. Each test runs its own cluster in a temporary directory.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::Method;
+use raft_kv::server::client::{Connection, WriteCondition};
+use raft_kv::server::wire::{ErrorBody, ReadConsistency};
+
+use support::{Cluster, eventually, node_client, status_of};
+
+const CONSISTENCIES: [ReadConsistency; 3] = [
+    ReadConsistency::Linearizable,
+    ReadConsistency::Lease,
+    ReadConsistency::Stale,
+];
+
+/// Goal: writes sent to any node are replicated, and every node answers reads correctly:
+/// linearizable and lease reads at once, stale reads once the node has applied; the CLI
+/// works against the same cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicates_and_reads_from_every_node() {
+    let cluster = Cluster::start(3, &[]);
+    cluster.wait_leader(Duration::from_secs(15)).await;
+    let urls = cluster.urls();
+    for i in 0..12u32 {
+        let mut client = node_client(&urls[i as usize % 3]);
+        let value = Bytes::from(format!("value-{i}"));
+        client
+            .put(format!("key-{i}").as_bytes(), value, WriteCondition::Always)
+            .await
+            .unwrap_or_else(|e| panic!("put {i}: {e}\n{}", cluster.logs()));
+    }
+    for url in &urls {
+        let mut client = node_client(url);
+        for consistency in CONSISTENCIES {
+            let key = b"key-11";
+            // A stale read may trail the commit briefly; the others must see it at once.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let value = loop {
+                match client.get(key, consistency).await.unwrap() {
+                    Some(value) => break value,
+                    None if consistency == ReadConsistency::Stale && Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    None => panic!("{url} {consistency}: acknowledged write missing"),
+                }
+            };
+            assert_eq!(value.value, Bytes::from("value-11"), "{url} {consistency}");
+        }
+        let list = client
+            .list("key-", None, 100, ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(list.entries.len(), 12, "{url}");
+    }
+    // The CLI, through a follower, with JSON output.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_raft-kv"))
+        .args(["get", "key-3", "--json", "--endpoints", &urls[2]])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["value"], "value-3");
+    let cas = std::process::Command::new(env!("CARGO_BIN_EXE_raft-kv"))
+        .args([
+            "cas",
+            "key-3",
+            "new",
+            "--if-revision",
+            "1",
+            "--endpoints",
+            &urls.join(","),
+        ])
+        .output()
+        .unwrap();
+    assert!(!cas.status.success());
+    assert!(String::from_utf8_lossy(&cas.stderr).contains("condition failed"));
+}
+
+/// Goal: after SIGKILL of the leader a new leader takes over within a few election
+/// timeouts and every acknowledged write is still there; the killed node, restarted after
+/// the others compacted their logs, catches up by snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_crash_keeps_acknowledged_writes_and_restart_catches_up() {
+    let mut cluster = Cluster::start(3, &["--snapshot-entries", "40"]);
+    let leader = cluster.wait_leader(Duration::from_secs(15)).await;
+    let mut client = cluster.client();
+    let mut acknowledged = Vec::new();
+    for i in 0..30u32 {
+        let key = format!("before-{i}");
+        client
+            .put(
+                key.as_bytes(),
+                Bytes::from(format!("v{i}")),
+                WriteCondition::Always,
+            )
+            .await
+            .unwrap();
+        acknowledged.push(key);
+    }
+    cluster.by_id(leader).kill();
+    let killed_at = Instant::now();
+    let new_leader = cluster
+        .wait_leader_other_than(leader, Duration::from_secs(5))
+        .await;
+    let failover = killed_at.elapsed();
+    assert_ne!(new_leader, leader);
+    // Election timeouts are 100-200 ms: a few of them, with room for a loaded machine.
+    assert!(
+        failover < Duration::from_secs(3),
+        "failover took {failover:?}"
+    );
+    let mut client = cluster.client();
+    for key in &acknowledged {
+        let value = client
+            .get(key.as_bytes(), ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert!(value.is_some(), "acknowledged write {key} lost");
+    }
+    for i in 0..150u32 {
+        let key = format!("after-{i}");
+        client
+            .put(key.as_bytes(), Bytes::from("x"), WriteCondition::Always)
+            .await
+            .unwrap();
+    }
+    let leader_url = cluster.by_id(new_leader).url();
+    let target = status_of(&leader_url).await.unwrap();
+    assert!(
+        target.snapshot_index > 30,
+        "the leader compacted: {target:?}"
+    );
+    let restarted = cluster.by_id(leader);
+    restarted.start();
+    let url = restarted.url();
+    eventually(
+        Duration::from_secs(15),
+        "restarted node catches up",
+        || async {
+            status_of(&url)
+                .await
+                .is_ok_and(|s| s.applied >= target.commit)
+        },
+    )
+    .await;
+    let metrics = Connection::new(&url)
+        .unwrap()
+        .send(Method::GET, "/metrics", &[], Bytes::new())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let restored = text
+        .lines()
+        .find_map(|l| l.strip_prefix("raft_snapshots_restored_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(restored >= 1.0, "caught up without a snapshot:\n{text}");
+    let mut local = node_client(&url);
+    let last = local
+        .get(b"after-149", ReadConsistency::Stale)
+        .await
+        .unwrap();
+    assert_eq!(last.map(|v| v.value), Some(Bytes::from("x")));
+    let first = local
+        .get(b"before-0", ReadConsistency::Stale)
+        .await
+        .unwrap();
+    assert!(first.is_some());
+}
+
+/// Goal: a fourth node joins through `--join` (learner, then voter) and serves reads, a
+/// node is removed, and leadership moves to a chosen node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_and_leadership_transfer() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_leader(Duration::from_secs(15)).await;
+    let mut client = cluster.client();
+    client
+        .put(b"before-join", Bytes::from("1"), WriteCondition::Always)
+        .await
+        .unwrap();
+    let via = cluster.nodes[1].url();
+    let index = cluster.join(4, &via);
+    let new_url = cluster.nodes[index].url();
+    eventually(
+        Duration::from_secs(20),
+        "node 4 becomes a voter",
+        || async {
+            let Ok(members) = node_client(&via).members().await else {
+                return false;
+            };
+            let is_voter = members
+                .members
+                .iter()
+                .any(|m| m.id == 4 && m.role == "voter");
+            is_voter && !members.joint
+        },
+    )
+    .await;
+    let mut fourth = node_client(&new_url);
+    let value = fourth
+        .get(b"before-join", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(value.map(|v| v.value), Some(Bytes::from("1")));
+
+    // Remove node 3 through node 4 (forwarded to the leader if needed).
+    let members = fourth.remove_member(3).await.unwrap();
+    assert!(members.members.iter().all(|m| m.id != 3), "{members:?}");
+    cluster.by_id(3).terminate();
+    eventually(
+        Duration::from_secs(5),
+        "every node sees 3 members",
+        || async {
+            let mut all = true;
+            for url in [
+                cluster.nodes[0].url(),
+                cluster.nodes[1].url(),
+                new_url.clone(),
+            ] {
+                all &= client_members(&url).await.is_ok_and(|m| m.len() == 3);
+            }
+            all
+        },
+    )
+    .await;
+
+    // Transfer leadership to node 4, asked through node 1.
+    let mut first = node_client(&cluster.nodes[0].url());
+    let leader = first.transfer_leader(Some(4)).await.unwrap();
+    assert_eq!(leader, 4);
+    // The old leader answers once it has handed over; node 4 may still be finishing its
+    // election when the answer arrives.
+    eventually(Duration::from_secs(3), "node 4 leads", || async {
+        status_of(&new_url).await.is_ok_and(|s| s.role == "leader")
+    })
+    .await;
+    first
+        .put(b"after-transfer", Bytes::from("2"), WriteCondition::Always)
+        .await
+        .unwrap();
+}
+
+async fn client_members(url: &str) -> Result<Vec<(u64, String)>, String> {
+    let mut client = node_client(url);
+    let members = client.members().await.map_err(|e| e.to_string())?;
+    Ok(members
+        .members
+        .into_iter()
+        .map(|m| (m.id, m.role))
+        .collect())
+}
+
+/// Goal: malformed, oversized and non-HTTP requests get 4xx answers (or a closed
+/// connection for garbage), and every node keeps serving; SIGTERM stops a node cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_4xx_and_nodes_keep_serving() {
+    let mut cluster = Cluster::start(3, &["--max-value-bytes", "1024", "--max-key-bytes", "64"]);
+    cluster.wait_leader(Duration::from_secs(15)).await;
+    let urls = cluster.urls();
+    let big_key = format!("/v1/kv/{}", "k".repeat(65));
+    let cases: Vec<(Method, String, Vec<u8>, u16, &str)> = vec![
+        (
+            Method::PUT,
+            "/v1/kv/k".into(),
+            vec![b'x'; 1025],
+            413,
+            "value_too_large",
+        ),
+        (Method::PUT, big_key, b"v".to_vec(), 413, "key_too_large"),
+        (
+            Method::PUT,
+            "/v1/kv/k?if_revision=-1".into(),
+            b"v".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            Method::GET,
+            "/v1/kv/k?consistency=sometimes".into(),
+            vec![],
+            400,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/v1/members".into(),
+            b"{\"id\":".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (Method::GET, "/v2/whatever".into(), vec![], 404, "not_found"),
+        (
+            Method::PATCH,
+            "/v1/status".into(),
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for url in &urls {
+        let mut connection = Connection::new(url).unwrap();
+        for (method, path, body, status, code) in &cases {
+            let answer = connection
+                .send(method.clone(), path, &[], Bytes::from(body.clone()))
+                .await
+                .unwrap();
+            let error: ErrorBody = serde_json::from_slice(&answer.body)
+                .unwrap_or_else(|_| panic!("{method} {path}: {:?}", answer.body));
+            assert_eq!(
+                (answer.status.as_u16(), error.error.as_str()),
+                (*status, *code)
+            );
+        }
+        // Not HTTP at all.
+        let authority = url.trim_start_matches("http://");
+        let mut socket = std::net::TcpStream::connect(authority).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
+        let mut reply = Vec::new();
+        let _ = socket.read_to_end(&mut reply);
+        let text = String::from_utf8_lossy(&reply);
+        assert!(reply.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+    }
+    let mut client = cluster.client();
+    client
+        .put(b"k", Bytes::from("fine"), WriteCondition::Always)
+        .await
+        .unwrap();
+    for url in &urls {
+        let value = node_client(url)
+            .get(b"k", ReadConsistency::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(value.map(|v| v.value), Some(Bytes::from("fine")));
+    }
+    assert!(
+        cluster.by_id(2).terminate(),
+        "SIGTERM must stop a node cleanly"
+    );
+}
