@@ -35,6 +35,7 @@ impl Simulation {
                 let host = &mut self.hosts[node as usize - 1];
                 if host.liveness == Liveness::Up && host.paused_until.is_none() {
                     host.paused_until = Some(now + duration_us);
+                    host.paused_at_us = now;
                     self.schedule(now + duration_us, Event::Resume { node });
                 }
             }
@@ -187,11 +188,40 @@ impl Simulation {
             return;
         }
         let change = candidates[(pick % candidates.len() as u64) as usize].clone();
+        match change {
+            MembershipChange::AddWitness(id) => {
+                self.wipe_if_former_witness(id);
+                self.former_witnesses.insert(id);
+            }
+            MembershipChange::AddLearner(id) | MembershipChange::AddVoter(id) => {
+                self.wipe_if_former_witness(id)
+            }
+            _ => {}
+        }
         self.trace
             .line(self.now_us, || format!("n{leader} asked for {change:?}"));
         self.with_host(leader, |host, ctx| {
             host.change_membership(vec![change], ctx)
         });
+    }
+
+    /// A node that ever held a witness's log must be wiped before it joins again (the core
+    /// halts otherwise): the operator's procedure, carried out here.
+    fn wipe_if_former_witness(&mut self, id: NodeId) {
+        if !self.former_witnesses.remove(&id) {
+            return;
+        }
+        let host = &mut self.hosts[id as usize - 1];
+        if matches!(host.liveness, Liveness::Halted(_)) {
+            return;
+        }
+        host.crash(&mut self.disk_rng, 0.0);
+        host.disk = crate::disk::Disk::new(raft_core::SnapshotMeta::default());
+        self.checker.observe_wipe(id);
+        self.trace.line(self.now_us, || {
+            format!("n{id} wiped before joining again (it was a witness)")
+        });
+        self.start_node(id);
     }
 
     /// Membership changes that keep the cluster able to recover after healing.

@@ -388,6 +388,14 @@ impl SafetyChecker {
         }
     }
 
+    /// An operator wiped a node's data (it rejoins as a new, empty node): its earlier
+    /// promises (term, votes) no longer bind it.
+    pub fn observe_wipe(&mut self, node: NodeId) {
+        self.promised_term.remove(&node);
+        self.votes.retain(|(voter, _), _| *voter != node);
+        self.commit_seen.remove(&node);
+    }
+
     /// A node made a promise that requires `term` to be durable (a vote request, a vote,
     /// a successful append response).
     pub fn promise(&mut self, node: NodeId, term: Term) {

@@ -140,6 +140,8 @@ pub struct Host {
     pub incarnation: u64,
     /// Until when the process is paused, if it is.
     pub paused_until: Option<u64>,
+    /// When the current pause began.
+    pub paused_at_us: u64,
     /// Nominal tick interval of this node, after drift.
     pub tick_us: u64,
     /// The disk.
@@ -186,6 +188,7 @@ impl Host {
             liveness: Liveness::Down,
             incarnation: 0,
             paused_until: None,
+            paused_at_us: 0,
             tick_us,
             disk,
             replica: Replica::new(),
@@ -507,6 +510,22 @@ impl Host {
         };
         if role == Role::Leader {
             ctx.checker.observe_leader(ctx.now_us, self.id, term);
+            let elided = node
+                .entries(node.first_index(), node.last_index() + 1)
+                .iter()
+                .find(|e| e.payload == EntryPayload::Elided)
+                .map(|e| e.index);
+            if let Some(index) = elided {
+                ctx.checker.report(
+                    ctx.now_us,
+                    ViolationKind::LeaderCompleteness,
+                    format!(
+                        "n{} leads term {term} but holds only an elided payload at index {index} \
+                         (it was a witness once); its log and state machine are incomplete",
+                        self.id
+                    ),
+                );
+            }
             ctx.checker.observe_new_leader(
                 ctx.now_us,
                 self.id,
@@ -788,6 +807,18 @@ impl Host {
                 self.replica_incomplete = true;
             }
             if let EntryPayload::Command(bytes) = &entry.payload {
+                if self.replica_incomplete {
+                    ctx.checker.report(
+                        ctx.now_us,
+                        ViolationKind::StateMachineSafety,
+                        format!(
+                            "n{} applies command {} onto a state machine that skipped elided \
+                             payloads (it was a witness and got full entries again without a \
+                             snapshot)",
+                            self.id, entry.index
+                        ),
+                    );
+                }
                 match self.replica.apply(entry.index, bytes) {
                     Some(response) => {
                         ctx.note(|| format!("n{} applied {}: {response:?}", self.id, entry.index));

@@ -27,6 +27,10 @@ pub const OPS_BOUND_US: u64 = 10_000_000;
 /// Extra allowance per unissued operation (per client, as clients work in parallel).
 pub const PER_OP_BOUND_US: u64 = 20_000;
 
+/// Most ticks fired at once when a paused node resumes (more than an election timeout's
+/// worth changes nothing).
+const MISSED_TICKS_MAX: u64 = 100;
+
 /// What to run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimOptions {
@@ -231,9 +235,13 @@ pub struct Simulation {
     /// Extra delay of each node's next tick (a backward clock jump).
     pub(crate) tick_lag_us: BTreeMap<NodeId, u64>,
     client_attempts: Vec<u64>,
+    /// Ticks seen per node (for the slow leader clock of `lease-beyond-bound`).
+    slow_ticks: BTreeMap<NodeId, u64>,
     /// History index -> log index of the write's one state-changing apply.
     fresh_applies: BTreeMap<usize, u64>,
     pub(crate) corrupted: Vec<NodeId>,
+    /// Nodes that were (or were being made) witnesses and have not been wiped since.
+    pub(crate) former_witnesses: std::collections::BTreeSet<NodeId>,
     pub(crate) healed_at_us: Option<u64>,
     leader_after_heal: bool,
     ops_deadline_us: u64,
@@ -283,7 +291,7 @@ impl Simulation {
                     .checked_div(options.operations.max(1))
                     .unwrap_or(1_000)
                     .max(100),
-                request_timeout_us: 300_000,
+                request_timeout_us: 100_000,
                 give_up_us: 1_500_000,
                 no_sessions: options.bug == Some(Bug::NoSessions),
             },
@@ -295,6 +303,7 @@ impl Simulation {
         Simulation {
             trace: Trace::new(options.trace),
             client_attempts: vec![0; workload.client_count()],
+            slow_ticks: BTreeMap::new(),
             options,
             profile,
             schedule,
@@ -315,6 +324,7 @@ impl Simulation {
             tick_lag_us: BTreeMap::new(),
             fresh_applies: BTreeMap::new(),
             corrupted: Vec::new(),
+            former_witnesses: std::collections::BTreeSet::new(),
             healed_at_us: None,
             leader_after_heal: false,
             ops_deadline_us: u64::MAX,
@@ -467,6 +477,7 @@ impl Simulation {
             Effect::Role { role, term } => {
                 if role == Role::Leader && self.healed_at_us.is_some() {
                     self.leader_after_heal = true;
+                    self.retire_removed(node);
                 }
                 self.trace.line(self.now_us, || {
                     format!("n{node} is {role:?} in term {term}")
@@ -665,13 +676,32 @@ impl Simulation {
                 .push(Event::Tick { node, incarnation });
             return;
         }
-        self.with_host(node, |host, ctx| host.tick(ctx));
+        if self.skip_tick_beyond_bound(node) {
+            // The tick is lost: this clock runs slow.
+        } else {
+            self.with_host(node, |host, ctx| host.tick(ctx));
+        }
         let host = &self.hosts[node as usize - 1];
         if host.incarnation == incarnation && host.liveness == Liveness::Up {
             let lag = self.tick_lag_us.remove(&node).unwrap_or(0);
             let at = self.now_us + host.tick_us + lag;
             self.schedule(at, Event::Tick { node, incarnation });
         }
+    }
+
+    /// `lease-beyond-bound`: a leader's clock runs at a quarter of the nominal rate (far
+    /// beyond any drift the lease margin covers), the worst case for its lease.
+    fn skip_tick_beyond_bound(&mut self, node: NodeId) -> bool {
+        if self.options.bug != Some(Bug::LeaseBeyondBound) {
+            return false;
+        }
+        let leads = self.hosts[node as usize - 1]
+            .node
+            .as_ref()
+            .is_some_and(|n| n.role() == Role::Leader);
+        let count = self.slow_ticks.entry(node).or_default();
+        *count += 1;
+        leads && *count % 4 != 0
     }
 
     fn defer_if_paused(&mut self, node: NodeId, event: &Event) -> bool {
@@ -756,12 +786,24 @@ impl Simulation {
         }
     }
 
+    /// Ends a pause. The node's clock kept running while it was stalled, so the ticks it
+    /// missed fire first, in a burst, before anything that arrived meanwhile; a runtime
+    /// that skipped them would slow the node's clock and break the lease bound. The
+    /// `lease-beyond-bound` variant does exactly that: its clock stops during a pause.
     pub(crate) fn resume(&mut self, node: NodeId) {
         let host = &mut self.hosts[node as usize - 1];
         if host.paused_until.take().is_none() {
             return;
         }
-        self.trace.line(self.now_us, || format!("n{node} resumes"));
+        let missed = (self.now_us - host.paused_at_us) / host.tick_us.max(1);
+        self.trace.line(self.now_us, || {
+            format!("n{node} resumes ({missed} ticks missed)")
+        });
+        if self.options.bug != Some(Bug::LeaseBeyondBound) {
+            for _ in 0..missed.min(MISSED_TICKS_MAX) {
+                self.with_host(node, |host, ctx| host.tick(ctx));
+            }
+        }
         for event in self.deferred.remove(&node).unwrap_or_default() {
             self.schedule(self.now_us, event);
         }
@@ -776,6 +818,36 @@ impl Simulation {
             .filter(|(_, role, _)| *role == Role::Leader)
             .max()
             .map(|(_, _, id)| id)
+    }
+
+    /// After healing, nodes outside the leader's configuration are shut down, as an
+    /// operator does once a removal commits. Without pre-vote and check-quorum a removed
+    /// node that keeps running disrupts the cluster forever with ever higher terms (thesis
+    /// section 4.2.3); that is a known limit of those settings, not a bug to report.
+    fn retire_removed(&mut self, leader: NodeId) {
+        let Some(members) = self.hosts[leader as usize - 1]
+            .node
+            .as_ref()
+            .map(|n| n.membership().members())
+        else {
+            return;
+        };
+        for id in 1..=self.hosts.len() as NodeId {
+            let host = &mut self.hosts[id as usize - 1];
+            if members.contains(&id) || host.liveness != Liveness::Up {
+                continue;
+            }
+            let knows_members = host
+                .node
+                .as_ref()
+                .is_some_and(|n| n.membership().node_count() > 0);
+            if knows_members {
+                host.crash(&mut self.disk_rng, 0.0);
+                self.trace.line(self.now_us, || {
+                    format!("n{id} retired: not in the configuration of leader n{leader}")
+                });
+            }
+        }
     }
 
     fn heal(&mut self) {
@@ -799,6 +871,10 @@ impl Simulation {
             }
         }
         self.tick_lag_us.clear();
+        if let Some(leader) = self.current_leader() {
+            self.leader_after_heal = true;
+            self.retire_removed(leader);
+        }
         let (_, unissued) = self.workload.outstanding();
         let clients = self.workload.client_count().max(1) as u64;
         self.ops_deadline_us = now + OPS_BOUND_US + unissued * PER_OP_BOUND_US / clients;
@@ -941,7 +1017,16 @@ fn build_host(
     config.max_append_bytes = profile.max_append_bytes;
     config.max_inflight_appends = rng.range(1, 64) as usize;
     config.auto_promote_learners = rng.chance(0.5);
-    let drift = rng.range_f64(-profile.clock_drift, profile.clock_drift + f64::EPSILON);
+    let drift = if bug == Some(Bug::LeaseBeyondBound) {
+        // Beyond the bound on purpose: each clock is either far too slow or far too fast.
+        if rng.chance(0.5) {
+            profile.clock_drift
+        } else {
+            -profile.clock_drift
+        }
+    } else {
+        rng.range_f64(-profile.clock_drift, profile.clock_drift + f64::EPSILON)
+    };
     let tick_us = ((TICK_US as f64) * (1.0 + drift)).round().max(1.0) as u64;
     Host::new(config, disk, bug, profile.lease_reads, tick_us)
 }
