@@ -260,9 +260,8 @@ where
         match request {
             Request::Propose { data, reply } => {
                 add(&self.shared.counters.proposals_submitted, 1);
-                let forwarded = self.node.role() != Role::Leader;
                 let id = self.node.propose(data);
-                self.pending.add_proposal(id, reply, forwarded);
+                self.pending.add_proposal(id, reply);
             }
             Request::Read {
                 query,

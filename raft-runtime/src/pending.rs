@@ -3,12 +3,13 @@
 //! one answer on the caller's channel.
 //!
 //! Proposals wait twice: for the core's outcome (committed at index i, or an error), then
-//! for the apply lane's result at i. On the leader the outcome always comes first (it is
-//! reported in the same drain that hands i to the apply lane). A proposal forwarded by a
-//! follower may learn its index only after i was applied locally, so results of indices a
-//! forwarded proposal could still claim are kept until it resolves. Such a proposal's index
-//! is above the applied index at the time it was submitted (the leader's log holds every
-//! committed entry), which bounds what must be kept.
+//! for the apply lane's result at i. Usually the outcome comes first (on the leader it is
+//! reported in the same drain that hands i to the apply lane), but a proposal forwarded by a
+//! follower may learn its index only after i was applied locally. So results of indices a
+//! waiting proposal could still claim are kept until it resolves. A proposal's index is
+//! above the applied index at the time it was submitted (it is appended after every
+//! committed entry, and the applied index never passes the commit index), which bounds what
+//! must be kept: at most the entries applied while the oldest proposal waits.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -31,18 +32,18 @@ pub(crate) type TransferReply = oneshot::Sender<Result<NodeId, Error>>;
 
 struct ProposalWaiter<R> {
     reply: ProposalReply<R>,
-    /// For proposals submitted while not leader: the applied index at submission.
-    floor: Option<Index>,
+    /// The applied index at submission: the proposal's index will be above it.
+    floor: Index,
 }
 
 /// Every request waiting in the driver.
 pub(crate) struct Pending<M: StateMachine> {
     proposals: HashMap<ProposalId, ProposalWaiter<M::Response>>,
-    /// (floor, id) of forwarded proposals still waiting for their index.
+    /// (floor, id) of proposals still waiting for their index.
     floors: BTreeSet<(Index, ProposalId)>,
     /// Committed proposals waiting for their result.
     by_index: BTreeMap<Index, ProposalReply<M::Response>>,
-    /// Results a forwarded proposal may still claim.
+    /// Results a waiting proposal may still claim.
     early: BTreeMap<Index, EntryOutcome<M::Response>>,
     /// Highest index the apply lane reported.
     applied: Index,
@@ -66,18 +67,10 @@ impl<M: StateMachine> Pending<M> {
         }
     }
 
-    /// Registers a proposal just handed to the core. `forwarded` when this node is not
-    /// the leader (the proposal may learn its index late).
-    pub(crate) fn add_proposal(
-        &mut self,
-        id: ProposalId,
-        reply: ProposalReply<M::Response>,
-        forwarded: bool,
-    ) {
-        let floor = forwarded.then_some(self.applied);
-        if let Some(floor) = floor {
-            self.floors.insert((floor, id));
-        }
+    /// Registers a proposal just handed to the core.
+    pub(crate) fn add_proposal(&mut self, id: ProposalId, reply: ProposalReply<M::Response>) {
+        let floor = self.applied;
+        self.floors.insert((floor, id));
         self.proposals.insert(id, ProposalWaiter { reply, floor });
     }
 
@@ -88,9 +81,7 @@ impl<M: StateMachine> Pending<M> {
         result: Result<Index, ProposalError>,
     ) -> Option<Error> {
         let waiter = self.proposals.remove(&id)?;
-        if let Some(floor) = waiter.floor {
-            self.floors.remove(&(floor, id));
-        }
+        self.floors.remove(&(waiter.floor, id));
         let failure = match result {
             Ok(index) if index > self.applied => {
                 self.by_index.insert(index, waiter.reply);
@@ -271,7 +262,7 @@ mod tests {
     fn outcome_then_result() {
         let mut pending = Pending::<Echo>::new(0);
         let (tx, mut rx) = oneshot::channel();
-        pending.add_proposal(ProposalId(1), tx, false);
+        pending.add_proposal(ProposalId(1), tx);
         assert!(pending.on_proposal_outcome(ProposalId(1), Ok(5)).is_none());
         assert!(rx.try_recv().is_err(), "answered before apply");
         pending.on_applied(5, vec![(5, EntryOutcome::Response(50))]);
@@ -284,7 +275,7 @@ mod tests {
     fn forwarded_result_before_outcome() {
         let mut pending = Pending::<Echo>::new(3);
         let (tx, mut rx) = oneshot::channel();
-        pending.add_proposal(ProposalId(1), tx, true);
+        pending.add_proposal(ProposalId(1), tx);
         pending.on_applied(
             6,
             vec![
@@ -305,12 +296,12 @@ mod tests {
     fn failures_and_restores() {
         let mut pending = Pending::<Echo>::new(0);
         let (tx, mut rx) = oneshot::channel();
-        pending.add_proposal(ProposalId(1), tx, false);
+        pending.add_proposal(ProposalId(1), tx);
         pending.on_proposal_outcome(ProposalId(1), Err(ProposalError::Dropped));
         assert_eq!(response(rx.try_recv().unwrap()), Err(Error::Dropped));
 
         let (tx, mut rx) = oneshot::channel();
-        pending.add_proposal(ProposalId(2), tx, false);
+        pending.add_proposal(ProposalId(2), tx);
         pending.on_proposal_outcome(ProposalId(2), Ok(9));
         pending.on_restored(10);
         assert_eq!(
