@@ -550,7 +550,8 @@ where
     }
 
     /// Asks the apply lane to snapshot the state machine now (it is saved and the log
-    /// compacted in the background, as for automatic snapshots).
+    /// compacted in the background, as for automatic snapshots). Ignored while a snapshot
+    /// is being saved; watch `status().raft.snapshot_index` to see it land.
     pub async fn trigger_snapshot(&self) -> Result<(), Error> {
         self.inner
             .requests
