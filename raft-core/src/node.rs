@@ -101,6 +101,9 @@ pub(crate) struct LeaderState {
     pub(crate) uncommitted_bytes: u64,
     pub(crate) transfer: Option<Transfer>,
     pub(crate) pending_change: Option<PendingChange>,
+    /// Something happened (an entry appended, a peer answered, a tick) that may let the
+    /// leader send more; the next flush looks at every peer's window only if set.
+    pub(crate) replication_dirty: bool,
 }
 
 /// A snapshot of a node's state for operators, returned by [`Node::status`].
@@ -327,6 +330,7 @@ impl Node {
         self.ticks_total += 1;
         self.tick_requests();
         if matches!(self.role, RoleState::Leader(_)) {
+            self.mark_replication_dirty();
             self.tick_leader();
         } else {
             self.tick_election();
@@ -353,6 +357,8 @@ impl Node {
             return;
         }
         self.dispatch(message);
+        // Any answer may have opened a follower's window.
+        self.mark_replication_dirty();
     }
 
     /// Term rules applied once for every message (section 5.1): a newer term turns any role
@@ -689,6 +695,7 @@ impl Node {
             uncommitted_bytes: 0,
             transfer: None,
             pending_change: None,
+            replication_dirty: true,
         }));
         self.leader = Some(self.id());
         tracing::info!(node = self.id(), term = self.term, "became leader");
@@ -733,7 +740,14 @@ impl Node {
         }
         self.log.push(entry);
         self.durability.note_appended(index);
+        self.mark_replication_dirty();
         index
+    }
+
+    pub(crate) fn mark_replication_dirty(&mut self) {
+        if let RoleState::Leader(leader) = &mut self.role {
+            leader.replication_dirty = true;
+        }
     }
 
     pub(crate) fn leader_state(&mut self) -> Option<&mut LeaderState> {

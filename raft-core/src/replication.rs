@@ -76,12 +76,19 @@ impl Node {
         }
     }
 
-    /// Sends whatever each follower's progress allows (called on every flush).
+    /// Sends whatever each follower's progress allows (called on every flush, does work
+    /// only when something changed since the last one).
     pub(crate) fn broadcast_pending(&mut self) {
         let mut peers = std::mem::take(&mut self.peer_scratch);
-        match &self.role {
-            RoleState::Leader(leader) => peers.extend(leader.progress.keys().copied()),
-            _ => return,
+        match &mut self.role {
+            RoleState::Leader(leader) if leader.replication_dirty => {
+                leader.replication_dirty = false;
+                peers.extend(leader.progress.keys().copied());
+            }
+            _ => {
+                self.peer_scratch = peers;
+                return;
+            }
         }
         for &peer in &peers {
             // Bounded: each iteration either fills the window or sends the log's tail.
