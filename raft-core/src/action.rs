@@ -60,6 +60,12 @@ pub struct PersistBatch {
     pub truncate_from: Option<Index>,
     /// Entries to append after the (possibly truncated) log, contiguous.
     pub entries: Vec<Entry>,
+    /// False when the batch only raises the commit index: losing it in a crash only delays
+    /// re-applying after restart, so a host may report its token as soon as every earlier
+    /// batch is durable, without an fsync of its own (it becomes durable with the next
+    /// synced write). True whenever the log, the term or the vote changes: then the token
+    /// may only be reported after an fsync that covers this batch.
+    pub sync_required: bool,
     /// Hand back to [`crate::Node::on_persisted`] once this batch (and every earlier one) is
     /// durable.
     pub token: WriteToken,

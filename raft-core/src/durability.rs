@@ -101,9 +101,13 @@ impl Durability {
             None => Vec::new(),
         };
         let hard_state_changed = hard_state != self.emitted_hard_state;
+        let term_or_vote_changed = hard_state.term != self.emitted_hard_state.term
+            || hard_state.vote != self.emitted_hard_state.vote;
+        let truncate_from = self.truncate_from.take();
         let batch = PersistBatch {
             hard_state: hard_state_changed.then_some(hard_state),
-            truncate_from: self.truncate_from.take(),
+            sync_required: term_or_vote_changed || truncate_from.is_some() || !entries.is_empty(),
+            truncate_from,
             entries,
             token: self.issue(Some((log.last_index(), log.last_term()))),
         };

@@ -234,6 +234,21 @@ impl Node {
         self.check_witness_data();
     }
 
+    /// True if `peer` is a witness, or is catching up to become one: it never receives
+    /// command payloads or snapshot data.
+    pub(crate) fn stores_no_payloads(&self, peer: NodeId) -> bool {
+        if self.membership.is_witness(peer) {
+            return true;
+        }
+        match &self.role {
+            RoleState::Leader(leader) => leader
+                .pending_change
+                .as_ref()
+                .is_some_and(|change| change.target.is_witness(peer)),
+            _ => false,
+        }
+    }
+
     /// True if this node's data is a witness's: its snapshot was taken while it was a
     /// witness, or its log holds entries whose payloads were withheld.
     pub(crate) fn holds_witness_data(&self) -> bool {

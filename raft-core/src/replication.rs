@@ -111,6 +111,7 @@ impl Node {
             self.config.max_append_bytes,
         );
         let commit = self.commit;
+        let witness = self.stores_no_payloads(to);
         let RoleState::Leader(leader) = &mut self.role else {
             return false;
         };
@@ -131,7 +132,6 @@ impl Node {
         if !probe && progress.next_index > self.log.last_index() {
             return false;
         }
-        let witness = self.membership.is_witness(to);
         let prev_log_index = progress.next_index - 1;
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
             // The entries this follower needs are compacted: send the snapshot instead.

@@ -74,7 +74,7 @@ impl Node {
     /// the metadata only: they keep no state machine.
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
         let meta = self.snapshot.clone();
-        if self.membership.is_witness(to) {
+        if self.stores_no_payloads(to) {
             let body = MessageBody::SnapshotChunk {
                 meta: Box::new(meta),
                 offset: 0,

@@ -802,3 +802,104 @@ fn a_former_witness_re_added_with_its_old_log_halts_instead_of_serving() {
         "nothing applied from a witness log"
     );
 }
+
+#[test]
+fn a_witness_being_added_never_receives_payloads_even_while_catching_up() {
+    let mut cluster = Cluster::new(&[1, 2]);
+    add_empty_node(&mut cluster, 3);
+    cluster.elect(1);
+    for _ in 0..3 {
+        cluster.propose(1, b"secret");
+    }
+    tick_rounds(&mut cluster, 2);
+    // Compact so that catching up needs a snapshot, which a witness gets without data.
+    cluster.snapshot(1);
+    cluster.propose(1, b"after");
+    tick_rounds(&mut cluster, 1);
+    let mut payloads_seen = 0;
+    cluster
+        .node_mut(1)
+        .change_membership(vec![MembershipChange::AddWitness(3)]);
+    cluster.process(1);
+    for _ in 0..20 {
+        cluster.tick_all();
+        while let Some(message) = cluster.network.pop_front() {
+            if message.to == 3 {
+                payloads_seen += match &message.body {
+                    MessageBody::Append { entries, .. } => entries
+                        .iter()
+                        .filter(|e| matches!(e.payload, EntryPayload::Command(_)))
+                        .count(),
+                    MessageBody::SnapshotChunk { data, .. } => data.len(),
+                    _ => 0,
+                };
+            }
+            cluster.deliver(message);
+        }
+    }
+    assert!(cluster.node(1).membership().is_witness(3), "witness added");
+    assert_eq!(
+        payloads_seen, 0,
+        "the future witness was sent command payloads or snapshot data"
+    );
+}
+
+#[test]
+fn only_commit_only_writes_may_skip_the_fsync() {
+    use raft_core::{Entry, Membership, Message, Node, RestoredState};
+    let mut follower = Node::new(
+        config(2),
+        RestoredState::bootstrap(Membership::with_voters([1, 2, 3])),
+    )
+    .unwrap();
+    let mut batches = Vec::new();
+    let mut drain = |node: &mut Node| {
+        let mut actions = Vec::new();
+        node.drain_actions(&mut actions);
+        for action in actions {
+            if let Action::Persist(batch) = action {
+                node.on_persisted(batch.token);
+                batches.push(batch);
+            }
+        }
+    };
+    let entry = Entry {
+        index: 1,
+        term: 1,
+        payload: EntryPayload::Noop,
+    };
+    let append = MessageBody::Append {
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries: vec![entry],
+        leader_commit: 0,
+    };
+    follower.step(Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: append,
+    });
+    drain(&mut follower);
+    follower.step(Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::Heartbeat {
+            commit: 1,
+            round: 1,
+        },
+    });
+    drain(&mut follower);
+    assert_eq!(batches.len(), 2);
+    assert!(
+        batches[0].sync_required,
+        "new term and entries must be fsynced"
+    );
+    assert_eq!(batches[1].hard_state.map(|hs| hs.commit), Some(1));
+    assert!(batches[1].entries.is_empty());
+    assert!(
+        !batches[1].sync_required,
+        "a write that only raises the commit index needs no fsync"
+    );
+}
