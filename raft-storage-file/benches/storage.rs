@@ -3,10 +3,11 @@
 //! 1. one 100-byte entry appended and synced, latency p50/p99, against a raw
 //!    `write` + `fdatasync` loop of 100 bytes on the same disk, interleaved in one run;
 //! 2. batches of 64 entries of 100 bytes, one sync per batch, entries per second;
-//! 3. recovery (open + restore) of a log of 1 GiB (64 MiB with `--quick`), after dropping
-//!    the page cache when allowed, against a plain sequential read of the same files.
+//! 3. recovery (open + restore) of a log of 1 GiB (64 MiB with `--quick`) against a plain
+//!    sequential read of the same files, with the page cache dropped (when allowed) and warm.
 //!
-//! Run: `cargo bench -p raft-storage-file --bench storage [-- --quick] [--recovery-only]`.
+//! Run: `cargo bench -p raft-storage-file --bench storage [-- --quick] [--recovery-only]
+//! [--keep-log DIR]` (`--keep-log` writes the log into DIR once and reuses it).
 #![allow(clippy::print_stdout)]
 
 use std::fs::{File, OpenOptions};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{Entry, EntryPayload, Storage};
-use raft_storage_file::FileStorage;
+use raft_storage_file::{FileStorage, Options};
 
 const PAYLOAD_BYTES: usize = 100;
 
@@ -149,14 +150,82 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Writes `target_bytes` of log, then times a cold open + restore and a plain read.
-fn recovery(dir: &Path, target_bytes: u64) {
-    let path = dir.join("recovery");
-    let mut store = FileStorage::open(&path).unwrap();
+/// Writes `target_bytes` of log (or reuses the log in `keep`), then times open + restore
+/// against a plain sequential read of the same files, each with a cold page cache (twice,
+/// alternating) and a warm one, and a warm open + restore with no reader threads.
+fn recovery(dir: &Path, target_bytes: u64, keep: Option<&Path>) {
+    let path = keep.map_or_else(|| dir.join("recovery"), Path::to_path_buf);
+    let written_in = write_log(&path, target_bytes);
+    let bytes = dir_bytes(&path);
+    let mib = bytes as f64 / (1 << 20) as f64;
+    let mut cold = true;
+    let mut lines = Vec::new();
+    let mut entries = 0;
+    for round in 1..=2 {
+        cold &= drop_page_cache();
+        let read_time = plain_read(&path);
+        cold &= drop_page_cache();
+        let timed = open_and_restore(&path, None);
+        entries = timed.entries;
+        lines.push(format!(
+            "  cold {round}: open + restore {:.2} s ({:.0} MiB/s, {:.2} M entries/s, CPU {:.2} s); plain read {:.2} s ({:.0} MiB/s); ratio {:.2}x",
+            timed.wall.as_secs_f64(),
+            mib / timed.wall.as_secs_f64(),
+            entries as f64 / timed.wall.as_secs_f64() / 1e6,
+            timed.cpu_s,
+            read_time.as_secs_f64(),
+            mib / read_time.as_secs_f64(),
+            timed.wall.as_secs_f64() / read_time.as_secs_f64(),
+        ));
+    }
+    let warm = open_and_restore(&path, None);
+    let read_time = plain_read(&path);
+    let inline = open_and_restore(&path, Some(0));
+    lines.push(format!(
+        "  warm: open + restore {:.2} s ({:.0} MiB/s, CPU {:.2} s); plain read {:.2} s ({:.0} MiB/s); ratio {:.2}x",
+        warm.wall.as_secs_f64(),
+        mib / warm.wall.as_secs_f64(),
+        warm.cpu_s,
+        read_time.as_secs_f64(),
+        mib / read_time.as_secs_f64(),
+        warm.wall.as_secs_f64() / read_time.as_secs_f64(),
+    ));
+    lines.push(format!(
+        "  warm, no reader threads: open + restore {:.2} s (CPU {:.2} s)",
+        inline.wall.as_secs_f64(),
+        inline.cpu_s
+    ));
+    println!(
+        "recovery of {mib:.0} MiB ({entries} entries of 100 B{}), page cache {}:",
+        written_in.map_or(String::new(), |t| format!(
+            ", written in {:.1} s",
+            t.as_secs_f64()
+        )),
+        if cold {
+            "dropped for the cold runs"
+        } else {
+            "never dropped (not permitted): every run is warm"
+        }
+    );
+    for line in lines {
+        println!("{line}");
+    }
+    if keep.is_none() {
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+}
+
+/// Appends entries of 100 B until the directory holds `target_bytes`, unless it already
+/// holds a log. Returns how long the writing took.
+fn write_log(path: &Path, target_bytes: u64) -> Option<Duration> {
+    if path.exists() && dir_bytes(path) >= target_bytes {
+        return None;
+    }
+    let mut store = FileStorage::open(path).unwrap();
     store.restore().unwrap();
-    let mut index = 1;
+    let mut index = store.last_index() + 1;
     let write_start = Instant::now();
-    while dir_bytes(&path) < target_bytes {
+    while dir_bytes(path) < target_bytes {
         for _ in 0..64 {
             let entries: Vec<Entry> = (index..index + 1024).map(entry).collect();
             store.append(&entries).unwrap();
@@ -164,46 +233,61 @@ fn recovery(dir: &Path, target_bytes: u64) {
         }
         store.sync().unwrap();
     }
-    drop(store);
-    let bytes = dir_bytes(&path);
-    let written_in = write_start.elapsed();
-    let cold = drop_page_cache();
-    let start = Instant::now();
-    let mut store = FileStorage::open(&path).unwrap();
+    Some(write_start.elapsed())
+}
+
+/// Times open + restore; returns the wall time, the CPU time of all threads and the
+/// number of entries restored.
+fn open_and_restore(path: &Path, recovery_threads: Option<usize>) -> Timed {
+    let options = Options {
+        recovery_threads,
+        ..Options::default()
+    };
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
+    let mut store = FileStorage::open_with(path, options).unwrap();
     let restored = store.restore().unwrap();
-    let recovery_time = start.elapsed();
-    assert_eq!(restored.entries.len() as u64, index - 1);
-    drop(restored);
-    drop(store);
-    drop_page_cache();
+    let wall = start.elapsed();
+    let cpu_s = cpu_seconds() - cpu_start;
+    assert_eq!(restored.entries.len() as u64, store.last_index());
+    Timed {
+        wall,
+        cpu_s,
+        entries: restored.entries.len(),
+    }
+}
+
+struct Timed {
+    wall: Duration,
+    cpu_s: f64,
+    entries: usize,
+}
+
+/// User + system CPU time of this process (all threads) so far, from /proc (10 ms ticks).
+/// On a shared machine it shows what recovery costs even when the wall time shows how
+/// busy the other tenants were.
+fn cpu_seconds() -> f64 {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |at: usize| {
+        fields
+            .get(at)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 (utime) and 15 (stime) of proc(5), counted from the state field (3).
+    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+}
+
+fn plain_read(path: &Path) -> Duration {
     let start = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
-    for item in std::fs::read_dir(&path).unwrap() {
+    for item in std::fs::read_dir(path).unwrap() {
         let mut file = File::open(item.unwrap().path()).unwrap();
         while file.read(&mut buf).unwrap() > 0 {}
     }
-    let read_time = start.elapsed();
-    let mib = bytes as f64 / (1 << 20) as f64;
-    println!(
-        "recovery of {:.0} MiB ({} entries of 100 B, written in {:.1} s), page cache {}:",
-        mib,
-        index - 1,
-        written_in.as_secs_f64(),
-        if cold {
-            "dropped"
-        } else {
-            "warm (could not drop)"
-        }
-    );
-    println!(
-        "  open + restore {:.2} s ({:.0} MiB/s, {:.2} M entries/s); plain sequential read {:.2} s ({:.0} MiB/s)",
-        recovery_time.as_secs_f64(),
-        mib / recovery_time.as_secs_f64(),
-        (index - 1) as f64 / recovery_time.as_secs_f64() / 1e6,
-        read_time.as_secs_f64(),
-        mib / read_time.as_secs_f64()
-    );
-    std::fs::remove_dir_all(&path).unwrap();
+    start.elapsed()
 }
 
 fn main() {
@@ -214,8 +298,15 @@ fn main() {
         if quick { "quick" } else { "full" },
         dir.path().display()
     );
-    if std::env::args().any(|a| a == "--recovery-only") {
-        recovery(dir.path(), if quick { 64 << 20 } else { 1 << 30 });
+    let args: Vec<String> = std::env::args().collect();
+    let keep = args
+        .iter()
+        .position(|a| a == "--keep-log")
+        .and_then(|at| args.get(at + 1))
+        .map(Path::new);
+    let log_bytes = if quick { 64 << 20 } else { 1 << 30 };
+    if args.iter().any(|a| a == "--recovery-only") {
+        recovery(dir.path(), log_bytes, keep);
         return;
     }
     let (rounds, per_round) = if quick { (2, 200) } else { (6, 500) };
@@ -223,5 +314,5 @@ fn main() {
     let seconds = if quick { 2 } else { 6 };
     throughput(dir.path(), 64, Duration::from_secs(seconds));
     throughput(dir.path(), 1024, Duration::from_secs(seconds));
-    recovery(dir.path(), if quick { 64 << 20 } else { 1 << 30 });
+    recovery(dir.path(), log_bytes, keep);
 }

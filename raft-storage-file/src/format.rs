@@ -22,8 +22,8 @@ pub(crate) const SNAPSHOT_META_BYTES_MAX: usize = 1 << 20;
 /// Granularity at which a crash may leave unwritten (zero) bytes in a file.
 pub(crate) const SECTOR_BYTES: u64 = 512;
 
-const RECORD_KIND_ENTRY: u8 = 1;
-const RECORD_KIND_HARD_STATE: u8 = 2;
+pub(crate) const RECORD_KIND_ENTRY: u8 = 1;
+pub(crate) const RECORD_KIND_HARD_STATE: u8 = 2;
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];
@@ -157,6 +157,11 @@ pub(crate) enum Frame<'a> {
     BadBody { frame_bytes: usize },
 }
 
+/// The length of the frame at `bytes[offset..]`, whose header was checked before.
+pub(crate) fn frame_bytes_at(bytes: &[u8], offset: usize) -> usize {
+    FRAME_HEADER_BYTES + u32_at(bytes, offset) as usize
+}
+
 pub(crate) fn read_frame(bytes: &[u8]) -> Frame<'_> {
     if bytes.len() < FRAME_HEADER_BYTES {
         return Frame::HeaderCut;
@@ -184,18 +189,8 @@ pub(crate) fn read_frame(bytes: &[u8]) -> Frame<'_> {
     Frame::Valid { body, frame_bytes }
 }
 
-/// Decodes a checksummed record body. An error here means a bug or a foreign writer: the
-/// checksum matched but the content is not a record of this format.
-pub(crate) fn decode_record(body: &[u8]) -> Result<Record, String> {
-    let (kind, rest) = body.split_first().ok_or("empty record body")?;
-    match *kind {
-        RECORD_KIND_ENTRY => decode_exact::<Entry>(rest).map(Record::Entry),
-        RECORD_KIND_HARD_STATE => decode_exact::<HardState>(rest).map(Record::HardState),
-        other => Err(format!("unknown record kind {other}")),
-    }
-}
-
-fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+/// Decodes exactly one postcard value filling `bytes`.
+pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let (value, rest) =
         postcard::take_from_bytes::<T>(bytes).map_err(|e| format!("undecodable record: {e}"))?;
     if !rest.is_empty() {
@@ -302,7 +297,10 @@ mod tests {
         match read_frame(&buf) {
             Frame::Valid { body, frame_bytes } => {
                 assert_eq!(frame_bytes, buf.len());
-                assert_eq!(decode_record(body).unwrap(), Record::Entry(entry));
+                assert_eq!(body.len(), frame_bytes - FRAME_HEADER_BYTES);
+                let shared = bytes::Bytes::from(buf.clone());
+                let record = crate::decode::decode_record(&shared, FRAME_HEADER_BYTES..buf.len());
+                assert_eq!(record.unwrap(), Record::Entry(entry));
             }
             other => panic!("not valid: {other:?}"),
         }

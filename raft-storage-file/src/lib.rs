@@ -37,12 +37,23 @@
 //! naming the file and offset, and the store does not open: a node must not serve or vote
 //! with wrong data. See [`on_disk_format`] for the exact rules.
 //!
+//! Recovery runs at about the disk's speed: reader threads ([`Options::recovery_threads`])
+//! read each segment into one buffer and check its records, and the calling thread decodes
+//! the live entries as segments arrive. Command payloads are [`bytes::Bytes`] slices of
+//! those buffers, not copies (the same holds for entries read later, which share a buffer
+//! of up to 1 MiB per read). A buffer is freed when the last entry sharing it is dropped,
+//! so a state machine that keeps a command's `Bytes` itself for long (rather than values
+//! decoded from it) keeps that whole buffer alive: copy such bytes
+//! (`Bytes::copy_from_slice`).
+//!
 //! ## Testing your host
 //!
 //! [`FaultInjector`] (in [`Options::faults`]) fills the disk or fails syncs on demand, so
 //! a host can test its reaction to `ENOSPC` and to a fatal sync failure.
 #![forbid(unsafe_code)]
 
+mod chain;
+mod decode;
 mod error;
 mod fault;
 mod format;

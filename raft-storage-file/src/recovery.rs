@@ -1,18 +1,25 @@
 //! Opening a directory: find the files, verify the snapshot, scan the segments in order,
 //! cut a torn tail off the last one, chain them into one log and line it up with the
 //! snapshot.
+//!
+//! Reading is bounded by the disk rather than one core: reader threads read and check
+//! segments ahead of the chaining (each segment into one buffer that its command payloads
+//! will share), the calling thread chains and decodes them as they arrive (see
+//! [`crate::chain`]), and the snapshot's data is verified on a thread of its own.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
+use bytes::Bytes;
 use raft_core::{Entry, HardState, Index, SnapshotMeta, Term};
 
+use crate::chain::{Built, Found, LogBuilder};
 use crate::error::StorageError;
 use crate::fault::FaultInjector;
-use crate::format::SegmentHeader;
-use crate::scan::{self, Scan, ScannedRecord, ScannedSegment};
+use crate::scan::{self, Scan};
 use crate::segment::{self, Segment};
 use crate::snapshot;
 
@@ -59,60 +66,93 @@ pub(crate) struct Recovered {
     pub(crate) report: RecoveryReport,
 }
 
-/// A segment file being recovered.
-struct Found {
-    path: PathBuf,
-    file: File,
-    scanned: ScannedSegment,
-}
+/// By default at most this many threads read segments at once: enough to keep a disk busy
+/// while the others parse, few enough not to crowd a small machine.
+const READER_THREADS_MAX: usize = 4;
+/// By default a log smaller than this is read on the calling thread: threads would cost
+/// more than they save.
+const THREADED_BYTES_MIN: u64 = 8 << 20;
 
-/// A live entry and where it is.
-struct Located {
-    entry: Entry,
-    segment: usize,
-    offset: u64,
-    frame_bytes: u64,
-}
-
-pub(crate) fn recover(dir: &Path, faults: &FaultInjector) -> Result<Recovered, StorageError> {
+pub(crate) fn recover(
+    dir: &Path,
+    faults: &FaultInjector,
+    threads: Option<usize>,
+) -> Result<Recovered, StorageError> {
     let mut report = RecoveryReport::default();
-    let seqs = list_dir(dir, &mut report)?;
-    let snapshot = snapshot::load(dir)?;
-    let mut found = scan_all(dir, &seqs, faults, &mut report)?;
-    report.segments_scanned = found.len();
-    let snapshot_point = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
-    let Chained {
-        base,
-        mut entries,
+    let (seqs, segment_bytes) = list_dir(dir, &mut report)?;
+    let threads = threads.unwrap_or_else(|| {
+        if segment_bytes < THREADED_BYTES_MIN {
+            0
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, READER_THREADS_MAX)
+        }
+    });
+    let snapshot = snapshot::Current::find(dir)?;
+    let snapshot_point = snapshot
+        .as_ref()
+        .map_or((0, 0), |s| (s.meta().index, s.meta().term));
+    let mut log = LogBuilder::new(snapshot_point);
+    let mut scan = |report: &mut RecoveryReport| {
+        scan_all(dir, &seqs, threads, faults, report, |found| log.add(found))
+    };
+    match &snapshot {
+        None => scan(&mut report)?,
+        Some(current) if threads == 0 => {
+            current.verify()?;
+            scan(&mut report)?;
+        }
+        Some(current) => std::thread::scope(|scope| {
+            let verifier = scope.spawn(|| current.verify());
+            let scanned = scan(&mut report);
+            verifier.join().unwrap_or_else(|_| {
+                Err(StorageError::io(
+                    "verify snapshot in",
+                    dir,
+                    io::Error::other("the verifying thread panicked"),
+                ))
+            })?;
+            // A damaged snapshot is reported first, as when the two ran one after the other.
+            scanned
+        })?,
+    }
+    report.segments_scanned = log.segment_count();
+    let Built {
+        segments,
+        retired,
+        entries,
         hard_state,
-    } = chain(&mut found, snapshot_point)?;
-    let log_dropped = line_up(base, &mut entries, snapshot_point);
-    let next_seq = seqs.last().map_or(1, |s| s + 1);
-    let (segments, retired) = index_segments(found, &entries);
+        log_dropped,
+    } = log.finish()?;
     report.entries_restored = entries.len() as u64;
     Ok(Recovered {
         segments,
         retired,
-        next_seq,
+        next_seq: seqs.last().map_or(1, |s| s + 1),
         base: snapshot_point,
         log_dropped,
         hard_state,
-        snapshot,
-        entries: entries.into_iter().map(|l| l.entry).collect(),
+        snapshot: snapshot.map(snapshot::Current::into_meta),
+        entries,
         report,
     })
 }
 
-/// Segment sequence numbers in order; removes abandoned snapshot files.
-fn list_dir(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<u64>, StorageError> {
+/// Segment sequence numbers in order and the segments' total size; removes abandoned
+/// snapshot files.
+fn list_dir(dir: &Path, report: &mut RecoveryReport) -> Result<(Vec<u64>, u64), StorageError> {
     let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
     let mut seqs = Vec::new();
+    let mut segment_bytes = 0u64;
     for item in listing {
         let item = item.map_err(|e| StorageError::io("list", dir, e))?;
         let name = item.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(seq) = segment::parse_file_name(name) {
             seqs.push(seq);
+            // Only a hint for choosing threads; an unreadable size shows up when reading.
+            segment_bytes += item.metadata().map_or(0, |m| m.len());
         } else if name.starts_with(snapshot::TEMP_PREFIX) {
             let path = item.path();
             std::fs::remove_file(&path)
@@ -122,50 +162,144 @@ fn list_dir(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<u64>, Storage
         }
     }
     seqs.sort_unstable();
-    Ok(seqs)
+    Ok((seqs, segment_bytes))
 }
 
+/// A segment file read and parsed by a reader thread.
+struct ReadSegment {
+    path: PathBuf,
+    file: File,
+    file_len: u64,
+    scan: Scan,
+}
+
+/// Reads and checks every segment on `threads` reader threads (0: on this one) and hands
+/// them to `accept` in sequence order; cuts a torn tail off the last one, and removes it if
+/// its header was never written.
 fn scan_all(
     dir: &Path,
     seqs: &[u64],
+    threads: usize,
     faults: &FaultInjector,
     report: &mut RecoveryReport,
-) -> Result<Vec<Found>, StorageError> {
-    let mut found = Vec::with_capacity(seqs.len());
-    let mut bytes = Vec::new();
-    for (position, &seq) in seqs.iter().enumerate() {
-        let path = dir.join(segment::file_name(seq));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StorageError::io("open segment", &path, e))?;
-        bytes.clear();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| StorageError::io("read segment", &path, e))?;
-        let is_last = position + 1 == seqs.len();
-        match scan::scan_segment(&path, &bytes, is_last)? {
-            Scan::TornHeader(reason) => {
-                drop(file);
-                std::fs::remove_file(&path)
-                    .map_err(|e| StorageError::io("remove torn segment", &path, e))?;
-                snapshot::sync_dir(dir, faults)?;
-                tracing::warn!(path = %path.display(), reason, "removed a last segment whose header was never written");
-                report.removed_files.push(path);
-            }
-            Scan::Segment(scanned) => {
-                if let Some(torn) = &scanned.torn {
-                    cut_torn_tail(&file, &path, bytes.len() as u64, torn, faults, report)?;
-                }
-                found.push(Found {
-                    path,
-                    file,
-                    scanned,
-                });
+    mut accept: impl FnMut(Found) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let threads = threads.min(seqs.len());
+    if threads == 0 {
+        for (position, &seq) in seqs.iter().enumerate() {
+            let path = dir.join(segment::file_name(seq));
+            let read = read_segment(path, position + 1 == seqs.len())?;
+            if let Some(found) = settle(dir, read, faults, report)? {
+                accept(found)?;
             }
         }
+        return Ok(());
     }
-    Ok(found)
+    std::thread::scope(|scope| {
+        // Thread t reads segments t, t + threads, ...; each hands over one segment at a
+        // time, so at most two per thread are in memory ahead of the chaining.
+        let receivers: Vec<mpsc::Receiver<Result<ReadSegment, StorageError>>> = (0..threads)
+            .map(|first| {
+                let (sender, receiver) = mpsc::sync_channel(1);
+                scope.spawn(move || read_every_nth(dir, seqs, first, threads, &sender));
+                receiver
+            })
+            .collect();
+        for position in 0..seqs.len() {
+            // Dropping the receivers on an error stops the threads at their next send.
+            let read = receivers[position % threads].recv().map_err(|_| {
+                let path = dir.join(segment::file_name(seqs[position]));
+                StorageError::io(
+                    "read segment",
+                    path,
+                    io::Error::other("reader thread failed"),
+                )
+            })??;
+            if let Some(found) = settle(dir, read, faults, report)? {
+                accept(found)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The body of reader thread `first` of `step`.
+fn read_every_nth(
+    dir: &Path,
+    seqs: &[u64],
+    first: usize,
+    step: usize,
+    sender: &mpsc::SyncSender<Result<ReadSegment, StorageError>>,
+) {
+    for position in (first..seqs.len()).step_by(step) {
+        let path = dir.join(segment::file_name(seqs[position]));
+        let read = read_segment(path, position + 1 == seqs.len());
+        let failed = read.is_err();
+        if sender.send(read).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Reads a whole segment into one buffer and parses it.
+fn read_segment(path: PathBuf, is_last: bool) -> Result<ReadSegment, StorageError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io("open segment", &path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| StorageError::io("stat segment", &path, e))?
+        .len();
+    let mut bytes = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| StorageError::io("read segment", &path, e))?;
+    let file_len = bytes.len() as u64;
+    let scan = scan::scan_segment(&path, Bytes::from(bytes), is_last)?;
+    Ok(ReadSegment {
+        path,
+        file,
+        file_len,
+        scan,
+    })
+}
+
+/// Acts on what a crash left in the last segment: removes it if its header was never
+/// written, cuts a torn tail off it.
+fn settle(
+    dir: &Path,
+    read: ReadSegment,
+    faults: &FaultInjector,
+    report: &mut RecoveryReport,
+) -> Result<Option<Found>, StorageError> {
+    let ReadSegment {
+        path,
+        file,
+        file_len,
+        scan,
+    } = read;
+    match scan {
+        Scan::TornHeader(reason) => {
+            drop(file);
+            std::fs::remove_file(&path)
+                .map_err(|e| StorageError::io("remove torn segment", &path, e))?;
+            snapshot::sync_dir(dir, faults)?;
+            tracing::warn!(path = %path.display(), reason, "removed a last segment whose header was never written");
+            report.removed_files.push(path);
+            Ok(None)
+        }
+        Scan::Segment(scanned) => {
+            if let Some(torn) = &scanned.torn {
+                cut_torn_tail(&file, &path, file_len, torn, faults, report)?;
+            }
+            Ok(Some(Found {
+                path,
+                file,
+                scanned,
+            }))
+        }
+    }
 }
 
 fn cut_torn_tail(
@@ -196,158 +330,4 @@ fn cut_torn_tail(
         reason: torn.reason.clone(),
     });
     Ok(())
-}
-
-/// The log as the segments describe it, before lining it up with the snapshot.
-struct Chained {
-    base: (Index, Term),
-    entries: Vec<Located>,
-    hard_state: HardState,
-}
-
-/// Chains the segments into one log. A segment's header says which entry it follows:
-/// entries of earlier segments at or after its first index are superseded (a truncation),
-/// and if the entry before it has another term, or is missing but covered by the snapshot,
-/// the log restarts there (a log dropped for a snapshot). Returns the base, the live
-/// entries and the last hard state.
-fn chain(found: &mut [Found], snapshot: (Index, Term)) -> Result<Chained, StorageError> {
-    let mut base: Option<(Index, Term)> = None;
-    let mut entries: Vec<Located> = Vec::new();
-    let mut hard_state = HardState::default();
-    for (position, segment) in found.iter_mut().enumerate() {
-        let SegmentHeader {
-            first_index,
-            prev_term,
-        } = segment.scanned.header;
-        let follows = (first_index - 1, prev_term);
-        base = Some(match base {
-            None => follows,
-            Some((base_index, base_term)) => {
-                let last = base_index + entries.len() as u64;
-                if first_index - 1 > last && first_index - 1 > snapshot.0 {
-                    return Err(StorageError::MissingEntries {
-                        path: segment.path.clone(),
-                        expected: last + 1,
-                        found: first_index,
-                    });
-                }
-                if first_index - 1 > last || first_index - 1 < base_index {
-                    entries.clear();
-                    follows
-                } else {
-                    entries.truncate((first_index - 1 - base_index) as usize);
-                    let term_before = entries.last().map_or(base_term, |l| l.entry.term);
-                    if term_before == prev_term {
-                        (base_index, base_term)
-                    } else {
-                        entries.clear();
-                        follows
-                    }
-                }
-            }
-        });
-        let (base_index, _) = base.unwrap_or(follows);
-        // Entries move into the chain (no copies); the records keep only their positions.
-        for record in &mut segment.scanned.records {
-            match std::mem::replace(record, ScannedRecord::Moved) {
-                ScannedRecord::HardState(saved) => hard_state = saved,
-                ScannedRecord::Moved => {}
-                ScannedRecord::Entry {
-                    entry,
-                    offset,
-                    frame_bytes,
-                } => {
-                    let expected = base_index + entries.len() as u64 + 1;
-                    if entry.index != expected {
-                        let reason =
-                            format!("entry index {} where {expected} was expected", entry.index);
-                        return Err(StorageError::corrupt(&segment.path, offset, reason));
-                    }
-                    entries.push(Located {
-                        entry,
-                        segment: position,
-                        offset,
-                        frame_bytes,
-                    });
-                }
-            }
-        }
-    }
-    let base = base.unwrap_or(snapshot);
-    if base.0 > snapshot.0 {
-        return Err(StorageError::MissingEntries {
-            path: found.first().map_or_else(PathBuf::new, |f| f.path.clone()),
-            expected: snapshot.0 + 1,
-            found: base.0 + 1,
-        });
-    }
-    Ok(Chained {
-        base,
-        entries,
-        hard_state,
-    })
-}
-
-/// Keeps the entries after the snapshot if the log agrees with it at the snapshot's index,
-/// otherwise drops the log (it conflicts with a snapshot installed from a leader). The
-/// snapshot becomes the base. Returns whether a log was dropped: that conclusion rests on
-/// entries that may be removed later, so the caller must record it durably.
-fn line_up(base: (Index, Term), entries: &mut Vec<Located>, snapshot: (Index, Term)) -> bool {
-    let (snapshot_index, snapshot_term) = snapshot;
-    let log_term = if snapshot_index == base.0 {
-        Some(base.1)
-    } else if snapshot_index > base.0 && snapshot_index <= base.0 + entries.len() as u64 {
-        Some(entries[(snapshot_index - base.0 - 1) as usize].entry.term)
-    } else {
-        None
-    };
-    if log_term == Some(snapshot_term) {
-        entries.drain(..(snapshot_index - base.0) as usize);
-        return false;
-    }
-    tracing::info!(
-        snapshot_index,
-        snapshot_term,
-        "the stored log conflicts with the snapshot; dropped it"
-    );
-    entries.clear();
-    true
-}
-
-/// Builds each segment's index of live entries. Segments with none, except the last, are
-/// retired: removed after the next sync.
-fn index_segments(found: Vec<Found>, entries: &[Located]) -> (VecDeque<Segment>, Vec<Segment>) {
-    let count = found.len();
-    let mut segments = VecDeque::with_capacity(count);
-    let mut retired = Vec::new();
-    let mut cursor = 0usize;
-    for (position, f) in found.into_iter().enumerate() {
-        let start = cursor;
-        while cursor < entries.len() && entries[cursor].segment == position {
-            cursor += 1;
-        }
-        let live: Vec<(Index, Term, u64, u64)> = entries[start..cursor]
-            .iter()
-            .map(|l| (l.entry.index, l.entry.term, l.offset, l.frame_bytes))
-            .collect();
-        let header = f.scanned.header;
-        let physical_last = f
-            .scanned
-            .last_entry
-            .unwrap_or((header.first_index - 1, header.prev_term));
-        let segment = Segment::recovered(
-            f.path,
-            f.file,
-            header,
-            &live,
-            f.scanned.valid_len,
-            physical_last,
-        );
-        if segment.has_live() || position + 1 == count {
-            segments.push_back(segment);
-        } else {
-            retired.push(segment);
-        }
-    }
-    (segments, retired)
 }

@@ -3,25 +3,14 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use raft_core::{Entry, HardState, Index, Term};
 
+use crate::decode::{self, Peeked};
 use crate::error::StorageError;
 use crate::format::{
     self, FORMAT_VERSION, Frame, HeaderError, Record, SEGMENT_HEADER_BYTES, SegmentHeader,
 };
-
-/// A record found in a segment.
-#[derive(Debug)]
-pub(crate) enum ScannedRecord {
-    Entry {
-        entry: Entry,
-        offset: u64,
-        frame_bytes: u64,
-    },
-    HardState(HardState),
-    /// An entry already taken by recovery.
-    Moved,
-}
 
 /// What a crash left at the end of the last segment.
 #[derive(Clone, Debug)]
@@ -30,15 +19,90 @@ pub(crate) struct Torn {
     pub(crate) reason: String,
 }
 
+/// One segment file, parsed. Its entries are indexed, not built: only the live ones are
+/// decoded, once the log is chained (see [`ScannedSegment::entry`]).
 #[derive(Debug)]
 pub(crate) struct ScannedSegment {
     pub(crate) header: SegmentHeader,
-    pub(crate) records: Vec<ScannedRecord>,
-    /// `(index, term)` of the last entry in the file.
-    pub(crate) last_entry: Option<(Index, Term)>,
+    /// The file's bytes; decoded command payloads are slices of them.
+    pub(crate) bytes: Bytes,
+    /// The frame offset of each entry in the file; the entry at position `p` has index
+    /// `header.first_index + p`.
+    pub(crate) offsets: Vec<u64>,
+    /// `(first index, term)` of each run of entries sharing a term.
+    pub(crate) term_runs: Vec<(Index, Term)>,
+    /// The last hard state record in the file.
+    pub(crate) hard_state: Option<HardState>,
     /// Bytes up to the end of the last valid record.
     pub(crate) valid_len: u64,
     pub(crate) torn: Option<Torn>,
+}
+
+impl ScannedSegment {
+    /// How many entries the file holds.
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// The term of the entry at `position`.
+    pub(crate) fn term_at(&self, position: usize) -> Option<Term> {
+        let index = self.header.first_index + position as u64;
+        if position >= self.len() {
+            return None;
+        }
+        let runs_started = self.term_runs.partition_point(|run| run.0 <= index);
+        self.term_runs
+            .get(runs_started.checked_sub(1)?)
+            .map(|run| run.1)
+    }
+
+    /// The term runs of the entries at positions `start..end`.
+    pub(crate) fn term_runs_within(&self, start: usize, end: usize) -> Vec<(Index, Term)> {
+        let low = self.header.first_index + start as u64;
+        let high = self.header.first_index + end as u64;
+        let first_run = self
+            .term_runs
+            .partition_point(|run| run.0 <= low)
+            .saturating_sub(1);
+        self.term_runs[first_run..]
+            .iter()
+            .take_while(|run| run.0 < high)
+            .map(|&(index, term)| (index.max(low), term))
+            .collect()
+    }
+
+    /// `(index, term)` of the last entry in the file, or of the one before the first.
+    pub(crate) fn physical_last(&self) -> (Index, Term) {
+        match self.len().checked_sub(1) {
+            Some(last) => (
+                self.header.first_index + last as u64,
+                self.term_at(last).unwrap_or(self.header.prev_term),
+            ),
+            None => (self.header.first_index - 1, self.header.prev_term),
+        }
+    }
+
+    /// Where the frame of the entry at `position` ends.
+    pub(crate) fn frame_end(&self, position: usize) -> u64 {
+        let offset = self.offsets[position];
+        offset + format::frame_bytes_at(&self.bytes, offset as usize) as u64
+    }
+
+    /// Builds the entry at `position`, its command payload a slice of the file's bytes.
+    pub(crate) fn entry(&self, path: &Path, position: usize) -> Result<Entry, StorageError> {
+        let offset = self.offsets[position];
+        let start = offset as usize + format::FRAME_HEADER_BYTES;
+        let end = self.frame_end(position) as usize;
+        match decode::decode_record(&self.bytes, start..end) {
+            Ok(Record::Entry(entry)) => Ok(entry),
+            Ok(Record::HardState(_)) => Err(StorageError::corrupt(
+                path,
+                offset,
+                "a hard state where the scan found an entry",
+            )),
+            Err(reason) => Err(StorageError::corrupt(path, offset, reason)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -65,7 +129,7 @@ pub(crate) fn header_error(path: &Path, offset: u64, error: HeaderError) -> Stor
 /// record that a crash could have left half-written ends the log there: it was never
 /// synced, because a sync covers every earlier write and the segment before this one was
 /// synced before this one was created.
-pub(crate) fn scan_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<Scan, StorageError> {
+pub(crate) fn scan_segment(path: &Path, bytes: Bytes, is_last: bool) -> Result<Scan, StorageError> {
     let file_len = bytes.len() as u64;
     if is_last && bytes.len() < SEGMENT_HEADER_BYTES {
         return Ok(Scan::TornHeader(format!(
@@ -75,11 +139,12 @@ pub(crate) fn scan_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<S
     if is_last && bytes[..SEGMENT_HEADER_BYTES].iter().all(|b| *b == 0) {
         return Ok(Scan::TornHeader("header never written".to_string()));
     }
-    let header = SegmentHeader::decode(bytes).map_err(|e| header_error(path, 0, e))?;
-    let mut records = Vec::new();
+    let header = SegmentHeader::decode(&bytes).map_err(|e| header_error(path, 0, e))?;
+    let mut offsets: Vec<u64> = Vec::new();
+    let mut term_runs: Vec<(Index, Term)> = Vec::new();
+    let mut hard_state = None;
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut torn = None;
-    let mut last_entry = None;
     while pos < bytes.len() {
         let offset = pos as u64;
         let frame = format::read_frame(&bytes[pos..]);
@@ -92,26 +157,31 @@ pub(crate) fn scan_segment(path: &Path, bytes: &[u8], is_last: bool) -> Result<S
                 _ => return Err(StorageError::corrupt(path, offset, describe(&frame))),
             }
         };
-        let record = format::decode_record(body)
+        let peeked = decode::peek_record(body)
             .map_err(|reason| StorageError::corrupt(path, offset, reason))?;
-        records.push(match record {
-            Record::Entry(entry) => {
-                last_entry = Some((entry.index, entry.term));
-                ScannedRecord::Entry {
-                    entry,
-                    offset,
-                    frame_bytes: frame_bytes as u64,
+        match peeked {
+            Peeked::Entry { index, term } => {
+                let expected = header.first_index + offsets.len() as u64;
+                if index != expected {
+                    let reason = format!("entry index {index} where {expected} was expected");
+                    return Err(StorageError::corrupt(path, offset, reason));
+                }
+                offsets.push(offset);
+                if term_runs.last().is_none_or(|run| run.1 != term) {
+                    term_runs.push((index, term));
                 }
             }
-            Record::HardState(hard_state) => ScannedRecord::HardState(hard_state),
-        });
+            Peeked::HardState(saved) => hard_state = Some(saved),
+        }
         pos += frame_bytes;
     }
     let valid_len = torn.as_ref().map_or(file_len, |t| t.offset);
     Ok(Scan::Segment(ScannedSegment {
         header,
-        records,
-        last_entry,
+        bytes,
+        offsets,
+        term_runs,
+        hard_state,
         valid_len,
         torn,
     }))

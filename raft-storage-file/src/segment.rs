@@ -6,11 +6,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use raft_core::{Entry, HardState, Index, Term};
 
+use crate::decode;
 use crate::error::StorageError;
 use crate::fault::FaultInjector;
-use crate::format::{self, Frame, Record, SEGMENT_HEADER_BYTES, SegmentHeader};
+use crate::format::{self, FRAME_HEADER_BYTES, Frame, Record, SEGMENT_HEADER_BYTES, SegmentHeader};
 
 /// Reads of entries go to the disk in spans of about this many bytes.
 const READ_CHUNK_BYTES: u64 = 1 << 20;
@@ -51,6 +53,43 @@ pub(crate) struct Segment {
     /// `(index, term)` of the last entry physically in the file, or of the entry before the
     /// first when there is none. An append that does not follow it needs a new segment.
     pub(crate) physical_last: (Index, Term),
+}
+
+/// The live entries recovery found in a segment file.
+pub(crate) struct LiveIndex {
+    first_index: Index,
+    offsets: Vec<u64>,
+    term_runs: Vec<(Index, Term)>,
+    live_end: u64,
+}
+
+impl LiveIndex {
+    /// No live entries; the next would be `first_index`.
+    pub(crate) fn empty(first_index: Index) -> LiveIndex {
+        LiveIndex {
+            first_index,
+            offsets: Vec::new(),
+            term_runs: Vec::new(),
+            live_end: SEGMENT_HEADER_BYTES as u64,
+        }
+    }
+
+    /// Entries `first_index`, + 1, ... whose frames start at `offsets`, with the terms
+    /// `term_runs` (`(first index, term)` of each run sharing a term); the last frame ends
+    /// at `live_end`.
+    pub(crate) fn new(
+        first_index: Index,
+        offsets: Vec<u64>,
+        term_runs: Vec<(Index, Term)>,
+        live_end: u64,
+    ) -> LiveIndex {
+        LiveIndex {
+            first_index,
+            offsets,
+            term_runs,
+            live_end,
+        }
+    }
 }
 
 /// A write that failed; `rolled_back` tells whether the file was restored to its length
@@ -102,31 +141,25 @@ impl Segment {
         })
     }
 
-    /// A segment found on disk by recovery. `live` lists `(index, term, offset, frame
-    /// bytes)` of its live entries.
+    /// A segment found on disk by recovery, holding the live entries `live`.
     pub(crate) fn recovered(
         path: PathBuf,
         file: File,
-        header: SegmentHeader,
-        live: &[(Index, Term, u64, u64)],
+        live: LiveIndex,
         end_offset: u64,
         physical_last: (Index, Term),
     ) -> Segment {
-        let mut segment = Segment {
+        Segment {
             path,
             file,
-            first_index: live.first().map_or(header.first_index, |e| e.0),
-            offsets: Vec::with_capacity(live.len()),
-            term_runs: Vec::new(),
-            live_end: SEGMENT_HEADER_BYTES as u64,
+            first_index: live.first_index,
+            offsets: live.offsets,
+            term_runs: live.term_runs,
+            live_end: live.live_end,
             end_offset,
             synced_offset: end_offset,
             physical_last,
-        };
-        for &(index, term, offset, frame_bytes) in live {
-            segment.index_entry(index, term, offset, frame_bytes);
         }
-        segment
     }
 
     pub(crate) fn first_index(&self) -> Index {
@@ -245,7 +278,6 @@ impl Segment {
     ) -> Result<bool, StorageError> {
         let high = high.min(self.next_live());
         let mut index = low;
-        let mut buf = Vec::new();
         while index < high {
             let start = self.offset_of(index);
             let mut chunk_end = index + 1;
@@ -257,22 +289,25 @@ impl Segment {
             } else {
                 self.live_end
             };
-            buf.resize((end - start) as usize, 0);
+            let mut buf = vec![0u8; (end - start) as usize];
             self.file
                 .read_exact_at(&mut buf, start)
                 .map_err(|e| StorageError::io("read entries from", &self.path, e))?;
+            // Command payloads become slices of this buffer instead of copies.
+            let buf = Bytes::from(buf);
             let mut pos = 0usize;
             while index < chunk_end {
                 let at = start + pos as u64;
-                let Frame::Valid { body, frame_bytes } = format::read_frame(&buf[pos..]) else {
+                let Frame::Valid { frame_bytes, .. } = format::read_frame(&buf[pos..]) else {
                     return Err(StorageError::corrupt(
                         &self.path,
                         at,
                         "record fails its checksum on read",
                     ));
                 };
+                let body = pos + FRAME_HEADER_BYTES..pos + frame_bytes;
                 pos += frame_bytes;
-                let record = format::decode_record(body)
+                let record = decode::decode_record(&buf, body)
                     .map_err(|reason| StorageError::corrupt(&self.path, at, reason))?;
                 let Record::Entry(entry) = record else {
                     continue;

@@ -333,36 +333,53 @@ fn open_checked(path: &Path) -> Result<Option<Opened>, StorageError> {
     }))
 }
 
-/// Loads and fully verifies the current snapshot at startup, so a damaged snapshot stops
-/// the node before it serves or votes.
-pub(crate) fn load(dir: &Path) -> Result<Option<SnapshotMeta>, StorageError> {
-    let path = dir.join(FILE_NAME);
-    let Some(opened) = open_checked(&path)? else {
-        return Ok(None);
-    };
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, &opened.file);
-    let mut buf = vec![0u8; READ_BUFFER_BYTES];
-    let mut crc = 0u32;
-    reader
-        .seek(SeekFrom::Start(opened.data_offset))
-        .map_err(|e| StorageError::io("seek snapshot", &path, e))?;
-    loop {
-        let got = reader
-            .read(&mut buf)
-            .map_err(|e| StorageError::io("read snapshot", &path, e))?;
-        if got == 0 {
-            break;
+/// The current snapshot at startup, its header checked. [`Current::verify`] checks its
+/// data, so a damaged snapshot stops the node before it serves or votes.
+pub(crate) struct Current {
+    path: PathBuf,
+    opened: Opened,
+}
+
+impl Current {
+    /// Opens the current snapshot, if there is one, and checks its header.
+    pub(crate) fn find(dir: &Path) -> Result<Option<Current>, StorageError> {
+        let path = dir.join(FILE_NAME);
+        Ok(open_checked(&path)?.map(|opened| Current { path, opened }))
+    }
+
+    pub(crate) fn meta(&self) -> &SnapshotMeta {
+        &self.opened.header.meta
+    }
+
+    pub(crate) fn into_meta(self) -> SnapshotMeta {
+        self.opened.header.meta
+    }
+
+    /// Reads the whole data once and checks its checksum.
+    pub(crate) fn verify(&self) -> Result<(), StorageError> {
+        let (path, opened) = (&self.path, &self.opened);
+        let mut buf = vec![0u8; READ_BUFFER_BYTES];
+        let mut crc = 0u32;
+        let mut offset = opened.data_offset;
+        let end = opened.data_offset + opened.header.data_len;
+        while offset < end {
+            let want = usize::try_from(end - offset).map_or(buf.len(), |left| left.min(buf.len()));
+            opened
+                .file
+                .read_exact_at(&mut buf[..want], offset)
+                .map_err(|e| StorageError::io("read snapshot", path, e))?;
+            crc = crc32c::crc32c_append(crc, &buf[..want]);
+            offset += want as u64;
         }
-        crc = crc32c::crc32c_append(crc, &buf[..got]);
+        if crc != opened.header.data_crc {
+            return Err(StorageError::corrupt(
+                path,
+                opened.data_offset,
+                "snapshot data checksum mismatch",
+            ));
+        }
+        Ok(())
     }
-    if crc != opened.header.data_crc {
-        return Err(StorageError::corrupt(
-            &path,
-            opened.data_offset,
-            "snapshot data checksum mismatch",
-        ));
-    }
-    Ok(Some(opened.header.meta))
 }
 
 /// Opens the current snapshot for streaming.

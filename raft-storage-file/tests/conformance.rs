@@ -14,8 +14,10 @@ fn file_storage_conforms() {
 
 #[test]
 fn file_storage_conforms_with_small_segments() {
+    // Many segments, read by reader threads (a log this small is read inline by default).
     conformance::assert_conforms(&mut Files {
         segment_bytes_max: Some(700),
+        recovery_threads: Some(3),
         ..Files::default()
     });
 }
@@ -27,6 +29,7 @@ fn file_storage_conforms_across_power_losses() {
     let mut files = Files {
         power_loss: Some(7),
         segment_bytes_max: Some(2000),
+        recovery_threads: Some(2),
         ..Files::default()
     };
     for seed in 10..16 {

@@ -17,6 +17,7 @@ fn open(dir: &Path, faults: &FaultInjector, segment_bytes_max: u64) -> FileStora
     let options = Options {
         segment_bytes_max,
         faults: faults.clone(),
+        ..Options::default()
     };
     let mut store = FileStorage::open_with(dir, options).unwrap();
     store.restore().unwrap();

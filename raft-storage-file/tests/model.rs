@@ -39,8 +39,14 @@ proptest! {
         ops in prop::collection::vec(op(), 1..70),
         segment_bytes_max in prop_oneof![Just(600u64), Just(4000u64), Just(64u64 << 20)],
         power_loss in prop::option::of(any::<u64>()),
+        recovery_threads in prop_oneof![Just(None), Just(Some(1)), Just(Some(3))],
     ) {
-        let mut files = Files { segment_bytes_max: Some(segment_bytes_max), power_loss, ..Files::default() };
+        let mut files = Files {
+            segment_bytes_max: Some(segment_bytes_max),
+            power_loss,
+            recovery_threads,
+            ..Files::default()
+        };
         let outcome = conformance::check_ops(&mut files, &ops);
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }

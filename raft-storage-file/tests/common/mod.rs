@@ -15,6 +15,8 @@ use tempfile::TempDir;
 pub struct Files {
     pub dirs: Vec<TempDir>,
     pub segment_bytes_max: Option<u64>,
+    /// `Options::recovery_threads`.
+    pub recovery_threads: Option<usize>,
     /// On reopen, cut the last segment to a length between its synced and written size,
     /// drawn from this state (a power loss that kept part of the unsynced writes).
     pub power_loss: Option<u64>,
@@ -28,6 +30,7 @@ impl Files {
         if let Some(bytes) = self.segment_bytes_max {
             options.segment_bytes_max = bytes;
         }
+        options.recovery_threads = self.recovery_threads;
         options
     }
 }
