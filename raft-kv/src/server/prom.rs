@@ -52,10 +52,11 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Upper bounds of the request latency buckets, in microseconds: 100 us to 10 s.
-const BUCKET_BOUNDS_US: [u64; 16] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+/// Upper bounds of the request latency buckets, in microseconds: 50 us to 10 s, fine below
+/// a millisecond where a healthy loopback or LAN cluster answers.
+const BUCKET_BOUNDS_US: [u64; 20] = [
+    50, 100, 200, 300, 400, 500, 750, 1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000,
+    250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
 /// The routes the HTTP layer tells apart in its metrics.
@@ -155,18 +156,19 @@ mod tests {
     fn renders_cumulative_histograms() {
         let metrics = HttpMetrics::default();
         metrics.record(0, 200, Duration::from_micros(80));
+        metrics.record(0, 200, Duration::from_micros(40));
         metrics.record(0, 200, Duration::from_micros(300));
         metrics.record(0, 412, Duration::from_secs(20));
         let mut out = String::new();
         metrics.render(&mut PromWriter::new(&mut out));
         assert!(out.contains(
-            "raft_kv_http_request_duration_seconds_bucket{route=\"put\",le=\"0.0001\"} 1\n"
+            "raft_kv_http_request_duration_seconds_bucket{route=\"put\",le=\"0.0001\"} 2\n"
         ));
         assert!(out.contains(
-            "raft_kv_http_request_duration_seconds_bucket{route=\"put\",le=\"0.0005\"} 2\n"
+            "raft_kv_http_request_duration_seconds_bucket{route=\"put\",le=\"0.0005\"} 3\n"
         ));
         assert!(out.contains(
-            "raft_kv_http_request_duration_seconds_bucket{route=\"put\",le=\"+Inf\"} 3\n"
+            "raft_kv_http_request_duration_seconds_bucket{route=\"put\",le=\"+Inf\"} 4\n"
         ));
         assert!(out.contains("raft_kv_http_responses_total{route=\"put\",class=\"4xx\"} 1\n"));
         let mut out = String::new();

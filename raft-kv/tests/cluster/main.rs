@@ -107,6 +107,15 @@ async fn leader_crash_keeps_acknowledged_writes_and_restart_catches_up() {
             .unwrap();
         acknowledged.push(key);
     }
+    // A session write acknowledged by the old leader; its retry after the crash must be
+    // recognised, not applied again.
+    let session = [
+        ("client-id", "4242".to_string()),
+        ("sequence", "1".to_string()),
+    ];
+    let leader_url = cluster.by_id(leader).url();
+    let first = session_put(&leader_url, &session).await;
+    assert_eq!(first.0, 200);
     cluster.by_id(leader).kill();
     let killed_at = Instant::now();
     let new_leader = cluster
@@ -127,6 +136,18 @@ async fn leader_crash_keeps_acknowledged_writes_and_restart_catches_up() {
             .unwrap();
         assert!(value.is_some(), "acknowledged write {key} lost");
     }
+    let survivor = cluster.by_id(new_leader).url();
+    let retry = session_put(&survivor, &session).await;
+    assert_eq!(retry, first, "the retry must replay the first answer");
+    let once = client
+        .get(b"once", ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(
+        once.map(|v| v.meta.version),
+        Some(1),
+        "applied exactly once"
+    );
     for i in 0..150u32 {
         let key = format!("after-{i}");
         client
@@ -249,6 +270,16 @@ async fn membership_changes_and_leadership_transfer() {
         .put(b"after-transfer", Bytes::from("2"), WriteCondition::Always)
         .await
         .unwrap();
+}
+
+/// A session PUT of `once`; returns the status and body.
+async fn session_put(url: &str, session: &[(&'static str, String)]) -> (u16, Bytes) {
+    let mut connection = Connection::new(url).unwrap();
+    let answer = connection
+        .send(Method::PUT, "/v1/kv/once", session, Bytes::from("v"))
+        .await
+        .unwrap();
+    (answer.status.as_u16(), answer.body)
 }
 
 async fn client_members(url: &str) -> Result<Vec<(u64, String)>, String> {
