@@ -57,6 +57,16 @@ pub enum StorageError {
         /// The first index the segment holds.
         found: Index,
     },
+    /// Another open store, in this process or another, holds the directory's lock. Two
+    /// writers would corrupt the directory: close the other store (stop the other node)
+    /// first, or open another directory.
+    #[error(
+        "storage directory {dir} is already in use by another open store (its LOCK file is locked)"
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// An earlier sync (or write rollback) failed, so what is on disk is unknown. The store
     /// refuses every write: stop the node and restart it, which recovers from what is
     /// durable.

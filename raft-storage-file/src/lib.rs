@@ -57,6 +57,7 @@ mod decode;
 mod error;
 mod fault;
 mod format;
+mod lock;
 mod recovery;
 mod scan;
 mod segment;

@@ -9,6 +9,7 @@ use raft_core::{Entry, HardState, Index, RestoredState, SnapshotMeta, Storage, T
 use crate::error::StorageError;
 use crate::fault::FaultInjector;
 use crate::format::{self, RECORD_BODY_BYTES_MAX, SegmentHeader};
+use crate::lock::DirLock;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
 use crate::snapshot::{self, SnapshotReader, SnapshotWriter};
@@ -79,6 +80,8 @@ pub struct FileStorage {
     /// What `open` recovered, handed out by the first `restore`.
     restored: Option<RestoredState>,
     encode_buf: Vec<u8>,
+    /// Held while the store is open; declared last so it is released last.
+    _lock: DirLock,
 }
 
 impl FileStorage {
@@ -88,10 +91,14 @@ impl FileStorage {
     }
 
     /// Opens (creating if needed) the store in `dir` and recovers it. Fails, naming the
-    /// file and offset, if any data is damaged beyond a torn tail.
+    /// file and offset, if any data is damaged beyond a torn tail, and with
+    /// [`StorageError::Locked`] if another open store (in this process or another) has the
+    /// directory: the store holds an exclusive lock on `dir/LOCK` until it is dropped.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<FileStorage, StorageError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
+        // Before recovery touches anything: it may cut a tail or remove files.
+        let lock = DirLock::take(&dir)?;
         let recovered = recovery::recover(&dir, &options.faults, options.recovery_threads)?;
         let log_dropped = recovered.log_dropped;
         let snapshot = recovered.snapshot.clone().unwrap_or_default();
@@ -117,6 +124,7 @@ impl FileStorage {
             report: recovered.report,
             restored: Some(restored),
             encode_buf: Vec::new(),
+            _lock: lock,
         };
         if store.segments.is_empty() || log_dropped {
             // A new segment that starts after the snapshot records a dropped log durably
