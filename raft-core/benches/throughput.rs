@@ -123,10 +123,10 @@ impl Bench {
                 host.node.on_applied(host.applied);
                 host.touched = true;
                 // Snapshot and compact now and then, as a real host does.
-                if host.applied - host.node.snapshot_meta().index >= COMPACT_EVERY_ENTRIES {
-                    if let Some(meta) = host.node.snapshot_meta_at(host.applied) {
-                        host.node.on_snapshot_saved(meta);
-                    }
+                if host.applied - host.node.snapshot_meta().index >= COMPACT_EVERY_ENTRIES
+                    && let Some(meta) = host.node.snapshot_meta_at(host.applied)
+                {
+                    host.node.on_snapshot_saved(meta);
                 }
             }
             _ => {}

@@ -32,14 +32,12 @@ impl Node {
             self.become_follower(self.term, None);
             return;
         }
-        if quorum_check_due {
-            if let Some(leader) = self.leader_state() {
-                leader.quorum_check_elapsed = 0;
-                leader
-                    .progress
-                    .values_mut()
-                    .for_each(|p| p.recently_active = false);
-            }
+        if quorum_check_due && let Some(leader) = self.leader_state() {
+            leader.quorum_check_elapsed = 0;
+            leader
+                .progress
+                .values_mut()
+                .for_each(|p| p.recently_active = false);
         }
         self.tick_snapshot_transfers();
         self.tick_transfer();

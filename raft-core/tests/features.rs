@@ -642,7 +642,7 @@ fn far_behind_follower_catches_up_by_snapshot_chunks_despite_losses() {
         while let Some(message) = cluster.network.pop_front() {
             let chunk = matches!(message.body, MessageBody::SnapshotChunk { .. });
             delivered += usize::from(chunk);
-            if chunk && delivered % 4 == 0 {
+            if chunk && delivered.is_multiple_of(4) {
                 continue;
             }
             cluster.deliver(message);
