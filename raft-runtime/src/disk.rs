@@ -7,11 +7,9 @@
 //! [`raft_core::Node::on_persisted`] (a token covers every earlier write). Under load the
 //! queue fills while a sync runs, so the next round covers many batches with one sync.
 //!
-//! A persist batch whose only change is a higher commit index is written but does not by
-//! itself cost a sync: Raft's safety needs the term, the vote and the log durable, not the
-//! commit index (a restarted node that recovers an older commit index re-applies less and
-//! learns the rest from the leader). Such a write becomes durable with the next sync; its
-//! token is reported at once. etcd does the same (`MustSync`). Without this, every commit
+//! A persist batch the core marks as not needing a sync (`PersistBatch::sync_required`: it
+//! only raises the commit index) is written but does not by itself cost a sync; it becomes
+//! durable with the next one and its token is reported at once. Without this, every commit
 //! advance would cost a second fsync per write for a lone client.
 //!
 //! Any storage error is fatal: a write the core believes issued but that did not happen
@@ -25,8 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use raft_core::{
-    HardState, Index, NodeId, PersistBatch, SnapshotChunkWrite, SnapshotMeta, StateMachine,
-    Storage, Term, WriteToken,
+    Index, PersistBatch, SnapshotChunkWrite, SnapshotMeta, StateMachine, Storage, WriteToken,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -48,7 +45,6 @@ pub(crate) enum DiskOp {
 /// was queued) or after a fatal error.
 pub(crate) fn spawn<S, M, A>(
     storage: Arc<Mutex<S>>,
-    durable_hard_state: HardState,
     events: UnboundedSender<LaneEvent<M, A>>,
     counters: Arc<Counters>,
     span: tracing::Span,
@@ -63,10 +59,7 @@ where
         .name("raft-disk".into())
         .spawn(move || {
             let _entered = span.enter();
-            let lane = DiskLane::<S> {
-                chunk_writer: None,
-                term_vote: (durable_hard_state.term, durable_hard_state.vote),
-            };
+            let lane = DiskLane::<S> { chunk_writer: None };
             run(lane, &storage, &receiver, &events, &counters);
         })?;
     Ok((sender, handle))
@@ -107,8 +100,6 @@ fn run<S: Storage, M: StateMachine, A>(
 struct DiskLane<S: Storage> {
     /// The snapshot being received from the leader, between its first and last chunk.
     chunk_writer: Option<(SnapshotMeta, S::SnapshotWriter)>,
-    /// Term and vote of the last hard state written: a batch that changes them must sync.
-    term_vote: (Term, Option<NodeId>),
 }
 
 impl<S: Storage> DiskLane<S> {
@@ -126,7 +117,7 @@ impl<S: Storage> DiskLane<S> {
             match op {
                 DiskOp::Persist(batch) => {
                     persist(&mut *store, &batch)?;
-                    needs_sync |= self.must_sync(&batch);
+                    needs_sync |= batch.sync_required;
                     highest = highest.max(Some(batch.token));
                 }
                 DiskOp::Chunk(chunk) => {
@@ -149,17 +140,6 @@ impl<S: Storage> DiskLane<S> {
             add(&counters.fsyncs, 1);
         }
         Ok(highest)
-    }
-
-    /// True if the batch changes what Raft needs durable: log entries, or term or vote.
-    fn must_sync(&mut self, batch: &PersistBatch) -> bool {
-        let mut must = batch.truncate_from.is_some() || !batch.entries.is_empty();
-        if let Some(hard_state) = &batch.hard_state {
-            let term_vote = (hard_state.term, hard_state.vote);
-            must |= term_vote != self.term_vote;
-            self.term_vote = term_vote;
-        }
-        must
     }
 
     /// Writes one received snapshot chunk; true if it was the last (and was installed).

@@ -206,14 +206,8 @@ where
         policy: config.snapshot_policy.clone(),
         snapshot_busy: Arc::clone(&snapshot_busy),
     };
-    let lanes = spawn_lanes::<M, S, T::Address>(
-        apply_start,
-        node.hard_state(),
-        &storage,
-        &events_sender,
-        &counters,
-        &span,
-    )?;
+    let lanes =
+        spawn_lanes::<M, S, T::Address>(apply_start, &storage, &events_sender, &counters, &span)?;
     let initial = NodeStatus {
         raft: node.status(),
         lifecycle: Lifecycle::Running,
@@ -262,7 +256,6 @@ where
 /// Starts the disk and apply lanes' threads.
 fn spawn_lanes<M, S, A>(
     apply_start: ApplyStart<M, A>,
-    durable_hard_state: raft_core::HardState,
     storage: &Arc<Mutex<S>>,
     events: &mpsc::UnboundedSender<LaneEvent<M, A>>,
     counters: &Arc<Counters>,
@@ -279,7 +272,6 @@ where
     };
     let (disk, disk_thread) = disk::spawn::<S, M, A>(
         Arc::clone(storage),
-        durable_hard_state,
         events.clone(),
         Arc::clone(counters),
         span.clone(),
