@@ -23,6 +23,9 @@ pub enum Bug {
     /// (the leader's commit index in appends and heartbeats is rewritten), i.e. entries of
     /// previous terms are committed by counting replicas (Raft paper figure 8).
     CommitPreviousTerm,
+    /// Followers are told to commit everything the leader holds, before any quorum has
+    /// acknowledged it (the commit rule without the majority).
+    CommitWithoutQuorum,
     /// Reads are answered from the local state machine at once, without ReadIndex or lease.
     StaleReads,
     /// Restore ignores checksum failures of durable records (drops them like a torn tail),
@@ -35,10 +38,11 @@ pub enum Bug {
 }
 
 /// Every variant, for sweeps and tests.
-pub const ALL_BUGS: [Bug; 7] = [
+pub const ALL_BUGS: [Bug; 8] = [
     Bug::AckBeforeDurable,
     Bug::VoteWithoutLogCheck,
     Bug::CommitPreviousTerm,
+    Bug::CommitWithoutQuorum,
     Bug::StaleReads,
     Bug::SkipCorruptionCheck,
     Bug::NoSessions,
@@ -52,6 +56,7 @@ impl Bug {
             Bug::AckBeforeDurable => "ack-before-durable",
             Bug::VoteWithoutLogCheck => "vote-without-log-check",
             Bug::CommitPreviousTerm => "commit-previous-term",
+            Bug::CommitWithoutQuorum => "commit-without-quorum",
             Bug::StaleReads => "stale-reads",
             Bug::SkipCorruptionCheck => "skip-corruption-check",
             Bug::NoSessions => "no-sessions",
@@ -133,6 +138,9 @@ impl Mutator {
                     .copied()
                     .unwrap_or(0);
                 *commit = (*commit).max(counted.min(peer_match));
+            }
+            (Some(Bug::CommitWithoutQuorum), MessageBody::Append { leader_commit, .. }) => {
+                *leader_commit = (*leader_commit).max(leader_last);
             }
             _ => {}
         }

@@ -807,7 +807,12 @@ impl Host {
                 self.replica_incomplete = true;
             }
             if let EntryPayload::Command(bytes) = &entry.payload {
-                if self.replica_incomplete {
+                // A witness (or a node becoming one) may get a mix of elided and full
+                // payloads around the configuration change; its state machine never serves.
+                let full_member = self.node.as_ref().is_some_and(|n| {
+                    n.membership().contains(self.id) && !n.membership().is_witness(self.id)
+                });
+                if self.replica_incomplete && full_member {
                     ctx.checker.report(
                         ctx.now_us,
                         ViolationKind::StateMachineSafety,

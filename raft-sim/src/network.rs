@@ -79,7 +79,7 @@ impl Network {
         if rng.chance(profile.loss) {
             return;
         }
-        if self.sent % HISTORY_SAMPLE == 0 {
+        if self.sent.is_multiple_of(HISTORY_SAMPLE) {
             self.remember(&message);
         }
         if rng.chance(profile.duplicate) {

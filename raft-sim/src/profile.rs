@@ -82,6 +82,24 @@ pub const LEASE_DRIFT_TICKS: u32 = 2;
 pub const LEASE_SAFE_DRIFT: f64 = 0.05;
 
 impl FaultProfile {
+    /// Draws the profile for a run of the given broken variant (if any): the profile is the
+    /// swarm draw, made harsher where the variant needs a particular kind of trouble to
+    /// show (documented per variant in the crate docs).
+    pub fn draw_for(rng: &mut SimRng, bug: Option<crate::bugs::Bug>) -> Self {
+        use crate::bugs::Bug;
+        let mut profile = Self::draw(rng, bug == Some(Bug::LeaseBeyondBound));
+        if bug == Some(Bug::CommitPreviousTerm) {
+            // Figure 8 needs leaders that crash after replicating to a minority, and
+            // entries acknowledged one by one.
+            profile.crash_rate = profile.crash_rate.max(3.0);
+            profile.isolate_leader_rate = profile.isolate_leader_rate.max(2.0);
+            profile.max_append_bytes = 64;
+            profile.snapshot_rate = 0.0;
+            profile.lag_follower = false;
+        }
+        profile
+    }
+
     /// Draws a profile. `violent_clocks` lifts the lease bound on clock faults (used by the
     /// `lease-beyond-bound` broken variant).
     pub fn draw(rng: &mut SimRng, violent_clocks: bool) -> Self {

@@ -258,10 +258,7 @@ impl Simulation {
         let profile = if options.calm {
             FaultProfile::calm()
         } else {
-            FaultProfile::draw(
-                &mut SimRng::new(seed, Stream::Profile),
-                options.bug == Some(Bug::LeaseBeyondBound),
-            )
+            FaultProfile::draw_for(&mut SimRng::new(seed, Stream::Profile), options.bug)
         };
         let spares = if profile.membership_rate > 0.0 {
             (7 - nodes).min(2)
@@ -701,7 +698,7 @@ impl Simulation {
             .is_some_and(|n| n.role() == Role::Leader);
         let count = self.slow_ticks.entry(node).or_default();
         *count += 1;
-        leads && *count % 4 != 0
+        leads && !(*count).is_multiple_of(4)
     }
 
     fn defer_if_paused(&mut self, node: NodeId, event: &Event) -> bool {

@@ -173,7 +173,7 @@ fn build_history(
             },
         };
         // An indeterminate operation sometimes never takes effect.
-        let takes_effect = op.return_us.is_some() || noise % 3 != 0;
+        let takes_effect = op.return_us.is_some() || !noise.is_multiple_of(3);
         if takes_effect {
             state = model_step(state, op.input, Some(output)).expect("output computed from state");
         }
