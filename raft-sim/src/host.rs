@@ -252,7 +252,7 @@ impl Host {
             }
         };
         self.replica = Replica::new();
-        self.replica_incomplete = false;
+        self.replica_incomplete = image.snapshot_data.is_empty() && image.state.snapshot.index > 0;
         if let Err(error) = self.replica.restore(&image.snapshot_data) {
             let reason = format!("snapshot on disk does not restore: {error}");
             ctx.checker
@@ -890,7 +890,9 @@ impl Host {
             return self.replica_applied;
         }
         self.replica_applied = meta.index;
-        self.replica_incomplete = false;
+        // A snapshot without bytes is a witness's (the leader sends no payloads to a
+        // present or future witness): the state machine it leaves is not the cluster's.
+        self.replica_incomplete = data.is_empty() && meta.index > 0;
         self.recent_responses.clear();
         meta.index
     }
