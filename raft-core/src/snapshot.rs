@@ -182,58 +182,24 @@ impl Node {
             self.send_after_persist(from, body, ack);
             return;
         }
-        let incoming = self
-            .incoming_snapshot
-            .get_or_insert_with(|| IncomingSnapshot {
-                meta: meta.clone(),
-                next_offset: 0,
-                installing: None,
-            });
-        if incoming.installing.is_some() {
+        let Some(expected) = self.expected_chunk_offset(&meta, offset) else {
             return;
-        }
-        if offset == 0 && incoming.meta != meta {
-            *incoming = IncomingSnapshot {
-                meta: meta.clone(),
-                next_offset: 0,
-                installing: None,
-            };
-        }
-        if incoming.meta != meta || offset != incoming.next_offset {
+        };
+        if offset != expected {
             // Out of order (a chunk was lost): tell the leader where to resume.
-            let expected = if incoming.meta == meta {
-                incoming.next_offset
-            } else {
-                0
+            let body = MessageBody::SnapshotResponse {
+                index,
+                next_offset: expected,
+                installed: false,
             };
-            self.send(
-                from,
-                MessageBody::SnapshotResponse {
-                    index,
-                    next_offset: expected,
-                    installed: false,
-                },
-            );
+            self.send(from, body);
             return;
         }
-        incoming.next_offset += data.len() as u64;
-        let next_offset = incoming.next_offset;
-        // Earlier log writes must reach the disk lane before this chunk.
-        let hard_state = self.hard_state();
-        if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
-            self.actions.push(Action::Persist(batch));
+        let next_offset = offset + data.len() as u64;
+        if let Some(incoming) = &mut self.incoming_snapshot {
+            incoming.next_offset = next_offset;
         }
-        let token = self
-            .durability
-            .issue_snapshot_chunk(done.then(|| meta.clone()));
-        self.actions
-            .push(Action::WriteSnapshotChunk(Box::new(SnapshotChunkWrite {
-                meta: meta.clone(),
-                offset,
-                data,
-                done,
-                token,
-            })));
+        let token = self.write_snapshot_chunk(meta.clone(), offset, data, done);
         if done {
             self.install_snapshot_in_memory(meta, token);
         }
@@ -243,6 +209,55 @@ impl Node {
             installed: done,
         };
         self.send_after_persist(from, body, None);
+    }
+
+    /// The offset expected next for the snapshot `meta` (a chunk at offset 0 of a new
+    /// snapshot starts it afresh); `None` while a received snapshot is being installed.
+    fn expected_chunk_offset(&mut self, meta: &SnapshotMeta, offset: u64) -> Option<u64> {
+        let fresh = || IncomingSnapshot {
+            meta: meta.clone(),
+            next_offset: 0,
+            installing: None,
+        };
+        let incoming = self.incoming_snapshot.get_or_insert_with(fresh);
+        if incoming.installing.is_some() {
+            return None;
+        }
+        if offset == 0 && incoming.meta != *meta {
+            *incoming = fresh();
+        }
+        Some(if incoming.meta == *meta {
+            incoming.next_offset
+        } else {
+            0
+        })
+    }
+
+    /// Queues one chunk on the disk lane, after every earlier log write.
+    fn write_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) -> crate::action::WriteToken {
+        let hard_state = self.hard_state();
+        if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
+            self.actions.push(Action::Persist(batch));
+        }
+        let token = self
+            .durability
+            .issue_snapshot_chunk(done.then(|| meta.clone()));
+        let chunk = SnapshotChunkWrite {
+            meta,
+            offset,
+            data,
+            done,
+            token,
+        };
+        self.actions
+            .push(Action::WriteSnapshotChunk(Box::new(chunk)));
+        token
     }
 
     fn install_snapshot_in_memory(&mut self, meta: SnapshotMeta, token: crate::action::WriteToken) {
