@@ -70,6 +70,10 @@ pub struct Node {
     pub(crate) proposals: Proposals,
     pub(crate) follower_reads: FollowerReads,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// The latest snapshot installed from the leader carried no data (a witness's).
+    pub(crate) snapshot_without_data: bool,
+    /// A warning about holding a witness's data as a full member was logged.
+    pub(crate) reported_incomplete: bool,
     pub(crate) next_request_id: u64,
     pub(crate) actions: Vec<Action>,
     /// Reused buffer of peer ids for broadcasts (no allocation per flush).
@@ -193,6 +197,8 @@ impl Node {
             proposals: Proposals::default(),
             follower_reads: FollowerReads::default(),
             incoming_snapshot: None,
+            snapshot_without_data: false,
+            reported_incomplete: false,
             next_request_id: 1,
             actions: Vec::new(),
             peer_scratch: Vec::new(),
@@ -288,6 +294,14 @@ impl Node {
     /// The latest appended configuration (in force on this node, committed or not).
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// True if this node's state machine cannot be trusted to serve clients: it holds a
+    /// witness's data (entries without payloads, or a snapshot without data), because it is
+    /// or was a witness, or is becoming one. Such a node never leads and refuses reads and
+    /// proposals with `NotLeader`; a host must not serve stale reads from it either.
+    pub fn has_incomplete_state(&self) -> bool {
+        self.membership.is_witness(self.id()) || self.holds_witness_data()
     }
 
     /// True once the node has halted on a detected inconsistency.

@@ -136,6 +136,13 @@ impl Node {
             return id;
         }
         match (&self.role, self.leader) {
+            // Our state machine has holes: its answer to a forwarded command would be wrong.
+            (
+                RoleState::Follower | RoleState::PreCandidate(_) | RoleState::Candidate(_),
+                leader_hint,
+            ) if self.has_incomplete_state() => {
+                self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint }));
+            }
             (RoleState::Leader(_), _) => {
                 if let Err(error) = self.append_proposal(command, Some(id)) {
                     self.proposal_outcome(id, Err(error));

@@ -94,6 +94,11 @@ impl Node {
             Some(Err(ReadError::NotLeader { leader_hint: None }))
         } else if matches!(self.role, RoleState::Leader(_)) {
             self.leader_read(ReadOrigin::Local(id), consistency)
+        } else if self.has_incomplete_state() {
+            // Our state machine has holes (a witness's data): send the client elsewhere.
+            Some(Err(ReadError::NotLeader {
+                leader_hint: self.leader,
+            }))
         } else if let Some(leader) = self.leader {
             if self.follower_reads.forwarded.len() >= self.config.max_pending_reads {
                 Some(Err(ReadError::Overloaded))

@@ -250,9 +250,12 @@ impl Node {
     }
 
     /// True if this node's data is a witness's: its snapshot was taken while it was a
-    /// witness, or its log holds entries whose payloads were withheld.
+    /// witness or received without data, or its log holds entries whose payloads were
+    /// withheld. Such a node never leads, serves no reads or proposals and keeps the
+    /// elided entries (it does not compact them away), so the condition stays visible until
+    /// an operator wipes the node; see [`crate::Node::has_incomplete_state`].
     pub(crate) fn holds_witness_data(&self) -> bool {
-        if self.snapshot.membership.is_witness(self.id()) {
+        if self.snapshot_without_data || self.snapshot.membership.is_witness(self.id()) {
             return true;
         }
         let log = self
@@ -261,18 +264,20 @@ impl Node {
         log.iter().any(|e| e.payload == EntryPayload::Elided)
     }
 
-    /// A node with a witness's log (payloads withheld) that is made a learner or full voter
-    /// would apply holes into its state machine and could lead with an incomplete log: it
-    /// halts instead, and the operator wipes its data before adding it back.
+    /// Logs once when this node becomes, or stops being, a full member holding a witness's
+    /// data (a former witness re-added without wiping it).
     pub(crate) fn check_witness_data(&mut self) {
         let id = self.id();
         let full_member = self.membership.contains(id) && !self.membership.is_witness(id);
-        if full_member && self.halted.is_none() && self.holds_witness_data() {
-            self.halt(format!(
-                "node {id} holds a witness's log (payloads withheld) but is now a full member; \
-                 wipe its data and add it back"
-            ));
+        let incomplete = full_member && self.holds_witness_data();
+        if incomplete && !self.reported_incomplete {
+            tracing::warn!(
+                node = id,
+                "this node holds a witness's data (payloads withheld) but is a full member: \
+                 it will not lead or serve reads; wipe its data and add it back"
+            );
         }
+        self.reported_incomplete = incomplete;
     }
 
     /// A truncation removed configuration entries from `from` on: fall back to the latest

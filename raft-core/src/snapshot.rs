@@ -26,6 +26,10 @@ impl Node {
     /// must never cover entries a pending log write could still bring back), or already
     /// compacted.
     pub fn snapshot_meta_at(&self, index: Index) -> Option<SnapshotMeta> {
+        // A full member holding a witness's data keeps it visible instead of compacting it.
+        if self.holds_witness_data() && !self.membership.is_witness(self.id()) {
+            return None;
+        }
         if index > self.applied
             || index > self.durability.durable_index()
             || index < self.snapshot.index
@@ -201,6 +205,8 @@ impl Node {
         }
         let token = self.write_snapshot_chunk(meta.clone(), offset, data, done);
         if done {
+            // A snapshot without bytes is a witness's: no state machine comes with it.
+            self.snapshot_without_data = next_offset == 0;
             self.install_snapshot_in_memory(meta, token);
         }
         let body = MessageBody::SnapshotResponse {

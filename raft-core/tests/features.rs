@@ -754,7 +754,7 @@ fn a_late_durability_notice_for_an_overwritten_suffix_is_ignored() {
 }
 
 #[test]
-fn a_former_witness_re_added_with_its_old_log_halts_instead_of_serving() {
+fn a_former_witness_re_added_with_its_old_log_never_leads_or_serves() {
     let mut cluster = Cluster::new(&[1, 2]);
     add_empty_node(&mut cluster, 3);
     cluster.elect(1);
@@ -771,7 +771,8 @@ fn a_former_witness_re_added_with_its_old_log_halts_instead_of_serving() {
         .change_membership(vec![MembershipChange::DemoteVoter(3)]);
     cluster.process(1);
     assert!(membership_outcomes(&cluster).contains(&Err(MembershipError::WitnessRoleChange(3))));
-    // ...and removing it, then adding it back as a learner with its old data, halts it.
+    // ...and removing it, then adding it back as a voter with its old data, leaves a node
+    // that votes but never leads and refuses client requests.
     cluster
         .node_mut(1)
         .change_membership(vec![MembershipChange::Remove(3)]);
@@ -779,28 +780,30 @@ fn a_former_witness_re_added_with_its_old_log_halts_instead_of_serving() {
     tick_rounds(&mut cluster, 5);
     cluster
         .node_mut(1)
-        .change_membership(vec![MembershipChange::AddLearner(3)]);
+        .change_membership(vec![MembershipChange::AddVoter(3)]);
     cluster.process(1);
     tick_rounds(&mut cluster, 5);
+    assert!(cluster.node(1).membership().incoming.contains(&3));
+    assert!(cluster.node(3).has_incomplete_state());
+    let read = read(&mut cluster, 3, ReadConsistency::Linearizable);
+    assert!(matches!(
+        read_outcomes(&cluster, 3, read)[..],
+        [Err(ReadError::NotLeader { .. })]
+    ));
+    let proposal = cluster.propose(3, b"via-3");
+    let refused = cluster.events.iter().any(|(n, a)| {
+        *n == 3 && matches!(a, Action::ProposalOutcome { id, result: Err(raft_core::ProposalError::NotLeader { .. }) } if *id == proposal)
+    });
     assert!(
-        cluster.node(3).is_halted(),
-        "a node with a witness's log must not become a full member"
+        refused,
+        "a node with holes in its state machine must not answer proposals"
     );
-    assert!(
-        cluster
-            .events
-            .iter()
-            .any(|(id, a)| *id == 3 && matches!(a, Action::Halted { .. }))
-    );
-    let applied_payloads: Vec<&[u8]> = cluster.applied[&3]
-        .entries
-        .iter()
-        .map(|(_, d)| &d[..])
-        .collect();
-    assert!(
-        applied_payloads.is_empty(),
-        "nothing applied from a witness log"
-    );
+    // Leader 1 goes away: 2 must lead; 3 never campaigns.
+    cluster.isolate(1);
+    tick_rounds(&mut cluster, 60);
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    assert_ne!(cluster.node(3).role(), Role::Leader);
+    assert!(!cluster.node(3).is_halted());
 }
 
 #[test]
