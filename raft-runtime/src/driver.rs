@@ -250,10 +250,10 @@ where
     }
 
     fn on_request(&mut self, request: Request<M>) -> Result<(), String> {
-        let is_witness = self.node.membership().is_witness(self.node.id());
-        if is_witness && matches!(request, Request::Propose { .. } | Request::Read { .. }) {
-            // Its state machine only sees elided entries: a read would answer from empty
-            // state, and a write's response never reaches it.
+        let incomplete = self.node.has_incomplete_state();
+        if incomplete && matches!(request, Request::Propose { .. } | Request::Read { .. }) {
+            // A witness (or a node holding a witness's data) has a state machine with holes:
+            // a read would answer from it, and a write's response never reaches it.
             request.fail(Error::Witness);
             return Ok(());
         }
