@@ -27,10 +27,10 @@ async fn agreed_leader(
             .filter(|n| n.status().raft.role == Role::Leader)
             .map(|n| n.id())
             .collect();
-        if let [leader] = leaders[..] {
-            if nodes.values().all(|n| n.leader() == Some(leader)) {
-                return Ok(leader);
-            }
+        if let [leader] = leaders[..]
+            && nodes.values().all(|n| n.leader() == Some(leader))
+        {
+            return Ok(leader);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -344,10 +344,10 @@ where
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
         for (id, info) in upsert {
-            if id != me {
-                if let Err(error) = self.transport.add_peer(id, info.address.clone()) {
-                    tracing::warn!(peer = id, %error, "transport refused a peer address");
-                }
+            if id != me
+                && let Err(error) = self.transport.add_peer(id, info.address.clone())
+            {
+                tracing::warn!(peer = id, %error, "transport refused a peer address");
             }
             book.insert(id, info);
         }

@@ -312,10 +312,8 @@ where
         && restored.snapshot.index == 0
         && restored.entries.is_empty()
         && restored.snapshot.membership.members().is_empty();
-    if is_empty {
-        if let Init::Bootstrap { members } = init {
-            return bootstrap(id, storage, state_machine, members);
-        }
+    if is_empty && let Init::Bootstrap { members } = init {
+        return bootstrap(id, storage, state_machine, members);
     }
     let storage = Mutex::new(storage);
     let loaded =
@@ -604,12 +602,12 @@ where
     pub async fn shutdown(&self) -> Result<(), Error> {
         let _ = self.inner.shutdown.send(true);
         let handle = self.inner.driver.lock().await.take();
-        if let Some(handle) = handle {
-            if let Err(error) = handle.await {
-                return Err(Error::Stopped {
-                    reason: format!("the driver task failed: {error}"),
-                });
-            }
+        if let Some(handle) = handle
+            && let Err(error) = handle.await
+        {
+            return Err(Error::Stopped {
+                reason: format!("the driver task failed: {error}"),
+            });
         }
         match &self.status().lifecycle {
             Lifecycle::Failed { reason } => Err(Error::Stopped {

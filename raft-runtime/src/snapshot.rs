@@ -105,10 +105,10 @@ impl<S: Storage> ChunkReader<S> {
         };
         let chunk = next_chunk(&mut cursor, max_bytes)
             .map_err(|e| format!("reading snapshot {} at {offset}: {e}", meta.index))?;
-        if !chunk.done {
-            if let Ok(mut cursors) = self.cursors.lock() {
-                cursors.insert(to, cursor);
-            }
+        if !chunk.done
+            && let Ok(mut cursors) = self.cursors.lock()
+        {
+            cursors.insert(to, cursor);
         }
         Ok(Some(chunk))
     }

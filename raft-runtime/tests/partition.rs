@@ -24,10 +24,10 @@ async fn leader_among(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId]) -> NodeId 
             .copied()
             .filter(|id| nodes[id].status().raft.role == Role::Leader)
             .collect();
-        if let [leader] = leaders[..] {
-            if ids.iter().all(|id| nodes[id].leader() == Some(leader)) {
-                return leader;
-            }
+        if let [leader] = leaders[..]
+            && ids.iter().all(|id| nodes[id].leader() == Some(leader))
+        {
+            return leader;
         }
         assert!(
             tokio::time::Instant::now() < deadline,

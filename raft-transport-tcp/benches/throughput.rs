@@ -95,7 +95,7 @@ async fn measure(
         }
         sender.send(append(&payload, sent));
         sent += 1;
-        if sent % 64 == 0 {
+        if sent.is_multiple_of(64) {
             // Let the writer task run on a busy runtime.
             tokio::task::yield_now().await;
         }
