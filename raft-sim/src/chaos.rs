@@ -121,9 +121,12 @@ impl Simulation {
 
     /// The configuration in force as the highest-term live node sees it.
     fn cluster_membership(&self) -> Option<Membership> {
+        // Nodes that know no configuration (spares never added) say nothing about it; when
+        // no member runs, there is no answer and the caller skips its fault.
         self.hosts
             .iter()
             .filter_map(|h| h.node.as_ref())
+            .filter(|n| n.membership().node_count() > 0)
             .max_by_key(|n| (n.term(), n.last_index()))
             .map(|n| n.membership().clone())
     }
@@ -143,12 +146,16 @@ impl Simulation {
                 .iter()
                 .filter(|v| lost.contains(v) || self.halted(**v))
                 .count();
+            // Healthy full voters must form a quorum on their own: a witness may hold the
+            // only copy of a crashed leader's unsynced tail, and then it refuses its vote
+            // to every full voter forever (see notes/sim-bugs.md, finding 4).
             let healthy_full = voters
                 .iter()
-                .any(|v| !lost.contains(v) && !self.halted(*v) && !membership.is_witness(*v));
+                .filter(|v| !lost.contains(v) && !self.halted(**v) && !membership.is_witness(**v))
+                .count();
             // Keep one failure of margin beyond the losses, so a crash at the wrong moment
             // after healing cannot be confused with a protocol liveness bug.
-            (down + 1) * 2 <= voters.len() && healthy_full
+            (down + 1) * 2 <= voters.len() && healthy_full > voters.len() / 2
         };
         ok(&membership.incoming) && ok(&membership.outgoing)
     }
@@ -228,7 +235,6 @@ impl Simulation {
     fn candidate_changes(&self, m: &Membership) -> Vec<MembershipChange> {
         let mut out = Vec::new();
         let members = m.members();
-        let witnesses = m.witnesses.len();
         for id in self.node_ids() {
             if self.halted(id) {
                 continue;
@@ -236,25 +242,21 @@ impl Simulation {
             if !members.contains(&id) {
                 out.push(MembershipChange::AddLearner(id));
                 out.push(MembershipChange::AddVoter(id));
-                if witnesses == 0 {
+                if m.witnesses.is_empty() {
                     out.push(MembershipChange::AddWitness(id));
                 }
             } else if m.is_learner(id) && !m.is_voter(id) {
                 out.push(MembershipChange::PromoteLearner(id));
                 out.push(MembershipChange::Remove(id));
             } else if m.is_voter(id) && m.incoming.len() > 3 {
-                let mut after = m.clone();
-                after.incoming.remove(&id);
-                after.witnesses.remove(&id);
-                if self.survivable(&after, &[]) {
-                    out.push(MembershipChange::Remove(id));
-                    if !m.is_witness(id) {
-                        out.push(MembershipChange::DemoteVoter(id));
-                    }
+                out.push(MembershipChange::Remove(id));
+                if !m.is_witness(id) {
+                    out.push(MembershipChange::DemoteVoter(id));
                 }
             }
         }
         // The leader itself may be removed or demoted too (it must then step down).
+        out.retain(|change| self.survivable(&after_change(m, change), &[]));
         out
     }
 
@@ -278,4 +280,32 @@ impl Simulation {
         let target = targets[(pick % targets.len() as u64) as usize];
         self.with_host(leader, |host, ctx| host.transfer_leadership(target, ctx));
     }
+}
+
+/// The configuration a change leads to once complete (for the survivability rule).
+fn after_change(m: &Membership, change: &MembershipChange) -> Membership {
+    let mut after = m.clone();
+    match *change {
+        MembershipChange::AddVoter(id) | MembershipChange::PromoteLearner(id) => {
+            after.learners.remove(&id);
+            after.incoming.insert(id);
+        }
+        MembershipChange::AddWitness(id) => {
+            after.incoming.insert(id);
+            after.witnesses.insert(id);
+        }
+        MembershipChange::AddLearner(id) => {
+            after.learners.insert(id);
+        }
+        MembershipChange::DemoteVoter(id) => {
+            after.incoming.remove(&id);
+            after.learners.insert(id);
+        }
+        MembershipChange::Remove(id) => {
+            after.incoming.remove(&id);
+            after.learners.remove(&id);
+            after.witnesses.remove(&id);
+        }
+    }
+    after
 }
