@@ -83,6 +83,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFT_KV_LEASE_READS", value_name = "BOOL")]
     pub lease_reads: Option<bool>,
 
+    /// Most append messages in flight to one follower before the leader waits for an
+    /// acknowledgement; entries proposed meanwhile go out together in the next append.
+    /// [default: 64]
+    #[arg(long, env = "RAFT_KV_MAX_INFLIGHT_APPENDS", value_name = "N")]
+    pub max_inflight_appends: Option<usize>,
+
     /// Snapshot the state after this many applied entries; 0 turns this trigger off.
     /// [default: 100000]
     #[arg(long, env = "RAFT_KV_SNAPSHOT_ENTRIES", value_name = "N")]
@@ -170,6 +176,8 @@ pub struct ServeConfig {
     pub heartbeat_ticks: u32,
     /// Lease reads on.
     pub lease_reads: bool,
+    /// Appends in flight per follower.
+    pub max_inflight_appends: usize,
     /// Snapshot trigger in entries.
     pub snapshot_entries: Option<u64>,
     /// Snapshot trigger in bytes.
@@ -220,6 +228,7 @@ impl ServeArgs {
             election_ticks,
             heartbeat_ticks,
             lease_reads,
+            max_inflight_appends,
             snapshot_entries,
             snapshot_bytes,
             max_key_bytes,
@@ -279,6 +288,7 @@ impl ServeArgs {
             election_ticks: self.election_ticks.unwrap_or(10),
             heartbeat_ticks: self.heartbeat_ticks.unwrap_or(1),
             lease_reads: self.lease_reads.unwrap_or(true),
+            max_inflight_appends: self.max_inflight_appends.unwrap_or(64).max(1),
             snapshot_entries: positive(Some(self.snapshot_entries.unwrap_or(100_000))),
             snapshot_bytes: positive(Some(self.snapshot_bytes.unwrap_or(256 << 20))),
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(5000).max(1)),

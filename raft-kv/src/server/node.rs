@@ -386,6 +386,17 @@ fn render_node_metrics(node: &KvNode, transport: &TcpTransport, w: &mut PromWrit
             m.snapshots_restored,
         ),
         ("raft_role_changes_total", "Role changes.", m.role_changes),
+        (
+            "raft_driver_batches_total",
+            "Driver wake-ups that ran a batch.",
+            m.driver_batches,
+        ),
+        ("raft_disk_ops_total", "Disk-lane operations.", m.disk_ops),
+        (
+            "raft_commands_invalid_total",
+            "Committed commands that did not decode.",
+            m.commands_invalid,
+        ),
     ];
     for (name, help, value) in counters {
         w.single(name, "counter", help, value as f64);

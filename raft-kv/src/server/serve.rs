@@ -224,6 +224,7 @@ async fn start_node(
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;
     raft.lease_reads = config.lease_reads;
+    raft.max_inflight_appends = config.max_inflight_appends;
     let mut runtime = RuntimeConfig::new(raft);
     runtime.tick_interval = config.tick;
     runtime.request_timeout = config.request_timeout;

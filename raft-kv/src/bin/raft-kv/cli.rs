@@ -251,4 +251,7 @@ pub(crate) struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Extra `serve` flags for the spawned nodes, after `--`.
+    #[arg(last = true)]
+    pub serve_args: Vec<String>,
 }

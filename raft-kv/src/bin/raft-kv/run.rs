@@ -375,7 +375,7 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
                 data_dir: dir.clone(),
                 raft_port_base: 17001,
                 http_port_base: 18001,
-                extra_args: Vec::new(),
+                extra_args: args.serve_args.clone(),
                 show_logs: false,
             };
             let mut cluster = DevCluster::start(&options)?;
