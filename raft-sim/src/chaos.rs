@@ -13,20 +13,8 @@ impl Simulation {
             return;
         }
         let fault = self.schedule[index].fault.clone();
+        self.mark_fault(index, &fault);
         let now = self.now_us;
-        self.trace.line(now, || format!("fault #{index}: {fault}"));
-        if let Some(t) = self.timeline.as_mut() {
-            let node = match &fault {
-                Fault::Crash { node, .. }
-                | Fault::Pause { node, .. }
-                | Fault::ClockJump { node, .. }
-                | Fault::Corrupt { node, .. }
-                | Fault::Snapshot { node }
-                | Fault::LagFollower { node, .. } => Some(*node),
-                _ => None,
-            };
-            t.mark(now, node, fault.to_string());
-        }
         match fault {
             Fault::Crash { node, down_us } => {
                 self.crash(node, "fault", down_us);
@@ -44,16 +32,7 @@ impl Simulation {
                 one_way,
                 duration_us,
             } => {
-                let rest: Vec<NodeId> = self.node_ids().filter(|n| !side.contains(n)).collect();
-                let mut links = Vec::new();
-                for a in &side {
-                    for b in &rest {
-                        links.push((*a, *b));
-                        if !one_way {
-                            links.push((*b, *a));
-                        }
-                    }
-                }
+                let links = self.partition_links(&side, one_way);
                 self.cut_for(links, duration_us);
             }
             Fault::IsolateLeader { duration_us } => {
@@ -93,6 +72,39 @@ impl Simulation {
                 }
             }
         }
+    }
+
+    /// Records the fault in the trace and the timeline.
+    fn mark_fault(&mut self, index: usize, fault: &Fault) {
+        let now = self.now_us;
+        self.trace.line(now, || format!("fault #{index}: {fault}"));
+        if let Some(t) = self.timeline.as_mut() {
+            let node = match fault {
+                Fault::Crash { node, .. }
+                | Fault::Pause { node, .. }
+                | Fault::ClockJump { node, .. }
+                | Fault::Corrupt { node, .. }
+                | Fault::Snapshot { node }
+                | Fault::LagFollower { node, .. } => Some(*node),
+                _ => None,
+            };
+            t.mark(now, node, fault.to_string());
+        }
+    }
+
+    /// The directed links a partition of `side` from the rest cuts.
+    fn partition_links(&self, side: &[NodeId], one_way: bool) -> Vec<(NodeId, NodeId)> {
+        let rest: Vec<NodeId> = self.node_ids().filter(|n| !side.contains(n)).collect();
+        let mut links = Vec::new();
+        for a in side {
+            for b in &rest {
+                links.push((*a, *b));
+                if !one_way {
+                    links.push((*b, *a));
+                }
+            }
+        }
+        links
     }
 
     fn node_ids(&self) -> impl Iterator<Item = NodeId> + use<> {

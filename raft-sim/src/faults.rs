@@ -149,34 +149,73 @@ impl fmt::Display for Fault {
     }
 }
 
+/// Adds `rate * phase` faults (in expectation) made by `make`, at uniform times.
+fn add_faults(
+    schedule: &mut Vec<ScheduledFault>,
+    phase_us: u64,
+    rng: &mut SimRng,
+    rate: f64,
+    make: &mut dyn FnMut(&mut SimRng) -> Fault,
+) {
+    let expected = rate * phase_us as f64 / 1e6;
+    let count = expected.floor() as u64 + u64::from(rng.chance(expected.fract()));
+    for _ in 0..count {
+        let at_us = rng.range(0, phase_us);
+        schedule.push(ScheduledFault {
+            at_us,
+            fault: make(rng),
+        });
+    }
+}
+
 /// Draws the schedule for a cluster whose node ids are `1..=max_node`.
 pub fn generate(profile: &FaultProfile, max_node: NodeId, rng: &mut SimRng) -> Vec<ScheduledFault> {
-    let phase = profile.fault_phase_us;
     let mut schedule = Vec::new();
-    let mut add = |rng: &mut SimRng, rate: f64, make: &mut dyn FnMut(&mut SimRng) -> Fault| {
-        let expected = rate * phase as f64 / 1e6;
-        let count = expected.floor() as u64 + u64::from(rng.chance(expected.fract()));
-        for _ in 0..count {
-            let at_us = rng.range(0, phase);
-            schedule.push(ScheduledFault {
-                at_us,
-                fault: make(rng),
-            });
+    draw_process_faults(profile, max_node, rng, &mut schedule);
+    draw_network_faults(profile, max_node, rng, &mut schedule);
+    draw_clock_and_disk_faults(profile, max_node, rng, &mut schedule);
+    draw_operations(profile, max_node, rng, &mut schedule);
+    // Stable sort: equal times keep their generation order.
+    schedule.sort_by_key(|s| s.at_us);
+    schedule
+}
+
+fn random_node(rng: &mut SimRng, max_node: NodeId) -> NodeId {
+    rng.range(1, max_node + 1)
+}
+
+fn draw_process_faults(
+    profile: &FaultProfile,
+    max_node: NodeId,
+    rng: &mut SimRng,
+    out: &mut Vec<ScheduledFault>,
+) {
+    let phase = profile.fault_phase_us;
+    add_faults(out, phase, rng, profile.crash_rate, &mut |rng| {
+        Fault::Crash {
+            node: random_node(rng, max_node),
+            down_us: rng.range(1_000, 800_000),
         }
-    };
-    let node = |rng: &mut SimRng| rng.range(1, max_node + 1);
-    add(rng, profile.crash_rate, &mut |rng| Fault::Crash {
-        node: node(rng),
-        down_us: rng.range(1_000, 800_000),
     });
-    add(rng, profile.pause_rate, &mut |rng| Fault::Pause {
-        node: node(rng),
-        duration_us: rng.range(1_000, 500_000),
+    add_faults(out, phase, rng, profile.pause_rate, &mut |rng| {
+        Fault::Pause {
+            node: random_node(rng, max_node),
+            duration_us: rng.range(1_000, 500_000),
+        }
     });
-    add(rng, profile.partition_rate, &mut |rng| {
+}
+
+fn draw_network_faults(
+    profile: &FaultProfile,
+    max_node: NodeId,
+    rng: &mut SimRng,
+    out: &mut Vec<ScheduledFault>,
+) {
+    let phase = profile.fault_phase_us;
+    add_faults(out, phase, rng, profile.partition_rate, &mut |rng| {
         let mut side: Vec<NodeId> = (1..=max_node).filter(|_| rng.chance(0.5)).collect();
         if side.is_empty() {
-            side.push(node(rng));
+            side.push(random_node(rng, max_node));
         }
         Fault::Partition {
             side,
@@ -184,44 +223,76 @@ pub fn generate(profile: &FaultProfile, max_node: NodeId, rng: &mut SimRng) -> V
             duration_us: rng.range(10_000, 1_000_000),
         }
     });
-    add(rng, profile.isolate_leader_rate, &mut |rng| {
+    add_faults(out, phase, rng, profile.isolate_leader_rate, &mut |rng| {
         Fault::IsolateLeader {
             duration_us: rng.range(10_000, 800_000),
         }
     });
-    add(rng, profile.clog_rate, &mut |rng| {
-        let from = node(rng);
-        let to = node(rng);
+    add_faults(out, phase, rng, profile.clog_rate, &mut |rng| {
+        let from = random_node(rng, max_node);
+        let to = random_node(rng, max_node);
         Fault::Clog {
             from,
             to,
             duration_us: rng.range(10_000, 600_000),
         }
     });
+}
+
+fn draw_clock_and_disk_faults(
+    profile: &FaultProfile,
+    max_node: NodeId,
+    rng: &mut SimRng,
+    out: &mut Vec<ScheduledFault>,
+) {
+    let phase = profile.fault_phase_us;
     let jump_max = profile.clock_jump_max_ticks;
-    add(rng, profile.clock_jump_rate, &mut |rng| Fault::ClockJump {
-        node: node(rng),
-        ticks: rng.range(1, jump_max + 1),
-        forward: rng.chance(0.5),
+    add_faults(out, phase, rng, profile.clock_jump_rate, &mut |rng| {
+        Fault::ClockJump {
+            node: random_node(rng, max_node),
+            ticks: rng.range(1, jump_max + 1),
+            forward: rng.chance(0.5),
+        }
     });
-    add(rng, profile.corruption_rate, &mut |rng| Fault::Corrupt {
-        node: node(rng),
-        pick: rng.next_u64(),
+    add_faults(out, phase, rng, profile.corruption_rate, &mut |rng| {
+        Fault::Corrupt {
+            node: random_node(rng, max_node),
+            pick: rng.next_u64(),
+        }
     });
-    add(rng, profile.membership_rate, &mut |rng| Fault::Membership {
-        pick: rng.next_u64(),
+}
+
+fn draw_operations(
+    profile: &FaultProfile,
+    max_node: NodeId,
+    rng: &mut SimRng,
+    out: &mut Vec<ScheduledFault>,
+) {
+    let phase = profile.fault_phase_us;
+    add_faults(out, phase, rng, profile.membership_rate, &mut |rng| {
+        Fault::Membership {
+            pick: rng.next_u64(),
+        }
     });
-    add(rng, profile.transfer_rate, &mut |rng| Fault::Transfer {
-        pick: rng.next_u64(),
+    add_faults(out, phase, rng, profile.transfer_rate, &mut |rng| {
+        Fault::Transfer {
+            pick: rng.next_u64(),
+        }
     });
-    add(rng, profile.snapshot_rate * max_node as f64, &mut |rng| {
-        Fault::Snapshot { node: node(rng) }
-    });
+    add_faults(
+        out,
+        phase,
+        rng,
+        profile.snapshot_rate * max_node as f64,
+        &mut |rng| Fault::Snapshot {
+            node: random_node(rng, max_node),
+        },
+    );
     if profile.lag_follower {
-        let lagging = node(rng);
+        let lagging = random_node(rng, max_node);
         let at_us = rng.range(0, phase / 2);
         let duration_us = rng.range(phase / 4, phase / 2);
-        schedule.push(ScheduledFault {
+        out.push(ScheduledFault {
             at_us,
             fault: Fault::LagFollower {
                 node: lagging,
@@ -231,15 +302,12 @@ pub fn generate(profile: &FaultProfile, max_node: NodeId, rng: &mut SimRng) -> V
         // Every node snapshots in the middle of the lag, so the log the follower needs is
         // compacted away wherever it looks.
         for id in 1..=max_node {
-            schedule.push(ScheduledFault {
+            out.push(ScheduledFault {
                 at_us: at_us + duration_us / 2,
                 fault: Fault::Snapshot { node: id },
             });
         }
     }
-    // Stable sort: equal times keep their generation order.
-    schedule.sort_by_key(|s| s.at_us);
-    schedule
 }
 
 #[cfg(test)]

@@ -177,45 +177,7 @@ impl Timeline {
             .max()
             .unwrap_or(0)
             .max(1);
-        let mut last_term = None;
-        let mut commit_points = Vec::new();
-        for (i, (at, state)) in samples.iter().enumerate() {
-            let end = samples.get(i + 1).map_or(self.end_us, |(t, _)| *t);
-            let (x0, x1) = (x(*at), x(end).max(x(*at) + 0.5));
-            let (color, label) = match state {
-                NodeState::Running { role, term, commit } => {
-                    commit_points.push((x0, *commit));
-                    let color = match role {
-                        Role::Leader => "#2e7d32",
-                        Role::Candidate => "#f9a825",
-                        Role::PreCandidate => "#ffe082",
-                        Role::Follower => "#90caf9",
-                    };
-                    (color, format!("{role:?} term {term} commit {commit}"))
-                }
-                NodeState::Down => ("#555", "down".to_string()),
-                NodeState::Halted => ("#000", "halted".to_string()),
-            };
-            let _ = write!(
-                svg,
-                r#"<rect x="{x0}" y="{}" width="{}" height="{}" fill="{color}"><title>n{node} {}</title></rect>"#,
-                y + 2.0,
-                x1 - x0,
-                lane - 6.0,
-                escape(&label)
-            );
-            if let NodeState::Running { term, .. } = state
-                && last_term != Some(*term)
-            {
-                last_term = Some(*term);
-                let _ = write!(
-                    svg,
-                    r#"<text x="{}" y="{}" font-size="9">t{term}</text>"#,
-                    x0 + 1.0,
-                    y + 11.0
-                );
-            }
-        }
+        let commit_points = self.render_segments(svg, node, &samples, y, lane, x);
         if !commit_points.is_empty() {
             let points: Vec<String> = commit_points
                 .iter()
@@ -241,6 +203,55 @@ impl Timeline {
                 escape(text)
             );
         }
+    }
+
+    /// Draws the node's role segments and term labels; returns the commit-index points.
+    fn render_segments(
+        &self,
+        svg: &mut String,
+        node: NodeId,
+        samples: &[(u64, NodeState)],
+        y: f64,
+        lane: f64,
+        x: &dyn Fn(u64) -> f64,
+    ) -> Vec<(f64, u64)> {
+        let mut last_term = None;
+        let mut commit_points = Vec::new();
+        for (i, (at, state)) in samples.iter().enumerate() {
+            let end = samples.get(i + 1).map_or(self.end_us, |(t, _)| *t);
+            let (x0, x1) = (x(*at), x(end).max(x(*at) + 0.5));
+            let (color, label) = match state {
+                NodeState::Running { role, term, commit } => {
+                    commit_points.push((x0, *commit));
+                    (
+                        role_color(*role),
+                        format!("{role:?} term {term} commit {commit}"),
+                    )
+                }
+                NodeState::Down => ("#555", "down".to_string()),
+                NodeState::Halted => ("#000", "halted".to_string()),
+            };
+            let _ = write!(
+                svg,
+                r#"<rect x="{x0}" y="{}" width="{}" height="{}" fill="{color}"><title>n{node} {}</title></rect>"#,
+                y + 2.0,
+                x1 - x0,
+                lane - 6.0,
+                escape(&label)
+            );
+            if let NodeState::Running { term, .. } = state
+                && last_term != Some(*term)
+            {
+                last_term = Some(*term);
+                let _ = write!(
+                    svg,
+                    r#"<text x="{}" y="{}" font-size="9">t{term}</text>"#,
+                    x0 + 1.0,
+                    y + 11.0
+                );
+            }
+        }
+        commit_points
     }
 
     fn render_client(
@@ -273,6 +284,15 @@ impl Timeline {
                 escape(&op.to_string())
             );
         }
+    }
+}
+
+fn role_color(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "#2e7d32",
+        Role::Candidate => "#f9a825",
+        Role::PreCandidate => "#ffe082",
+        Role::Follower => "#90caf9",
     }
 }
 

@@ -216,22 +216,7 @@ fn run(
         report.events as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     if let Some(path) = trace {
-        let mut text = String::new();
-        for (i, fault) in report.schedule.iter().enumerate() {
-            let kept = report.kept_faults.contains(&i);
-            text.push_str(&format!(
-                "schedule #{i} at {}us{}: {}\n",
-                fault.at_us,
-                if kept { "" } else { " (dropped)" },
-                fault.fault
-            ));
-        }
-        text.push_str(&report.trace_lines.join("\n"));
-        text.push('\n');
-        for v in &report.violations {
-            text.push_str(&format!("VIOLATION {v}\n"));
-        }
-        write_file(&path, &text);
+        write_file(&path, &trace_text(&report));
     }
     if let (Some(path), Some(timeline)) = (html, report.timeline.as_ref()) {
         let title = format!("raft-sim seed {seed}{}", args.flags(None));
@@ -271,60 +256,64 @@ fn run(
     }
 }
 
+/// The readable trace: the fault schedule, one line per event, the violations.
+fn trace_text(report: &RunReport) -> String {
+    let mut text = String::new();
+    for (i, fault) in report.schedule.iter().enumerate() {
+        let kept = report.kept_faults.contains(&i);
+        text.push_str(&format!(
+            "schedule #{i} at {}us{}: {}\n",
+            fault.at_us,
+            if kept { "" } else { " (dropped)" },
+            fault.fault
+        ));
+    }
+    text.push_str(&report.trace_lines.join("\n"));
+    text.push('\n');
+    for v in &report.violations {
+        text.push_str(&format!("VIOLATION {v}\n"));
+    }
+    text
+}
+
 fn write_file(path: &std::path::Path, text: &str) {
     if let Err(error) = std::fs::write(path, text) {
         eprintln!("cannot write {}: {error}", path.display());
     }
 }
 
-fn sweep(
+/// Runs every seed of `seeds` on `jobs` threads; returns the failures (seed, first
+/// violation) and the events simulated.
+fn run_seeds(
     seeds: Range<u64>,
     args: &RunArgs,
-    jobs: Option<usize>,
-    quiet: bool,
-    known: &[String],
-) -> ExitCode {
-    let jobs = jobs
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
-        .max(1);
-    let total = seeds.end - seeds.start;
+    jobs: usize,
+    bar: &indicatif::ProgressBar,
+) -> (Vec<(u64, String)>, u64) {
     let next = AtomicU64::new(seeds.start);
     let (sender, receiver) = mpsc::channel::<(u64, bool, u64, String)>();
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(total)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} seeds, {per_sec}, eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let started = Instant::now();
     let mut failures = Vec::new();
     let mut events = 0u64;
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let sender = sender.clone();
             let next = &next;
+            let end = seeds.end;
             scope.spawn(move || {
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.end {
+                    if seed >= end {
                         break;
                     }
                     let report = Simulation::new(args.options(seed)).run();
-                    let first = report
-                        .violations
-                        .first()
-                        .map(|v| v.to_string())
-                        .unwrap_or_default();
-                    if sender
-                        .send((seed, report.passed(), report.events, first))
-                        .is_err()
-                    {
+                    let first = report.violations.first().map(|v| v.to_string());
+                    let outcome = (
+                        seed,
+                        report.passed(),
+                        report.events,
+                        first.unwrap_or_default(),
+                    );
+                    if sender.send(outcome).is_err() {
                         break;
                     }
                 }
@@ -340,24 +329,52 @@ fn sweep(
             bar.inc(1);
         }
     });
-    bar.finish_and_clear();
     failures.sort();
+    (failures, events)
+}
+
+fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds, {per_sec}, eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn sweep(
+    seeds: Range<u64>,
+    args: &RunArgs,
+    jobs: Option<usize>,
+    quiet: bool,
+    known: &[String],
+) -> ExitCode {
+    let jobs = jobs
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1);
+    let total = seeds.end - seeds.start;
+    let bar = progress_bar(total, quiet);
+    let started = Instant::now();
+    let (failures, events) = run_seeds(seeds, args, jobs, &bar);
+    bar.finish_and_clear();
     let (known_failures, failures): (Vec<_>, Vec<_>) = failures
         .into_iter()
         .partition(|(_, first)| known.iter().any(|k| first.contains(k.as_str())));
-    for (seed, first) in &known_failures {
-        println!(
-            "KNOWN seed={seed}: {}",
-            first.lines().next().unwrap_or_default()
-        );
-        println!("  replay: raft-sim run --seed {seed}{}", args.flags(None));
-    }
-    for (seed, first) in &failures {
-        println!(
-            "FAIL seed={seed}: {}",
-            first.lines().next().unwrap_or_default()
-        );
-        println!("  replay: raft-sim run --seed {seed}{}", args.flags(None));
+    for (label, list) in [("KNOWN", &known_failures), ("FAIL", &failures)] {
+        for (seed, first) in list {
+            println!(
+                "{label} seed={seed}: {}",
+                first.lines().next().unwrap_or_default()
+            );
+            println!("  replay: raft-sim run --seed {seed}{}", args.flags(None));
+        }
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     println!(
@@ -368,7 +385,6 @@ fn sweep(
         total as f64 * 60.0 / secs,
         events as f64 / secs
     );
-    let _ = std::io::stdout().flush();
     let passed = total as usize - failures.len() - known_failures.len();
     if known.is_empty() {
         println!("passed={passed} failed={}", failures.len());
@@ -379,6 +395,7 @@ fn sweep(
             known_failures.len()
         );
     }
+    let _ = std::io::stdout().flush();
     if failures.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -563,6 +563,46 @@ impl Simulation {
 
     fn handle(&mut self, event: Event) {
         match event {
+            Event::Tick { .. }
+            | Event::Deliver(_)
+            | Event::DiskDone { .. }
+            | Event::ApplyDone { .. }
+            | Event::ClientRequest { .. } => self.handle_node_event(event),
+            Event::ClientReply {
+                client,
+                op_serial,
+                reply,
+            } => {
+                let rng = &mut self.client_rng;
+                let step = self
+                    .workload
+                    .on_reply(client, op_serial, reply, self.now_us, rng);
+                self.client_step(client, step, true);
+            }
+            Event::ClientTimeout { client, attempt } => self.client_timeout(client, attempt),
+            Event::ClientIssue { client } => {
+                let rng = &mut self.client_rng;
+                let step = self.workload.issue(client, self.now_us, rng);
+                self.client_step(client, step, false);
+            }
+            Event::Fault(index) => self.apply_fault(index),
+            Event::Restart { node, incarnation } => self.restart(node, incarnation),
+            Event::Resume { node } => self.resume(node),
+            Event::Uncut(links) => self.network.uncut(&links),
+            Event::Unclog(link) => {
+                let mut out = Vec::new();
+                let (now, rng) = (self.now_us, &mut self.net_rng);
+                self.network.unclog(link, now, &self.profile, rng, &mut out);
+                self.deliver_all(out);
+            }
+            Event::Heal => self.heal(),
+            Event::LeaderDeadline => self.leader_deadline(),
+        }
+    }
+
+    /// Events addressed to one node: dropped when stale, deferred while it is paused.
+    fn handle_node_event(&mut self, event: Event) {
+        match event {
             Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Event::Deliver(message) => {
                 let to = message.to;
@@ -572,87 +612,51 @@ impl Simulation {
                 self.mutator.observe_delivery(self.options.bug, &message);
                 self.with_host(to, |host, ctx| host.receive(message, ctx));
             }
-            Event::DiskDone { node, incarnation } => {
-                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) {
-                    self.with_host(node, |host, ctx| host.disk_done(ctx));
-                }
+            Event::DiskDone { node, incarnation }
+                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) =>
+            {
+                self.with_host(node, |host, ctx| host.disk_done(ctx));
             }
-            Event::ApplyDone { node, incarnation } => {
-                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) {
-                    self.with_host(node, |host, ctx| host.apply_done(ctx));
-                }
+            Event::ApplyDone { node, incarnation }
+                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) =>
+            {
+                self.with_host(node, |host, ctx| host.apply_done(ctx));
             }
             Event::ClientRequest { node, request } => {
-                if !self.defer_if_paused(
+                let deferred = Event::ClientRequest {
                     node,
-                    &Event::ClientRequest {
-                        node,
-                        request: request.clone(),
-                    },
-                ) {
+                    request: request.clone(),
+                };
+                if !self.defer_if_paused(node, &deferred) {
                     self.with_host(node, |host, ctx| host.client_request(request, ctx));
                 }
             }
-            Event::ClientReply {
-                client,
-                op_serial,
-                reply,
-            } => {
-                let step = self.workload.on_reply(
-                    client,
-                    op_serial,
-                    reply,
-                    self.now_us,
-                    &mut self.client_rng,
-                );
-                self.client_step(client, step, true);
-            }
-            Event::ClientTimeout { client, attempt } => {
-                if self.client_attempts[client] == attempt
-                    && let Some(serial) = self.workload.pending_serial(client)
-                {
-                    let may_give_up = self.healed_at_us.is_none();
-                    let step = self.workload.on_timeout(
-                        client,
-                        serial,
-                        self.now_us,
-                        may_give_up,
-                        &mut self.client_rng,
-                    );
-                    self.client_step(client, step, false);
-                }
-            }
-            Event::ClientIssue { client } => {
-                let step = self
-                    .workload
-                    .issue(client, self.now_us, &mut self.client_rng);
-                self.client_step(client, step, false);
-            }
-            Event::Fault(index) => self.apply_fault(index),
-            Event::Restart { node, incarnation } => self.restart(node, incarnation),
-            Event::Resume { node } => self.resume(node),
-            Event::Uncut(links) => self.network.uncut(&links),
-            Event::Unclog(link) => {
-                let mut out = Vec::new();
-                self.network.unclog(
-                    link,
-                    self.now_us,
-                    &self.profile,
-                    &mut self.net_rng,
-                    &mut out,
-                );
-                self.deliver_all(out);
-            }
-            Event::Heal => self.heal(),
-            Event::LeaderDeadline => {
-                if !self.leader_after_heal && self.current_leader().is_none() {
-                    let detail = format!("no leader within {LEADER_BOUND_US}us after healing");
-                    self.checker
-                        .report(self.now_us, ViolationKind::Liveness, detail);
-                } else {
-                    self.leader_after_heal = true;
-                }
-            }
+            _ => {}
+        }
+    }
+
+    fn client_timeout(&mut self, client: usize, attempt: u64) {
+        if self.client_attempts[client] != attempt {
+            return;
+        }
+        let Some(serial) = self.workload.pending_serial(client) else {
+            return;
+        };
+        let may_give_up = self.healed_at_us.is_none();
+        let rng = &mut self.client_rng;
+        let step = self
+            .workload
+            .on_timeout(client, serial, self.now_us, may_give_up, rng);
+        self.client_step(client, step, false);
+    }
+
+    fn leader_deadline(&mut self) {
+        if !self.leader_after_heal && self.current_leader().is_none() {
+            let detail = format!("no leader within {LEADER_BOUND_US}us after healing");
+            self.checker
+                .report(self.now_us, ViolationKind::Liveness, detail);
+        } else {
+            self.leader_after_heal = true;
         }
     }
 
