@@ -178,10 +178,18 @@ async fn initial_membership(config: &ServeConfig) -> Result<Init<SocketAddr>, Se
     };
     let mut client = ClusterClient::new(std::slice::from_ref(url), options)
         .map_err(|e| join_error(e.to_string()))?;
-    let members = client
-        .members()
-        .await
-        .map_err(|e| join_error(e.to_string()))?;
+    let members = match client.members().await {
+        Ok(members) => members,
+        // A node that joined before restarts from its own storage, which knows the members;
+        // the member it joined through may be gone by now.
+        Err(error) if has_state(&config.data_dir) => {
+            tracing::warn!(%url, %error, "cannot reach the join URL; restarting from local state");
+            return Ok(Init::Join {
+                peers: AddressBook::new(),
+            });
+        }
+        Err(error) => return Err(join_error(error.to_string())),
+    };
     let mut peers = AddressBook::new();
     for member in members.members {
         let Some(address) = member.raft_addr.and_then(|a| a.parse::<SocketAddr>().ok()) else {
@@ -197,6 +205,11 @@ async fn initial_membership(config: &ServeConfig) -> Result<Init<SocketAddr>, Se
         ));
     }
     Ok(Init::Join { peers })
+}
+
+/// Whether the data dir holds anything (a node that ran before).
+fn has_state(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 async fn start_node(
