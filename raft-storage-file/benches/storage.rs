@@ -99,7 +99,9 @@ fn latency(dir: &Path, rounds: usize, per_round: usize) {
 }
 
 /// Batches of `batch` entries, one sync each, and the same bytes through a raw
-/// write + fdatasync loop, alternating every second so both see the same disk.
+/// write + fdatasync loop, alternating every half second so both see the same disk. Only
+/// the append and sync calls are timed (building the entries is the caller's cost). Then
+/// appends without syncs: what the store itself costs per entry.
 fn throughput(dir: &Path, batch: u64, duration: Duration) {
     let mut store = FileStorage::open(dir.join(format!("batch-{batch}"))).unwrap();
     store.restore().unwrap();
@@ -110,33 +112,71 @@ fn throughput(dir: &Path, batch: u64, duration: Duration) {
         .unwrap();
     // Our record for a 100-byte command is 118 bytes (frame header, kind, varints).
     let raw_batch = vec![7u8; 118 * batch as usize];
-    let (mut index, mut raw_batches) = (1, 0u64);
-    let (mut store_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
+    let mut index = 1;
+    let (mut store_batches, mut raw_batches) = (Vec::new(), Vec::new());
     let mut entries = Vec::with_capacity(batch as usize);
-    while store_time + raw_time < duration {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(500) {
+    let total = |samples: &[Duration]| samples.iter().sum::<Duration>();
+    while total(&store_batches) + total(&raw_batches) < duration {
+        let round = Instant::now();
+        while round.elapsed() < Duration::from_millis(500) {
             entries.clear();
             entries.extend((index..index + batch).map(entry));
+            let start = Instant::now();
             store.append(&entries).unwrap();
             store.sync().unwrap();
+            store_batches.push(start.elapsed());
             index += batch;
         }
-        store_time += start.elapsed();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(500) {
+        let round = Instant::now();
+        while round.elapsed() < Duration::from_millis(500) {
+            let start = Instant::now();
             raw.write_all(&raw_batch).unwrap();
             raw.sync_data().unwrap();
-            raw_batches += 1;
+            raw_batches.push(start.elapsed());
         }
-        raw_time += start.elapsed();
     }
-    let rate = (index - 1) as f64 / store_time.as_secs_f64();
-    let raw_rate = (raw_batches * batch) as f64 / raw_time.as_secs_f64();
+    let rate = (store_batches.len() as u64 * batch) as f64 / total(&store_batches).as_secs_f64();
+    let raw_rate = (raw_batches.len() as u64 * batch) as f64 / total(&raw_batches).as_secs_f64();
+    store_batches.sort();
+    raw_batches.sort();
+    let rate_at_p50 = |samples: &[Duration]| batch as f64 / percentile(samples, 0.5).as_secs_f64();
     println!(
-        "batches of {batch} x 100 B, one sync per batch: {rate:.0} entries/s; raw write+fdatasync of the same bytes: {raw_rate:.0} entries/s ({:.2}x)",
+        "batches of {batch} x 100 B, one sync per batch: {rate:.0} entries/s; raw write+fdatasync of the same bytes: {raw_rate:.0} entries/s; ratio {:.2}x",
         rate / raw_rate
     );
+    println!(
+        "  per batch: FileStorage p50 {:.0} us, p99 {:.0} us, mean {:.0} us ({:.0} entries/s at p50); raw p50 {:.0} us, p99 {:.0} us, mean {:.0} us ({:.0} entries/s at p50)",
+        micros(percentile(&store_batches, 0.5)),
+        micros(percentile(&store_batches, 0.99)),
+        micros(total(&store_batches) / store_batches.len() as u32),
+        rate_at_p50(&store_batches),
+        micros(percentile(&raw_batches, 0.5)),
+        micros(percentile(&raw_batches, 0.99)),
+        micros(total(&raw_batches) / raw_batches.len() as u32),
+        rate_at_p50(&raw_batches),
+    );
+    let unsynced = append_without_sync(dir, batch);
+    println!(
+        "  the same appends without sync (store CPU only): {unsynced:.0} entries/s, {:.1} us per batch",
+        batch as f64 / unsynced * 1e6
+    );
+}
+
+/// Entries per second appended in batches of `batch` with no sync (one at the end), into
+/// a new store.
+fn append_without_sync(dir: &Path, batch: u64) -> f64 {
+    let mut store = FileStorage::open(dir.join(format!("unsynced-{batch}"))).unwrap();
+    store.restore().unwrap();
+    let batches: Vec<Vec<Entry>> = (0..2000u64)
+        .map(|b| (1 + b * batch..1 + (b + 1) * batch).map(entry).collect())
+        .collect();
+    let start = Instant::now();
+    for entries in &batches {
+        store.append(entries).unwrap();
+    }
+    let elapsed = start.elapsed();
+    store.sync().unwrap();
+    (batches.len() as u64 * batch) as f64 / elapsed.as_secs_f64()
 }
 
 fn drop_page_cache() -> bool {
@@ -151,8 +191,8 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Writes `target_bytes` of log (or reuses the log in `keep`), then times open + restore
-/// against a plain sequential read of the same files, each with a cold page cache (twice,
-/// alternating) and a warm one, and a warm open + restore with no reader threads.
+/// with and without reader threads against a plain sequential read of the same files:
+/// three rounds with the page cache dropped before each run, then two warm rounds.
 fn recovery(dir: &Path, target_bytes: u64, keep: Option<&Path>) {
     let path = keep.map_or_else(|| dir.join("recovery"), Path::to_path_buf);
     let written_in = write_log(&path, target_bytes);
@@ -161,40 +201,54 @@ fn recovery(dir: &Path, target_bytes: u64, keep: Option<&Path>) {
     let mut cold = true;
     let mut lines = Vec::new();
     let mut entries = 0;
-    for round in 1..=2 {
+    let configs = [
+        ("reader threads (default)", None),
+        ("no reader threads", Some(0)),
+    ];
+    for round in 1..=3 {
         cold &= drop_page_cache();
         let read_time = plain_read(&path);
         cold &= drop_page_cache();
-        let timed = open_and_restore(&path, None);
-        entries = timed.entries;
+        let kept_time = read_into_memory(&path);
         lines.push(format!(
-            "  cold {round}: open + restore {:.2} s ({:.0} MiB/s, {:.2} M entries/s, CPU {:.2} s); plain read {:.2} s ({:.0} MiB/s); ratio {:.2}x",
-            timed.wall.as_secs_f64(),
-            mib / timed.wall.as_secs_f64(),
-            entries as f64 / timed.wall.as_secs_f64() / 1e6,
-            timed.cpu_s,
+            "  cold {round}: plain read {:.2} s ({:.0} MiB/s); read into memory kept {:.2} s",
             read_time.as_secs_f64(),
             mib / read_time.as_secs_f64(),
-            timed.wall.as_secs_f64() / read_time.as_secs_f64(),
+            kept_time.as_secs_f64(),
         ));
+        for (name, threads) in configs {
+            cold &= drop_page_cache();
+            let timed = open_and_restore(&path, threads);
+            entries = timed.entries;
+            lines.push(describe(
+                &format!("cold {round}"),
+                name,
+                &timed,
+                mib,
+                read_time,
+            ));
+        }
     }
-    let warm = open_and_restore(&path, None);
     let read_time = plain_read(&path);
-    let inline = open_and_restore(&path, Some(0));
+    let kept_time = read_into_memory(&path);
     lines.push(format!(
-        "  warm: open + restore {:.2} s ({:.0} MiB/s, CPU {:.2} s); plain read {:.2} s ({:.0} MiB/s); ratio {:.2}x",
-        warm.wall.as_secs_f64(),
-        mib / warm.wall.as_secs_f64(),
-        warm.cpu_s,
+        "  warm: plain read {:.2} s ({:.0} MiB/s); read into memory kept {:.2} s",
         read_time.as_secs_f64(),
         mib / read_time.as_secs_f64(),
-        warm.wall.as_secs_f64() / read_time.as_secs_f64(),
+        kept_time.as_secs_f64(),
     ));
-    lines.push(format!(
-        "  warm, no reader threads: open + restore {:.2} s (CPU {:.2} s)",
-        inline.wall.as_secs_f64(),
-        inline.cpu_s
-    ));
+    for round in 1..=2 {
+        for (name, threads) in configs {
+            let timed = open_and_restore(&path, threads);
+            lines.push(describe(
+                &format!("warm {round}"),
+                name,
+                &timed,
+                mib,
+                read_time,
+            ));
+        }
+    }
     println!(
         "recovery of {mib:.0} MiB ({entries} entries of 100 B{}), page cache {}:",
         written_in.map_or(String::new(), |t| format!(
@@ -213,6 +267,17 @@ fn recovery(dir: &Path, target_bytes: u64, keep: Option<&Path>) {
     if keep.is_none() {
         std::fs::remove_dir_all(&path).unwrap();
     }
+}
+
+fn describe(when: &str, name: &str, timed: &Timed, mib: f64, read_time: Duration) -> String {
+    format!(
+        "  {when}: open + restore, {name}: {:.2} s ({:.0} MiB/s, {:.2} M entries/s, CPU {:.2} s), {:.2}x the plain read",
+        timed.wall.as_secs_f64(),
+        mib / timed.wall.as_secs_f64(),
+        timed.entries as f64 / timed.wall.as_secs_f64() / 1e6,
+        timed.cpu_s,
+        timed.wall.as_secs_f64() / read_time.as_secs_f64(),
+    )
 }
 
 /// Appends entries of 100 B until the directory holds `target_bytes`, unless it already
@@ -278,6 +343,20 @@ fn cpu_seconds() -> f64 {
     };
     // Fields 14 (utime) and 15 (stime) of proc(5), counted from the state field (3).
     (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+}
+
+/// Reads every file into a buffer of its own, all kept until the end: the least a
+/// recovery that hands the whole log to the node in memory must do (fresh memory costs
+/// page faults that a read into one reused buffer does not).
+fn read_into_memory(path: &Path) -> Duration {
+    let start = Instant::now();
+    let kept: Vec<Vec<u8>> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|item| std::fs::read(item.unwrap().path()).unwrap())
+        .collect();
+    let elapsed = start.elapsed();
+    drop(kept);
+    elapsed
 }
 
 fn plain_read(path: &Path) -> Duration {
