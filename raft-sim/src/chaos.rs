@@ -143,8 +143,10 @@ impl Simulation {
             .map(|n| n.membership().clone())
     }
 
+    /// Halted, or with a corrupt disk it has not restarted from yet (it will halt then).
     fn halted(&self, node: NodeId) -> bool {
         matches!(self.hosts[node as usize - 1].liveness, Liveness::Halted(_))
+            || self.corrupted.contains(&node)
     }
 
     /// True if losing the nodes in `lost` (plus the halted ones) leaves a majority of
