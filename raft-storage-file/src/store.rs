@@ -93,7 +93,9 @@ impl FileStorage {
     /// Opens (creating if needed) the store in `dir` and recovers it. Fails, naming the
     /// file and offset, if any data is damaged beyond a torn tail, and with
     /// [`StorageError::Locked`] if another open store (in this process or another) has the
-    /// directory: the store holds an exclusive lock on `dir/LOCK` until it is dropped.
+    /// directory: the store holds an exclusive lock on `dir/LOCK` until it is dropped. (A
+    /// held lock is retried for up to 250 ms first: a child process forked by another
+    /// thread holds a copy of the lock until it execs.)
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<FileStorage, StorageError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
