@@ -48,6 +48,19 @@ impl DevCluster {
             .map(|id| format!("{id}=127.0.0.1:{}", port(options.raft_port_base, *id)))
             .collect::<Vec<_>>()
             .join(",");
+        // A node that cannot bind exits at once, and another cluster on the same ports would
+        // answer in its place: refuse up front.
+        for id in &ids {
+            for base in [options.raft_port_base, options.http_port_base] {
+                let address = format!("127.0.0.1:{}", port(base, *id));
+                std::net::TcpListener::bind(&address).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("{address} is not free ({e}); is another cluster running?"),
+                    )
+                })?;
+            }
+        }
         let mut nodes = Vec::new();
         let mut endpoints = Vec::new();
         for id in ids {
@@ -154,6 +167,11 @@ impl DevCluster {
         }
     }
 
+    /// Whether every node has exited.
+    pub fn all_exited(&self) -> bool {
+        self.reported.len() == self.nodes.len()
+    }
+
     /// Nodes that exited since the last call, with their exit status.
     pub fn newly_exited(&mut self) -> Vec<(u64, String)> {
         let mut exited = Vec::new();
@@ -183,7 +201,30 @@ pub fn terminate(pid: u32) {
     }
 }
 
-/// The data directory to remove before a fresh dev cluster, checked to be one we made.
+/// Whether `path` looks like a dev cluster's data dir (absent, or holding only `node-<i>`
+/// entries), so `--fresh` never deletes a directory it did not make.
 pub fn is_dev_data_dir(path: &Path) -> bool {
-    path.join("node-1").is_dir() || !path.exists()
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return !path.exists();
+    };
+    entries
+        .into_iter()
+        .all(|entry| entry.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("node-")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: `--fresh` deletes only directories made of node data dirs.
+    #[test]
+    fn fresh_only_deletes_dev_data_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        assert!(is_dev_data_dir(&data), "absent");
+        std::fs::create_dir_all(data.join("node-2")).unwrap();
+        assert!(is_dev_data_dir(&data));
+        std::fs::write(data.join("precious.txt"), b"x").unwrap();
+        assert!(!is_dev_data_dir(&data));
+    }
 }

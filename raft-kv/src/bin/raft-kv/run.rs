@@ -313,6 +313,9 @@ async fn dev_cluster(args: DevClusterArgs) -> Result<(), CommandError> {
                 for (id, status) in cluster.newly_exited() {
                     eprintln!("node {id} exited ({status}); the others keep serving. Ctrl-C stops all.");
                 }
+                if cluster.all_exited() {
+                    return Err("every node has exited; see the logs above".into());
+                }
             }
         }
     }
