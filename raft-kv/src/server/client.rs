@@ -31,7 +31,15 @@ pub enum ClientError {
     /// The endpoint is not `http://host:port` or `host:port`.
     #[error("bad endpoint `{0}`: use http://host:port")]
     BadEndpoint(String),
-    /// The connection could not be made or broke.
+    /// Nothing accepted a connection at the endpoint.
+    #[error("{endpoint}: cannot connect: {message}")]
+    Connect {
+        /// The node.
+        endpoint: String,
+        /// What happened.
+        message: String,
+    },
+    /// The connection broke (the request may or may not have reached the node).
     #[error("{endpoint}: {message}")]
     Transport {
         /// The node.
@@ -69,7 +77,9 @@ impl ClientError {
     /// True when the same request may succeed on another node or a little later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Transport { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Connect { .. }
+            | ClientError::Transport { .. }
+            | ClientError::Timeout { .. } => true,
             ClientError::Api { body, .. } => matches!(
                 body.error.as_str(),
                 "not_leader"
@@ -178,9 +188,13 @@ impl Connection {
         if self.sender.as_ref().is_some_and(|s| !s.is_closed()) {
             return Ok(());
         }
-        let stream = TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let stream =
+            TcpStream::connect(&self.authority)
+                .await
+                .map_err(|e| ClientError::Connect {
+                    endpoint: self.authority.clone(),
+                    message: e.to_string(),
+                })?;
         // Requests are small; waiting for Nagle would add a round trip of delay.
         stream
             .set_nodelay(true)
@@ -396,8 +410,14 @@ impl ClusterClient {
         headers: &[(&'static str, String)],
         body: Bytes,
     ) -> Result<Answer, ClientError> {
-        let deadline = Instant::now() + self.options.retry_for;
+        let started = Instant::now();
+        let deadline = started + self.options.retry_for;
         let mut backoff = Duration::from_millis(20);
+        // Attempts in a row that found no listening node: two full rounds over every
+        // endpoint, and at least a second (a restarting node is back by then), mean a wrong
+        // address or a cluster that is down, not a failover; say so instead of retrying for
+        // all of `retry_for`.
+        let mut unreachable = 0;
         loop {
             let timeout = self.options.request_timeout;
             let connection = &mut self.connections[self.current];
@@ -420,7 +440,13 @@ impl ClusterClient {
                 },
                 Err(error) => error,
             };
-            if Instant::now() >= deadline {
+            unreachable = match error {
+                ClientError::Connect { .. } => unreachable + 1,
+                _ => 0,
+            };
+            let hopeless = unreachable >= 2 * self.endpoints.len()
+                && started.elapsed() >= Duration::from_secs(1);
+            if Instant::now() >= deadline || hopeless {
                 return Err(error);
             }
             tracing::debug!(endpoint = self.current_endpoint(), %error, "retrying");

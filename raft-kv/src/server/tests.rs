@@ -452,3 +452,29 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
 }
+
+/// Goal: with no node listening anywhere the client gives up after about a second with a
+/// connect error, instead of retrying for its whole retry window.
+#[tokio::test]
+async fn unreachable_cluster_fails_fast() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let options = ClientOptions {
+        request_timeout: Duration::from_secs(2),
+        retry_for: Duration::from_secs(30),
+    };
+    let mut c = ClusterClient::new(&[closed.clone(), closed], options).unwrap();
+    let started = std::time::Instant::now();
+    let error = c.get(b"k", ReadConsistency::Stale).await.unwrap_err();
+    assert!(
+        matches!(error, crate::server::client::ClientError::Connect { .. }),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
