@@ -92,8 +92,9 @@ struct RunArgs {
     bug: Option<Bug>,
     /// Keep only these fault-schedule entries (comma-separated indices), as printed by a
     /// shrunk failure.
-    #[arg(long, value_delimiter = ',', num_args = 0..)]
-    faults: Option<Vec<usize>>,
+    /// (`none` keeps no fault at all).
+    #[arg(long, value_parser = parse_faults)]
+    faults: Option<FaultList>,
     /// No faults at all.
     #[arg(long)]
     calm: bool,
@@ -108,7 +109,7 @@ impl RunArgs {
             clients: self.clients,
             keys: self.keys,
             bug: self.bug,
-            only_faults: self.faults.clone(),
+            only_faults: self.faults.as_ref().map(|f| f.0.clone()),
             calm: self.calm,
             ..SimOptions::standard(seed)
         }
@@ -136,12 +137,35 @@ impl RunArgs {
         if self.calm {
             out.push_str(" --calm");
         }
-        if let Some(faults) = faults.or(self.faults.as_deref()) {
+        if let Some(faults) = faults.or(self.faults.as_ref().map(|f| f.0.as_slice())) {
             let list: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
-            out.push_str(&format!(" --faults={}", list.join(",")));
+            let list = if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(",")
+            };
+            out.push_str(&format!(" --faults={list}"));
         }
         out
     }
+}
+
+/// Indices of fault-schedule entries to keep.
+#[derive(Clone, Debug)]
+struct FaultList(Vec<usize>);
+
+fn parse_faults(text: &str) -> Result<FaultList, String> {
+    if text.is_empty() || text == "none" {
+        return Ok(FaultList(Vec::new()));
+    }
+    text.split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("bad fault index `{part}`: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(FaultList)
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>, String> {
