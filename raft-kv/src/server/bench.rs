@@ -140,6 +140,16 @@ pub async fn run(
     shared.stop.store(true, Ordering::Relaxed);
     let measured = shared.measure_from.elapsed();
     reporter.abort();
+    summarize(tasks, &shared, options.clients, measured).await
+}
+
+/// Merges the clients' histograms and counts into the report.
+async fn summarize(
+    tasks: Vec<tokio::task::JoinHandle<ClientTotals>>,
+    shared: &Shared,
+    clients: usize,
+    measured: Duration,
+) -> Result<BenchReport, ClientError> {
     let mut histogram = Histogram::<u64>::new(3).map_err(|e| decode_error(e.to_string()))?;
     let (mut writes, mut errors) = (0, 0);
     for task in tasks {
@@ -157,7 +167,7 @@ pub async fn run(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     Ok(BenchReport {
-        clients: options.clients,
+        clients,
         seconds,
         ops: histogram.len(),
         writes,

@@ -278,6 +278,87 @@ impl KvBackend for RuntimeBackend {
     }
 }
 
+/// A node counter: name, help, and how to read it from the runtime's metrics.
+type NodeCounter = (
+    &'static str,
+    &'static str,
+    fn(&raft_runtime::Metrics) -> u64,
+);
+
+/// The runtime's counters, as Prometheus counters.
+const NODE_COUNTERS: [NodeCounter; 18] = [
+    (
+        "raft_proposals_submitted_total",
+        "Proposals submitted here.",
+        |m| m.proposals_submitted,
+    ),
+    ("raft_proposals_applied_total", "Proposals answered.", |m| {
+        m.proposals_applied
+    }),
+    (
+        "raft_proposals_failed_total",
+        "Proposals that failed.",
+        |m| m.proposals_failed,
+    ),
+    ("raft_reads_submitted_total", "Reads submitted here.", |m| {
+        m.reads_submitted
+    }),
+    ("raft_reads_failed_total", "Reads that failed.", |m| {
+        m.reads_failed
+    }),
+    ("raft_entries_applied_total", "Log entries applied.", |m| {
+        m.entries_applied
+    }),
+    ("raft_fsyncs_total", "Disk syncs.", |m| m.fsyncs),
+    ("raft_disk_batches_total", "Disk-lane batches.", |m| {
+        m.disk_batches
+    }),
+    ("raft_disk_ops_total", "Disk-lane operations.", |m| {
+        m.disk_ops
+    }),
+    (
+        "raft_messages_sent_total",
+        "Messages handed to the transport.",
+        |m| m.messages_sent,
+    ),
+    ("raft_messages_received_total", "Messages received.", |m| {
+        m.messages_received
+    }),
+    (
+        "raft_snapshot_chunks_sent_total",
+        "Snapshot chunks sent.",
+        |m| m.snapshot_chunks_sent,
+    ),
+    (
+        "raft_snapshots_saved_total",
+        "Local snapshots saved.",
+        |m| m.snapshots_saved,
+    ),
+    (
+        "raft_snapshots_failed_total",
+        "Local snapshots failed.",
+        |m| m.snapshots_failed,
+    ),
+    (
+        "raft_snapshots_restored_total",
+        "Snapshots installed.",
+        |m| m.snapshots_restored,
+    ),
+    ("raft_role_changes_total", "Role changes.", |m| {
+        m.role_changes
+    }),
+    (
+        "raft_driver_batches_total",
+        "Driver wake-ups with work.",
+        |m| m.driver_batches,
+    ),
+    (
+        "raft_commands_invalid_total",
+        "Undecodable commands.",
+        |m| m.commands_invalid,
+    ),
+];
+
 fn render_node_metrics(node: &KvNode, transport: &TcpTransport, w: &mut PromWriter<'_>) {
     let status = node.status();
     let raft = &status.raft;
@@ -314,94 +395,14 @@ fn render_node_metrics(node: &KvNode, transport: &TcpTransport, w: &mut PromWrit
     w.single(
         "raft_snapshot_index",
         "gauge",
-        "Index of the latest snapshot.",
+        "Latest snapshot index.",
         snapshot_index,
     );
     let m = node.metrics();
-    let counters = [
-        (
-            "raft_proposals_submitted_total",
-            "Proposals submitted through this node.",
-            m.proposals_submitted,
-        ),
-        (
-            "raft_proposals_applied_total",
-            "Proposals that returned a response.",
-            m.proposals_applied,
-        ),
-        (
-            "raft_proposals_failed_total",
-            "Proposals that failed.",
-            m.proposals_failed,
-        ),
-        (
-            "raft_reads_submitted_total",
-            "Reads submitted through this node.",
-            m.reads_submitted,
-        ),
-        (
-            "raft_reads_failed_total",
-            "Reads that failed.",
-            m.reads_failed,
-        ),
-        (
-            "raft_entries_applied_total",
-            "Log entries applied.",
-            m.entries_applied,
-        ),
-        ("raft_fsyncs_total", "Disk syncs.", m.fsyncs),
-        (
-            "raft_disk_batches_total",
-            "Disk-lane batches.",
-            m.disk_batches,
-        ),
-        (
-            "raft_messages_sent_total",
-            "Messages handed to the transport.",
-            m.messages_sent,
-        ),
-        (
-            "raft_messages_received_total",
-            "Messages received.",
-            m.messages_received,
-        ),
-        (
-            "raft_snapshot_chunks_sent_total",
-            "Snapshot chunks sent to lagging peers.",
-            m.snapshot_chunks_sent,
-        ),
-        (
-            "raft_snapshots_saved_total",
-            "Local snapshots saved.",
-            m.snapshots_saved,
-        ),
-        (
-            "raft_snapshots_failed_total",
-            "Local snapshots that failed.",
-            m.snapshots_failed,
-        ),
-        (
-            "raft_snapshots_restored_total",
-            "Snapshots installed from the leader.",
-            m.snapshots_restored,
-        ),
-        ("raft_role_changes_total", "Role changes.", m.role_changes),
-        (
-            "raft_driver_batches_total",
-            "Driver wake-ups that ran a batch.",
-            m.driver_batches,
-        ),
-        ("raft_disk_ops_total", "Disk-lane operations.", m.disk_ops),
-        (
-            "raft_commands_invalid_total",
-            "Committed commands that did not decode.",
-            m.commands_invalid,
-        ),
-    ];
-    for (name, help, value) in counters {
-        w.single(name, "counter", help, value as f64);
+    for (name, help, get) in NODE_COUNTERS {
+        w.single(name, "counter", help, get(&m) as f64);
     }
-    for (name, help, summary) in [
+    let summaries = [
         (
             "raft_fsync_seconds",
             "Latency of disk syncs.",
@@ -409,10 +410,11 @@ fn render_node_metrics(node: &KvNode, transport: &TcpTransport, w: &mut PromWrit
         ),
         (
             "raft_apply_batch_seconds",
-            "Latency of state machine apply batches.",
+            "Latency of apply batches.",
             m.apply_latency,
         ),
-    ] {
+    ];
+    for (name, help, summary) in summaries {
         w.family(name, "summary", help);
         w.sample(name, &[("quantile", "0.5")], summary.p50_us as f64 / 1e6);
         w.sample(name, &[("quantile", "0.99")], summary.p99_us as f64 / 1e6);

@@ -8,7 +8,7 @@ use raft_kv::server::bench::{self, BenchOptions, BenchReport, Progress};
 use raft_kv::server::client::{ClientError, ClientOptions, ClusterClient, Value, WriteCondition};
 use raft_kv::server::devcluster::{self, DevCluster, DevClusterOptions};
 use raft_kv::server::serve;
-use raft_kv::server::wire::{AddMemberBody, MembersBody, StatusBody};
+use raft_kv::server::wire::{AddMemberBody, MembersBody, ReadConsistency, StatusBody};
 use serde_json::json;
 
 use crate::cli::{BenchArgs, Cli, ClientArgs, Command, DevClusterArgs, MembersAction};
@@ -71,34 +71,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CommandError> {
             limit,
             start_after,
             consistency,
-            client: args,
-        } => {
-            let mut client = connect(&args)?;
-            let list = client
-                .list(&prefix, start_after.as_deref(), limit, consistency)
-                .await?;
-            if args.json {
-                return print_json(&list);
-            }
-            let mut out = std::io::stdout().lock();
-            for entry in &list.entries {
-                let key = entry
-                    .key
-                    .clone()
-                    .or(entry.key_base64.clone())
-                    .unwrap_or_default();
-                let value = entry
-                    .value
-                    .clone()
-                    .or(entry.value_base64.clone())
-                    .unwrap_or_default();
-                writeln!(out, "{key}\t{value}\t(revision {})", entry.revision)?;
-            }
-            if list.more {
-                writeln!(out, "... more keys; continue with --start-after")?;
-            }
-            Ok(())
-        }
+            client,
+        } => list(&client, &prefix, start_after.as_deref(), limit, consistency).await,
         Command::Status { client } => status(&client).await,
         Command::Members { action, client } => members(&client, action).await,
         Command::TransferLeader { to, client: args } => {
@@ -112,6 +86,34 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CommandError> {
         }
         Command::Bench(args) => run_bench(args).await,
     }
+}
+
+async fn list(
+    args: &ClientArgs,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: u32,
+    consistency: ReadConsistency,
+) -> Result<(), CommandError> {
+    let mut client = connect(args)?;
+    let list = client.list(prefix, start_after, limit, consistency).await?;
+    if args.json {
+        return print_json(&list);
+    }
+    let mut out = std::io::stdout().lock();
+    for entry in &list.entries {
+        let key = entry.key.as_ref().or(entry.key_base64.as_ref());
+        let value = entry.value.as_ref().or(entry.value_base64.as_ref());
+        let (key, value) = (
+            key.map_or("", String::as_str),
+            value.map_or("", String::as_str),
+        );
+        writeln!(out, "{key}\t{value}\t(revision {})", entry.revision)?;
+    }
+    if list.more {
+        writeln!(out, "... more keys; continue with --start-after")?;
+    }
+    Ok(())
 }
 
 fn write_condition(if_revision: Option<u64>, if_absent: bool) -> WriteCondition {
