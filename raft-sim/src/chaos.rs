@@ -175,13 +175,19 @@ impl Simulation {
     }
 
     fn corrupt(&mut self, node: NodeId, pick: u64) {
-        let Some(membership) = self.cluster_membership() else {
+        if self.cluster_membership().is_none() || self.halted(node) {
             return;
-        };
-        if self.halted(node)
-            || self.corrupted.contains(&node)
-            || !self.survivable(&membership, &[node])
-        {
+        }
+        // Every configuration some running node holds may end up in force (a change in
+        // flight can still commit): losing the node must be survivable in all of them.
+        let views: Vec<Membership> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.node.as_ref())
+            .map(|n| n.membership().clone())
+            .filter(|m| m.node_count() > 0)
+            .collect();
+        if views.iter().any(|m| !self.survivable(m, &[node])) {
             return;
         }
         if !self.hosts[node as usize - 1].disk.corrupt(pick) {
