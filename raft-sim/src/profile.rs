@@ -182,7 +182,7 @@ impl FaultProfile {
             // without pre-vote; that liveness loss is not what the variant is about.
             pre_vote: violent_clocks || rng.chance(0.7),
             check_quorum: lease_reads || rng.chance(0.7),
-            snapshot_chunk_bytes: rng.range(64, 4096),
+            snapshot_chunk_bytes: rng.range(16, 1024),
             max_append_bytes: rng.range(64, 64 * 1024),
         }
     }
