@@ -2,7 +2,7 @@
 //! position, so compaction cannot shift indices).
 
 use crate::message::ConflictHint;
-use crate::types::{Entry, Index, SnapshotMeta, Term};
+use crate::types::{Entry, EntryPayload, Index, SnapshotMeta, Term};
 
 /// The log after the snapshot base `(snapshot_index, snapshot_term)`.
 ///
@@ -12,6 +12,16 @@ pub(crate) struct RaftLog {
     snapshot_index: Index,
     snapshot_term: Term,
     entries: Vec<Entry>,
+    /// How many of `entries` are `Elided` (a witness's), kept up to date on every change so
+    /// the question "do we hold a witness's log?" costs nothing.
+    elided_count: usize,
+}
+
+fn count_elided(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| e.payload == EntryPayload::Elided)
+        .count()
 }
 
 /// What a follower's log did with an append request.
@@ -33,6 +43,7 @@ impl RaftLog {
         let log = RaftLog {
             snapshot_index: snapshot.index,
             snapshot_term: snapshot.term,
+            elided_count: count_elided(&entries),
             entries,
         };
         log.assert_contiguous();
@@ -115,6 +126,7 @@ impl RaftLog {
     pub(crate) fn push(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index() + 1);
         assert!(entry.term >= self.last_term());
+        self.elided_count += usize::from(entry.payload == EntryPayload::Elided);
         self.entries.push(entry);
     }
 
@@ -171,9 +183,12 @@ impl RaftLog {
         };
         let truncate_from = (first_new <= self.last_index()).then_some(first_new);
         if let Some(from) = truncate_from {
-            self.entries.truncate((from - self.first_index()) as usize);
+            let keep = (from - self.first_index()) as usize;
+            self.elided_count -= count_elided(&self.entries[keep..]);
+            self.entries.truncate(keep);
         }
         let offset = (first_new - prev_log_index - 1) as usize;
+        self.elided_count += count_elided(&entries[offset..]);
         self.entries.extend(entries.drain(offset..));
         self.assert_contiguous_tail(first_new);
         AppendResult::Matched {
@@ -184,6 +199,11 @@ impl RaftLog {
     }
 
     fn assert_contiguous_tail(&self, from: Index) {
+        debug_assert_eq!(
+            self.elided_count,
+            count_elided(&self.entries),
+            "elided count drifted"
+        );
         debug_assert!(
             self.slice(from, self.last_index() + 1)
                 .windows(2)
@@ -225,6 +245,7 @@ impl RaftLog {
             return;
         }
         let drop_count = ((index - self.snapshot_index) as usize).min(self.entries.len());
+        self.elided_count -= count_elided(&self.entries[..drop_count]);
         self.entries.drain(..drop_count);
         self.snapshot_index = index;
         self.snapshot_term = term;
@@ -238,9 +259,15 @@ impl RaftLog {
             self.compact(index, term);
         } else {
             self.entries.clear();
+            self.elided_count = 0;
             self.snapshot_index = index;
             self.snapshot_term = term;
         }
+    }
+
+    /// True if any entry held has its payload withheld (received as a witness).
+    pub(crate) fn has_elided(&self) -> bool {
+        self.elided_count > 0
     }
 
     /// Entries are the same up to `index` as when a record `(index, term)` was made: by the
@@ -355,6 +382,29 @@ mod tests {
         assert_eq!((log.first_index(), log.last_index()), (4, 4));
         log.install_snapshot(6, 3);
         assert_eq!((log.first_index(), log.last_index()), (7, 6));
+    }
+
+    #[test]
+    fn elided_entries_are_counted_through_every_change() {
+        let elided = |index, term| Entry {
+            index,
+            term,
+            payload: EntryPayload::Elided,
+        };
+        let mut log = RaftLog::new(&SnapshotMeta::default(), vec![elided(1, 1), elided(2, 1)]);
+        assert!(log.has_elided());
+        // A conflicting suffix replaces entry 2 with a full one.
+        log.try_append(1, 1, entries(&[(2, 2)]));
+        assert!(log.has_elided());
+        log.compact(1, 1);
+        assert!(
+            !log.has_elided(),
+            "the last elided entry was compacted away"
+        );
+        log.try_append(2, 2, vec![elided(3, 2)]);
+        assert!(log.has_elided());
+        log.install_snapshot(9, 3);
+        assert!(!log.has_elided());
     }
 
     #[test]

@@ -255,13 +255,9 @@ impl Node {
     /// elided entries (it does not compact them away), so the condition stays visible until
     /// an operator wipes the node; see [`crate::Node::has_incomplete_state`].
     pub(crate) fn holds_witness_data(&self) -> bool {
-        if self.snapshot_without_data || self.snapshot.membership.is_witness(self.id()) {
-            return true;
-        }
-        let log = self
-            .log
-            .slice(self.log.first_index(), self.log.last_index() + 1);
-        log.iter().any(|e| e.payload == EntryPayload::Elided)
+        self.snapshot_without_data
+            || self.snapshot.membership.is_witness(self.id())
+            || self.log.has_elided()
     }
 
     /// Logs once when this node becomes, or stops being, a full member holding a witness's
