@@ -129,7 +129,10 @@
 //!   voter down. The trade-off: a committed entry may then be stored in full on a single
 //!   node (the other full voter being down), so losing that node's disk at that moment loses
 //!   data that a three-full-voter cluster would keep; witnesses buy availability, not
-//!   durability. A witness cannot change role in place (remove it, wipe it, add it back);
+//!   durability. A known limit: a witness may hold the only copy of a crashed leader's
+//!   unsynced (hence uncommitted) tail; its log is then more up to date than the surviving
+//!   full voters', so it refuses them its vote until an operator removes it. A witness
+//!   cannot change role in place (remove it, wipe it, add it back);
 //!   a node holding a witness's data ([`Node::has_incomplete_state`]) never leads and
 //!   refuses reads and proposals.
 //!
