@@ -215,15 +215,11 @@ impl Simulation {
             return;
         }
         let change = candidates[(pick % candidates.len() as u64) as usize].clone();
-        match change {
-            MembershipChange::AddWitness(id) => {
-                self.wipe_if_former_witness(id);
-                self.former_witnesses.insert(id);
-            }
-            MembershipChange::AddLearner(id) | MembershipChange::AddVoter(id) => {
-                self.wipe_if_former_witness(id)
-            }
-            _ => {}
+        if let MembershipChange::AddWitness(id)
+        | MembershipChange::AddLearner(id)
+        | MembershipChange::AddVoter(id) = change
+        {
+            self.wipe_if_former_witness(id);
         }
         self.trace
             .line(self.now_us, || format!("n{leader} asked for {change:?}"));
@@ -235,13 +231,11 @@ impl Simulation {
     /// A node that ever held a witness's log must be wiped before it joins again (the core
     /// halts otherwise): the operator's procedure, carried out here.
     fn wipe_if_former_witness(&mut self, id: NodeId) {
-        if !self.former_witnesses.remove(&id) {
-            return;
-        }
         let host = &mut self.hosts[id as usize - 1];
-        if matches!(host.liveness, Liveness::Halted(_)) {
+        if !host.held_witness_data || matches!(host.liveness, Liveness::Halted(_)) {
             return;
         }
+        host.held_witness_data = false;
         host.crash(&mut self.disk_rng, 0.0);
         host.disk = crate::disk::Disk::new(raft_core::SnapshotMeta::default());
         self.checker.observe_wipe(id);

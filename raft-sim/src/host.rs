@@ -152,6 +152,10 @@ pub struct Host {
     /// The replica skipped elided (witness) payloads since its last full restore, so its
     /// state is incomplete and must not serve clients.
     replica_incomplete: bool,
+    /// This node's data was ever a witness's (elided entries, a payload-less snapshot, or a
+    /// configuration naming it a witness) since its disk was last wiped: an operator wipes
+    /// such a node before adding it back.
+    pub held_witness_data: bool,
     bug: Option<Bug>,
     consistency: ReadConsistency,
     disk_queue: VecDeque<DiskOp>,
@@ -194,6 +198,7 @@ impl Host {
             replica: Replica::new(),
             replica_applied: 0,
             replica_incomplete: false,
+            held_witness_data: false,
             bug,
             consistency: if lease_reads {
                 ReadConsistency::Lease
@@ -416,10 +421,13 @@ impl Host {
         self.pump_apply(ctx);
     }
 
-    fn observe(&self, ctx: &mut Ctx<'_>) {
+    fn observe(&mut self, ctx: &mut Ctx<'_>) {
         let Some(node) = self.node.as_ref() else {
             return;
         };
+        if node.membership().is_witness(self.id) {
+            self.held_witness_data = true;
+        }
         ctx.checker.observe_commit(
             ctx.now_us,
             self.id,
@@ -805,6 +813,7 @@ impl Host {
             );
             if entry.payload == EntryPayload::Elided {
                 self.replica_incomplete = true;
+                self.held_witness_data = true;
             }
             if let EntryPayload::Command(bytes) = &entry.payload {
                 // A witness (or a node becoming one) may get a mix of elided and full
@@ -893,6 +902,7 @@ impl Host {
         // A snapshot without bytes is a witness's (the leader sends no payloads to a
         // present or future witness): the state machine it leaves is not the cluster's.
         self.replica_incomplete = data.is_empty() && meta.index > 0;
+        self.held_witness_data |= self.replica_incomplete;
         self.recent_responses.clear();
         meta.index
     }

@@ -240,8 +240,6 @@ pub struct Simulation {
     /// History index -> log index of the write's one state-changing apply.
     fresh_applies: BTreeMap<usize, u64>,
     pub(crate) corrupted: Vec<NodeId>,
-    /// Nodes that were (or were being made) witnesses and have not been wiped since.
-    pub(crate) former_witnesses: std::collections::BTreeSet<NodeId>,
     pub(crate) healed_at_us: Option<u64>,
     leader_after_heal: bool,
     ops_deadline_us: u64,
@@ -321,7 +319,6 @@ impl Simulation {
             tick_lag_us: BTreeMap::new(),
             fresh_applies: BTreeMap::new(),
             corrupted: Vec::new(),
-            former_witnesses: std::collections::BTreeSet::new(),
             healed_at_us: None,
             leader_after_heal: false,
             ops_deadline_us: u64::MAX,
