@@ -137,6 +137,23 @@ pub struct Status {
     pub halted: Option<String>,
 }
 
+/// The term and vote to resume with. A crash can keep log entries of a term whose hard
+/// state write was lost (entries and hard state need not reach the disk atomically): an
+/// entry of term `t` proves the node was in term `t`, so it resumes there, and counts its
+/// vote in `t` as cast (for itself, so it votes for no one else in `t`), since it cannot
+/// know whom it voted for. Otherwise a single voter could lead the same term twice.
+fn restored_term_and_vote(
+    id: NodeId,
+    hard_state: HardState,
+    last_log_term: Term,
+) -> (Term, Option<NodeId>) {
+    if last_log_term > hard_state.term {
+        (last_log_term, Some(id))
+    } else {
+        (hard_state.term, hard_state.vote)
+    }
+}
+
 impl Node {
     /// Builds a node from its configuration and the state its host restored from storage.
     ///
@@ -168,10 +185,11 @@ impl Node {
         // The snapshot covers applied state; the commit index never lags it.
         let commit = hard_state.commit.max(snapshot.index).min(log.last_index());
         let last = (log.last_index(), log.last_term());
+        let (term, vote) = restored_term_and_vote(config.id, hard_state, last.1);
         let mut node = Node {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
-            term: hard_state.term,
-            vote: hard_state.vote,
+            term,
+            vote,
             commit,
             log,
             membership,
