@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # CI sweep of the simulator: a release build of raft-sim, then the standard run (5 nodes,
 # 1,000 client operations, swarm faults) for SIM_SEEDS seeds (default 0..1000) on all cores.
-# Exits non-zero if any seed fails a check. Open raft-core findings that were already
-# reported (notes/sim-bugs.md) are listed as KNOWN with their replay command but do not
-# fail the run; remove the --known-finding line once the fix lands.
+# Exits non-zero if any seed fails a check.
 # Takes about 30 s of sweep on 2 cores (plus the build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SIM_SEEDS:-0..1000}"
 cargo build --release -p raft-sim --bin raft-sim
 target_dir="${CARGO_TARGET_DIR:-target}"
-"$target_dir/release/raft-sim" sweep --seeds "$seeds" --quiet \
-    --known-finding "holds a witness's log (payloads withheld) but is now a full member"
+"$target_dir/release/raft-sim" sweep --seeds "$seeds" --quiet

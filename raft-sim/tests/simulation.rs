@@ -75,28 +75,12 @@ fn calm_run_answers_every_operation() {
     assert!(report.schedule.is_empty());
 }
 
-/// Open raft-core findings (see /work/notes/sim-bugs.md, reported to the raft-core owner):
-/// a failure matching one of these is tolerated here so that the sweep keeps guarding
-/// everything else. Remove an entry once its fix lands.
-const KNOWN_OPEN_FINDINGS: &[&str] = &[
-    // Finding 2: a node being made a witness halts ("holds a witness's log ... but is now a
-    // full member") when elided entries reach it before the configuration that makes it one.
-    "holds a witness's log (payloads withheld) but is now a full member",
-];
-
 /// Goal: the real raft-core passes every check under every fault the seeds draw.
 /// Method: 30 standard seeds (5 nodes, 1,000 operations each, swarm fault profiles); the
 /// release-mode CI sweep (`ci-sweep.sh`) runs 1,000.
 #[test]
 fn short_sweep_of_standard_runs_passes() {
-    let failures: Vec<(u64, String)> = sweep(0..30, SimOptions::standard)
-        .into_iter()
-        .filter(|(_, violation)| {
-            !KNOWN_OPEN_FINDINGS
-                .iter()
-                .any(|known| violation.contains(known))
-        })
-        .collect();
+    let failures: Vec<(u64, String)> = sweep(0..30, SimOptions::standard);
     assert!(failures.is_empty(), "failing seeds: {failures:#?}");
 }
 
