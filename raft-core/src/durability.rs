@@ -141,17 +141,28 @@ impl Durability {
         }
     }
 
+    /// The write that makes everything changed so far durable: the next one if something
+    /// is still unflushed, otherwise the last one issued.
+    pub(crate) fn required_seq(&self, hard_state: HardState) -> u64 {
+        if self.has_unflushed(hard_state) {
+            self.last_issued_seq + 1
+        } else {
+            self.last_issued_seq
+        }
+    }
+
+    /// True once write `seq` (and every earlier one) is durable.
+    pub(crate) fn is_durable(&self, seq: u64) -> bool {
+        self.persisted_seq >= seq
+    }
+
     pub(crate) fn hold(
         &mut self,
         message: Message,
         ack: Option<(Index, Term)>,
         hard_state: HardState,
     ) {
-        let required_seq = if self.has_unflushed(hard_state) {
-            self.last_issued_seq + 1
-        } else {
-            self.last_issued_seq
-        };
+        let required_seq = self.required_seq(hard_state);
         self.held.push_back(Held {
             required_seq,
             ack,

@@ -97,7 +97,30 @@ impl Node {
             }
         }
         // Counted last: a single voter wins at once and must have asked nobody meanwhile.
-        self.record_vote(me, true, pre_vote);
+        // A real vote for ourselves counts only once our term and vote are durable, so
+        // that a crash cannot let us lead (or vote in) this term twice.
+        if pre_vote {
+            self.record_vote(me, true, true);
+        } else {
+            let seq = self.durability.required_seq(self.hard_state());
+            self.self_vote_pending = Some((self.term, seq));
+            self.count_durable_self_vote();
+        }
+    }
+
+    /// Counts our own vote once the write that holds it is durable.
+    pub(crate) fn count_durable_self_vote(&mut self) {
+        let Some((term, seq)) = self.self_vote_pending else {
+            return;
+        };
+        if term != self.term || !matches!(self.role, RoleState::Candidate(_)) {
+            self.self_vote_pending = None;
+            return;
+        }
+        if self.durability.is_durable(seq) {
+            self.self_vote_pending = None;
+            self.record_vote(self.id(), true, false);
+        }
     }
 
     /// Section 5.2 and 5.4.1: grant at most one vote per term, first come first served, and

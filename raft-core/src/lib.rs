@@ -105,10 +105,12 @@
 //!   ```
 //!   # use raft_core::{Action, Config, Membership, Node, ReadConsistency, RestoredState};
 //!   # let mut node = Node::new(Config::new(1, 1), RestoredState::bootstrap(Membership::with_voters([1]))).unwrap();
-//!   # while node.leader() != Some(1) { node.tick(); }
 //!   # let mut actions = Vec::new();
-//!   # node.drain_actions(&mut actions);
-//!   # for a in actions.drain(..) { if let Action::Persist(b) = a { node.on_persisted(b.token); } }
+//!   # while node.leader() != Some(1) || node.commit_index() == 0 {
+//!   #     node.tick();
+//!   #     node.drain_actions(&mut actions);
+//!   #     for a in actions.drain(..) { if let Action::Persist(b) = a { node.on_persisted(b.token); } }
+//!   # }
 //!   let read = node.read(ReadConsistency::Linearizable);
 //!   node.drain_actions(&mut actions);
 //!   // Serve the query once the state machine has applied `index`.

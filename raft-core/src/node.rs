@@ -70,6 +70,9 @@ pub struct Node {
     pub(crate) proposals: Proposals,
     pub(crate) follower_reads: FollowerReads,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// A campaign's own vote, waiting for the write (sequence) that makes it durable in
+    /// this term.
+    pub(crate) self_vote_pending: Option<(Term, u64)>,
     /// The latest snapshot installed from the leader carried no data (a witness's).
     pub(crate) snapshot_without_data: bool,
     /// A warning about holding a witness's data as a full member was logged.
@@ -215,6 +218,7 @@ impl Node {
             proposals: Proposals::default(),
             follower_reads: FollowerReads::default(),
             incoming_snapshot: None,
+            self_vote_pending: None,
             snapshot_without_data: false,
             reported_incomplete: false,
             next_request_id: 1,
@@ -544,6 +548,7 @@ impl Node {
         if newly_durable && matches!(self.role, RoleState::Leader(_)) {
             self.maybe_commit();
         }
+        self.count_durable_self_vote();
     }
 
     /// Reports that the state machine has applied every entry through `index`.

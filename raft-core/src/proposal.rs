@@ -112,11 +112,18 @@ impl Node {
     ///
     /// let restored = RestoredState::bootstrap(Membership::with_voters([1]));
     /// let mut node = Node::new(Config::new(1, 7), restored).unwrap();
+    /// let mut actions = Vec::new();
+    /// // Campaign: the node leads once its own term and vote are durable.
     /// while node.leader() != Some(1) {
     ///     node.tick();
+    ///     node.drain_actions(&mut actions);
+    ///     for action in actions.drain(..) {
+    ///         if let Action::Persist(batch) = action {
+    ///             node.on_persisted(batch.token);
+    ///         }
+    ///     }
     /// }
     /// let id = node.propose(Bytes::from_static(b"set x=1"));
-    /// let mut actions = Vec::new();
     /// node.drain_actions(&mut actions);
     /// // A single-node leader commits once its own write is durable.
     /// for action in &actions {

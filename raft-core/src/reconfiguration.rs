@@ -45,7 +45,14 @@ impl Node {
     /// use raft_core::{Action, Config, Membership, MembershipChange, Node, RestoredState};
     ///
     /// let mut node = Node::new(Config::new(1, 1), RestoredState::bootstrap(Membership::with_voters([1]))).unwrap();
-    /// while node.leader() != Some(1) { node.tick(); }
+    /// let mut actions = Vec::new();
+    /// while node.leader() != Some(1) {
+    ///     node.tick();
+    ///     node.drain_actions(&mut actions);
+    ///     for action in actions.drain(..) {
+    ///         if let Action::Persist(batch) = action { node.on_persisted(batch.token); }
+    ///     }
+    /// }
     /// node.change_membership(vec![MembershipChange::AddLearner(2)]);
     /// // Drive the single node: persist everything, then look for the outcome.
     /// let mut done = false;

@@ -350,6 +350,12 @@ fn joint_election_requires_both_majorities() {
     let term = node.term();
     let mut actions = Vec::new();
     node.drain_actions(&mut actions);
+    // Our own vote counts once it is durable.
+    for action in &actions {
+        if let Action::Persist(batch) = action {
+            node.on_persisted(batch.token);
+        }
+    }
     for peer in [2, 3] {
         node.step(Message {
             from: peer,

@@ -759,3 +759,24 @@ fn a_restart_never_resumes_below_the_term_of_its_log() {
     tick_until_campaign(&mut node);
     assert_eq!(node.term(), 4);
 }
+
+#[test]
+fn a_candidate_counts_its_own_vote_only_once_durable() {
+    // A single voter must not lead (and send entries to learners) in a term it could
+    // forget in a crash.
+    let mut node = node_with_log(1, &[1], 0, &[]);
+    tick_until_campaign(&mut node);
+    let mut actions = Vec::new();
+    node.drain_actions(&mut actions);
+    assert_eq!(
+        node.role(),
+        Role::Candidate,
+        "not leader before the term is durable"
+    );
+    let token = actions.iter().find_map(|a| match a {
+        Action::Persist(batch) => Some(batch.token),
+        _ => None,
+    });
+    node.on_persisted(token.expect("term and vote are persisted"));
+    assert_eq!(node.role(), Role::Leader);
+}
