@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use raft_core::storage::StorageMisuse;
 use raft_core::{Entry, HardState, Index, RestoredState, SnapshotMeta, Storage, Term};
 
 use crate::error::StorageError;
@@ -315,17 +316,18 @@ impl FileStorage {
         if let Some(head) = entries.first() {
             let expected = self.last_index + 1;
             if head.index != expected {
-                return Err(StorageError::NotContiguous {
+                return Err(StorageMisuse::NotContiguous {
                     expected,
                     got: head.index,
-                });
+                }
+                .into());
             }
         }
         if let Some(pair) = entries
             .windows(2)
             .find(|pair| pair[1].index != pair[0].index + 1)
         {
-            return Err(StorageError::BatchNotContiguous { at: pair[1].index });
+            return Err(StorageMisuse::BatchNotContiguous { at: pair[1].index }.into());
         }
         Ok(())
     }
@@ -425,10 +427,11 @@ impl Storage for FileStorage {
         self.check_running()?;
         let first = self.base.0 + 1;
         if from_index < first {
-            return Err(StorageError::TruncateBelowFirst {
+            return Err(StorageMisuse::TruncateBelowFirst {
                 from: from_index,
                 first,
-            });
+            }
+            .into());
         }
         if from_index > self.last_index {
             return Ok(());
@@ -485,10 +488,11 @@ impl Storage for FileStorage {
     fn compact(&mut self, through_index: Index) -> Result<(), StorageError> {
         self.check_running()?;
         if through_index > self.snapshot.index {
-            return Err(StorageError::CompactBeyondSnapshot {
+            return Err(StorageMisuse::CompactBeyondSnapshot {
                 through: through_index,
                 snapshot_index: self.snapshot.index,
-            });
+            }
+            .into());
         }
         if through_index <= self.base.0 {
             return Ok(());
@@ -527,12 +531,13 @@ impl Storage for FileStorage {
     fn entries(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
         let (first, last) = (self.base.0 + 1, self.last_index);
         if low > high || low < first || high > last + 1 {
-            return Err(StorageError::OutOfRange {
+            return Err(StorageMisuse::OutOfRange {
                 low,
                 high,
                 first,
                 last,
-            });
+            }
+            .into());
         }
         let mut out = Vec::new();
         let mut total_bytes = 0u64;
@@ -565,10 +570,11 @@ impl Storage for FileStorage {
             });
         }
         if writer.meta.index < self.snapshot.index {
-            return Err(StorageError::StaleSnapshot {
+            return Err(StorageMisuse::StaleSnapshot {
                 index: writer.meta.index,
                 current: self.snapshot.index,
-            });
+            }
+            .into());
         }
         // Writes become durable in order: everything before the snapshot first.
         self.sync()?;

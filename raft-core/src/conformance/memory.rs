@@ -3,69 +3,13 @@
 use std::io::{Cursor, Write};
 
 use bytes::Bytes;
-use thiserror::Error;
 
 use super::mem_state::MemState;
 use crate::storage::Storage;
 use crate::types::{Entry, HardState, Index, RestoredState, SnapshotMeta, Term};
 
-/// Why [`MemStorage`] refused a call. Every variant is caller misuse; the store is
-/// unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum MemStorageError {
-    /// The first appended entry does not follow the last stored one. Append at `expected`
-    /// (truncate first to overwrite).
-    #[error("append at index {got} does not follow the last index; expected {expected}")]
-    NotContiguous {
-        /// The index the next entry must have.
-        expected: Index,
-        /// The index it had.
-        got: Index,
-    },
-    /// The entries of one append are not consecutive.
-    #[error("appended entries are not consecutive at index {at}")]
-    BatchNotContiguous {
-        /// The first index out of sequence.
-        at: Index,
-    },
-    /// `truncate_suffix` below the first stored index; compacted entries cannot be
-    /// removed.
-    #[error("cannot truncate from index {from}: the first stored index is {first}")]
-    TruncateBelowFirst {
-        /// The index asked for.
-        from: Index,
-        /// The first stored index.
-        first: Index,
-    },
-    /// `compact` past the snapshot; only entries a snapshot covers may be dropped.
-    #[error("cannot compact through index {through}: the snapshot covers only {snapshot_index}")]
-    CompactBeyondSnapshot {
-        /// The index asked for.
-        through: Index,
-        /// The current snapshot's index.
-        snapshot_index: Index,
-    },
-    /// The snapshot is older than the current one; it was discarded.
-    #[error("snapshot at index {index} is older than the current one at {current}")]
-    StaleSnapshot {
-        /// The rejected snapshot's index.
-        index: Index,
-        /// The current snapshot's index.
-        current: Index,
-    },
-    /// A read outside the stored range.
-    #[error("entries [{low}, {high}) are outside the stored range [{first}, {last}]")]
-    OutOfRange {
-        /// Requested start.
-        low: Index,
-        /// Requested end (exclusive).
-        high: Index,
-        /// First stored index.
-        first: Index,
-        /// Last stored index.
-        last: Index,
-    },
-}
+/// Why [`MemStorage`] refused a call: always caller misuse, the store unchanged.
+pub type MemStorageError = crate::storage::StorageMisuse;
 
 /// A write not yet synced, kept so a crash can drop it.
 #[derive(Clone, Debug)]
