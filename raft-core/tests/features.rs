@@ -44,6 +44,12 @@ fn membership_outcomes(cluster: &Cluster) -> Vec<Result<raft_core::Membership, M
         .collect()
 }
 
+/// Asks node `node` to change the membership and carries out its actions.
+fn change(cluster: &mut Cluster, node: NodeId, changes: Vec<MembershipChange>) {
+    cluster.node_mut(node).change_membership(changes);
+    cluster.process(node);
+}
+
 fn tick_rounds(cluster: &mut Cluster, rounds: usize) {
     for _ in 0..rounds {
         cluster.tick_all();
@@ -236,10 +242,7 @@ fn transfer_aborts_when_the_target_is_removed() {
     cluster.propose(1, b"behind");
     cluster.settle();
     cluster.node_mut(1).transfer_leadership(Some(3));
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::Remove(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::Remove(3)]);
     cluster.settle();
     let outcomes = transfer_outcomes(&cluster);
     assert!(
@@ -270,13 +273,16 @@ fn joint_commit_requires_both_majorities() {
     add_empty_node(&mut cluster, 5);
     cluster.elect(1);
     cluster.settle();
-    cluster.node_mut(1).change_membership(vec![
-        MembershipChange::AddVoter(4),
-        MembershipChange::AddVoter(5),
-        MembershipChange::Remove(2),
-        MembershipChange::Remove(3),
-    ]);
-    cluster.process(1);
+    change(
+        &mut cluster,
+        1,
+        vec![
+            MembershipChange::AddVoter(4),
+            MembershipChange::AddVoter(5),
+            MembershipChange::Remove(2),
+            MembershipChange::Remove(3),
+        ],
+    );
     // Step until the leader appends the joint entry, then cut the new half off at once.
     for _ in 0..10_000 {
         if cluster.node(1).membership().is_joint() {
@@ -389,11 +395,11 @@ fn membership_change_completes_through_joint_consensus() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     add_empty_node(&mut cluster, 4);
     cluster.elect(1);
-    cluster.node_mut(1).change_membership(vec![
-        MembershipChange::AddVoter(4),
-        MembershipChange::Remove(3),
-    ]);
-    cluster.process(1);
+    change(
+        &mut cluster,
+        1,
+        vec![MembershipChange::AddVoter(4), MembershipChange::Remove(3)],
+    );
     tick_rounds(&mut cluster, 5);
     let outcomes = membership_outcomes(&cluster);
     assert_eq!(outcomes.len(), 1);
@@ -415,10 +421,7 @@ fn membership_change_completes_through_joint_consensus() {
     cluster
         .node_mut(1)
         .change_membership(vec![MembershipChange::AddLearner(7)]);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddLearner(8)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddLearner(8)]);
     assert!(membership_outcomes(&cluster).contains(&Err(MembershipError::ChangeInProgress)));
 }
 
@@ -429,10 +432,7 @@ fn leave_completes_after_a_leader_change_in_the_joint_state() {
     cluster.elect(1);
     cluster.settle();
     tick_rounds(&mut cluster, 1);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddVoter(4)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddVoter(4)]);
     // Let the newcomer catch up and the joint entry replicate, but stop before C(new) commits:
     // deliver messages until some follower holds a joint configuration.
     for _ in 0..10_000 {
@@ -467,10 +467,7 @@ fn leave_completes_after_a_leader_change_in_the_joint_state() {
 fn removed_leader_steps_down_and_stays_quiet() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     cluster.elect(1);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::Remove(1)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::Remove(1)]);
     tick_rounds(&mut cluster, 5);
     assert_ne!(cluster.node(1).role(), Role::Leader);
     tick_rounds(&mut cluster, 60);
@@ -495,10 +492,7 @@ fn new_voter_change_is_abandoned_if_it_cannot_catch_up() {
     cluster.add_node(4, short(4), Disk::default());
     cluster.elect(1);
     cluster.isolate(4);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddVoter(4)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddVoter(4)]);
     tick_rounds(&mut cluster, 20);
     assert_eq!(
         membership_outcomes(&cluster),
@@ -511,10 +505,7 @@ fn new_voter_change_is_abandoned_if_it_cannot_catch_up() {
     );
     // Once reachable, the same change goes through.
     cluster.heal();
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddVoter(4)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddVoter(4)]);
     tick_rounds(&mut cluster, 10);
     assert!(cluster.node(1).membership().incoming.contains(&4));
 }
@@ -530,10 +521,7 @@ fn learners_replicate_but_never_vote_and_are_promoted_only_when_caught_up() {
     cluster.add_node(4, auto(4), Disk::default());
     cluster.elect(1);
     cluster.isolate(4);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddLearner(4)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddLearner(4)]);
     tick_rounds(&mut cluster, 3);
     assert!(cluster.node(1).membership().is_learner(4), "learner added");
     for _ in 0..5 {
@@ -560,10 +548,7 @@ fn witness_never_leads_and_never_receives_payloads() {
     let mut cluster = Cluster::new(&[1, 2]);
     add_empty_node(&mut cluster, 3);
     cluster.elect(1);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddWitness(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddWitness(3)]);
     tick_rounds(&mut cluster, 5);
     assert!(cluster.node(1).membership().is_witness(3));
     for _ in 0..3 {
@@ -597,10 +582,7 @@ fn two_voters_and_a_witness_keep_committing_with_one_voter_down() {
     let mut cluster = Cluster::new(&[1, 2]);
     add_empty_node(&mut cluster, 3);
     cluster.elect(1);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddWitness(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddWitness(3)]);
     tick_rounds(&mut cluster, 5);
     // Voter 1 (the leader) goes down: 2 is elected with the witness's vote and commits.
     cluster.isolate(1);
@@ -764,30 +746,18 @@ fn a_former_witness_re_added_with_its_old_log_never_leads_or_serves() {
     let mut cluster = Cluster::new(&[1, 2]);
     add_empty_node(&mut cluster, 3);
     cluster.elect(1);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddWitness(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddWitness(3)]);
     tick_rounds(&mut cluster, 5);
     cluster.propose(1, b"secret");
     tick_rounds(&mut cluster, 2);
     // A witness cannot be turned into a learner in place...
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::DemoteVoter(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::DemoteVoter(3)]);
     assert!(membership_outcomes(&cluster).contains(&Err(MembershipError::WitnessRoleChange(3))));
     // ...and removing it, then adding it back as a voter with its old data, leaves a node
     // that votes but never leads and refuses client requests.
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::Remove(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::Remove(3)]);
     tick_rounds(&mut cluster, 5);
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddVoter(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddVoter(3)]);
     tick_rounds(&mut cluster, 5);
     assert!(cluster.node(1).membership().incoming.contains(&3));
     assert!(cluster.node(3).has_incomplete_state());
@@ -826,10 +796,7 @@ fn a_witness_being_added_never_receives_payloads_even_while_catching_up() {
     cluster.propose(1, b"after");
     tick_rounds(&mut cluster, 1);
     let mut payloads_seen = 0;
-    cluster
-        .node_mut(1)
-        .change_membership(vec![MembershipChange::AddWitness(3)]);
-    cluster.process(1);
+    change(&mut cluster, 1, vec![MembershipChange::AddWitness(3)]);
     for _ in 0..20 {
         cluster.tick_all();
         while let Some(message) = cluster.network.pop_front() {
