@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFT_KV_ID")]
     pub id: Option<u64>,
 
-    /// Where the node keeps its log, hard state and snapshots. [default: ./raft-kv-data/node-<id>]
+    /// Where the node keeps its log, hard state and snapshots. [default: ./raft-kv-data/node-ID]
     #[arg(long, env = "RAFT_KV_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -42,7 +42,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFT_KV_ADVERTISE_RAFT_ADDR", value_name = "HOST:PORT")]
     pub advertise_raft_addr: Option<SocketAddr>,
 
-    /// URL clients are redirected to for this node's API. [default: http://<http-addr>]
+    /// URL clients are redirected to for this node's API. [default: http://HTTP_ADDR]
     #[arg(long, env = "RAFT_KV_ADVERTISE_URL", value_name = "URL")]
     pub advertise_url: Option<String>,
 

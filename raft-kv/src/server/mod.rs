@@ -6,7 +6,7 @@
 //! - [`node`]: the backend over a real `raft-runtime` node; [`serve`] runs one.
 //! - [`config`]: `serve` settings from flags, environment and a TOML file.
 //! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
-//! - [`bench`]: the load generator; [`devcluster`]: three local nodes as child processes.
+//! - [`bench`](mod@bench): the load generator; [`devcluster`]: three local nodes as child processes.
 //! - [`prom`]: Prometheus text output.
 
 pub mod backend;
