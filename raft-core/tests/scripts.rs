@@ -79,6 +79,7 @@ scripts! {
     learner_auto_promote,
     learner_replication,
     log_conflict_hints,
+    log_follower_lost_entries,
     log_figure7,
     log_truncate_uncommitted,
     malformed_forged_append,
