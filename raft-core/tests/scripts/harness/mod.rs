@@ -1,6 +1,15 @@
 //! The transcript runner: a [`goldenscript::Runner`] that drives real `raft_core::Node`s
 //! through their public API, with the network, the disks and the state machines in the
-//! script's hands. See `tests/scripts/README.md` for the commands.
+//! script's hands.
+//!
+//! Commands: `cluster 1 2 3 [learner=N] [witness=N] [joiner=N] [leader=N] [options]`,
+//! `add_node`, `restore` (a node's disk as a list of entry terms), `tick [ids] [count=]
+//! [stabilize=true]`, `campaign`, `propose`, `read [lease]`, `transfer [to=]`, `change
+//! add_voter= add_learner= add_witness= promote= demote= remove=`, `deliver|drop [from=]
+//! [to=] [type=] [count=]`, `stabilize`, `partition`, `cut`, `heal`, `set [persist=manual]
+//! [apply=manual]`, `persist [count=]`, `apply [count=]`, `snapshot`, `crash`, `restart`,
+//! `send` (a hand-written message, see `inject.rs`), `invariants on|off`, and the views
+//! `status`, `log`, `progress`, `messages`, `state`, `disk`, `describe`.
 
 mod check;
 mod host;
