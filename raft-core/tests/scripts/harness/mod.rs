@@ -76,7 +76,32 @@ impl Runner {
         args.take_key("count").map_or(Ok(default), parse)
     }
 
+    /// Rejects key=value arguments a command does not take, so a typo cannot be ignored.
+    fn check_keys(command: &Command) -> Result<(), String> {
+        let allowed: &[&str] = match command.name.as_str() {
+            "tick" => &["count", "stabilize"],
+            "persist" | "apply" | "stabilize" => &["count"],
+            "set" => &["persist", "apply"],
+            "transfer" => &["to"],
+            "cut" => &["from", "to"],
+            // These parse (and check) their own keys.
+            "cluster" | "add_node" | "restore" | "change" | "deliver" | "drop" | "send" => {
+                return Ok(());
+            }
+            _ => &[],
+        };
+        for arg in &command.args {
+            if let goldenscript::Argument::KeyValue(key, _) = arg
+                && !allowed.contains(&key.as_str())
+            {
+                return Err(format!("{} takes no argument {key}", command.name));
+            }
+        }
+        Ok(())
+    }
+
     fn dispatch(&mut self, command: &Command) -> Result<(), String> {
+        Self::check_keys(command)?;
         match command.name.as_str() {
             "cluster" => self.cluster(command),
             "add_node" => self.add_node(command),
@@ -89,7 +114,12 @@ impl Runner {
             "change" => self.change(command),
             "deliver" => self.deliver(command, true),
             "drop" => self.deliver(command, false),
-            "stabilize" => self.stabilize(Self::count(command, 100)?),
+            "stabilize" => {
+                let mut args = command.consume_args();
+                let rounds = args.take_key("count").map_or(Ok(100), parse)?;
+                args.reject_next().map_err(|e| e.to_string())?;
+                self.stabilize(rounds)
+            }
             "partition" => self.partition(command),
             "cut" => self.cut(command),
             "heal" => {
