@@ -51,6 +51,7 @@ macro_rules! scripts {
 }
 
 scripts! {
+    checkquorum_joint,
     checkquorum_leader_steps_down,
     checkquorum_one_follower_enough,
     checkquorum_same_term_sticky,
@@ -75,12 +76,13 @@ scripts! {
     joint_catch_up_timeout,
     joint_change_in_progress,
     joint_leader_removed_steps_down,
+    joint_new_leader_leaves_joint,
     joint_replace_voters,
     learner_auto_promote,
     learner_replication,
     log_conflict_hints,
-    log_follower_lost_entries,
     log_figure7,
+    log_follower_lost_entries,
     log_truncate_uncommitted,
     malformed_forged_append,
     malformed_index_gap,
@@ -90,6 +92,8 @@ scripts! {
     prevote_partitioned_node,
     prevote_rejected_keeps_term,
     prevote_then_vote,
+    proposal_forwarding,
+    proposal_not_forwarded,
     read_fails_on_step_down,
     read_follower,
     read_index_basic,
