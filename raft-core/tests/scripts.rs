@@ -58,6 +58,7 @@ scripts! {
     checkquorum_vote_stickiness,
     commit_fast_path_stale_append,
     commit_figure8,
+    commit_figure8_overwrite,
     commit_follower_last_new_entry,
     durability_append_ack_waits,
     durability_candidate_own_vote,
