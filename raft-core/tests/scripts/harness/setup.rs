@@ -25,6 +25,8 @@ fn config_option(config: &mut Config, key: &str, value: &str) -> Result<bool, St
         "request_timeout" => config.request_timeout_ticks = parse(value)?,
         "max_append_bytes" => config.max_append_bytes = parse(value)?,
         "max_inflight" => config.max_inflight_appends = parse(value)?,
+        "max_entry_bytes" => config.max_entry_bytes = parse(value)?,
+        "max_uncommitted_bytes" => config.max_uncommitted_bytes = parse(value)?,
         "snapshot_chunk" => config.snapshot_chunk_bytes = parse(value)?,
         "snapshot_retry" => config.snapshot_retry_ticks = parse(value)?,
         "forward" => config.forward_proposals = parse(value)?,
