@@ -60,6 +60,7 @@ scripts! {
     commit_figure8,
     commit_figure8_overwrite,
     commit_follower_last_new_entry,
+    commit_large_cluster,
     durability_append_ack_waits,
     durability_candidate_own_vote,
     durability_leader_counts_itself_when_durable,
