@@ -2,11 +2,13 @@
 //! builders and bounded waits (a test fails with a message instead of hanging).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use raft_core::{Message, MessageBody, NodeId};
-use raft_transport_tcp::{TcpConfig, TcpTransport};
+use raft_transport_tcp::{TcpConfig, TcpTransport, Transport};
 use tokio::sync::mpsc;
 
 /// The cluster id every test endpoint uses unless a test says otherwise.
@@ -32,6 +34,25 @@ pub fn config(id: NodeId, listen_addr: SocketAddr) -> TcpConfig {
     config.handshake_timeout = Duration::from_millis(500);
     config.shutdown_timeout = Duration::from_millis(500);
     config
+}
+
+/// An endpoint on an ephemeral loopback port, with TLS material issued by `ca`.
+pub async fn tls_endpoint(id: NodeId, ca: &pki::TestCa) -> (TcpTransport, mpsc::Receiver<Message>) {
+    TcpTransport::bind(config(id, any_port()).with_tls(ca.node_tls(id)))
+        .await
+        .expect("bind loopback")
+}
+
+/// Connects `nodes` to each other.
+pub fn connect_all(nodes: &[&TcpTransport]) {
+    for node in nodes {
+        for other in nodes {
+            if node.node_id() != other.node_id() {
+                node.add_peer(other.node_id(), other.local_addr())
+                    .expect("valid peer");
+            }
+        }
+    }
 }
 
 /// The loopback address with a port picked by the system.
