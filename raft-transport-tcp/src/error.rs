@@ -164,6 +164,9 @@ pub(crate) enum ConnectionError {
     /// for another node, or a broken session.
     #[error("TLS handshake failed: {0}")]
     Tls(io::Error),
+    /// The inbound connection limit was reached with no pending handshake to evict.
+    #[error("inbound connection limit reached")]
+    OverCapacity,
     /// A pending handshake was closed to make room for newer connections.
     #[error("closed to make room: too many handshakes pending")]
     Evicted,

@@ -65,8 +65,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let Some(slot) = shared.admission.arrive(remote.ip()) else {
             // Dropping the stream closes it at once.
-            let error = ConnectionError::Timeout("a free connection slot");
-            refuse(&shared, remote, Refusal::OverCapacity, &error);
+            refuse(&shared, remote, &ConnectionError::OverCapacity);
             continue;
         };
         let span = tracing::info_span!("inbound", node = shared.config.node_id, %remote);
@@ -78,7 +77,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Counts a refusal and logs it: at warn when it is news for that address, else at debug.
-fn refuse(shared: &Shared, remote: SocketAddr, kind: Refusal, error: &ConnectionError) {
+fn refuse(shared: &Shared, remote: SocketAddr, error: &ConnectionError) {
+    let kind = Refusal::of(error);
     kind.count(&shared.counters);
     if shared.refusals.is_news(remote.ip(), kind) {
         warn!(%remote, %error, "refused inbound connection (logged again only when the reason changes)");
@@ -121,7 +121,7 @@ async fn serve_connection(
     let (mut stream, admitted) = match outcome {
         Ok(admitted) => admitted,
         Err(error) => {
-            refuse(&shared, remote, Refusal::of(&error), &error);
+            refuse(&shared, remote, &error);
             return;
         }
     };

@@ -39,7 +39,8 @@ impl Refusal {
             ConnectionError::Handshake(HandshakeError::IdentityMismatch { .. }) => {
                 Refusal::IdentityMismatch
             }
-            ConnectionError::Handshake(HandshakeError::PeerLaneFull { .. }) => {
+            ConnectionError::OverCapacity
+            | ConnectionError::Handshake(HandshakeError::PeerLaneFull { .. }) => {
                 Refusal::OverCapacity
             }
             ConnectionError::Timeout(_) => Refusal::TimedOut,

@@ -392,6 +392,8 @@ async fn slow_node_holds_bounded_bytes() {
         node1.send(snapshot_chunk(index * CHUNK_BYTES as u64, data));
     }
     wait_until("three chunks are queued", || inbound2.len() == 3).await;
+    // Gives a broken budget the chance to let a fourth in. Cannot fail spuriously: nobody
+    // reads, so the count cannot drop below three, and a correct budget never passes it.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(inbound2.len(), 3, "the byte budget admits three chunks");
     for index in 0..CHUNK_WINDOW {
