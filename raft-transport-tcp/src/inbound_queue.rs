@@ -125,6 +125,8 @@ mod tests {
         while receiver.len() < 3 {
             tokio::task::yield_now().await;
         }
+        // Gives a broken budget the chance to let a fourth in; cannot fail spuriously, as
+        // nobody reads and a correct budget never admits more.
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
             receiver.len(),
