@@ -186,4 +186,4 @@ pub use read::ReadConsistency;
 pub use state_machine::StateMachine;
 pub use storage::Storage;
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};
-pub use validate::{MAX_INDEX, MAX_TERM, PeerMisbehaved};
+pub use validate::{MAX_INDEX, MAX_TERM, MAX_TERM_JUMP, PeerMisbehaved};

@@ -13,9 +13,12 @@
 //!
 //! * **Envelope**: addressed to this node; a sender id that is neither 0 (reserved) nor ours.
 //! * **Ranges**: terms at most [`MAX_TERM`] and indices at most [`MAX_INDEX`], so that every
-//!   `+ 1` the core does on them fits in a `u64` and a node can always leave a term it was
-//!   pushed to. No honest cluster gets near: at a million elections a second it would take
-//!   290,000 years to reach `MAX_TERM`.
+//!   `+ 1` the core does on them fits in a `u64`. No honest cluster gets near: at a million
+//!   elections a second it would take 290,000 years to reach `MAX_TERM`. A message may move
+//!   this node's term forward by at most [`MAX_TERM_JUMP`], so that no single message can
+//!   push a node (and through it the cluster) to a term it can never leave. This one rule is
+//!   a bound rather than a proof: an honest node more than 2^32 terms behind its cluster
+//!   would be refused, which takes 13 years of elections at ten a second.
 //! * **Shape**: entries contiguous from `prev_log_index + 1`, entry terms non-decreasing, at
 //!   least `prev_log_term` and at most the message term; a leader's messages carry a term of
 //!   at least 1; snapshot metadata with index and term at least 1, term at most the message
@@ -61,6 +64,12 @@ pub const MAX_TERM: Term = u64::MAX / 2;
 
 /// The highest log index a message may carry (or a node append).
 pub const MAX_INDEX: Index = u64::MAX / 2;
+
+/// How far one message may move this node's term forward. Without it a single message
+/// with a term near [`MAX_TERM`] would leave the cluster without terms to elect leaders in;
+/// with it, exhausting the terms takes 2^31 accepted messages. An honest node is never this
+/// far behind its cluster: 2^32 elections at ten a second take 13 years.
+pub const MAX_TERM_JUMP: Term = 1 << 32;
 
 /// How many distinct senders get their own rejection counter; rejections from further
 /// senders are counted under id 0 (which no real peer has), so hostile traffic from random
@@ -438,6 +447,14 @@ impl Node {
             return Err(PeerMisbehaved::InvalidSender { got: message.from });
         }
         check_shape(message)?;
+        let max_term = self.term.saturating_add(MAX_TERM_JUMP).min(MAX_TERM);
+        if message.term > max_term {
+            return Err(PeerMisbehaved::TermTooHigh {
+                field: "term (too far ahead of this node's)",
+                max: max_term,
+                got: message.term,
+            });
+        }
         if let Some(max) = highest_answer_term(&message.body, self.term)
             && message.term > max
         {
@@ -558,3 +575,6 @@ impl Node {
         self.rejections.by_sender.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;
