@@ -630,6 +630,63 @@ fn run(ops: Vec<Op>, mode: Mode) {
     }
 }
 
+/// The fuzz target's scenario (raft-core/fuzz) on stable: bytes decoded with postcard into
+/// messages, stepped into a follower of {1, 2, 3} in term 2 holding entries 1..=6 with
+/// 1..=4 committed, with a host that makes every write durable and applies at once.
+fn decode_then_step(data: &[u8], seeds: &[Message]) {
+    let entries = (1..=6)
+        .map(|index| Entry {
+            term: if index <= 3 { 1 } else { 2 },
+            index,
+            payload: EntryPayload::Command(Bytes::from_static(b"committed")),
+        })
+        .collect();
+    let restored = raft_core::RestoredState {
+        hard_state: raft_core::HardState {
+            term: 2,
+            vote: Some(2),
+            commit: 4,
+        },
+        snapshot: SnapshotMeta {
+            index: 0,
+            term: 0,
+            membership: Membership::with_voters(HONEST),
+        },
+        entries,
+    };
+    let mut node = raft_core::Node::new(Config::new(1, 7), restored).expect("valid config");
+    let mut bytes = Vec::new();
+    for seed in seeds {
+        bytes.extend(postcard::to_stdvec(seed).expect("encodes"));
+    }
+    bytes.extend_from_slice(data);
+    let mut rest = bytes.as_slice();
+    let mut actions = Vec::new();
+    while let Ok((message, tail)) = postcard::take_from_bytes::<Message>(rest) {
+        node.step(message);
+        node.tick();
+        for _ in 0..64 {
+            node.drain_actions(&mut actions);
+            if actions.is_empty() {
+                break;
+            }
+            for action in actions.drain(..) {
+                match action {
+                    raft_core::Action::Persist(batch) => node.on_persisted(batch.token),
+                    raft_core::Action::WriteSnapshotChunk(chunk) => node.on_persisted(chunk.token),
+                    raft_core::Action::Apply(entries) => {
+                        node.on_applied(entries.last().map_or(0, |e| e.index))
+                    }
+                    raft_core::Action::RestoreStateMachine { meta } => node.on_applied(meta.index),
+                    _ => {}
+                }
+            }
+        }
+        rest = tail;
+    }
+    assert!(!node.is_halted(), "halted: {:?}", node.status().halted);
+}
+
 /// Cases per property: 96 by default; `HOSTILE_CASES=5000` for a long hunt.
 fn cases() -> u32 {
     std::env::var("HOSTILE_CASES")
@@ -649,6 +706,23 @@ proptest! {
     #[test]
     fn strangers_cannot_break_safety_or_stop_the_cluster(ops in prop::collection::vec(op(), 1..300)) {
         run(ops, Mode::Strangers);
+    }
+
+    #[test]
+    fn decoded_bytes_never_panic_or_halt_a_node(
+        seeds in prop::collection::vec((sender(), term_choice(), body()), 0..6),
+        data in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        // Seeded with well-formed messages (random bytes alone rarely decode to one) and
+        // followed by raw bytes.
+        let seeds: Vec<Message> = seeds
+            .iter()
+            .map(|(from, term, spec)| {
+                let term = resolve_term(*term, 2);
+                Message { from: *from, to: 1, term, body: build_body(spec, spec.kind, term) }
+            })
+            .collect();
+        decode_then_step(&data, &seeds);
     }
 
     #[test]
