@@ -33,7 +33,10 @@
 //!   append response, forwarded proposals and reads and their answers, `TimeoutNow`) cannot
 //!   carry a term above this node's, since terms never decrease. Only vote requests, leader
 //!   messages, refused pre-votes and the bare "your term is stale" append response may
-//!   bring a newer term.
+//!   bring a newer term. (One honest exception: a node that crashed before its new term
+//!   was durable may, after the restart, receive the answer to a pre-vote or forwarded
+//!   request it sent in that term; the answer belongs to its previous life and dropping it
+//!   loses nothing, but it is counted against the peer.)
 //! * **Against the log**: a leader of a term at least ours holds every entry we know to be
 //!   committed (Leader Completeness, section 5.4), so an append or snapshot that contradicts
 //!   a committed entry is refused instead of halting the node; a follower cannot acknowledge
