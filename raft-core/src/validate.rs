@@ -275,7 +275,13 @@ fn check_term_range(
 /// Rules of a configuration that every membership change preserves.
 pub(crate) fn check_membership(membership: &Membership) -> Result<(), PeerMisbehaved> {
     let invalid = |expected| Err(PeerMisbehaved::InvalidMembership { expected });
-    if membership.members().contains(&0) || membership.witnesses.contains(&0) {
+    let sets = [
+        &membership.incoming,
+        &membership.outgoing,
+        &membership.learners,
+        &membership.witnesses,
+    ];
+    if sets.iter().any(|set| set.contains(&0)) {
         return invalid("no node id 0");
     }
     if !membership
