@@ -30,10 +30,11 @@
 //!   `TimeoutNow` is honoured only from the known leader (see [`Node::step`]).
 //! * **Answers from the future**: a message that only ever answers something this node
 //!   sent in its own term (a vote, heartbeat or snapshot response, a successful or hinted
-//!   append response, forwarded proposals and reads and their answers, `TimeoutNow`) cannot
-//!   carry a term above this node's, since terms never decrease. Only vote requests, leader
-//!   messages, refused pre-votes and the bare "your term is stale" append response may
-//!   bring a newer term. (One honest exception: a node that crashed before its new term
+//!   append response, forwarded proposals and reads, the answer to a forwarded proposal,
+//!   `TimeoutNow`) cannot carry a term above this node's, since terms never decrease. Only
+//!   vote requests, leader messages, refused pre-votes, the bare "your term is stale"
+//!   append response and read-index answers (a deposed leader fails the reads it held in
+//!   its new term) may bring a newer term. (One honest exception: a node that crashed before its new term
 //!   was durable may, after the restart, receive the answer to a pre-vote or forwarded
 //!   request it sent in that term; the answer belongs to its previous life and dropping it
 //!   loses nothing, but it is counted against the peer.)
@@ -438,6 +439,9 @@ fn highest_answer_term(body: &MessageBody, own_term: Term) -> Option<Term> {
             hint: None,
             ..
         } => None,
+        // A leader fails the reads it holds for followers when it loses leadership, in
+        // whatever term it has moved to by then.
+        MessageBody::ReadIndexResponse { .. } => None,
         _ => Some(own_term),
     }
 }
