@@ -144,6 +144,7 @@ impl Cluster {
             format!("127.0.0.1:{http_port}"),
         ];
         args.extend(membership.iter().map(|s| s.to_string()));
+        args.extend(security_args());
         args.extend(self.extra.iter().cloned());
         Node {
             id,
@@ -233,11 +234,18 @@ impl Cluster {
     }
 }
 
+/// How these tests secure a node: not at all. They test replication, failover and the
+/// API's semantics; TLS and tokens have their own suite (`tests/hostile`).
+fn security_args() -> Vec<String> {
+    vec!["--insecure".into()]
+}
+
 /// One node's status (no retries).
 pub(crate) async fn status_of(url: &str) -> Result<StatusBody, String> {
     let options = ClientOptions {
         request_timeout: Duration::from_millis(500),
         retry_for: Duration::ZERO,
+        ..ClientOptions::default()
     };
     let mut client = ClusterClient::new(&[url.to_string()], options).map_err(|e| e.to_string())?;
     client.status().await.map_err(|e| e.to_string())
@@ -248,6 +256,7 @@ pub(crate) fn node_client(url: &str) -> ClusterClient {
     let options = ClientOptions {
         request_timeout: Duration::from_secs(6),
         retry_for: Duration::from_secs(5),
+        ..ClientOptions::default()
     };
     ClusterClient::new(&[url.to_string()], options).expect("client")
 }
