@@ -1,7 +1,9 @@
 //! Errors, sorted by blame: the caller's configuration, a peer's bytes, or the network.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use raft_core::NodeId;
 use thiserror::Error;
@@ -29,6 +31,9 @@ pub enum StartError {
     /// The configuration is invalid; see [`ConfigError`].
     #[error("invalid transport configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The TLS material cannot prove this node's id; see [`TlsError`].
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The listening socket could not be bound (address in use, no permission...).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -111,9 +116,25 @@ pub enum HandshakeError {
     /// The lane byte is not one this version knows.
     #[error("unknown lane {0}")]
     UnknownLane(u8),
-    /// The peer refused our handshake and said why.
-    #[error("refused by peer: {0}")]
-    Refused(RefusalReason),
+    /// The peer closed the connection instead of accepting the hello. Refusals are silent
+    /// by design; the peer's log says why (wrong cluster id, this node unknown to it, a
+    /// certificate that does not name this node, or no room for more connections).
+    #[error("the peer closed the connection without accepting the handshake (see its log)")]
+    Refused,
+    /// The hello claims a node id that the dialler's TLS certificate does not name.
+    #[error("the hello claims node {claimed} but the TLS certificate does not name {}", crate::tls::node_certificate_name(*claimed))]
+    IdentityMismatch {
+        /// The node id the hello claims.
+        claimed: NodeId,
+    },
+    /// This node already holds the most connections it accepts from this peer on this lane.
+    #[error("node {peer} already has {count} connections open on this lane")]
+    PeerLaneFull {
+        /// The peer.
+        peer: NodeId,
+        /// Its open connections on the lane.
+        count: usize,
+    },
     /// The node at the peer's address is not the node we meant to reach; fix the address.
     #[error("reached node {got} instead of node {expected}")]
     WrongPeer {
@@ -125,20 +146,6 @@ pub enum HandshakeError {
     /// The answer carried a status byte this version does not know.
     #[error("unknown handshake status {0}")]
     UnknownStatus(u8),
-}
-
-/// Why a receiving node refused a handshake, as sent back to the dialler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-pub enum RefusalReason {
-    /// The dialler's cluster id differs from the receiver's.
-    #[error("wrong cluster id")]
-    WrongCluster,
-    /// The receiver does not know the dialler's node id.
-    #[error("unknown node id")]
-    UnknownNode,
-    /// The receiver does not speak the dialler's protocol version.
-    #[error("unsupported protocol version")]
-    UnsupportedVersion,
 }
 
 /// Why one connection ended. Logged once, on the line that says the connection closed.
@@ -153,6 +160,13 @@ pub(crate) enum ConnectionError {
     /// The handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
+    /// The TLS handshake failed: not TLS, a certificate from another CA, a certificate
+    /// for another node, or a broken session.
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    /// A pending handshake was closed to make room for newer connections.
+    #[error("closed to make room: too many handshakes pending")]
+    Evicted,
     /// A frame could not be accepted.
     #[error("{0}")]
     Frame(#[from] FrameError),
@@ -191,4 +205,122 @@ impl ConnectionError {
                 | ConnectionError::WrongRecipient { .. }
         )
     }
+}
+
+/// Which part of the TLS material a [`TlsError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PemRole {
+    /// The cluster CA certificate(s) peers must be issued by.
+    CaCertificates,
+    /// This node's certificate chain.
+    Certificate,
+    /// This node's private key.
+    PrivateKey,
+}
+
+impl fmt::Display for PemRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PemRole::CaCertificates => "CA certificate",
+            PemRole::Certificate => "node certificate",
+            PemRole::PrivateKey => "private key",
+        })
+    }
+}
+
+/// Where PEM material came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PemOrigin {
+    /// Read from this file.
+    File(PathBuf),
+    /// Given as bytes ([`crate::TlsConfig::from_pem`]).
+    Memory,
+}
+
+impl fmt::Display for PemOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PemOrigin::File(path) => write!(f, "file {}", path.display()),
+            PemOrigin::Memory => f.write_str("in-memory PEM"),
+        }
+    }
+}
+
+/// Why TLS material cannot be used. Each variant names the part and the file; fix that
+/// file (or regenerate the certificates) and start again.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read the {role} file {}: {source}", path.display())]
+    Read {
+        /// What the file should hold.
+        role: PemRole,
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The bytes are not well-formed PEM.
+    #[error("{role} ({origin}) is not valid PEM: {source}")]
+    Pem {
+        /// What the PEM should hold.
+        role: PemRole,
+        /// Where it came from.
+        origin: PemOrigin,
+        /// What the parser said.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The PEM holds no block of the expected kind (`CERTIFICATE`, or `PRIVATE KEY`,
+    /// `EC PRIVATE KEY` or `RSA PRIVATE KEY`).
+    #[error("{role} ({origin}) holds no {role} PEM block")]
+    Missing {
+        /// What was looked for.
+        role: PemRole,
+        /// Where it was looked for.
+        origin: PemOrigin,
+    },
+    /// The CA certificates cannot serve as trust roots.
+    #[error("CA certificate ({origin}) cannot be used as a trust root: {detail}")]
+    BadCa {
+        /// Where they came from.
+        origin: PemOrigin,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The private key is unsupported or does not belong to the node certificate.
+    #[error(
+        "private key ({key_origin}) is unsupported or does not match the node certificate ({cert_origin}): {source}"
+    )]
+    KeyRejected {
+        /// Where the key came from.
+        key_origin: PemOrigin,
+        /// Where the certificate came from.
+        cert_origin: PemOrigin,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// The node certificate does not verify against the CA (other issuer, expired, or
+    /// missing the `clientAuth`/`serverAuth` usage).
+    #[error("node certificate ({origin}) is not valid under the CA: {source}")]
+    CertificateRejected {
+        /// Where it came from.
+        origin: PemOrigin,
+        /// What the verifier said.
+        source: rustls::Error,
+    },
+    /// The node certificate does not carry this node's name (see
+    /// [`crate::node_certificate_name`]); peers would refuse it.
+    #[error("node certificate ({origin}) does not name node {node_id}: it needs the DNS subject alternative name {}", crate::tls::node_certificate_name(*node_id))]
+    NotForNode {
+        /// The node id the transport was configured with.
+        node_id: NodeId,
+        /// Where the certificate came from.
+        origin: PemOrigin,
+    },
+    /// The crypto provider refused the TLS settings (a build problem, not a file problem).
+    #[error("TLS provider cannot be set up: {source}")]
+    Provider {
+        /// What rustls said.
+        source: rustls::Error,
+    },
 }

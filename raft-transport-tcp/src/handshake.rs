@@ -1,7 +1,10 @@
 //! The handshake that opens every connection, before any frame.
 //!
-//! The dialler sends a fixed-size hello; the receiver checks it and answers with a
-//! fixed-size reply, then the connection carries frames one way only (dialler to receiver).
+//! The dialler sends a fixed-size hello; the receiver checks it and, if it accepts, answers
+//! with a fixed-size reply; then the connection carries frames one way only (dialler to
+//! receiver). A refused hello is answered by closing the connection, nothing more. With
+//! TLS the hello and reply travel inside the TLS session, after both certificates were
+//! verified.
 //! Fixed sizes mean a stranger's bytes are judged after reading exactly
 //! [`HELLO_BYTES`] bytes, with no length field to trust.
 //!
@@ -14,7 +17,7 @@
 
 use raft_core::NodeId;
 
-use crate::error::{HandshakeError, RefusalReason};
+use crate::error::HandshakeError;
 
 /// Identifies this protocol in the first four bytes of every connection.
 pub const MAGIC: [u8; 4] = *b"RAFT";
@@ -140,69 +143,35 @@ impl Hello {
     }
 }
 
-/// What a receiver answers.
+/// What a receiver answers when it accepts a hello. A refused hello gets no answer at all:
+/// the connection is simply closed, so a stranger learns neither the cluster id nor which
+/// node ids exist, nor why it was refused (the receiver's log says why).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
-    /// Accepted, or why not.
-    pub status: Result<(), RefusalReason>,
     /// The receiver's cluster.
     pub cluster_id: u64,
     /// The receiver's node id.
     pub node_id: NodeId,
 }
 
-impl Reply {
-    /// The reply a receiver sends for the outcome of [`Hello::validate`], if the failure
-    /// is one worth explaining to the dialler. Strangers (bad magic, unknown lane) get no
-    /// answer.
-    pub fn for_outcome(
-        outcome: &Result<Lane, HandshakeError>,
-        cluster_id: u64,
-        node_id: NodeId,
-    ) -> Option<Reply> {
-        let status = match outcome {
-            Ok(_) => Ok(()),
-            Err(HandshakeError::WrongCluster { .. }) => Err(RefusalReason::WrongCluster),
-            Err(HandshakeError::UnknownNode(_)) => Err(RefusalReason::UnknownNode),
-            Err(HandshakeError::UnsupportedVersion { .. }) => {
-                Err(RefusalReason::UnsupportedVersion)
-            }
-            Err(_) => return None,
-        };
-        Some(Reply {
-            status,
-            cluster_id,
-            node_id,
-        })
-    }
+/// The status byte of an accepting reply (the only kind sent).
+const ACCEPTED: u8 = 0;
 
+impl Reply {
     /// The wire form.
     pub fn encode(&self) -> [u8; HELLO_BYTES] {
-        let status = match self.status {
-            Ok(()) => 0,
-            Err(RefusalReason::WrongCluster) => 1,
-            Err(RefusalReason::UnknownNode) => 2,
-            Err(RefusalReason::UnsupportedVersion) => 3,
-        };
-        encode_fields(PROTOCOL_VERSION, status, self.cluster_id, self.node_id)
+        encode_fields(PROTOCOL_VERSION, ACCEPTED, self.cluster_id, self.node_id)
     }
 
-    /// Parses and checks a reply on the dialling side: the receiver must have accepted, and
-    /// must be the node we meant to reach.
+    /// Parses and checks a reply on the dialling side: it must accept, and come from the
+    /// node we meant to reach.
     pub fn decode_accepted(
         bytes: &[u8; HELLO_BYTES],
         expected_node_id: NodeId,
     ) -> Result<(), HandshakeError> {
         let (_version, status, _cluster_id, node_id) = decode_fields(bytes)?;
-        let refusal = match status {
-            0 => None,
-            1 => Some(RefusalReason::WrongCluster),
-            2 => Some(RefusalReason::UnknownNode),
-            3 => Some(RefusalReason::UnsupportedVersion),
-            other => return Err(HandshakeError::UnknownStatus(other)),
-        };
-        if let Some(reason) = refusal {
-            return Err(HandshakeError::Refused(reason));
+        if status != ACCEPTED {
+            return Err(HandshakeError::UnknownStatus(status));
         }
         if node_id != expected_node_id {
             return Err(HandshakeError::WrongPeer {
@@ -262,8 +231,7 @@ mod tests {
         }
     }
 
-    /// Goal: each kind of bad hello gets its own error, and the reply tells the dialler the
-    /// reason (except to strangers).
+    /// Goal: each kind of bad hello gets its own error (for the receiver's log).
     #[test]
     fn bad_hellos_are_refused_with_reasons() {
         let mut bad_magic = Hello::new(Lane::Ordinary, CLUSTER, 2).encode();
@@ -272,17 +240,10 @@ mod tests {
 
         let mut old = Hello::new(Lane::Ordinary, CLUSTER, 2);
         old.version = 0;
-        let outcome = old.validate(CLUSTER, known);
         assert!(matches!(
-            outcome,
+            old.validate(CLUSTER, known),
             Err(HandshakeError::UnsupportedVersion { got: 0, .. })
         ));
-        let reply = Reply::for_outcome(&outcome, CLUSTER, 1).expect("explained");
-        assert_eq!(
-            Reply::decode_accepted(&reply.encode(), 1),
-            Err(HandshakeError::Refused(RefusalReason::UnsupportedVersion))
-        );
-
         let other_cluster = Hello::new(Lane::Ordinary, 8, 2).validate(CLUSTER, known);
         assert!(matches!(
             other_cluster,
@@ -293,16 +254,16 @@ mod tests {
 
         let mut odd_lane = Hello::new(Lane::Ordinary, CLUSTER, 2);
         odd_lane.lane_byte = 9;
-        let outcome = odd_lane.validate(CLUSTER, known);
-        assert_eq!(outcome, Err(HandshakeError::UnknownLane(9)));
-        assert_eq!(Reply::for_outcome(&outcome, CLUSTER, 1), None);
+        assert_eq!(
+            odd_lane.validate(CLUSTER, known),
+            Err(HandshakeError::UnknownLane(9))
+        );
     }
 
     /// Goal: the dialler notices when the address it used leads to another node.
     #[test]
     fn reply_from_wrong_node_is_refused() {
         let reply = Reply {
-            status: Ok(()),
             cluster_id: CLUSTER,
             node_id: 5,
         };

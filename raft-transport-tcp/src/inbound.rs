@@ -1,31 +1,37 @@
 //! Inbound side: the accept loop and one reader task per accepted connection.
 //!
-//! A new connection must complete the handshake within `handshake_timeout`, and at most
-//! `max_pending_handshakes` may be doing so at once, so strangers cost little. After the
-//! handshake it carries frames from one known peer on one lane; a newer connection for the
-//! same peer and lane replaces it (the peer restarted or redialled), so each peer holds at
-//! most two. Anything wrong closes that connection alone, with one log line.
+//! Each new connection is booked with [`Admission`] (bounded pending handshakes, oldest
+//! evicted first, and a cap on open connections), must finish its handshake (TLS when on,
+//! then the hello) within `handshake_timeout`, and is then a known peer's connection on one
+//! lane, until either side closes it. A refusal closes the connection without a word, is
+//! counted, and is logged once per change per remote address. Anything wrong after the
+//! handshake closes that connection alone, with one log line.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use raft_core::{Message, NodeId};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, debug, info, warn};
 
+use crate::admission::{EstablishedSlot, PendingSlot};
 use crate::error::{ConnectionError, HandshakeError};
 use crate::frame::{FrameDecoder, read_frame};
 use crate::handshake::{HELLO_BYTES, Hello, Lane, Reply};
 use crate::inbound_queue::InboundQueue;
 use crate::link::Stop;
 use crate::metrics::{PeerCounters, add, bump};
+use crate::refusals::Refusal;
+use crate::stream::{BoxedStream, configure_socket};
 use crate::tcp::Shared;
+use crate::tls::certificate_names_node;
 
 /// Pause after a failed `accept` (for example out of file descriptors) so the loop does
 /// not spin while the condition lasts.
@@ -38,7 +44,6 @@ const IDLE_BUFFER_MAX_BYTES: usize = 256 << 10;
 /// Accepts connections until shutdown, then waits for their tasks to end.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown_watch();
-    let handshake_slots = Arc::new(Semaphore::new(shared.config.max_pending_handshakes));
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -55,17 +60,28 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&handshake_slots).try_acquire_owned() else {
-            bump(&shared.counters.handshakes_rejected);
-            debug!(%remote, "too many pending handshakes; closing new connection");
+        let Some(slot) = shared.admission.arrive(remote.ip()) else {
+            // Dropping the stream closes it at once.
+            let error = ConnectionError::Timeout("a free connection slot");
+            refuse(&shared, remote, Refusal::OverCapacity, &error);
             continue;
         };
         let span = tracing::info_span!("inbound", node = shared.config.node_id, %remote);
-        let connection = serve_connection(stream, Arc::clone(&shared), slot);
+        let connection = serve_connection(stream, remote, Arc::clone(&shared), slot);
         connections.spawn(connection.instrument(span));
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Counts a refusal and logs it: at warn when it is news for that address, else at debug.
+fn refuse(shared: &Shared, remote: SocketAddr, kind: Refusal, error: &ConnectionError) {
+    kind.count(&shared.counters);
+    if shared.refusals.is_news(remote.ip(), kind) {
+        warn!(%remote, %error, "refused inbound connection (logged again only when the reason changes)");
+    } else {
+        debug!(%remote, %error, "refused inbound connection");
+    }
 }
 
 /// What a successful handshake establishes.
@@ -75,27 +91,38 @@ struct Admitted {
     counters: Arc<PeerCounters>,
     peer_stop: watch::Receiver<Stop>,
     inbound: Arc<InboundQueue>,
+    /// Holds the connection's place in the books until it closes.
+    _slot: EstablishedSlot,
+}
+
+/// What the hello established, before the connection has its slot.
+struct Greeted {
+    peer_id: NodeId,
+    lane: Lane,
+    peer: crate::tcp::InboundPeer,
 }
 
 /// Runs one inbound connection from handshake to close.
-async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, slot: OwnedSemaphorePermit) {
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    slot: PendingSlot,
+) {
     let mut shutdown = shared.shutdown_watch();
-    let _ = stream.set_nodelay(true);
-    let handshake = timeout(shared.config.handshake_timeout, admit(&mut stream, &shared));
     let outcome = tokio::select! {
         biased;
         _ = shutdown.changed() => return,
-        outcome = handshake => outcome.unwrap_or(Err(ConnectionError::Timeout("handshake"))),
+        outcome = handshake(stream, &shared, slot) => outcome,
     };
-    drop(slot);
-    let admitted = match outcome {
+    let (mut stream, admitted) = match outcome {
         Ok(admitted) => admitted,
         Err(error) => {
-            bump(&shared.counters.handshakes_rejected);
-            warn!(%error, "closing inbound connection: handshake failed");
+            refuse(&shared, remote, Refusal::of(&error), &error);
             return;
         }
     };
+    shared.refusals.admitted(remote.ip());
     bump(&shared.counters.connections_accepted);
     let (peer_id, lane) = (admitted.peer_id, admitted.lane);
     debug!(
@@ -103,9 +130,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, slot: Owne
         lane = lane.name(),
         "accepted connection from peer"
     );
-    let (connection_id, replaced) = shared.register_inbound(peer_id, lane);
-    let result = read_messages(&mut stream, &shared, admitted, &replaced, &mut shutdown).await;
-    shared.unregister_inbound(peer_id, lane, connection_id);
+    let result = read_messages(&mut stream, &shared, admitted, &mut shutdown).await;
     match result {
         Ok(()) => debug!(
             peer = peer_id,
@@ -122,27 +147,100 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, slot: Owne
     }
 }
 
-/// Reads and checks the hello, answers it, and looks up the peer.
-async fn admit(stream: &mut TcpStream, shared: &Shared) -> Result<Admitted, ConnectionError> {
+/// The whole handshake under one deadline: TLS (when on), the hello, a slot for the
+/// peer's lane, the reply. Ends early if a newer connection evicts this one while pending.
+async fn handshake(
+    stream: TcpStream,
+    shared: &Shared,
+    slot: PendingSlot,
+) -> Result<(BoxedStream, Admitted), ConnectionError> {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let timed_out = |_| ConnectionError::Timeout("handshake");
+    configure_socket(&stream, &shared.config)?;
+    let greeting = async {
+        let (mut stream, certificate) = secure(stream, shared).await?;
+        let greeted = read_hello(&mut stream, certificate.as_ref(), shared).await?;
+        Ok::<_, ConnectionError>((stream, greeted))
+    };
+    let (mut stream, greeted) = tokio::select! {
+        biased;
+        () = slot.evicted() => return Err(ConnectionError::Evicted),
+        greeted = timeout_at(deadline, greeting) => greeted.map_err(timed_out)??,
+    };
+    let established = slot.establish(greeted.peer_id, greeted.lane)?;
+    let reply = Reply {
+        cluster_id: shared.config.cluster_id,
+        node_id: shared.config.node_id,
+    };
+    let answer = async {
+        stream.write_all(&reply.encode()).await?;
+        stream.flush().await
+    };
+    timeout_at(deadline, answer).await.map_err(timed_out)??;
+    let admitted = Admitted {
+        peer_id: greeted.peer_id,
+        lane: greeted.lane,
+        counters: greeted.peer.counters,
+        peer_stop: greeted.peer.stop,
+        inbound: greeted.peer.inbound,
+        _slot: established,
+    };
+    Ok((stream, admitted))
+}
+
+/// Runs the TLS handshake when TLS is on, returning the stream and the peer's verified
+/// end-entity certificate.
+async fn secure(
+    stream: TcpStream,
+    shared: &Shared,
+) -> Result<(BoxedStream, Option<CertificateDer<'static>>), ConnectionError> {
+    let Some(tls) = &shared.config.tls else {
+        return Ok((Box::new(stream), None));
+    };
+    let stream = tls
+        .acceptor()
+        .accept(stream)
+        .await
+        .map_err(ConnectionError::Tls)?;
+    // The client verifier demands a certificate, so a completed handshake has one.
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|certificate| certificate.clone().into_owned())
+        .ok_or_else(|| ConnectionError::Tls(std::io::Error::other("no client certificate")))?;
+    Ok((Box::new(stream), Some(certificate)))
+}
+
+/// Reads and checks the hello: protocol, cluster, lane, a known peer, and (with TLS) a
+/// certificate that names the id the hello claims. Nothing is written back here: a
+/// refusal just closes the connection, so it tells a stranger nothing.
+async fn read_hello(
+    stream: &mut BoxedStream,
+    certificate: Option<&CertificateDer<'static>>,
+    shared: &Shared,
+) -> Result<Greeted, ConnectionError> {
     let mut hello_bytes = [0; HELLO_BYTES];
     stream.read_exact(&mut hello_bytes).await?;
     let hello = Hello::decode(&hello_bytes)?;
     let peer = shared.peer_for_inbound(hello.node_id);
-    let outcome = hello.validate(shared.config.cluster_id, |_| peer.is_some());
-    let reply = Reply::for_outcome(&outcome, shared.config.cluster_id, shared.config.node_id);
-    if let Some(reply) = reply {
-        stream.write_all(&reply.encode()).await?;
-    }
-    let lane = outcome?;
+    let lane = hello.validate(shared.config.cluster_id, |_| peer.is_some())?;
     let Some(peer) = peer else {
         return Err(HandshakeError::UnknownNode(hello.node_id).into());
     };
-    Ok(Admitted {
+    if let Some(certificate) = certificate
+        && !certificate_names_node(certificate, hello.node_id)
+    {
+        return Err(HandshakeError::IdentityMismatch {
+            claimed: hello.node_id,
+        }
+        .into());
+    }
+    Ok(Greeted {
         peer_id: hello.node_id,
         lane,
-        counters: peer.counters,
-        peer_stop: peer.stop,
-        inbound: peer.inbound,
+        peer,
     })
 }
 
@@ -150,10 +248,9 @@ async fn admit(stream: &mut TcpStream, shared: &Shared) -> Result<Admitted, Conn
 /// room in the inbound queue (messages and bytes) rather than dropping: a node that falls
 /// behind slows its peers' TCP streams instead of losing what it already received.
 async fn read_messages(
-    stream: &mut TcpStream,
+    stream: &mut BoxedStream,
     shared: &Shared,
     mut admitted: Admitted,
-    replaced: &Notify,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let decoder = FrameDecoder::new(shared.config.max_frame_bytes);
@@ -163,7 +260,6 @@ async fn read_messages(
             biased;
             _ = shutdown.changed() => return Ok(()),
             _ = admitted.peer_stop.changed() => return Ok(()),
-            () = replaced.notified() => return Ok(()),
             frame = read_frame(stream, &mut buffer, decoder) => frame?,
         };
         let Some((message, frame_bytes)) = frame else {
@@ -211,48 +307,6 @@ fn check_addressing(
     Ok(())
 }
 
-/// The live inbound connection of each (peer, lane): its id and its "close" signal.
-type LiveConnections = std::collections::BTreeMap<(NodeId, Lane), (u64, Arc<Notify>)>;
-
-/// Tracks the live inbound connection of each (peer, lane), so a newer one replaces it.
-#[derive(Debug, Default)]
-pub(crate) struct InboundRegistry {
-    next_id: AtomicU64,
-    live: std::sync::Mutex<LiveConnections>,
-}
-
-impl InboundRegistry {
-    /// Records a new connection and tells the one it replaces (if any) to close.
-    pub(crate) fn register(&self, peer_id: NodeId, lane: Lane) -> (u64, Arc<Notify>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let notify = Arc::new(Notify::new());
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if let Some((_, older)) = live.insert((peer_id, lane), (id, Arc::clone(&notify))) {
-            // `notify_one` stores a permit, so the older reader sees it even if it is not
-            // waiting at this instant.
-            older.notify_one();
-        }
-        (id, notify)
-    }
-
-    /// Forgets a connection that ended, unless a newer one already took its place.
-    pub(crate) fn unregister(&self, peer_id: NodeId, lane: Lane, id: u64) {
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if live
-            .get(&(peer_id, lane))
-            .is_some_and(|(live_id, _)| *live_id == id)
-        {
-            live.remove(&(peer_id, lane));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use raft_core::MessageBody;
@@ -280,25 +334,5 @@ mod tests {
             check_addressing(&message, 2, 4),
             Err(ConnectionError::WrongRecipient { to: 1, local: 4 })
         ));
-    }
-
-    /// Goal: a newer connection for the same peer and lane tells the older one to close,
-    /// and the older one's exit does not unregister the newer.
-    #[tokio::test]
-    async fn newer_connection_replaces_older() {
-        let registry = InboundRegistry::default();
-        let (first_id, first) = registry.register(2, Lane::Ordinary);
-        let (second_id, _second) = registry.register(2, Lane::Ordinary);
-        let _other_lane = registry.register(2, Lane::Snapshot);
-        tokio::time::timeout(Duration::from_secs(1), first.notified())
-            .await
-            .expect("older connection told to close");
-        registry.unregister(2, Lane::Ordinary, first_id);
-        let live = registry.live.lock().expect("not poisoned");
-        assert_eq!(
-            live.get(&(2, Lane::Ordinary)).map(|(id, _)| *id),
-            Some(second_id)
-        );
-        assert_eq!(live.len(), 2);
     }
 }

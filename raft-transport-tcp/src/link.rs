@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use raft_core::{Message, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -26,10 +25,12 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::backoff::{Backoff, jitter_seed};
 use crate::config::TcpConfig;
-use crate::error::{ConnectionError, FrameError};
+use crate::error::{ConnectionError, FrameError, HandshakeError};
 use crate::frame::encode_frame;
 use crate::handshake::{HELLO_BYTES, Hello, Lane, Reply};
 use crate::metrics::{ConnectionState, PeerCounters, add, bump};
+use crate::stream::{BoxedStream, configure_socket};
+use crate::tls::node_server_name;
 
 /// How a link is asked to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,8 +256,8 @@ impl LaneWriter {
     }
 
     /// Writes queued messages to `stream` until it breaks or the link stops.
-    async fn serve(&mut self, stream: TcpStream) -> Ended {
-        let (mut reader, mut writer) = stream.into_split();
+    async fn serve(&mut self, stream: BoxedStream) -> Ended {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         loop {
             let first = tokio::select! {
                 biased;
@@ -283,7 +284,7 @@ impl LaneWriter {
     async fn write_batch(
         &mut self,
         first: Message,
-        writer: &mut OwnedWriteHalf,
+        writer: &mut WriteHalf<BoxedStream>,
     ) -> Result<(), ConnectionError> {
         self.batch.clear();
         let mut count = u64::from(self.encode(&first));
@@ -296,7 +297,11 @@ impl LaneWriter {
         if count == 0 {
             return Ok(());
         }
-        let write = timeout(self.config.write_timeout, writer.write_all(&self.batch));
+        // The flush matters with TLS, which may keep encrypted records until asked.
+        let write = timeout(self.config.write_timeout, async {
+            writer.write_all(&self.batch).await?;
+            writer.flush().await
+        });
         write
             .await
             .map_err(|_| ConnectionError::Timeout("write"))??;
@@ -336,7 +341,7 @@ impl LaneWriter {
     }
 
     /// On shutdown: one last batch of what is queued, bounded by the write timeout.
-    async fn drain(&mut self, writer: &mut OwnedWriteHalf) {
+    async fn drain(&mut self, writer: &mut WriteHalf<BoxedStream>) {
         while let Ok(message) = self.queue.try_recv() {
             if let Err(error) = self.write_batch(message, writer).await {
                 debug!(%error, "could not flush queued messages at shutdown");
@@ -349,7 +354,7 @@ impl LaneWriter {
 
 /// Completes when the receiving side closes the connection or sends anything (it never
 /// should after the handshake).
-async fn watch_for_close(reader: &mut OwnedReadHalf) -> ConnectionError {
+async fn watch_for_close(reader: &mut ReadHalf<BoxedStream>) -> ConnectionError {
     let mut probe = [0; 1];
     match reader.read(&mut probe).await {
         Ok(0) => ConnectionError::ClosedByPeer,
@@ -358,28 +363,47 @@ async fn watch_for_close(reader: &mut OwnedReadHalf) -> ConnectionError {
     }
 }
 
-/// Opens a connection to the peer and completes the handshake, within the timeouts.
+/// Opens a connection to the peer and completes the handshake (TLS, then hello and
+/// reply), within the timeouts.
 async fn dial(
     config: &TcpConfig,
     peer_id: NodeId,
     address: SocketAddr,
     lane: Lane,
-) -> Result<TcpStream, ConnectionError> {
+) -> Result<BoxedStream, ConnectionError> {
     let connect = timeout(config.connect_timeout, TcpStream::connect(address));
-    let mut stream = connect
+    let tcp = connect
         .await
         .map_err(|_| ConnectionError::Timeout("connect"))??;
-    stream.set_nodelay(true)?;
+    configure_socket(&tcp, config)?;
     let hello = Hello::new(lane, config.cluster_id, config.node_id).encode();
     let handshake = async {
+        let mut stream: BoxedStream = match &config.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                // Verifying the server's certificate against this name proves that the
+                // node answering is `peer_id`.
+                let name = node_server_name(peer_id)
+                    .map_err(|error| ConnectionError::Tls(std::io::Error::other(error)))?;
+                let connecting = tls.connector().connect(name, tcp);
+                Box::new(connecting.await.map_err(ConnectionError::Tls)?)
+            }
+        };
         stream.write_all(&hello).await?;
+        stream.flush().await?;
         let mut reply = [0; HELLO_BYTES];
-        stream.read_exact(&mut reply).await?;
+        match stream.read_exact(&mut reply).await {
+            Ok(_) => {}
+            // Refusals are silent: the receiver just closes.
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(HandshakeError::Refused.into());
+            }
+            Err(error) => return Err(error.into()),
+        }
         Reply::decode_accepted(&reply, peer_id)?;
-        Ok::<(), ConnectionError>(())
+        Ok::<BoxedStream, ConnectionError>(stream)
     };
     timeout(config.handshake_timeout, handshake)
         .await
-        .map_err(|_| ConnectionError::Timeout("handshake"))??;
-    Ok(stream)
+        .map_err(|_| ConnectionError::Timeout("handshake"))?
 }

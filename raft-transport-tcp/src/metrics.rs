@@ -88,9 +88,23 @@ pub struct TransportMetrics {
     /// Inbound connections closed because a frame was oversized, garbled, truncated or
     /// carried a message with the wrong sender or recipient.
     pub frames_rejected: u64,
-    /// Inbound connections closed during the handshake (bad magic, version, cluster, node
-    /// or lane, or too slow), or refused because too many handshakes were pending.
+    /// Inbound connections closed before they were admitted, for any reason: every
+    /// refusal counted below, plus bad magic, version, cluster, lane or unknown node id.
+    /// None of them was told why.
     pub handshakes_rejected: u64,
+    /// Of those, TLS handshakes that failed: a plaintext stranger, a certificate from
+    /// another CA, or a client that gave up.
+    pub tls_handshakes_failed: u64,
+    /// Of those, TLS peers whose hello claimed a node id their certificate does not name.
+    pub identity_mismatches: u64,
+    /// Of those, connections that did not complete their handshake in time.
+    pub handshakes_timed_out: u64,
+    /// Of those, pending handshakes closed to make room for newer connections.
+    pub handshakes_evicted: u64,
+    /// Of those, connections refused on accept because the inbound connection limit was
+    /// reached with no pending handshake left to evict, or because the peer already had the
+    /// most connections allowed on that lane.
+    pub connections_over_capacity: u64,
     /// Inbound connections that completed their handshake.
     pub connections_accepted: u64,
     /// Messages dropped because they were addressed to a node that is not a peer.
@@ -156,6 +170,11 @@ fn lane_slot(lane: Lane) -> usize {
 pub(crate) struct TransportCounters {
     pub(crate) frames_rejected: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,
+    pub(crate) tls_handshakes_failed: AtomicU64,
+    pub(crate) identity_mismatches: AtomicU64,
+    pub(crate) handshakes_timed_out: AtomicU64,
+    pub(crate) handshakes_evicted: AtomicU64,
+    pub(crate) connections_over_capacity: AtomicU64,
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) dropped_unknown_peer: AtomicU64,
 }
@@ -168,6 +187,11 @@ impl TransportCounters {
             peers,
             frames_rejected: read(&self.frames_rejected),
             handshakes_rejected: read(&self.handshakes_rejected),
+            tls_handshakes_failed: read(&self.tls_handshakes_failed),
+            identity_mismatches: read(&self.identity_mismatches),
+            handshakes_timed_out: read(&self.handshakes_timed_out),
+            handshakes_evicted: read(&self.handshakes_evicted),
+            connections_over_capacity: read(&self.connections_over_capacity),
             connections_accepted: read(&self.connections_accepted),
             dropped_unknown_peer: read(&self.dropped_unknown_peer),
         }

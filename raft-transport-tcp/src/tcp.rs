@@ -9,17 +9,18 @@ use async_trait::async_trait;
 use raft_core::{Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::admission::{Admission, Limits, PER_PEER_LANE_MAX};
 use crate::config::TcpConfig;
 use crate::error::{PeerError, StartError};
-use crate::handshake::Lane;
-use crate::inbound::{InboundRegistry, accept_loop};
+use crate::inbound::accept_loop;
 use crate::inbound_queue::InboundQueue;
 use crate::link::{PeerLink, Stop};
 use crate::metrics::{PeerCounters, TransportCounters, TransportMetrics, bump};
+use crate::refusals::RefusalLog;
 use crate::transport::Transport;
 
 /// A [`Transport`] over TCP.
@@ -46,7 +47,10 @@ pub(crate) struct Shared {
     peers: Mutex<BTreeMap<NodeId, PeerLink>>,
     /// Taken at shutdown so the node's receiver ends once the readers are gone.
     inbound: Mutex<Option<Arc<InboundQueue>>>,
-    registry: InboundRegistry,
+    /// The books of inbound connections (pending and established).
+    pub(crate) admission: Arc<Admission>,
+    /// Which refusals were already logged, per remote address.
+    pub(crate) refusals: RefusalLog,
     shutdown: watch::Sender<bool>,
     is_shut_down: AtomicBool,
     accept_task: Mutex<Option<JoinHandle<()>>>,
@@ -86,16 +90,6 @@ impl Shared {
             inbound,
         })
     }
-
-    /// See [`InboundRegistry::register`].
-    pub(crate) fn register_inbound(&self, peer_id: NodeId, lane: Lane) -> (u64, Arc<Notify>) {
-        self.registry.register(peer_id, lane)
-    }
-
-    /// See [`InboundRegistry::unregister`].
-    pub(crate) fn unregister_inbound(&self, peer_id: NodeId, lane: Lane, id: u64) {
-        self.registry.unregister(peer_id, lane, id);
-    }
 }
 
 impl TcpTransport {
@@ -107,6 +101,9 @@ impl TcpTransport {
         config: TcpConfig,
     ) -> Result<(TcpTransport, mpsc::Receiver<Message>), StartError> {
         config.validate()?;
+        if let Some(tls) = &config.tls {
+            tls.check_node_id(config.node_id)?;
+        }
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -123,13 +120,20 @@ impl TcpTransport {
         );
         let (shutdown, _) = watch::channel(false);
         let node_id = config.node_id;
+        let limits = Limits {
+            pending_max: config.max_pending_handshakes,
+            pending_per_ip_max: config.max_pending_handshakes_per_ip,
+            inbound_max: config.max_inbound_connections,
+            per_peer_lane_max: PER_PEER_LANE_MAX,
+        };
         let shared = Arc::new(Shared {
             config: Arc::new(config),
             counters: TransportCounters::default(),
             runtime: Handle::current(),
             peers: Mutex::new(BTreeMap::new()),
             inbound: Mutex::new(Some(Arc::new(inbound_queue))),
-            registry: InboundRegistry::default(),
+            admission: Admission::new(limits),
+            refusals: RefusalLog::default(),
             shutdown,
             is_shut_down: AtomicBool::new(false),
             accept_task: Mutex::new(None),
