@@ -14,6 +14,8 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+use raft_transport_tcp::node_certificate_name;
+
 use crate::server::credentials::files;
 
 /// Why credentials could not be generated or written.
@@ -34,11 +36,6 @@ pub enum DevCertsError {
 
 /// The CA file name of the CA's private key.
 const CA_KEY: &str = "ca.key";
-
-/// The peer identity a node certificate must carry (same rule as the Raft transport's).
-pub fn node_certificate_name(id: u64) -> String {
-    format!("node-{id}.raft")
-}
 
 /// A fresh random token: 32 bytes from the OS, hex.
 pub fn random_token() -> Result<String, DevCertsError> {
@@ -148,7 +145,8 @@ mod tests {
     use super::*;
     use crate::server::tls::{self, TlsFiles};
 
-    /// Goal: the generated files load as a server identity and as a client trusting the CA;
+    /// Goal: the generated files load as an HTTPS identity, as a Raft peer identity and as a
+    /// client trusting the CA;
     /// the token file parses; a second run keeps the first run's CA.
     #[test]
     fn generated_credentials_load() {
@@ -160,6 +158,8 @@ mod tests {
             key: dir.path().join(files::node_key(2)),
         };
         tls::server_config(&files).unwrap();
+        // The Raft transport accepts it as node 2's peer identity.
+        raft_transport_tcp::TlsConfig::from_pem_files(&files.ca, &files.cert, &files.key).unwrap();
         tls::client_config(
             &files.ca,
             Some((

@@ -33,9 +33,10 @@ use tokio_rustls::TlsAcceptor;
 /// Largest read buffer hyper keeps per connection; also the longest request head.
 pub const READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
 
-/// Descriptors kept for everything but HTTP connections: Raft peers and their snapshot
+/// Descriptors kept for everything but HTTP connections: the Raft port's inbound
+/// connections (the transport admits at most 256), outbound peer links and their snapshot
 /// lanes, log segments, snapshots, listeners, standard streams.
-pub const RESERVED_FDS: u64 = 256;
+pub const RESERVED_FDS: u64 = 512;
 
 /// Connection and time limits of the HTTP server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -327,8 +328,9 @@ mod tests {
     /// and stays usable under tiny limits.
     #[test]
     fn connection_cap_keeps_descriptors_for_raft() {
-        assert_eq!(connection_cap(4096, Some(1024)), 1024 - 256);
+        assert_eq!(connection_cap(4096, Some(4096)), 4096 - 512);
         assert_eq!(connection_cap(100, Some(1_048_576)), 100);
+        assert_eq!(connection_cap(4096, Some(1024)), 512);
         assert_eq!(connection_cap(4096, Some(300)), 150);
         assert_eq!(connection_cap(4096, None), 4096);
         assert_eq!(connection_cap(0, Some(2)), 1);

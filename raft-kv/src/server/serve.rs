@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raft_runtime::{AddressBook, Init, PeerInfo, RuntimeConfig, SnapshotPolicy};
 use raft_storage_file::FileStorage;
-use raft_transport_tcp::{TcpConfig, TcpTransport};
+use raft_transport_tcp::{TcpConfig, TcpTransport, TlsConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -304,16 +304,19 @@ async fn start_node(
     let storage = FileStorage::open(&config.data_dir).map_err(|e| storage_error(e.to_string()))?;
     let machine =
         KvStateMachine::new(config.kv.clone()).map_err(|e| ServeError::Start(e.to_string()))?;
-    let (transport, inbound) = TcpTransport::bind(TcpConfig::new(
-        config.id,
-        config.cluster_id,
-        config.raft_addr,
-    ))
-    .await
-    .map_err(|e| ServeError::Bind {
-        address: config.raft_addr,
-        message: e.to_string(),
-    })?;
+    let mut tcp = TcpConfig::new(config.id, config.cluster_id, config.raft_addr);
+    if let Security::Tls { files, .. } = &config.security {
+        // The same files as HTTPS: the certificate must also name `node-<id>.raft`.
+        let tls = TlsConfig::from_pem_files(&files.ca, &files.cert, &files.key)
+            .map_err(|e| ServeError::Security(format!("peer TLS: {e}")))?;
+        tcp = tcp.with_tls(tls);
+    }
+    let (transport, inbound) = TcpTransport::bind(tcp)
+        .await
+        .map_err(|e| ServeError::Bind {
+            address: config.raft_addr,
+            message: e.to_string(),
+        })?;
     let mut raft = raft_core::Config::new(config.id, random_u64());
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;
