@@ -82,7 +82,14 @@ impl Durability {
     }
 
     fn issue(&mut self, last: Option<(Index, Term)>) -> WriteToken {
+        // One token per write, strictly increasing: a u64 of writes never wraps.
         self.last_issued_seq += 1;
+        assert!(
+            self.pending
+                .back()
+                .is_none_or(|&(seq, _)| seq < self.last_issued_seq),
+            "write tokens are issued once, in order"
+        );
         self.pending.push_back((self.last_issued_seq, last));
         WriteToken(self.last_issued_seq)
     }
@@ -97,9 +104,28 @@ impl Durability {
             return None;
         }
         let entries = match self.unwritten_from {
-            Some(from) => log.slice(from, log.last_index() + 1).to_vec(),
+            Some(from) => log.slice(from, log.last_index().saturating_add(1)).to_vec(),
             None => Vec::new(),
         };
+        // The batch continues what storage holds: it starts where the unwritten part does
+        // (or at the truncation point) and ends at the log's last entry.
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            assert!(
+                self.unwritten_from
+                    .is_some_and(|from| first.index <= from.max(log.first_index())),
+                "a persist batch starts at the first unwritten entry"
+            );
+            assert_eq!(
+                last.index,
+                log.last_index(),
+                "a persist batch ends at the last entry"
+            );
+            assert_eq!(
+                Some(last.index),
+                first.index.checked_add(entries.len() as u64 - 1),
+                "a persist batch is contiguous"
+            );
+        }
         let hard_state_changed = hard_state != self.emitted_hard_state;
         let term_or_vote_changed = hard_state.term != self.emitted_hard_state.term
             || hard_state.vote != self.emitted_hard_state.vote;
@@ -175,14 +201,13 @@ impl Durability {
         if token.0 <= self.persisted_seq {
             return false;
         }
-        if token.0 > self.last_issued_seq {
-            tracing::warn!(
-                token = token.0,
-                issued = self.last_issued_seq,
-                "ignoring durability notice for a write never issued"
-            );
-            return false;
-        }
+        assert!(
+            token.0 <= self.last_issued_seq,
+            "host misuse: durability notice for write {} but only {} were issued by this node \
+             (a token from another node or an earlier incarnation?)",
+            token.0,
+            self.last_issued_seq
+        );
         self.persisted_seq = token.0;
         let mut last_record = None;
         while let Some(&(seq, record)) = self.pending.front() {

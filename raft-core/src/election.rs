@@ -4,6 +4,7 @@ use crate::message::MessageBody;
 use crate::node::{Node, RoleState, Votes};
 use crate::quorum::{self, VoteResult};
 use crate::types::{Index, NodeId, Term};
+use crate::validate::{MAX_INDEX, MAX_TERM};
 
 impl Node {
     /// Follower and candidate timers: an election timeout starts a campaign.
@@ -20,13 +21,22 @@ impl Node {
     }
 
     /// Only full voters campaign: learners and witnesses never lead, and a node removed from
-    /// the configuration stays quiet.
+    /// the configuration stays quiet. Nor does a node whose term cannot be incremented
+    /// within [`MAX_TERM`] (restored from a store an attacker pushed there before terms were
+    /// validated) or whose log is full: it would wrap instead of moving on.
     pub(crate) fn can_campaign(&self) -> bool {
         let id = self.id();
-        self.membership.is_voter(id)
+        self.next_term().is_some()
+            && self.log.last_index() < MAX_INDEX
+            && self.membership.is_voter(id)
             && !self.membership.is_witness(id)
             && self.incoming_snapshot_idle()
             && !self.holds_witness_data()
+    }
+
+    /// The term a campaign would run in, if it stays within [`MAX_TERM`].
+    fn next_term(&self) -> Option<Term> {
+        self.term.checked_add(1).filter(|&term| term <= MAX_TERM)
     }
 
     fn incoming_snapshot_idle(&self) -> bool {
@@ -38,11 +48,19 @@ impl Node {
     /// Starts an election: a pre-vote round first when enabled, unless leadership was
     /// handed to us (`transfer`), in which case we campaign at once.
     pub(crate) fn campaign(&mut self, transfer: bool) {
+        let Some(next_term) = self.next_term() else {
+            tracing::error!(
+                node = self.id(),
+                term = self.term,
+                "cannot campaign: term exhausted"
+            );
+            return;
+        };
         if self.config.pre_vote && !transfer {
             self.role = RoleState::PreCandidate(Votes::new());
             self.leader = None;
             self.reset_election_timer();
-            tracing::debug!(node = self.id(), term = self.term + 1, "starting pre-vote");
+            tracing::debug!(node = self.id(), term = next_term, "starting pre-vote");
             self.request_votes(true, false);
         } else {
             self.start_real_campaign(transfer);
@@ -50,7 +68,16 @@ impl Node {
     }
 
     fn start_real_campaign(&mut self, transfer: bool) {
-        self.term += 1;
+        let Some(next_term) = self.next_term() else {
+            tracing::error!(
+                node = self.id(),
+                term = self.term,
+                "cannot campaign: term exhausted"
+            );
+            self.become_follower(self.term, None);
+            return;
+        };
+        self.term = next_term;
         self.vote = Some(self.id());
         self.role = RoleState::Candidate(Votes::new());
         self.leader = None;
@@ -66,7 +93,12 @@ impl Node {
 
     /// Votes for ourselves (once durable, for a real vote) and asks every voter.
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
-        let term = if pre_vote { self.term + 1 } else { self.term };
+        // `campaign` checked that the next term exists.
+        let term = if pre_vote {
+            self.term.saturating_add(1)
+        } else {
+            self.term
+        };
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let voters: Vec<NodeId> = self
             .membership

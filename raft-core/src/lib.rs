@@ -171,6 +171,7 @@ mod reconfiguration;
 mod replication;
 mod snapshot;
 mod transfer;
+mod validate;
 
 pub use action::{
     Action, ChangeId, PersistBatch, ProposalError, ProposalId, ReadError, ReadId, Role,
@@ -185,3 +186,4 @@ pub use read::ReadConsistency;
 pub use state_machine::StateMachine;
 pub use storage::Storage;
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};
+pub use validate::{MAX_INDEX, MAX_TERM, MAX_TERM_JUMP, PeerMisbehaved};

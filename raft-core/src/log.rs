@@ -52,7 +52,11 @@ impl RaftLog {
 
     fn assert_contiguous(&self) {
         for (position, entry) in self.entries.iter().enumerate() {
-            assert_eq!(entry.index, self.snapshot_index + 1 + position as u64);
+            assert_eq!(
+                Some(entry.index),
+                self.snapshot_index.checked_add(1 + position as u64),
+                "restored log entries are contiguous from the snapshot"
+            );
         }
     }
 
@@ -61,7 +65,8 @@ impl RaftLog {
     }
 
     pub(crate) fn first_index(&self) -> Index {
-        self.snapshot_index + 1
+        // Snapshot indices are validated (at most MAX_INDEX) or the host's own.
+        self.snapshot_index.saturating_add(1)
     }
 
     pub(crate) fn last_index(&self) -> Index {
@@ -123,9 +128,21 @@ impl RaftLog {
     }
 
     /// Appends entries created by this node as leader.
+    ///
+    /// # Panics
+    ///
+    /// If `entry` does not directly follow the last entry, or has a lower term: the caller
+    /// (the leader's own append) must build it from `last_index() + 1` and its current term.
     pub(crate) fn push(&mut self, entry: Entry) {
-        assert_eq!(entry.index, self.last_index() + 1);
-        assert!(entry.term >= self.last_term());
+        assert_eq!(
+            Some(entry.index),
+            self.last_index().checked_add(1),
+            "a leader appends right after its last entry"
+        );
+        assert!(
+            entry.term >= self.last_term(),
+            "terms never decrease in a log"
+        );
         self.elided_count += usize::from(entry.payload == EntryPayload::Elided);
         self.entries.push(entry);
     }
@@ -140,6 +157,20 @@ impl RaftLog {
         mut prev_log_term: Term,
         mut entries: Vec<Entry>,
     ) -> AppendResult {
+        // Validation (`Node::validate`) refused any message breaking these; they guard the
+        // index arithmetic below.
+        assert!(
+            entries
+                .first()
+                .is_none_or(|e| Some(e.index) == prev_log_index.checked_add(1)),
+            "appended entries start at prev_log_index + 1"
+        );
+        assert!(
+            entries
+                .last()
+                .is_none_or(|e| Some(e.index) == prev_log_index.checked_add(entries.len() as u64)),
+            "appended entries are contiguous"
+        );
         if prev_log_index < self.snapshot_index {
             // The prefix is in our snapshot, hence committed; skip what it covers.
             let skip = (self.snapshot_index - prev_log_index) as usize;
@@ -198,18 +229,38 @@ impl RaftLog {
         }
     }
 
+    /// Checks the log after entries from `from` on were written: the written range is
+    /// contiguous with non-decreasing terms (cost proportional to what was just written,
+    /// so on in release builds), the first entry sits right after the snapshot. The elided
+    /// count is an O(n) check, in debug builds only.
     fn assert_contiguous_tail(&self, from: Index) {
         debug_assert_eq!(
             self.elided_count,
             count_elided(&self.entries),
             "elided count drifted"
         );
-        debug_assert!(
-            self.slice(from, self.last_index() + 1)
+        let start = from.saturating_sub(1).max(self.first_index());
+        let written = self.slice(start, self.last_index().saturating_add(1));
+        assert!(
+            written
                 .windows(2)
-                .all(|w| { w[1].index == w[0].index + 1 && w[1].term >= w[0].term })
+                .all(|w| Some(w[1].index) == w[0].index.checked_add(1) && w[1].term >= w[0].term),
+            "log entries from {from} are not contiguous with non-decreasing terms"
         );
-        debug_assert!(self.entries.is_empty() || self.entries[0].index == self.first_index());
+        self.assert_first_entry();
+    }
+
+    /// The first entry held sits right after the snapshot, and the last one's term is at
+    /// least the snapshot's.
+    fn assert_first_entry(&self) {
+        if let Some(first) = self.entries.first() {
+            assert_eq!(
+                first.index,
+                self.first_index(),
+                "log starts right after the snapshot"
+            );
+            assert!(first.term >= self.snapshot_term, "log terms never decrease");
+        }
     }
 
     /// The first index of the run of `term` that contains `index` (for conflict hints).
@@ -249,7 +300,7 @@ impl RaftLog {
         self.entries.drain(..drop_count);
         self.snapshot_index = index;
         self.snapshot_term = term;
-        self.assert_contiguous_tail(self.first_index());
+        self.assert_first_entry();
     }
 
     /// Installs a snapshot received from the leader: keeps the entries after it if our entry

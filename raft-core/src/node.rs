@@ -23,6 +23,7 @@ use crate::transfer::Transfer;
 use crate::types::{
     Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term,
 };
+use crate::validate::Rejections;
 
 /// One Raft node: a pure, deterministic state machine.
 ///
@@ -83,6 +84,8 @@ pub struct Node {
     pub(crate) peer_scratch: Vec<NodeId>,
     /// (role, term, leader) as last reported through `RoleChanged`.
     reported_role: Option<(Role, Term, Option<NodeId>)>,
+    /// Messages refused by validation, per sender.
+    pub(crate) rejections: Rejections,
 }
 
 /// Role-specific state; leader-only data cannot be touched in another role.
@@ -138,6 +141,9 @@ pub struct Status {
     pub progress: BTreeMap<NodeId, PeerProgress>,
     /// Set when the node halted on a detected inconsistency.
     pub halted: Option<String>,
+    /// Messages refused by validation, per sender (see [`Node::rejected_messages`]).
+    #[serde(default)]
+    pub rejected_messages: BTreeMap<NodeId, u64>,
 }
 
 /// The term and vote to resume with. A crash can keep log entries of a term whose hard
@@ -225,6 +231,7 @@ impl Node {
             actions: Vec::new(),
             peer_scratch: Vec::new(),
             reported_role: None,
+            rejections: Rejections::default(),
             snapshot,
             config,
         };
@@ -353,6 +360,7 @@ impl Node {
             membership: self.membership.clone(),
             progress,
             halted: self.halted.clone(),
+            rejected_messages: self.rejections_snapshot(),
         }
     }
 
@@ -373,20 +381,23 @@ impl Node {
         }
     }
 
-    /// Handles a message from a peer. Messages not addressed to this node, from itself, or
-    /// from an older term are dropped (with a log line); nothing a peer sends can panic the
-    /// node.
+    /// Handles a message from a peer.
+    ///
+    /// Every message is validated first, before any protocol rule sees it: addressing,
+    /// index and term ranges ([`crate::MAX_INDEX`], [`crate::MAX_TERM`]), contiguous entries
+    /// with sane terms, consistent snapshot metadata, and whether the sender can
+    /// legitimately send it (one leader per term; answers cannot come from a newer term;
+    /// nothing may contradict a committed entry). An invalid message is dropped, counted
+    /// against its sender ([`Node::rejected_messages`]) and logged with the blame on the
+    /// peer ([`crate::PeerMisbehaved`] says why); it never panics or halts the node.
+    /// Messages from an older term are answered so that a stale leader learns it is stale,
+    /// and otherwise ignored.
     pub fn step(&mut self, message: Message) {
         if self.halted.is_some() {
             return;
         }
-        if message.to != self.id() || message.from == self.id() || message.from == 0 {
-            tracing::warn!(
-                node = self.id(),
-                from = message.from,
-                to = message.to,
-                "dropping misaddressed message"
-            );
+        if let Err(reason) = self.validate(&message) {
+            self.reject_message(&message, reason);
             return;
         }
         if !self.check_term(&message) {
@@ -537,6 +548,12 @@ impl Node {
     }
 
     /// Reports that every write up to the one `token` was issued with is durable.
+    ///
+    /// # Panics
+    ///
+    /// If `token` was never issued by this node (it came from another node, or from an
+    /// earlier incarnation of this one): the host mixed up its lanes. A token reported twice
+    /// or out of order is harmless.
     pub fn on_persisted(&mut self, token: crate::action::WriteToken) {
         if self.halted.is_some() {
             return;
@@ -551,18 +568,21 @@ impl Node {
         self.count_durable_self_vote();
     }
 
-    /// Reports that the state machine has applied every entry through `index`.
+    /// Reports that the state machine has applied every entry through `index`. Reporting
+    /// an index at or below an earlier report is harmless.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is beyond the last entry handed out in an [`Action::Apply`] (or the last
+    /// snapshot restored): the host claims to have applied entries it never received.
     pub fn on_applied(&mut self, index: Index) {
-        if index > self.apply_handed {
-            tracing::warn!(
-                node = self.id(),
-                index,
-                handed = self.apply_handed,
-                "applied index beyond what was handed out"
-            );
-            return;
-        }
+        assert!(
+            index <= self.apply_handed,
+            "host misuse: on_applied({index}) beyond the last index handed out for apply ({})",
+            self.apply_handed
+        );
         if index > self.applied {
+            // Both bounds are at most `apply_handed`, itself at most the last log index.
             let released: u64 = self
                 .log
                 .slice(self.applied + 1, index + 1)
@@ -605,6 +625,32 @@ impl Node {
         self.durability.release_held(&self.log, &mut self.actions);
         self.hand_out_committed();
         self.report_role();
+        self.assert_invariants();
+    }
+
+    /// Cheap invariants, checked in release builds at every flush (the core's output
+    /// boundary): a broken one means a bug in the core, never bad input.
+    fn assert_invariants(&self) {
+        assert!(
+            self.applied <= self.apply_handed,
+            "applied <= handed out for apply"
+        );
+        assert!(
+            self.apply_handed <= self.commit,
+            "handed out for apply <= commit"
+        );
+        assert!(self.commit <= self.log.last_index(), "commit <= last index");
+        assert!(self.snapshot.index <= self.commit, "snapshot <= commit");
+        if let RoleState::Leader(leader) = &self.role {
+            assert_eq!(self.leader, Some(self.id()), "a leader knows it leads");
+            for progress in leader.progress.values() {
+                assert!(progress.match_index < progress.next_index, "match < next");
+                assert!(
+                    progress.match_index <= self.log.last_index(),
+                    "match <= leader's last index"
+                );
+            }
+        }
     }
 
     fn report_role(&mut self) {
@@ -644,7 +690,17 @@ impl Node {
             inflight_bytes += size;
             batch.push(entry.clone());
         }
-        if let Some(last) = batch.last() {
+        if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+            assert_eq!(
+                Some(first.index),
+                self.apply_handed.checked_add(1),
+                "apply continues"
+            );
+            assert_eq!(
+                Some(last.index),
+                first.index.checked_add(batch.len() as u64 - 1),
+                "apply batches are contiguous"
+            );
             self.apply_handed = last.index;
             self.apply_inflight_bytes = inflight_bytes;
             self.actions.push(Action::Apply(batch));

@@ -108,7 +108,8 @@ impl Progress {
         if advanced {
             self.match_index = index;
         }
-        self.next_index = self.next_index.max(index + 1);
+        // `index` is at most the leader's last index (validated), so this cannot saturate.
+        self.next_index = self.next_index.max(index.saturating_add(1));
         self.inflights.free_through(index);
         advanced
     }
@@ -116,9 +117,9 @@ impl Progress {
     pub(crate) fn become_probe(&mut self) {
         let next = match &self.state {
             ReplicationState::Snapshot(transfer) => {
-                (self.match_index + 1).max(transfer.meta.index + 1)
+                (self.match_index.saturating_add(1)).max(transfer.meta.index.saturating_add(1))
             }
-            _ => self.match_index + 1,
+            _ => self.match_index.saturating_add(1),
         };
         self.state = ReplicationState::Probe { paused: false };
         self.next_index = next;
@@ -127,7 +128,7 @@ impl Progress {
 
     pub(crate) fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
-        self.next_index = self.match_index + 1;
+        self.next_index = self.match_index.saturating_add(1);
         self.inflights.clear();
     }
 

@@ -63,6 +63,11 @@ pub(crate) struct LeaderReads {
 }
 
 impl LeaderReads {
+    /// The latest heartbeat round opened: no honest follower acknowledges a later one.
+    pub(crate) fn current_round(&self) -> u64 {
+        self.round
+    }
+
     /// Opens a new heartbeat round sent at tick `now` and assigns it to waiting reads.
     pub(crate) fn open_round(&mut self, now: u64) -> u64 {
         self.round += 1;

@@ -130,7 +130,11 @@ impl Node {
         if !probe && progress.next_index > self.log.last_index() {
             return false;
         }
-        let prev_log_index = progress.next_index - 1;
+        assert!(
+            progress.match_index < progress.next_index,
+            "a follower's match index stays below its next index"
+        );
+        let prev_log_index = progress.next_index - 1; // next_index > match_index >= 0
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
             // The entries this follower needs are compacted: send the snapshot instead.
             let meta = self.snapshot.clone();
@@ -183,17 +187,11 @@ impl Node {
         if !self.accept_leader(from) {
             return;
         }
-        if prev_log_index < self.commit && entries.last().is_none_or(|e| e.index <= self.commit) {
-            // Everything in this request is already committed here: just report progress.
-            let response = MessageBody::AppendResponse {
-                success: true,
-                match_index: self.commit,
-                hint: None,
-            };
-            let ack = self.log.term(self.commit).map(|t| (self.commit, t));
-            self.send_after_persist(from, response, ack);
-            return;
-        }
+        // No shortcut for requests that only cover committed entries: acknowledging our
+        // commit index for them would vouch for entries the request never showed us (a
+        // forged append could have put them there), and the leader would count them as
+        // replicated here. `try_append` checks every entry's term and writes nothing for
+        // what matches; validation already refused anything contradicting a committed entry.
         match self.log.try_append(prev_log_index, prev_log_term, entries) {
             AppendResult::Rejected(hint) => {
                 let response = MessageBody::AppendResponse {
@@ -209,6 +207,10 @@ impl Node {
                 first_written,
             } => {
                 if let Some(from_index) = truncate_from {
+                    // Unreachable from the network: validation refuses an append that
+                    // contradicts a committed entry. Reaching it means our own state is
+                    // inconsistent (a broken store handed us a log that disagrees with
+                    // the commit index), which no message can repair.
                     if from_index <= self.commit {
                         self.halt(format!(
                             "leader {from} would overwrite committed entry {from_index} (commit {})",
@@ -356,7 +358,9 @@ impl Node {
         let Some(hint) = hint else { return };
         let stale = match progress.state {
             ReplicationState::Replicate => match_index <= progress.match_index,
-            ReplicationState::Probe { .. } => match_index != progress.next_index - 1,
+            ReplicationState::Probe { .. } => {
+                Some(match_index) != progress.next_index.checked_sub(1)
+            }
             ReplicationState::Snapshot(_) => true,
         };
         if stale {
@@ -370,7 +374,7 @@ impl Node {
             return;
         };
         progress.become_probe();
-        progress.next_index = next.max(progress.match_index + 1);
+        progress.next_index = next.max(progress.match_index.saturating_add(1));
         self.send_append(from, true);
     }
 

@@ -68,7 +68,7 @@ impl Node {
             return;
         }
         self.log.compact(meta.index, meta.term);
-        self.config_history = self.config_history.split_off(&(meta.index + 1));
+        self.config_history = self.config_history.split_off(&meta.index.saturating_add(1));
         let through_index = meta.index;
         self.snapshot = meta;
         self.actions.push(Action::CompactLog { through_index });
@@ -199,7 +199,8 @@ impl Node {
             self.send(from, body);
             return;
         }
-        let next_offset = offset + data.len() as u64;
+        // Validation refused a chunk whose end overflows.
+        let next_offset = offset.saturating_add(data.len() as u64);
         if let Some(incoming) = &mut self.incoming_snapshot {
             incoming.next_offset = next_offset;
         }
@@ -273,7 +274,7 @@ impl Node {
         self.config_history = if cleared {
             Default::default()
         } else {
-            self.config_history.split_off(&(meta.index + 1))
+            self.config_history.split_off(&meta.index.saturating_add(1))
         };
         let (membership_index, membership) = self
             .config_history

@@ -140,9 +140,18 @@ impl Node {
         }
     }
 
-    /// TimeoutNow from our leader: campaign at once, skipping pre-vote.
+    /// TimeoutNow from our leader: campaign at once, skipping pre-vote. Honoured only from
+    /// the leader this node follows in the message's term (validation already refused one
+    /// from anyone else, or from a newer term): otherwise anyone could make any voter
+    /// depose a healthy leader. A node that knows no leader of its term (it restarted, or
+    /// campaigns itself) ignores it; the transfer then times out on the leader.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.leader != Some(from) && self.leader.is_some() {
+        if self.leader != Some(from) || !matches!(self.role, RoleState::Follower) {
+            tracing::debug!(
+                node = self.id(),
+                from,
+                "ignoring TimeoutNow: not from our leader"
+            );
             return;
         }
         if !self.can_campaign() {

@@ -1,0 +1,580 @@
+//! Validation of every inbound [`Message`] before any protocol code sees it.
+//!
+//! [`Node::step`] runs [`Node::validate`] first. A message that fails is dropped, counted
+//! against its sender ([`Node::rejected_messages`]) and logged with the blame on the peer
+//! (rate-limited per sender); it never panics the node and never halts it. Validation reads
+//! the message and the node's state and allocates nothing, so honest traffic pays a few
+//! comparisons per message and per entry.
+//!
+//! Every rule below is *provable*: an honest peer following this crate's protocol can never
+//! send a message that breaks it, so a rejection is always the sender's fault (a bug, a
+//! broken peer, or a forgery). Rules that would only be "usually true" are not here,
+//! because refusing an honest message can stall a cluster.
+//!
+//! * **Envelope**: addressed to this node; a sender id that is neither 0 (reserved) nor ours.
+//! * **Ranges**: terms at most [`MAX_TERM`] and indices at most [`MAX_INDEX`], so that every
+//!   `+ 1` the core does on them fits in a `u64`. No honest cluster gets near: at a million
+//!   elections a second it would take 290,000 years to reach `MAX_TERM`. A message may move
+//!   this node's term forward by at most [`MAX_TERM_JUMP`], so that no single message can
+//!   push a node (and through it the cluster) to a term it can never leave. This one rule is
+//!   a bound rather than a proof: an honest node more than 2^32 terms behind its cluster
+//!   would be refused, which takes 13 years of elections at ten a second.
+//! * **Shape**: entries contiguous from `prev_log_index + 1`, entry terms non-decreasing, at
+//!   least `prev_log_term` and at most the message term; a leader's messages carry a term of
+//!   at least 1; snapshot metadata with index and term at least 1, term at most the message
+//!   term, a chunk whose end fits in a `u64`; configurations with no id 0, witnesses among
+//!   the voters and learners outside the incoming voters.
+//! * **Who may send it**: one leader per term (section 5.2), so leader messages (append,
+//!   heartbeat, snapshot chunk, `TimeoutNow`) of the current term must come from the leader
+//!   this node already follows in it, and never reach the leader of that term itself.
+//!   `TimeoutNow` is honoured only from the known leader (see [`Node::step`]).
+//! * **Answers from the future**: a message that only ever answers something this node
+//!   sent in its own term (a vote, heartbeat or snapshot response, a successful or hinted
+//!   append response, forwarded proposals and reads and their answers, `TimeoutNow`) cannot
+//!   carry a term above this node's, since terms never decrease. Only vote requests, leader
+//!   messages, refused pre-votes and the bare "your term is stale" append response may
+//!   bring a newer term.
+//! * **Against the log**: a leader of a term at least ours holds every entry we know to be
+//!   committed (Leader Completeness, section 5.4), so an append or snapshot that contradicts
+//!   a committed entry is refused instead of halting the node; a follower cannot acknowledge
+//!   an index beyond the leader's own log.
+//!
+//! What validation cannot do: tell a forged message from a real one when it claims the id
+//! of the real leader of the current term and agrees with everything this node knows. Peer
+//! authentication (mutual TLS in the transport) closes that door. Nor can it require the
+//! sender to be a member of this node's configuration: a node with an empty configuration
+//! waits to be contacted by a leader it does not know yet, a lagging node hears from
+//! candidates and leaders added by configurations it has not received, a leader replicates
+//! to catching-up non-members and learners and hears their answers, and a removed node
+//! still learns of its removal from the leader. Membership is therefore checked by the role
+//! rules above, not by a list.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::membership::Membership;
+use crate::message::{Message, MessageBody};
+use crate::node::{Node, RoleState};
+use crate::types::{Entry, EntryPayload, Index, NodeId, SnapshotMeta, Term};
+
+/// The highest term a message may carry; see the module docs of validation in
+/// [`Node::step`]. A node never campaigns beyond it.
+pub const MAX_TERM: Term = u64::MAX / 2;
+
+/// The highest log index a message may carry (or a node append).
+pub const MAX_INDEX: Index = u64::MAX / 2;
+
+/// How far one message may move this node's term forward. Without it a single message
+/// with a term near [`MAX_TERM`] would leave the cluster without terms to elect leaders in;
+/// with it, exhausting the terms takes 2^31 accepted messages. An honest node is never this
+/// far behind its cluster: 2^32 elections at ten a second take 13 years.
+pub const MAX_TERM_JUMP: Term = 1 << 32;
+
+/// How many distinct senders get their own rejection counter; rejections from further
+/// senders are counted under id 0 (which no real peer has), so hostile traffic from random
+/// ids cannot grow memory without bound.
+const SENDERS_TRACKED_MAX: usize = 256;
+
+/// Why an inbound message was refused: the peer misbehaved (it is buggy, broken or hostile).
+/// Each variant says what was expected and what arrived. The message is dropped and counted;
+/// the node carries on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PeerMisbehaved {
+    /// The message names another receiver.
+    #[error("addressed to node {got}, expected this node ({expected})")]
+    WrongRecipient {
+        /// This node's id.
+        expected: NodeId,
+        /// The `to` of the message.
+        got: NodeId,
+    },
+    /// The sender id is 0 (reserved) or this node's own.
+    #[error("sender id {got}: expected a peer's id, neither 0 nor this node's own")]
+    InvalidSender {
+        /// The `from` of the message.
+        got: NodeId,
+    },
+    /// A term beyond [`MAX_TERM`].
+    #[error("{field} {got}: expected at most {max}")]
+    TermTooHigh {
+        /// Which field.
+        field: &'static str,
+        /// The limit.
+        max: Term,
+        /// What arrived.
+        got: Term,
+    },
+    /// An index outside the range the message allows (at most [`MAX_INDEX`]).
+    #[error("{field} {got}: expected an index in {min}..={max}")]
+    IndexOutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// Lowest allowed.
+        min: Index,
+        /// Highest allowed.
+        max: Index,
+        /// What arrived.
+        got: Index,
+    },
+    /// A term outside the range the rest of the message allows.
+    #[error("{field} {got}: expected a term in {min}..={max}")]
+    TermOutOfRange {
+        /// Which field (`term`, `prev_log_term`, `last_log_term`, `entry term`, ...).
+        field: &'static str,
+        /// Lowest allowed.
+        min: Term,
+        /// Highest allowed.
+        max: Term,
+        /// What arrived.
+        got: Term,
+    },
+    /// Entries that are not contiguous from `prev_log_index + 1`.
+    #[error("entry at position {position}: expected index {expected}, got {got}")]
+    EntryIndexGap {
+        /// Position in the message's entry list.
+        position: usize,
+        /// The index it must have.
+        expected: Index,
+        /// The index it has.
+        got: Index,
+    },
+    /// A message only the leader of its term sends, from someone else.
+    #[error(
+        "{kind} in term {term}: expected it from node {expected}, the leader of that term, got it from node {got}"
+    )]
+    NotFromLeader {
+        /// The message kind.
+        kind: &'static str,
+        /// The term.
+        term: Term,
+        /// The leader of that term as this node knows it (itself if it leads).
+        expected: NodeId,
+        /// The sender.
+        got: NodeId,
+    },
+    /// An answer (or a leader's request to a follower it caught up) in a term above this
+    /// node's: it cannot answer anything this node sent.
+    #[error("{kind} in term {got}: expected at most term {max}, the term it answers")]
+    TermAhead {
+        /// The message kind.
+        kind: &'static str,
+        /// The highest term such a message can carry.
+        max: Term,
+        /// What arrived.
+        got: Term,
+    },
+    /// An entry, snapshot or previous entry that contradicts one this node knows committed.
+    #[error("index {index} is committed with term {expected}, got term {got}")]
+    ContradictsCommitted {
+        /// The index.
+        index: Index,
+        /// The committed entry's term.
+        expected: Term,
+        /// The term the message claims.
+        got: Term,
+    },
+    /// A follower acknowledged an index beyond the leader's log.
+    #[error("acknowledged index {got}: expected at most this leader's last index {max}")]
+    AckBeyondLog {
+        /// The leader's last index.
+        max: Index,
+        /// What was acknowledged.
+        got: Index,
+    },
+    /// A heartbeat acknowledgement of a round this leader never opened (it would confirm
+    /// reads without a quorum).
+    #[error("heartbeat round {got} acknowledged: expected at most this leader's round {max}")]
+    RoundAhead {
+        /// The latest round opened.
+        max: u64,
+        /// The round acknowledged.
+        got: u64,
+    },
+    /// A snapshot chunk whose end does not fit in a `u64`.
+    #[error("snapshot chunk at offset {offset} of {len_bytes} bytes: expected an end below 2^64")]
+    SnapshotChunkOverflow {
+        /// The chunk's offset.
+        offset: u64,
+        /// The chunk's length.
+        len_bytes: u64,
+    },
+    /// A configuration (in an entry or a snapshot) that no membership change produces.
+    #[error("configuration: expected {expected}")]
+    InvalidMembership {
+        /// The rule it breaks.
+        expected: &'static str,
+    },
+}
+
+/// Rejected messages counted per sender, bounded in memory.
+#[derive(Debug, Default)]
+pub(crate) struct Rejections {
+    by_sender: BTreeMap<NodeId, u64>,
+}
+
+impl Rejections {
+    /// Counts one rejection from `from`; returns the sender's new count.
+    fn record(&mut self, from: NodeId) -> u64 {
+        let tracked =
+            self.by_sender.contains_key(&from) || self.by_sender.len() < SENDERS_TRACKED_MAX;
+        let key = if tracked { from } else { 0 };
+        let count = self.by_sender.entry(key).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+}
+
+fn leader_kind(body: &MessageBody) -> bool {
+    matches!(
+        body,
+        MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::SnapshotChunk { .. }
+            | MessageBody::TimeoutNow
+    )
+}
+
+fn check_index(field: &'static str, got: Index) -> Result<(), PeerMisbehaved> {
+    check_index_range(field, 0, got)
+}
+
+fn check_index_range(field: &'static str, min: Index, got: Index) -> Result<(), PeerMisbehaved> {
+    if got < min || got > MAX_INDEX {
+        return Err(PeerMisbehaved::IndexOutOfRange {
+            field,
+            min,
+            max: MAX_INDEX,
+            got,
+        });
+    }
+    Ok(())
+}
+
+fn check_term_range(
+    field: &'static str,
+    min: Term,
+    max: Term,
+    got: Term,
+) -> Result<(), PeerMisbehaved> {
+    if got < min || got > max {
+        return Err(PeerMisbehaved::TermOutOfRange {
+            field,
+            min,
+            max,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Rules of a configuration that every membership change preserves.
+pub(crate) fn check_membership(membership: &Membership) -> Result<(), PeerMisbehaved> {
+    let invalid = |expected| Err(PeerMisbehaved::InvalidMembership { expected });
+    if membership.members().contains(&0) || membership.witnesses.contains(&0) {
+        return invalid("no node id 0");
+    }
+    if !membership
+        .witnesses
+        .iter()
+        .all(|&id| membership.is_voter(id))
+    {
+        return invalid("every witness to be a voter");
+    }
+    if membership
+        .learners
+        .iter()
+        .any(|id| membership.incoming.contains(id))
+    {
+        return invalid("learners outside the incoming voters");
+    }
+    Ok(())
+}
+
+/// Append entries: contiguous from `prev_log_index + 1`, terms non-decreasing from
+/// `prev_log_term` and at most the message term, configurations sane.
+fn check_entries(
+    message_term: Term,
+    prev_log_index: Index,
+    prev_log_term: Term,
+    entries: &[Entry],
+) -> Result<(), PeerMisbehaved> {
+    check_index("prev_log_index", prev_log_index)?;
+    let prev_min = u64::from(prev_log_index > 0);
+    let prev_max = if prev_log_index == 0 { 0 } else { message_term };
+    check_term_range("prev_log_term", prev_min, prev_max, prev_log_term)?;
+    let mut expected = prev_log_index;
+    let mut min_term = prev_log_term.max(1);
+    for (position, entry) in entries.iter().enumerate() {
+        // Cannot overflow: `expected` starts at most MAX_INDEX and each step is checked
+        // against MAX_INDEX below before the next increment.
+        expected += 1;
+        if entry.index != expected {
+            return Err(PeerMisbehaved::EntryIndexGap {
+                position,
+                expected,
+                got: entry.index,
+            });
+        }
+        check_index("entry index", entry.index)?;
+        check_term_range("entry term", min_term, message_term, entry.term)?;
+        min_term = entry.term;
+        if let EntryPayload::Membership(membership) = &entry.payload {
+            check_membership(membership)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_snapshot_chunk(
+    message_term: Term,
+    meta: &SnapshotMeta,
+    offset: u64,
+    len_bytes: usize,
+) -> Result<(), PeerMisbehaved> {
+    check_index_range("snapshot index", 1, meta.index)?;
+    check_term_range("snapshot term", 1, message_term, meta.term)?;
+    let len_bytes = len_bytes as u64;
+    if offset.checked_add(len_bytes).is_none() {
+        return Err(PeerMisbehaved::SnapshotChunkOverflow { offset, len_bytes });
+    }
+    check_membership(&meta.membership)
+}
+
+/// Rules that depend on the message alone.
+fn check_shape(message: &Message) -> Result<(), PeerMisbehaved> {
+    let term = message.term;
+    if term > MAX_TERM {
+        return Err(PeerMisbehaved::TermTooHigh {
+            field: "term",
+            max: MAX_TERM,
+            got: term,
+        });
+    }
+    if leader_kind(&message.body) {
+        check_term_range("term of a leader's message", 1, MAX_TERM, term)?;
+    }
+    match &message.body {
+        MessageBody::VoteRequest {
+            last_log_index,
+            last_log_term,
+            ..
+        } => {
+            check_index("last_log_index", *last_log_index)?;
+            check_term_range("last_log_term", 0, term, *last_log_term)
+        }
+        MessageBody::Append {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => {
+            check_index("leader_commit", *leader_commit)?;
+            check_entries(term, *prev_log_index, *prev_log_term, entries)
+        }
+        MessageBody::AppendResponse {
+            match_index, hint, ..
+        } => {
+            check_index("match_index", *match_index)?;
+            match hint {
+                Some(hint) => {
+                    check_index("hint index", hint.index)?;
+                    check_term_range("hint term", 0, MAX_TERM, hint.term)
+                }
+                None => Ok(()),
+            }
+        }
+        MessageBody::Heartbeat { commit, .. } => check_index("commit", *commit),
+        MessageBody::SnapshotChunk {
+            meta, offset, data, ..
+        } => check_snapshot_chunk(term, meta, *offset, data.len()),
+        MessageBody::SnapshotResponse { index, .. } => check_index("snapshot index", *index),
+        MessageBody::ForwardProposalResponse {
+            result: Ok((index, entry_term)),
+            ..
+        } => {
+            check_index("proposal index", *index)?;
+            check_term_range("proposal term", 1, term, *entry_term)
+        }
+        MessageBody::ReadIndexResponse {
+            result: Ok(index), ..
+        } => check_index("read index", *index),
+        _ => Ok(()),
+    }
+}
+
+/// The highest term `body` can carry when it reaches a node in `own_term`, for messages that
+/// only answer (or follow) something that node sent in its own term; `None` if any term can
+/// come (it may announce a newer term).
+fn highest_answer_term(body: &MessageBody, own_term: Term) -> Option<Term> {
+    match body {
+        MessageBody::VoteRequest { .. }
+        | MessageBody::Append { .. }
+        | MessageBody::Heartbeat { .. }
+        | MessageBody::SnapshotChunk { .. } => None,
+        // A refused pre-vote carries the refuser's term, which may be newer.
+        MessageBody::VoteResponse {
+            pre_vote: true,
+            granted: false,
+        } => None,
+        // A granted pre-vote carries the term we asked about: ours + 1 at the time.
+        MessageBody::VoteResponse {
+            pre_vote: true,
+            granted: true,
+        } => Some(own_term.saturating_add(1)),
+        // The bare answer to a stale leader announces the follower's newer term.
+        MessageBody::AppendResponse {
+            success: false,
+            hint: None,
+            ..
+        } => None,
+        _ => Some(own_term),
+    }
+}
+
+impl Node {
+    /// Checks `message` against the rules in the module docs; `Err` says why it must be
+    /// dropped. Pure and allocation-free.
+    pub(crate) fn validate(&self, message: &Message) -> Result<(), PeerMisbehaved> {
+        if message.to != self.id() {
+            return Err(PeerMisbehaved::WrongRecipient {
+                expected: self.id(),
+                got: message.to,
+            });
+        }
+        if message.from == 0 || message.from == self.id() {
+            return Err(PeerMisbehaved::InvalidSender { got: message.from });
+        }
+        check_shape(message)?;
+        let max_term = self.term.saturating_add(MAX_TERM_JUMP).min(MAX_TERM);
+        if message.term > max_term {
+            return Err(PeerMisbehaved::TermTooHigh {
+                field: "term (too far ahead of this node's)",
+                max: max_term,
+                got: message.term,
+            });
+        }
+        if let Some(max) = highest_answer_term(&message.body, self.term)
+            && message.term > max
+        {
+            return Err(PeerMisbehaved::TermAhead {
+                kind: message.kind(),
+                max,
+                got: message.term,
+            });
+        }
+        self.check_leader_sender(message)?;
+        self.check_against_log(message)
+    }
+
+    /// One leader per term: leader messages of our term come from the leader we follow.
+    fn check_leader_sender(&self, message: &Message) -> Result<(), PeerMisbehaved> {
+        if message.term != self.term || !leader_kind(&message.body) {
+            return Ok(());
+        }
+        let expected = match self.role {
+            RoleState::Leader(_) => Some(self.id()),
+            _ => self.leader,
+        };
+        match expected {
+            Some(leader) if leader != message.from => Err(PeerMisbehaved::NotFromLeader {
+                kind: message.kind(),
+                term: message.term,
+                expected: leader,
+                got: message.from,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Leader Completeness: a leader of a term at least ours holds our committed entries.
+    fn check_against_log(&self, message: &Message) -> Result<(), PeerMisbehaved> {
+        if message.term < self.term {
+            return Ok(()); // stale: answered as such and otherwise ignored
+        }
+        match &message.body {
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                ..
+            } => {
+                self.check_committed(*prev_log_index, *prev_log_term)?;
+                entries
+                    .iter()
+                    .take_while(|entry| entry.index <= self.commit)
+                    .try_for_each(|entry| self.check_committed(entry.index, entry.term))
+            }
+            MessageBody::SnapshotChunk { meta, .. } => self.check_committed(meta.index, meta.term),
+            MessageBody::HeartbeatResponse { round } => match &self.role {
+                RoleState::Leader(leader) if *round > leader.reads.current_round() => {
+                    Err(PeerMisbehaved::RoundAhead {
+                        max: leader.reads.current_round(),
+                        got: *round,
+                    })
+                }
+                _ => Ok(()),
+            },
+            MessageBody::AppendResponse {
+                success: true,
+                match_index,
+                ..
+            } if matches!(self.role, RoleState::Leader(_))
+                && *match_index > self.log.last_index() =>
+            {
+                Err(PeerMisbehaved::AckBeyondLog {
+                    max: self.log.last_index(),
+                    got: *match_index,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A claim that `index` has `term`, checked if `index` is committed and still held.
+    fn check_committed(&self, index: Index, term: Term) -> Result<(), PeerMisbehaved> {
+        if index > self.commit {
+            return Ok(());
+        }
+        match self.log.term(index) {
+            Some(expected) if expected != term => Err(PeerMisbehaved::ContradictsCommitted {
+                index,
+                expected,
+                got: term,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Drops a message that failed validation: counted against its sender and logged with
+    /// the blame on the peer, at the first rejection and then at every power of two, so a
+    /// flood costs a handful of log lines.
+    pub(crate) fn reject_message(&mut self, message: &Message, reason: PeerMisbehaved) {
+        let count = self.rejections.record(message.from);
+        if count.is_power_of_two() {
+            tracing::warn!(
+                node = self.id(),
+                peer = message.from,
+                kind = message.kind(),
+                term = message.term,
+                rejected_from_peer = count,
+                %reason,
+                "dropping invalid message from peer"
+            );
+        }
+    }
+
+    /// How many messages each sender had rejected by validation (see [`Node::step`]). Ids
+    /// beyond the 256 first offenders are counted together under id 0.
+    pub fn rejected_messages(&self) -> &BTreeMap<NodeId, u64> {
+        &self.rejections.by_sender
+    }
+
+    pub(crate) fn rejections_snapshot(&self) -> BTreeMap<NodeId, u64> {
+        self.rejections.by_sender.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;
