@@ -288,9 +288,15 @@ impl Connection {
     async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, ClientError> {
         self.connect_if_needed().await?;
         let authority = &self.authority;
+        let plaintext = self.tls.is_none();
         let error = |e: hyper::Error| ClientError::Transport {
             endpoint: authority.clone(),
-            message: e.to_string(),
+            // Plaintext HTTP to a TLS port reads a TLS alert as a malformed answer.
+            message: if plaintext && e.is_parse() {
+                format!("{e}; the node may serve HTTPS: give its CA (--ca) or an https:// endpoint")
+            } else {
+                e.to_string()
+            },
         };
         let Some(sender) = self.sender.as_mut() else {
             return Err(self.transport_error("not connected"));
