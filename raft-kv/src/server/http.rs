@@ -373,7 +373,14 @@ async fn healthz(State(state): State<ApiState>) -> Response {
 async fn metrics(State(state): State<ApiState>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     state.backend.render_metrics(&mut out);
-    state.metrics.render(&mut PromWriter::new(&mut out));
+    let mut writer = PromWriter::new(&mut out);
+    state.metrics.render(&mut writer);
+    writer.single(
+        "raft_kv_http_body_budget_available_bytes",
+        "gauge",
+        "Bytes of the request body budget not held by any request.",
+        state.budget.available_bytes() as f64,
+    );
     (
         [(
             header::CONTENT_TYPE,

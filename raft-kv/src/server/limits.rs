@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -29,6 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+
+use crate::server::prom::HttpMetrics;
 
 /// Largest read buffer hyper keeps per connection; also the longest request head.
 pub const READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
@@ -220,9 +223,14 @@ pub async fn serve_http(
     router: Router,
     tls: Option<TlsAcceptor>,
     limits: HttpLimits,
+    metrics: Arc<HttpMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.connections_max.max(1)));
+    let counters = &metrics.connections;
+    counters
+        .max
+        .store(limits.connections_max as u64, Ordering::Relaxed);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -264,7 +272,9 @@ pub async fn serve_http(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
         let connection = Connection {
+            metrics: Arc::clone(&metrics),
             http: http.clone(),
             service: service.clone(),
             watcher: graceful.watcher(),
@@ -283,6 +293,7 @@ pub async fn serve_http(
 
 /// What one connection task needs.
 struct Connection {
+    metrics: Arc<HttpMetrics>,
     http: hyper::server::conn::http1::Builder,
     service: TowerToHyperService<Router>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -297,14 +308,27 @@ impl Connection {
         peer: std::net::SocketAddr,
         _slot: OwnedSemaphorePermit,
     ) {
-        let Some(acceptor) = tls else {
-            return self.serve(stream, peer).await;
-        };
-        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => self.serve(stream, peer).await,
-            Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        let metrics = Arc::clone(&self.metrics);
+        let counters = &metrics.connections;
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        match tls {
+            None => self.serve(stream, peer).await,
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(self.handshake_timeout, handshake).await {
+                    Ok(Ok(stream)) => self.serve(stream, peer).await,
+                    Ok(Err(error)) => {
+                        counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                    }
+                }
+            }
         }
+        counters.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     async fn serve<S>(self, stream: S, peer: std::net::SocketAddr)

@@ -208,19 +208,17 @@ async fn serve_node(
         tokio::spawn(join.instrument(span));
     }
     let backend = Arc::new(RuntimeBackend::new(node.clone(), transport));
-    let state = ApiState::new(
-        backend,
-        Limits::from_kv(&config.kv),
-        Arc::new(HttpMetrics::default()),
-    )
-    .with_security(security.auth, security.client_tls.clone())
-    .with_body_limits(config.body_limits);
+    let metrics = Arc::new(HttpMetrics::default());
+    let state = ApiState::new(backend, Limits::from_kv(&config.kv), Arc::clone(&metrics))
+        .with_security(security.auth, security.client_tls.clone())
+        .with_body_limits(config.body_limits);
     let acceptor = security.server_tls.map(tokio_rustls::TlsAcceptor::from);
     limits::serve_http(
         http_listener,
         http::router(state),
         acceptor,
         sized_http_limits(&config.http_limits),
+        metrics,
         shutdown,
     )
     .await;

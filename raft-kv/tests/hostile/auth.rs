@@ -28,6 +28,23 @@ async fn admin_calls_without_an_admin_token_change_nothing() {
     cluster.wait_leader(Duration::from_secs(30)).await;
     let acknowledged = write_some(&cluster, "before", 3).await;
     let admin = cluster.credentials.clone();
+    // Nodes register their URLs shortly after a leader appears: wait until every node
+    // knows every member's addresses, so "unchanged" compares settled lists.
+    crate::wait_for(
+        Duration::from_secs(20),
+        "every node to know every URL",
+        || async {
+            let mut settled = true;
+            for node in &cluster.nodes {
+                let members = client_with_one(&cluster, &node.url()).members().await;
+                settled &= members.is_ok_and(|m| {
+                    m.members.len() == 3 && m.members.iter().all(|m| m.url.is_some())
+                });
+            }
+            settled
+        },
+    )
+    .await;
     let before = client_with(&cluster, admin.clone())
         .members()
         .await
@@ -78,6 +95,11 @@ async fn admin_calls_without_an_admin_token_change_nothing() {
         assert_eq!(put.status.as_u16(), 403, "a read token wrote on {url}");
         let anonymous = call(&url, &callers[0].1, Method::GET, "/v1/kv/before-0", "").await;
         assert_eq!(anonymous.status.as_u16(), 401, "an anonymous read on {url}");
+        let metrics = call(&url, &callers[0].1, Method::GET, "/metrics", "").await;
+        assert_eq!(metrics.status.as_u16(), 401, "anonymous metrics on {url}");
+        let metrics = call(&url, reader, Method::GET, "/metrics", "").await;
+        let text = String::from_utf8_lossy(&metrics.body);
+        assert!(text.contains("raft_kv_http_connections_max"), "{text}");
         let refused = call(&url, &admin, Method::POST, "/v1/members", redirect).await;
         assert_eq!(
             refused.status.as_u16(),
