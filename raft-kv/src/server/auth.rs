@@ -237,7 +237,7 @@ impl Auth {
             ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid")
         })?;
         if role < needed {
-            tracing::warn!(%principal, %method, path, "refused: role {} < {}", role.as_str(), needed.as_str());
+            tracing::debug!(%principal, %method, path, "refused: role {} < {}", role.as_str(), needed.as_str());
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!(

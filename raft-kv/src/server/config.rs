@@ -574,4 +574,24 @@ mod tests {
         };
         assert!(mixed.resolve().is_err());
     }
+
+    /// Goal: the HTTP limit flags reach the limits; unset ones keep their defaults.
+    #[test]
+    fn http_limits_come_from_flags() {
+        let config = ServeArgs {
+            http_connections_max: Some(10),
+            http_header_timeout_ms: Some(1500),
+            http_body_budget_bytes: Some(1 << 20),
+            ..insecure()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.http_limits.connections_max, 10);
+        assert_eq!(
+            config.http_limits.header_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(config.body_limits.budget_bytes, 1 << 20);
+        assert_eq!(config.body_limits.timeout, BodyLimits::default().timeout);
+    }
 }

@@ -238,6 +238,13 @@ pub async fn serve_http(
         .max_buf_size(READ_BUFFER_BYTES_MAX)
         .keep_alive(true);
     let service = TowerToHyperService::new(router);
+    tracing::info!(
+        address = ?listener.local_addr().ok(),
+        tls = tls.is_some(),
+        connections_max = limits.connections_max,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        "HTTP API listening"
+    );
     tokio::pin!(shutdown);
     let mut at_cap = false;
     loop {
