@@ -5,10 +5,16 @@
 //! the sender streams `Append` messages carrying one command of that size, keeping at most
 //! `WINDOW_MESSAGES` unreceived (as raft-core's in-flight window would), so no message is
 //! dropped and the figure is what the transport sustains, not what it discards. Prints
-//! messages/s, payload MB/s and wire MB/s (frames included) as a markdown table.
+//! messages/s, CPU time per message (both endpoints, user + system; steadier than the
+//! rate on a shared machine), payload MB/s and wire MB/s (frames included) as a markdown
+//! table.
 //!
-//! Set `BENCH_SECONDS` to change the measured time per size (default 3), and
-//! `BENCH_COALESCE_BYTES` to try another `coalesce_max_bytes` (default: the config's).
+//! Each size runs twice: plaintext, then mutual TLS (certificates made at start with
+//! rcgen), so the cost of TLS reads off the table.
+//!
+//! Set `BENCH_SECONDS` to change the measured time per size (default 3),
+//! `BENCH_COALESCE_BYTES` to try another `coalesce_max_bytes` (default: the config's), and
+//! `BENCH_MODES` to `plaintext` or `tls` to run only one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{Entry, EntryPayload, Message, MessageBody};
-use raft_transport_tcp::{TcpConfig, TcpTransport, Transport};
+use raft_transport_tcp::{
+    ConnectionState, TcpConfig, TcpTransport, TlsConfig, Transport, node_certificate_name,
+};
 use tokio::sync::{Notify, mpsc};
 
 /// Messages sent but not yet received that the sender allows; below the queue capacity so
@@ -43,17 +51,60 @@ fn append(payload: &Bytes, index: u64) -> Message {
     }
 }
 
-async fn endpoint(id: u64) -> (TcpTransport, mpsc::Receiver<Message>) {
+async fn endpoint(id: u64, tls: Option<TlsConfig>) -> (TcpTransport, mpsc::Receiver<Message>) {
     let address = "127.0.0.1:0".parse().expect("literal address");
     let mut config = TcpConfig::new(id, CLUSTER_ID, address);
     config.max_frame_bytes = 1 << 20;
     if let Some(bytes) = env_number("BENCH_COALESCE_BYTES") {
         config.coalesce_max_bytes = bytes as usize;
     }
+    if let Some(tls) = tls {
+        config = config.with_tls(tls);
+    }
     TcpTransport::bind(config).await.expect("bind loopback")
 }
 
+/// TLS material for nodes 1 and 2 from a throwaway CA.
+fn tls_pair() -> [TlsConfig; 2] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    [1, 2].map(|id| {
+        let key = KeyPair::generate().expect("node key");
+        let mut params = CertificateParams::new(vec![node_certificate_name(id)]).expect("params");
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let certificate = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("node certificate");
+        let (ca_pem, cert_pem, key_pem) = (ca.pem(), certificate.pem(), key.serialize_pem());
+        TlsConfig::from_pem(ca_pem.as_bytes(), cert_pem.as_bytes(), key_pem.as_bytes())
+            .expect("valid TLS material")
+    })
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat`; `None` where
+/// that file does not exist. CPU per message is far less disturbed by other load on the
+/// machine than messages per second.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every mainstream configuration.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 struct Figures {
+    cpu: Option<Duration>,
     messages: u64,
     elapsed: Duration,
     wire_bytes: u64,
@@ -87,6 +138,7 @@ async fn measure(
     };
     let payload = Bytes::from(vec![0xA5; payload_bytes]);
     let before = sender.metrics().peers[&2].clone();
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let mut sent = 0u64;
     while started.elapsed() < duration {
@@ -108,7 +160,11 @@ async fn measure(
     let elapsed = started.elapsed();
     assert_eq!(received.load(Ordering::Relaxed), sent, "a message was lost");
     let after = sender.metrics().peers[&2].clone();
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let figures = Figures {
+        cpu,
         messages: sent,
         elapsed,
         wire_bytes: after.bytes_sent - before.bytes_sent,
@@ -118,27 +174,38 @@ async fn measure(
     (figures, inbound)
 }
 
-async fn run(duration: Duration) {
-    let (sender, _sender_inbound) = endpoint(1).await;
-    let (receiver, mut inbound) = endpoint(2).await;
+async fn run(duration: Duration, tls: Option<[TlsConfig; 2]>) {
+    let mode = if tls.is_some() { "TLS" } else { "plaintext" };
+    let [tls1, tls2] = match tls {
+        Some([first, second]) => [Some(first), Some(second)],
+        None => [None, None],
+    };
+    let (sender, _sender_inbound) = endpoint(1, tls1).await;
+    let (receiver, mut inbound) = endpoint(2, tls2).await;
     sender
         .add_peer(2, receiver.local_addr())
         .expect("valid peer");
     receiver
         .add_peer(1, sender.local_addr())
         .expect("valid peer");
-    // Warm up: wait for the connection and let both sides settle.
+    // The sender's first dial may reach the receiver before it knows the sender; what is
+    // sent during the retry's backoff is dropped, which the measurement does not allow.
+    while sender.metrics().peers[&2].state != ConnectionState::Connected {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Warm up: let both sides settle.
     let (_, warm) = measure(&sender, inbound, 100, Duration::from_millis(300)).await;
     inbound = warm;
-    println!("| payload | messages/s | payload MB/s | wire MB/s | messages/write | dropped |");
-    println!("|---|---|---|---|---|---|");
     for payload_bytes in PAYLOAD_SIZES_BYTES {
         let (figures, rest) = measure(&sender, inbound, payload_bytes, duration).await;
         inbound = rest;
         let seconds = figures.elapsed.as_secs_f64();
         let rate = figures.messages as f64 / seconds;
+        let cpu_per_message = figures.cpu.map_or("?".to_string(), |cpu| {
+            format!("{:.2}", cpu.as_secs_f64() * 1e6 / figures.messages as f64)
+        });
         println!(
-            "| {payload_bytes} B | {rate:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {mode} | {payload_bytes} B | {rate:.0} | {cpu_per_message} | {:.1} | {:.1} | {:.1} | {} |",
             rate * payload_bytes as f64 / 1e6,
             figures.wire_bytes as f64 / seconds / 1e6,
             figures.messages as f64 / figures.writes.max(1) as f64,
@@ -162,5 +229,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(run(Duration::from_secs_f64(seconds)));
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "plaintext,tls".into());
+    let duration = Duration::from_secs_f64(seconds);
+    println!(
+        "| mode | payload | messages/s | payload MB/s | wire MB/s | messages/write | dropped |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    if modes.contains("plaintext") {
+        runtime.block_on(run(duration, None));
+    }
+    if modes.contains("tls") {
+        runtime.block_on(run(duration, Some(tls_pair())));
+    }
 }

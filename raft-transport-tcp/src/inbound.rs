@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use raft_core::{Message, NodeId};
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -40,6 +40,9 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// Read buffer kept between frames; a larger one (grown by a big frame) is released once
 /// it has been emptied.
 const IDLE_BUFFER_MAX_BYTES: usize = 256 << 10;
+
+/// Socket read size under TLS (see [`secure`]): as plaintext connections read.
+const TLS_READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// Accepts connections until shutdown, then waits for their tasks to end.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -197,9 +200,12 @@ async fn secure(
     let Some(tls) = &shared.config.tls else {
         return Ok((Box::new(stream), None));
     };
+    // rustls reads at most 4 KiB per call; a buffer below it lets one system call fetch
+    // several records, which more than doubled TLS throughput of 64 KiB messages.
+    let buffered = BufReader::with_capacity(TLS_READ_BUFFER_BYTES, stream);
     let stream = tls
         .acceptor()
-        .accept(stream)
+        .accept(buffered)
         .await
         .map_err(ConnectionError::Tls)?;
     // The client verifier demands a certificate, so a completed handshake has one.

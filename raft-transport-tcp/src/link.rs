@@ -386,7 +386,12 @@ async fn dial(
                 let name = node_server_name(peer_id)
                     .map_err(|error| ConnectionError::Tls(std::io::Error::other(error)))?;
                 let connecting = tls.connector().connect(name, tcp);
-                Box::new(connecting.await.map_err(ConnectionError::Tls)?)
+                let mut stream = connecting.await.map_err(ConnectionError::Tls)?;
+                // rustls holds at most 64 KiB of records by default, so a coalesced batch
+                // would be encrypted and written in several rounds; let it take one.
+                let limit = config.coalesce_max_bytes.saturating_mul(2);
+                stream.get_mut().1.set_buffer_limit(Some(limit));
+                Box::new(stream)
             }
         };
         stream.write_all(&hello).await?;

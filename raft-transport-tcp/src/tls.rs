@@ -108,7 +108,7 @@ impl TlsConfig {
         let roots = Arc::new(parse_roots(ca, &ca_origin)?);
         let chain = parse_certificates(cert, PemRole::Certificate, &cert_origin)?;
         let key = parse_key(key, &key_origin)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let bad_ca = |detail: String| TlsError::BadCa {
             origin: ca_origin.clone(),
             detail,
@@ -216,6 +216,20 @@ pub(crate) fn certificate_names_node(certificate: &CertificateDer<'_>, id: NodeI
     };
     webpki::EndEntityCert::try_from(certificate)
         .is_ok_and(|end_entity| end_entity.verify_is_valid_for_subject_name(&name).is_ok())
+}
+
+/// ring, with AES-128-GCM preferred: as strong as peers need, and cheaper per byte than
+/// the default AES-256-GCM on the large appends and snapshot chunks peers exchange.
+fn provider() -> CryptoProvider {
+    use rustls::crypto::ring::cipher_suite;
+    CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    }
 }
 
 fn server_builder(
