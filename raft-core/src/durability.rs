@@ -104,7 +104,7 @@ impl Durability {
             return None;
         }
         let entries = match self.unwritten_from {
-            Some(from) => log.slice(from, log.last_index().saturating_add(1)).to_vec(),
+            Some(from) => log.slice(from, log.next_index()).to_vec(),
             None => Vec::new(),
         };
         // The batch continues what storage holds: it starts where the unwritten part does

@@ -138,6 +138,18 @@
 //!   a node holding a witness's data ([`Node::has_incomplete_state`]) never leads and
 //!   refuses reads and proposals.
 //!
+//! * **Hostile input**: [`Node::step`] validates every message before any protocol rule
+//!   sees it: ranges that keep all index and term arithmetic within a `u64`
+//!   ([`MAX_INDEX`], [`MAX_TERM`], [`MAX_TERM_JUMP`]), contiguous entries with sane terms,
+//!   consistent snapshot metadata, one leader per term, no answer from a newer term, nothing
+//!   contradicting a committed entry. An invalid message is dropped, counted per sender
+//!   ([`Node::rejected_messages`]) and logged with the blame on the peer
+//!   ([`PeerMisbehaved`]); it never panics or halts the node. Host misuse (a write token
+//!   never issued, applying beyond what was handed out) panics with a message saying so,
+//!   and the core asserts its own cheap invariants in release builds. What validation
+//!   cannot catch is a forgery that claims the id of the real leader and agrees with
+//!   everything the node knows: authenticate peers in the transport.
+//!
 //! ## Deviations from the thesis
 //!
 //! * Configuration entries take effect on append (as the thesis says), and a leader leaves a
@@ -145,8 +157,11 @@
 //! * A snapshot must not cover entries that are not yet durable in the local log
 //!   ([`Node::snapshot_meta_at`] refuses), so storage never sees a write for a compacted
 //!   index.
-//! * A node that finds a leader about to overwrite one of its committed entries halts
-//!   ([`Action::Halted`]) instead of complying: its storage or a peer is broken.
+//! * An append or snapshot that contradicts an entry this node knows committed is refused
+//!   as the sender's fault (dropped, counted, logged) instead of complied with: a real
+//!   leader of a term at least ours holds every committed entry (Leader Completeness), so
+//!   a single forged or broken message cannot halt a node. [`Action::Halted`] remains for
+//!   a node whose own state is found inconsistent.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

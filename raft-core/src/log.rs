@@ -69,6 +69,13 @@ impl RaftLog {
         self.snapshot_index.saturating_add(1)
     }
 
+    /// One past the last index: where the next entry goes. The log never holds index
+    /// `u64::MAX` (`push` checks its arithmetic and appended indices are validated to be at
+    /// most `MAX_INDEX`), so this never saturates in practice.
+    pub(crate) fn next_index(&self) -> Index {
+        self.last_index().saturating_add(1)
+    }
+
     pub(crate) fn last_index(&self) -> Index {
         self.snapshot_index + self.entries.len() as u64
     }
@@ -96,7 +103,7 @@ impl RaftLog {
     /// Entries in `[low, high)`, clamped to what the log holds.
     pub(crate) fn slice(&self, low: Index, high: Index) -> &[Entry] {
         let low = low.max(self.first_index());
-        let high = high.min(self.last_index() + 1);
+        let high = high.min(self.next_index());
         if low >= high {
             return &[];
         }
@@ -108,7 +115,7 @@ impl RaftLog {
     /// Entries from `low` on, at most `max_bytes` of them by [`Entry::size_bytes`] (always at
     /// least one if any exist) and at most `max_count`.
     pub(crate) fn slice_bounded(&self, low: Index, max_bytes: u64, max_count: usize) -> &[Entry] {
-        let all = self.slice(low, self.last_index() + 1);
+        let all = self.slice(low, self.next_index());
         let mut bytes = 0u64;
         let mut count = 0usize;
         for entry in all.iter().take(max_count) {
@@ -188,7 +195,7 @@ impl RaftLog {
         match self.term(prev_log_index) {
             None => {
                 return AppendResult::Rejected(ConflictHint {
-                    index: self.last_index() + 1,
+                    index: self.next_index(),
                     term: 0,
                 });
             }
@@ -282,7 +289,7 @@ impl RaftLog {
         let mut index = rejected.min(self.last_index());
         while index > self.snapshot_index {
             match self.term(index) {
-                Some(term) if term == hint.term => return index + 1,
+                Some(term) if term == hint.term => return index.saturating_add(1),
                 Some(term) if term < hint.term => break,
                 _ => index -= 1,
             }

@@ -182,7 +182,7 @@ impl Node {
         } = restored;
         let log = RaftLog::new(&snapshot, entries);
         let mut config_history = BTreeMap::new();
-        for entry in log.slice(log.first_index(), log.last_index() + 1) {
+        for entry in log.slice(log.first_index(), log.next_index()) {
             if let EntryPayload::Membership(m) = &entry.payload {
                 config_history.insert(entry.index, (**m).clone());
             }
@@ -585,7 +585,7 @@ impl Node {
             // Both bounds are at most `apply_handed`, itself at most the last log index.
             let released: u64 = self
                 .log
-                .slice(self.applied + 1, index + 1)
+                .slice(self.applied.saturating_add(1), index.saturating_add(1))
                 .iter()
                 .map(Entry::size_bytes)
                 .sum();
@@ -679,7 +679,10 @@ impl Node {
         }
         let mut inflight_bytes = self.apply_inflight_bytes;
         let mut batch = Vec::new();
-        for entry in self.log.slice(self.apply_handed + 1, self.commit + 1) {
+        for entry in self.log.slice(
+            self.apply_handed.saturating_add(1),
+            self.commit.saturating_add(1),
+        ) {
             let size = entry.size_bytes();
             if !batch.is_empty() && inflight_bytes + size > self.config.max_apply_bytes {
                 break;
@@ -772,7 +775,7 @@ impl Node {
             matches!(self.role, RoleState::Candidate(_)),
             "only a candidate becomes leader"
         );
-        let next = self.log.last_index() + 1;
+        let next = self.log.next_index();
         let progress = self
             .membership
             .members()
@@ -822,7 +825,7 @@ impl Node {
 
     /// Appends an entry created by this leader; configuration entries take effect at once.
     pub(crate) fn append_as_leader(&mut self, payload: EntryPayload) -> Index {
-        let index = self.log.last_index() + 1;
+        let index = self.log.next_index();
         let entry = Entry {
             term: self.term,
             index,

@@ -87,7 +87,7 @@ impl Node {
     ) -> Result<(), MembershipError> {
         let uncommitted_config = self.membership_index > self.commit;
         let membership = self.membership.clone();
-        let next_index = self.log.last_index() + 1;
+        let next_index = self.log.next_index();
         let leader_hint = self.leader;
         let RoleState::Leader(leader) = &mut self.role else {
             return Err(MembershipError::NotLeader { leader_hint });
@@ -300,7 +300,7 @@ impl Node {
     fn sync_progress_with_membership(&mut self) {
         let me = self.id();
         let members = self.membership.members();
-        let next_index = self.log.last_index() + 1;
+        let next_index = self.log.next_index();
         let Some(leader) = self.leader_state() else {
             return;
         };

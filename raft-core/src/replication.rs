@@ -155,7 +155,7 @@ impl Node {
             let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
             match progress.state {
                 ReplicationState::Replicate => {
-                    progress.next_index = last.index + 1;
+                    progress.next_index = last.index.saturating_add(1);
                     progress.inflights.add(last.index, bytes);
                 }
                 _ => progress.state = ReplicationState::Probe { paused: true },
@@ -274,7 +274,7 @@ impl Node {
         self.durability.note_appended(first);
         let configs: Vec<(Index, crate::membership::Membership)> = self
             .log
-            .slice(first, self.log.last_index() + 1)
+            .slice(first, self.log.next_index())
             .iter()
             .filter_map(|e| match &e.payload {
                 EntryPayload::Membership(m) => Some((e.index, (**m).clone())),
@@ -403,7 +403,7 @@ impl Node {
             self.commit = committed;
             let released: u64 = self
                 .log
-                .slice(previous + 1, committed + 1)
+                .slice(previous.saturating_add(1), committed.saturating_add(1))
                 .iter()
                 .filter(|e| e.term == self.term)
                 .map(Entry::size_bytes)

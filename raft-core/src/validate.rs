@@ -30,10 +30,14 @@
 //!   `TimeoutNow` is honoured only from the known leader (see [`Node::step`]).
 //! * **Answers from the future**: a message that only ever answers something this node
 //!   sent in its own term (a vote, heartbeat or snapshot response, a successful or hinted
-//!   append response, forwarded proposals and reads and their answers, `TimeoutNow`) cannot
-//!   carry a term above this node's, since terms never decrease. Only vote requests, leader
-//!   messages, refused pre-votes and the bare "your term is stale" append response may
-//!   bring a newer term.
+//!   append response, forwarded proposals and reads, the answer to a forwarded proposal,
+//!   `TimeoutNow`) cannot carry a term above this node's, since terms never decrease. Only
+//!   vote requests, leader messages, refused pre-votes, the bare "your term is stale"
+//!   append response and read-index answers (a deposed leader fails the reads it held in
+//!   its new term) may bring a newer term. (One honest exception: a node that crashed before its new term
+//!   was durable may, after the restart, receive the answer to a pre-vote or forwarded
+//!   request it sent in that term; the answer belongs to its previous life and dropping it
+//!   loses nothing, but it is counted against the peer.)
 //! * **Against the log**: a leader of a term at least ours holds every entry we know to be
 //!   committed (Leader Completeness, section 5.4), so an append or snapshot that contradicts
 //!   a committed entry is refused instead of halting the node; a follower cannot acknowledge
@@ -272,7 +276,13 @@ fn check_term_range(
 /// Rules of a configuration that every membership change preserves.
 pub(crate) fn check_membership(membership: &Membership) -> Result<(), PeerMisbehaved> {
     let invalid = |expected| Err(PeerMisbehaved::InvalidMembership { expected });
-    if membership.members().contains(&0) || membership.witnesses.contains(&0) {
+    let sets = [
+        &membership.incoming,
+        &membership.outgoing,
+        &membership.learners,
+        &membership.witnesses,
+    ];
+    if sets.iter().any(|set| set.contains(&0)) {
         return invalid("no node id 0");
     }
     if !membership
@@ -429,6 +439,9 @@ fn highest_answer_term(body: &MessageBody, own_term: Term) -> Option<Term> {
             hint: None,
             ..
         } => None,
+        // A leader fails the reads it holds for followers when it loses leadership, in
+        // whatever term it has moved to by then.
+        MessageBody::ReadIndexResponse { .. } => None,
         _ => Some(own_term),
     }
 }

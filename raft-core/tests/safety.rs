@@ -70,6 +70,9 @@ struct Observed {
     /// confirmed at a lower index could miss a write that completed before it began.
     reads: BTreeMap<(NodeId, ReadId), Index>,
     events_seen: usize,
+    /// Nodes that restarted at least once. Validation never blames an honest peer, except
+    /// that a node which lost its term's write in a crash may receive answers from it.
+    restarted: std::collections::BTreeSet<NodeId>,
 }
 
 impl Observed {
@@ -95,6 +98,15 @@ impl Observed {
                     entry.0
                 );
                 entry.1 = entry.1.min(node.term());
+            }
+        }
+        for (id, node) in &cluster.nodes {
+            if !self.restarted.contains(id) {
+                assert!(
+                    node.rejected_messages().is_empty(),
+                    "node {id} rejected honest messages: {:?}",
+                    node.rejected_messages()
+                );
             }
         }
         self.check_reads(cluster);
@@ -213,7 +225,11 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) -> Progress {
                 let id = pick(&cluster, k);
                 cluster.propose(id, b"cmd");
             }
-            Op::Crash(k) => cluster.restart(pick(&cluster, k)),
+            Op::Crash(k) => {
+                let id = pick(&cluster, k);
+                observed.restarted.insert(id);
+                cluster.restart(id);
+            }
             Op::Read(k) => {
                 let id = pick(&cluster, k);
                 let floor = cluster
