@@ -182,24 +182,14 @@ impl Connection {
         credentials: &Credentials,
     ) -> Result<Self, ClientError> {
         let authority = authority_of(endpoint)?;
-        let bad = || ClientError::BadEndpoint(endpoint.to_string());
-        let host = HeaderValue::from_str(&authority).map_err(|_| bad())?;
-        let tls = if endpoint.starts_with("https://") {
-            let config = credentials.tls.clone().ok_or_else(|| {
-                ClientError::BadEndpoint(format!("{endpoint}: https needs a CA (--ca)"))
-            })?;
-            Some(config)
-        } else if endpoint.starts_with("http://") {
-            None
-        } else {
-            credentials.tls.clone()
-        };
-        let authorization = match &credentials.token {
-            Some(token) => Some(HeaderValue::from_str(&format!("Bearer {token}")).map_err(
-                |_| ClientError::BadEndpoint("the token has invalid characters".into()),
-            )?),
-            None => None,
-        };
+        let host = HeaderValue::from_str(&authority)
+            .map_err(|_| ClientError::BadEndpoint(endpoint.to_string()))?;
+        let tls = credentials
+            .tls_for(endpoint)
+            .map_err(ClientError::BadEndpoint)?;
+        let authorization = credentials
+            .authorization()
+            .map_err(ClientError::BadEndpoint)?;
         Ok(Connection {
             authority,
             host,
@@ -239,14 +229,11 @@ impl Connection {
         let sender = match &self.tls {
             None => handshake(TokioIo::new(stream)).await,
             Some(config) => {
-                let name = crate::server::tls::server_name(&self.authority)
-                    .map_err(|e| self.transport_error(e))?;
-                let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config))
-                    .connect(name, stream)
+                let stream = crate::server::tls::connect(config, &self.authority, stream)
                     .await
-                    .map_err(|e| ClientError::Connect {
+                    .map_err(|message| ClientError::Connect {
                         endpoint: self.authority.clone(),
-                        message: format!("TLS: {e}"),
+                        message,
                     })?;
                 handshake(TokioIo::new(stream)).await
             }

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::http;
+
 use crate::server::tls::{self, TlsError};
 
 /// Files `raft-kv dev-cluster` writes into its credentials directory.
@@ -55,6 +57,33 @@ impl std::fmt::Debug for Credentials {
             .field("tls", &self.tls.is_some())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+impl Credentials {
+    /// The TLS settings for `endpoint`: required for `https://`, none for `http://`, and
+    /// these credentials' own for an endpoint without a scheme.
+    pub fn tls_for(&self, endpoint: &str) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+        if endpoint.starts_with("https://") {
+            let config = self.tls.clone();
+            return config
+                .map(Some)
+                .ok_or_else(|| format!("{endpoint}: https needs the cluster's CA (--ca)"));
+        }
+        if endpoint.starts_with("http://") {
+            return Ok(None);
+        }
+        Ok(self.tls.clone())
+    }
+
+    /// The `Authorization` header value for the token, if any.
+    pub fn authorization(&self) -> Result<Option<http::HeaderValue>, String> {
+        let Some(token) = &self.token else {
+            return Ok(None);
+        };
+        http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map(Some)
+            .map_err(|_| "the token has characters a header cannot carry".to_string())
     }
 }
 

@@ -20,10 +20,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::server::auth::{self, Auth, CallerAuthorization, Principal};
+use crate::server::auth::{self, Auth, Principal};
 use crate::server::backend::KvBackend;
-use crate::server::client;
-use crate::server::credentials::Credentials;
 use crate::server::error::{ApiError, ErrorCode};
 use crate::server::limits::{BodyBudget, BodyError, BodyLease, BodyLimits};
 use crate::server::prom::{HttpMetrics, PromWriter, ROUTES};
@@ -63,12 +61,12 @@ impl Limits {
 #[derive(Clone)]
 pub struct ApiState {
     backend: Arc<dyn KvBackend>,
-    limits: Arc<Limits>,
+    pub(crate) limits: Arc<Limits>,
     metrics: Arc<HttpMetrics>,
     auth: Arc<Auth>,
     budget: BodyBudget,
     /// TLS settings for forwarding to the leader (the caller's token goes along).
-    forward_tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) forward_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiState {
@@ -408,7 +406,7 @@ async fn add_member(State(state): State<ApiState>, request: Request) -> Result<R
     crate::server::members::check_add(&add, &state.backend.members())?;
     match state.backend.add_member(add).await {
         Ok(members) => Ok(axum::Json(members).into_response()),
-        Err(error) => forward_or(&state, &parts, bytes, error).await,
+        Err(error) => crate::server::forward::forward_or(&state, &parts, bytes, error).await,
     }
 }
 
@@ -427,7 +425,7 @@ async fn remove_member(
         .ok_or_else(|| ApiError::bad_request("the member id must be a positive integer"))?;
     match state.backend.remove_member(id).await {
         Ok(members) => Ok(axum::Json(members).into_response()),
-        Err(error) => forward_or(&state, &parts, Bytes::new(), error).await,
+        Err(error) => crate::server::forward::forward_or(&state, &parts, Bytes::new(), error).await,
     }
 }
 
@@ -457,60 +455,8 @@ async fn transfer_leader(
     transfer.target = transfer.target.or(params.target);
     match state.backend.transfer_leader(transfer.target).await {
         Ok(leader) => Ok(axum::Json(TransferResult { leader }).into_response()),
-        Err(error) => forward_or(&state, &parts, bytes, error).await,
+        Err(error) => crate::server::forward::forward_or(&state, &parts, bytes, error).await,
     }
-}
-
-/// Sends an admin request this node could not serve to the leader it names, once; answers
-/// with `error` when there is no leader to ask or the request was already forwarded.
-async fn forward_or(
-    state: &ApiState,
-    parts: &axum::http::request::Parts,
-    body: Bytes,
-    error: ApiError,
-) -> Result<Response, ApiError> {
-    let leader_url = match (&error.code, &error.leader) {
-        (ErrorCode::NotLeader, Some(leader)) => leader.url.clone(),
-        _ => None,
-    };
-    let Some(url) = leader_url else {
-        return Err(error);
-    };
-    if parts.headers.contains_key(HEADER_FORWARDED) {
-        return Err(error);
-    }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    tracing::debug!(%url, %path, "forwarding an admin request to the leader");
-    // The leader checks the caller's token itself; the forward uses TLS like any client.
-    let credentials = Credentials {
-        tls: state.forward_tls.clone(),
-        token: None,
-    };
-    let authorization = parts
-        .extensions
-        .get::<CallerAuthorization>()
-        .and_then(|c| c.0.clone());
-    let answer = client::forward(
-        &url,
-        parts.method.clone(),
-        &path,
-        body,
-        state.limits.forward_timeout,
-        &credentials,
-        authorization,
-    )
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("could not forward to the leader at {url}: {e}"),
-        )
-        .with_leader(error.leader.clone())
-    })?;
-    Ok(answer)
 }
 
 /// The key named by a `/v1/kv/{key}` path, percent-decoded and checked against the limits.

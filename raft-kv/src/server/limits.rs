@@ -232,11 +232,7 @@ pub async fn serve_http(
         .max
         .store(limits.connections_max as u64, Ordering::Relaxed);
     let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(READ_BUFFER_BYTES_MAX)
-        .keep_alive(true);
+    let http = http_builder(&limits);
     let service = TowerToHyperService::new(router);
     tracing::info!(
         address = ?listener.local_addr().ok(),
@@ -267,15 +263,13 @@ pub async fn serve_http(
             }
         };
         let full = slots.available_permits() == 0;
-        if full != at_cap {
-            at_cap = full;
-            if full {
-                tracing::warn!(
-                    max = limits.connections_max,
-                    "HTTP connection cap reached; new connections wait"
-                );
-            }
+        if full && !at_cap {
+            tracing::warn!(
+                max = limits.connections_max,
+                "HTTP connection cap reached; new connections wait"
+            );
         }
+        at_cap = full;
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
@@ -296,6 +290,16 @@ pub async fn serve_http(
     {
         tracing::warn!("HTTP requests still open after the shutdown grace; dropping them");
     }
+}
+
+/// HTTP/1.1 with the header (and idle) timeout and the read buffer cap.
+fn http_builder(limits: &HttpLimits) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER_BYTES_MAX)
+        .keep_alive(true);
+    http
 }
 
 /// What one connection task needs.

@@ -21,6 +21,7 @@ pub mod credentials;
 pub mod devcerts;
 pub mod devcluster;
 pub mod error;
+mod forward;
 pub mod http;
 pub mod limits;
 pub mod members;

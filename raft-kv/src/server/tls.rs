@@ -129,6 +129,19 @@ pub fn server_name(authority: &str) -> Result<ServerName<'static>, TlsError> {
         .map_err(|e| TlsError::Config(format!("`{host}` is not a valid server name: {e}")))
 }
 
+/// Opens TLS over `stream` to the node at `authority`, checking its certificate.
+pub async fn connect(
+    config: &Arc<ClientConfig>,
+    authority: &str,
+    stream: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let name = server_name(authority).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
