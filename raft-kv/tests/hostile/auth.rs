@@ -21,7 +21,8 @@ fn members_json(members: &MembersBody) -> serde_json::Value {
 /// admin API let anyone remove nodes and redirect clients).
 /// Method: on every node, send each admin call with no token, an unknown token, the read
 /// token and the write token; then ask an admin to re-add a voter at an attacker's
-/// address. Membership, with addresses, must be the same on every node afterwards.
+/// address. Membership, with addresses, must be the same on every node afterwards. Last,
+/// an admin's transfer sent to a follower (forwarded to the leader) succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_calls_without_an_admin_token_change_nothing() {
     let cluster = Cluster::start_secure(3, &[]);
@@ -117,6 +118,18 @@ async fn admin_calls_without_an_admin_token_change_nothing() {
             node.id
         );
     }
+    // An admin call made to a follower is forwarded to the leader over TLS with the
+    // caller's token, and succeeds.
+    let leader = crate::support::status_with(&cluster.urls()[0], &admin)
+        .await
+        .unwrap()
+        .leader
+        .unwrap()
+        .id;
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let path = format!("/v1/leader/transfer?target={}", follower.id);
+    let moved = call(&follower.url(), &admin, Method::POST, &path, "").await;
+    assert_eq!(moved.status.as_u16(), 200, "{:?}", moved.body);
     assert_serving(&cluster, &acknowledged).await;
 }
 

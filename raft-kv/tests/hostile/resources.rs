@@ -258,3 +258,56 @@ async fn connection_flood_leaves_descriptors_for_the_raft_port() {
     .await;
     assert_serving(&cluster, &acknowledged).await;
 }
+
+/// Goal: connections that open TCP to the HTTPS port but never finish a TLS handshake are
+/// dropped by the handshake timeout (5 s) and counted.
+/// Method: 50 connections to a secure node send two bytes of a TLS record and stop; each
+/// must be closed within 15 s, the node's `raft_kv_http_tls_handshakes_failed_total` must
+/// count them, and the cluster keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshakes_are_dropped() {
+    let cluster = Cluster::start_secure(3, &[]);
+    cluster.wait_leader(Duration::from_secs(30)).await;
+    let acknowledged = write_some(&cluster, "before", 2).await;
+    let node = &cluster.nodes[0];
+    let give_up = Instant::now() + Duration::from_secs(15);
+    let stalled: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(stalled_handshake(node.http_addr(), give_up)))
+        .collect();
+    for task in stalled {
+        assert!(
+            task.await.unwrap(),
+            "a stalled handshake outlived the timeout"
+        );
+    }
+    let reader = crate::with_token(&cluster, Some(crate::token_of(&cluster, "reader")));
+    let metrics = crate::call(&node.url(), &reader, hyper::Method::GET, "/metrics", "").await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let failed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("raft_kv_http_tls_handshakes_failed_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(failed >= 50.0, "handshake failures counted: {failed}");
+    assert_serving(&cluster, &acknowledged).await;
+}
+
+/// Starts a TLS record and stops; true when the server closes the connection before
+/// `give_up`.
+async fn stalled_handshake(address: String, give_up: Instant) -> bool {
+    let Ok(mut stream) = TcpStream::connect(&address).await else {
+        return false;
+    };
+    if stream.write_all(&[0x16, 0x03]).await.is_err() {
+        return true;
+    }
+    let mut buffer = [0u8; 64];
+    let wait = give_up.saturating_duration_since(Instant::now());
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
