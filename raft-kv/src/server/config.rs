@@ -370,6 +370,13 @@ impl ServeArgs {
         kv.validate()
             .map_err(|e| ConfigError::Invalid(format!("key-value limits: {e}")))?;
         let (http_limits, body_limits) = self.http_limits();
+        if (body_limits.budget_bytes as u64) < kv.value_bytes_max {
+            return Err(ConfigError::Invalid(format!(
+                "--http-body-budget-bytes ({}) must hold at least one value of \
+                 --max-value-bytes ({})",
+                body_limits.budget_bytes, kv.value_bytes_max
+            )));
+        }
         Ok(ServeConfig {
             id,
             data_dir: self
@@ -593,5 +600,16 @@ mod tests {
         );
         assert_eq!(config.body_limits.budget_bytes, 1 << 20);
         assert_eq!(config.body_limits.timeout, BodyLimits::default().timeout);
+        let too_small = ServeArgs {
+            http_body_budget_bytes: Some(1000),
+            ..insecure()
+        };
+        assert!(
+            too_small
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("budget")
+        );
     }
 }
