@@ -111,7 +111,8 @@ fn sized_http_limits(wanted: &HttpLimits) -> HttpLimits {
     let fd_limit = limits::open_files_limit();
     let connections_max = limits::connection_cap(wanted.connections_max, fd_limit);
     if connections_max < wanted.connections_max {
-        tracing::warn!(
+        // Info, not a warning: the default cap exceeds the usual 1024-descriptor limit.
+        tracing::info!(
             wanted = wanted.connections_max,
             connections_max,
             open_files_limit = fd_limit,
