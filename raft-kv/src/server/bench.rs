@@ -47,6 +47,8 @@ pub struct BenchOptions {
     pub target: Target,
     /// Whether writes carry a client session (exactly-once bookkeeping on the server).
     pub sessions: bool,
+    /// TLS settings and token for a secured cluster.
+    pub credentials: crate::server::credentials::Credentials,
 }
 
 /// Live numbers, reported about once a second.
@@ -125,7 +127,7 @@ pub async fn run(
     let mut tasks = Vec::with_capacity(options.clients);
     for client in 0..options.clients {
         let endpoint = targets[client % targets.len()].clone();
-        let connection = Connection::new(&endpoint)?;
+        let connection = Connection::with_credentials(&endpoint, &options.credentials)?;
         let job = ClientJob {
             connection,
             shared: Arc::clone(&shared),
@@ -194,6 +196,7 @@ async fn targets(options: &BenchOptions) -> Result<Vec<String>, ClientError> {
     let client_options = ClientOptions {
         request_timeout: Duration::from_secs(2),
         retry_for: Duration::from_secs(10),
+        credentials: options.credentials.clone(),
     };
     let mut client = ClusterClient::new(&options.endpoints, client_options)?;
     let deadline = Instant::now() + Duration::from_secs(10);

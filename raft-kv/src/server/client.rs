@@ -19,6 +19,8 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::server::credentials::Credentials;
+
 use crate::server::wire::{
     self, AddMemberBody, ErrorBody, HEADER_CLIENT_ID, HEADER_CREATE_REVISION, HEADER_REVISION,
     HEADER_SEQUENCE, HEADER_VERSION, KeyMeta, ListBody, MembersBody, ReadConsistency, StatusBody,
@@ -102,9 +104,12 @@ impl ClientError {
     }
 }
 
-/// `http://host:port[/]` or `host:port` -> `host:port`.
+/// `http://host:port[/]`, `https://host:port[/]` or `host:port` -> `host:port`.
 pub fn authority_of(endpoint: &str) -> Result<String, ClientError> {
-    let rest = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .unwrap_or(endpoint);
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
         return Err(ClientError::BadEndpoint(endpoint.to_string()));
@@ -157,18 +162,40 @@ pub struct Connection {
     authority: String,
     host: HeaderValue,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// TLS settings when the connection uses TLS.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// `Bearer <token>`, sent with every request.
+    authorization: Option<HeaderValue>,
 }
 
 impl Connection {
-    /// A connection to `endpoint` (`http://host:port` or `host:port`), not yet open.
+    /// A plaintext connection without credentials to `endpoint` (`http://host:port` or
+    /// `host:port`), not yet open.
     pub fn new(endpoint: &str) -> Result<Self, ClientError> {
+        Self::with_credentials(endpoint, &Credentials::default())
+    }
+
+    /// A connection to `endpoint` presenting `credentials`: over TLS for `https://`
+    /// endpoints, and for endpoints without a scheme when `credentials` has TLS settings.
+    pub fn with_credentials(
+        endpoint: &str,
+        credentials: &Credentials,
+    ) -> Result<Self, ClientError> {
         let authority = authority_of(endpoint)?;
         let host = HeaderValue::from_str(&authority)
             .map_err(|_| ClientError::BadEndpoint(endpoint.to_string()))?;
+        let tls = credentials
+            .tls_for(endpoint)
+            .map_err(ClientError::BadEndpoint)?;
+        let authorization = credentials
+            .authorization()
+            .map_err(ClientError::BadEndpoint)?;
         Ok(Connection {
             authority,
             host,
             sender: None,
+            tls,
+            authorization,
         })
     }
 
@@ -199,14 +226,19 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| self.transport_error(e))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        tokio::spawn(async move {
-            // Ends when the connection closes; errors surface on the next request.
-            let _ = connection.await;
-        });
-        self.sender = Some(sender);
+        let sender = match &self.tls {
+            None => handshake(TokioIo::new(stream)).await,
+            Some(config) => {
+                let stream = crate::server::tls::connect(config, &self.authority, stream)
+                    .await
+                    .map_err(|message| ClientError::Connect {
+                        endpoint: self.authority.clone(),
+                        message,
+                    })?;
+                handshake(TokioIo::new(stream)).await
+            }
+        };
+        self.sender = Some(sender.map_err(|e| self.transport_error(e))?);
         Ok(())
     }
 
@@ -224,6 +256,9 @@ impl Connection {
             .method(method)
             .uri(path_and_query)
             .header(HOST, self.host.clone());
+        if let Some(authorization) = &self.authorization {
+            builder = builder.header(hyper::header::AUTHORIZATION, authorization.clone());
+        }
         for (name, value) in headers {
             builder = builder.header(*name, value.as_str());
         }
@@ -240,9 +275,15 @@ impl Connection {
     async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<Answer, ClientError> {
         self.connect_if_needed().await?;
         let authority = &self.authority;
+        let plaintext = self.tls.is_none();
         let error = |e: hyper::Error| ClientError::Transport {
             endpoint: authority.clone(),
-            message: e.to_string(),
+            // Plaintext HTTP to a TLS port reads a TLS alert as a malformed answer.
+            message: if plaintext && e.is_parse() {
+                format!("{e}; the node may serve HTTPS: give its CA (--ca) or an https:// endpoint")
+            } else {
+                e.to_string()
+            },
         };
         let Some(sender) = self.sender.as_mut() else {
             return Err(self.transport_error("not connected"));
@@ -259,16 +300,33 @@ impl Connection {
     }
 }
 
+/// Starts HTTP/1.1 on an open stream; the connection task ends when the stream closes
+/// (errors surface on the next request).
+async fn handshake<S>(io: TokioIo<S>) -> Result<SendRequest<Full<Bytes>>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
 /// Sends one request to `url` on a fresh connection and returns the answer as an axum
-/// response; used by a node to forward an admin request to its leader.
+/// response; used by a node to forward an admin request to its leader, presenting the
+/// caller's `authorization` (the leader checks it).
 pub async fn forward(
     url: &str,
     method: Method,
     path_and_query: &str,
     body: Bytes,
     timeout: Duration,
+    credentials: &Credentials,
+    authorization: Option<HeaderValue>,
 ) -> Result<axum::response::Response, ClientError> {
-    let mut connection = Connection::new(url)?;
+    let mut connection = Connection::with_credentials(url, credentials)?;
+    connection.authorization = authorization;
     let headers = [
         (wire::HEADER_FORWARDED, "1".to_string()),
         ("content-type", "application/json".to_string()),
@@ -315,6 +373,8 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// How long to keep retrying (other nodes, leader hints, waiting for an election).
     pub retry_for: Duration,
+    /// TLS settings and token presented to every node.
+    pub credentials: Credentials,
 }
 
 impl Default for ClientOptions {
@@ -324,6 +384,7 @@ impl Default for ClientOptions {
         ClientOptions {
             request_timeout: Duration::from_millis(5_500),
             retry_for: Duration::from_secs(15),
+            credentials: Credentials::default(),
         }
     }
 }
@@ -379,7 +440,7 @@ impl ClusterClient {
         }
         let connections = endpoints
             .iter()
-            .map(|e| Connection::new(e))
+            .map(|e| Connection::with_credentials(e, &options.credentials))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ClusterClient {
             endpoints: endpoints.to_vec(),
@@ -472,7 +533,9 @@ impl ClusterClient {
                     self.current = position;
                     return;
                 }
-            } else if let Ok(connection) = Connection::new(&url) {
+            } else if let Ok(connection) =
+                Connection::with_credentials(&url, &self.options.credentials)
+            {
                 self.endpoints.push(url);
                 self.connections.push(connection);
                 self.current = self.endpoints.len() - 1;

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::KvConfig;
+use crate::server::limits::{BodyLimits, HttpLimits};
+use crate::server::tls::TlsFiles;
 
 /// Flags of `raft-kv serve`. Every field is optional here so that a value given nowhere
 /// falls through to the config file and then to the default named in its help.
@@ -121,6 +123,77 @@ pub struct ServeArgs {
     /// node. [default: 65536]
     #[arg(long, env = "RAFT_KV_SESSIONS_MAX", value_name = "N")]
     pub sessions_max: Option<u64>,
+
+    /// Run without TLS and without authentication: anyone who can reach the ports can read,
+    /// write and reconfigure the cluster. For tests and experiments only.
+    #[arg(
+        long,
+        env = "RAFT_KV_INSECURE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    pub insecure: Option<bool>,
+
+    /// CA certificate (PEM) that issued every node and client certificate of the cluster.
+    #[arg(long, env = "RAFT_KV_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// This node's certificate (PEM), issued by --ca; used for HTTPS (and for the Raft port
+    /// where peer TLS is available).
+    #[arg(long, env = "RAFT_KV_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, env = "RAFT_KV_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Bearer tokens with their roles (TOML, see SECURITY.md).
+    #[arg(long, env = "RAFT_KV_TOKENS", value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+
+    /// Admin token this node presents when it joins a cluster with --join (prefer the
+    /// environment variable: command lines are visible to other users).
+    #[arg(
+        long,
+        env = "RAFT_KV_JOIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub join_token: Option<String>,
+
+    /// Most HTTP connections open at once; lowered at start so that descriptors stay free
+    /// for the Raft port under the process's open-files limit. [default: 4096]
+    #[arg(long, env = "RAFT_KV_HTTP_CONNECTIONS_MAX", value_name = "N")]
+    pub http_connections_max: Option<usize>,
+
+    /// Longest wait for a request head, idle keep-alive time included. [default: 30000]
+    #[arg(long, env = "RAFT_KV_HTTP_HEADER_TIMEOUT_MS", value_name = "MS")]
+    pub http_header_timeout_ms: Option<u64>,
+
+    /// Longest wait for a whole request body. [default: 30000]
+    #[arg(long, env = "RAFT_KV_HTTP_BODY_TIMEOUT_MS", value_name = "MS")]
+    pub http_body_timeout_ms: Option<u64>,
+
+    /// Bytes of request bodies all requests together may hold in memory; more are refused
+    /// with 503. [default: 67108864]
+    #[arg(long, env = "RAFT_KV_HTTP_BODY_BUDGET_BYTES", value_name = "BYTES")]
+    pub http_body_budget_bytes: Option<usize>,
+}
+
+/// How a node protects itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// `--insecure`: plaintext, every caller may do everything.
+    Insecure,
+    /// HTTPS with bearer tokens (and TLS on the Raft port where available).
+    Tls {
+        /// CA, certificate and key.
+        files: TlsFiles,
+        /// The token file.
+        tokens: PathBuf,
+    },
 }
 
 /// A setting that cannot be used; the message names it.
@@ -186,6 +259,14 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// State machine limits.
     pub kv: KvConfig,
+    /// TLS and authentication, or `--insecure`.
+    pub security: Security,
+    /// Admin token for `--join`.
+    pub join_token: Option<String>,
+    /// HTTP connection and time limits (the connection cap before the open-files limit).
+    pub http_limits: HttpLimits,
+    /// Request body limits.
+    pub body_limits: BodyLimits,
 }
 
 impl ServeArgs {
@@ -235,7 +316,17 @@ impl ServeArgs {
             max_value_bytes,
             request_timeout_ms,
             session_ttl_ms,
-            sessions_max
+            sessions_max,
+            insecure,
+            ca,
+            cert,
+            key,
+            tokens,
+            join_token,
+            http_connections_max,
+            http_header_timeout_ms,
+            http_body_timeout_ms,
+            http_body_budget_bytes
         )
     }
 
@@ -247,10 +338,16 @@ impl ServeArgs {
         let raft_addr = self.raft_addr.unwrap_or(([127, 0, 0, 1], 7001).into());
         let http_addr = self.http_addr.unwrap_or(([127, 0, 0, 1], 8001).into());
         let advertise_raft_addr = self.advertise_raft_addr.unwrap_or(raft_addr);
+        let security = self.security()?;
+        let scheme = match security {
+            Security::Insecure => "http",
+            Security::Tls { .. } => "https",
+        };
         let advertise_url = self
             .advertise_url
-            .unwrap_or_else(|| format!("http://{http_addr}"));
-        let join = self.join;
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{http_addr}"));
+        let join = self.join.clone();
         let peers = match (&self.peers, &join) {
             (Some(text), _) => parse_peers(text)?,
             (None, Some(_)) => BTreeMap::new(),
@@ -272,6 +369,14 @@ impl ServeArgs {
         };
         kv.validate()
             .map_err(|e| ConfigError::Invalid(format!("key-value limits: {e}")))?;
+        let (http_limits, body_limits) = self.http_limits();
+        if (body_limits.budget_bytes as u64) < kv.value_bytes_max {
+            return Err(ConfigError::Invalid(format!(
+                "--http-body-budget-bytes ({}) must hold at least one value of \
+                 --max-value-bytes ({})",
+                body_limits.budget_bytes, kv.value_bytes_max
+            )));
+        }
         Ok(ServeConfig {
             id,
             data_dir: self
@@ -293,7 +398,63 @@ impl ServeArgs {
             snapshot_bytes: positive(Some(self.snapshot_bytes.unwrap_or(256 << 20))),
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(5000).max(1)),
             kv,
+            security,
+            join_token: self.join_token,
+            http_limits,
+            body_limits,
         })
+    }
+
+    /// `--insecure`, or all of the TLS files and the token file.
+    fn security(&self) -> Result<Security, ConfigError> {
+        let given = [&self.ca, &self.cert, &self.key, &self.tokens];
+        if self.insecure.unwrap_or(false) {
+            if given.iter().any(|g| g.is_some()) {
+                return Err(ConfigError::Invalid(
+                    "--insecure turns TLS and tokens off: drop --ca/--cert/--key/--tokens or --insecure".into(),
+                ));
+            }
+            return Ok(Security::Insecure);
+        }
+        match (&self.ca, &self.cert, &self.key, &self.tokens) {
+            (Some(ca), Some(cert), Some(key), Some(tokens)) => Ok(Security::Tls {
+                files: TlsFiles {
+                    ca: ca.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                tokens: tokens.clone(),
+            }),
+            _ => Err(ConfigError::Invalid(
+                "raft-kv serve needs --ca, --cert, --key and --tokens (TLS and bearer tokens, see \
+                 SECURITY.md), or --insecure for a plaintext node that anyone can control \
+                 (tests and experiments only). `raft-kv dev-cluster` sets all of this up."
+                    .into(),
+            )),
+        }
+    }
+
+    fn http_limits(&self) -> (HttpLimits, BodyLimits) {
+        let http_defaults = HttpLimits::default();
+        let body_defaults = BodyLimits::default();
+        let ms = |value: Option<u64>, default: Duration| {
+            value.map_or(default, |ms| Duration::from_millis(ms.max(1)))
+        };
+        let http = HttpLimits {
+            connections_max: self
+                .http_connections_max
+                .unwrap_or(http_defaults.connections_max)
+                .max(1),
+            header_timeout: ms(self.http_header_timeout_ms, http_defaults.header_timeout),
+            ..http_defaults
+        };
+        let body = BodyLimits {
+            budget_bytes: self
+                .http_body_budget_bytes
+                .unwrap_or(body_defaults.budget_bytes),
+            timeout: ms(self.http_body_timeout_ms, body_defaults.timeout),
+        };
+        (http, body)
     }
 }
 
@@ -328,10 +489,17 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, SocketAddr>, ConfigError>
 mod tests {
     use super::*;
 
+    fn insecure() -> ServeArgs {
+        ServeArgs {
+            insecure: Some(true),
+            ..ServeArgs::default()
+        }
+    }
+
     /// Goal: defaults suit a single node on a laptop.
     #[test]
     fn defaults_make_a_single_local_node() {
-        let config = ServeArgs::default().resolve().unwrap();
+        let config = insecure().resolve().unwrap();
         assert_eq!(config.id, 1);
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8001");
         assert_eq!(config.advertise_url, "http://127.0.0.1:8001");
@@ -353,7 +521,7 @@ mod tests {
         let args = ServeArgs {
             config: Some(path.clone()),
             http_addr: Some("127.0.0.1:9999".parse().unwrap()),
-            ..ServeArgs::default()
+            ..insecure()
         };
         let config = args.resolve().unwrap();
         assert_eq!(config.id, 2);
@@ -363,7 +531,7 @@ mod tests {
         std::fs::write(&path, "idd = 2\n").unwrap();
         let error = ServeArgs {
             config: Some(path),
-            ..ServeArgs::default()
+            ..insecure()
         }
         .resolve()
         .unwrap_err();
@@ -383,8 +551,65 @@ mod tests {
         let args = ServeArgs {
             id: Some(3),
             peers: Some("1=127.0.0.1:1".into()),
-            ..ServeArgs::default()
+            ..insecure()
         };
         assert!(args.resolve().is_err());
+    }
+
+    /// Goal: secure by default: without TLS material a node refuses to start and says how
+    /// to fix it; with it, the advertised URL is https; --insecure cannot be mixed in.
+    #[test]
+    fn tls_or_insecure_is_required() {
+        let error = ServeArgs::default().resolve().unwrap_err().to_string();
+        assert!(
+            error.contains("--insecure") && error.contains("--ca"),
+            "{error}"
+        );
+        let secure = ServeArgs {
+            ca: Some("ca.pem".into()),
+            cert: Some("node.pem".into()),
+            key: Some("node.key".into()),
+            tokens: Some("tokens.toml".into()),
+            ..ServeArgs::default()
+        };
+        let config = secure.clone().resolve().unwrap();
+        assert_eq!(config.advertise_url, "https://127.0.0.1:8001");
+        assert!(matches!(config.security, Security::Tls { .. }));
+        let mixed = ServeArgs {
+            insecure: Some(true),
+            ..secure
+        };
+        assert!(mixed.resolve().is_err());
+    }
+
+    /// Goal: the HTTP limit flags reach the limits; unset ones keep their defaults.
+    #[test]
+    fn http_limits_come_from_flags() {
+        let config = ServeArgs {
+            http_connections_max: Some(10),
+            http_header_timeout_ms: Some(1500),
+            http_body_budget_bytes: Some(1 << 20),
+            ..insecure()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.http_limits.connections_max, 10);
+        assert_eq!(
+            config.http_limits.header_timeout,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(config.body_limits.budget_bytes, 1 << 20);
+        assert_eq!(config.body_limits.timeout, BodyLimits::default().timeout);
+        let too_small = ServeArgs {
+            http_body_budget_bytes: Some(1000),
+            ..insecure()
+        };
+        assert!(
+            too_small
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("budget")
+        );
     }
 }

@@ -1,6 +1,11 @@
 //! A local cluster of `raft-kv serve` child processes on loopback, for `raft-kv
 //! dev-cluster` and `raft-kv bench --spawn-cluster`. Each node is a real process, so a
 //! user can kill one and watch the others fail over.
+//!
+//! Unless told `insecure`, the cluster is secured like a real one: a throwaway CA, node and
+//! client certificates and tokens are generated under `<data_dir>/credentials`
+//! ([`crate::server::devcerts`]), every node serves HTTPS with bearer tokens, and the CLI
+//! finds these credentials by itself when run from the directory holding the data dir.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 use crate::server::client::{ClientOptions, ClusterClient};
+use crate::server::credentials::{CredentialSources, Credentials, dev_credentials_dir, files};
+use crate::server::devcerts;
 
 /// Where and how to start the nodes.
 #[derive(Clone, Debug)]
@@ -27,6 +34,11 @@ pub struct DevClusterOptions {
     pub extra_args: Vec<String>,
     /// Whether the nodes' logs go to this process's stderr (else they are discarded).
     pub show_logs: bool,
+    /// Plaintext and no authentication (`serve --insecure`) instead of TLS and tokens.
+    pub insecure: bool,
+    /// Extra DNS names or IPs for the node certificates (beyond `node-<id>.raft`,
+    /// `localhost` and `127.0.0.1`).
+    pub tls_sans: Vec<String>,
 }
 
 /// A running local cluster. Dropping it kills the nodes; [`DevCluster::stop`] stops them
@@ -36,6 +48,10 @@ pub struct DevCluster {
     endpoints: Vec<String>,
     /// Nodes whose exit was already reported.
     reported: Vec<u64>,
+    /// What clients of this cluster present (admin token, client certificate).
+    credentials: Credentials,
+    /// Where the credentials are (`None` when insecure).
+    credentials_dir: Option<PathBuf>,
 }
 
 impl DevCluster {
@@ -61,6 +77,21 @@ impl DevCluster {
                 })?;
             }
         }
+        let credentials_dir = (!options.insecure).then(|| dev_credentials_dir(&options.data_dir));
+        let credentials = match &credentials_dir {
+            Some(dir) => {
+                devcerts::generate(dir, options.nodes, &options.tls_sans)
+                    .map_err(std::io::Error::other)?;
+                CredentialSources {
+                    dir: Some(dir.clone()),
+                    ..CredentialSources::default()
+                }
+                .load()
+                .map_err(std::io::Error::other)?
+            }
+            None => Credentials::default(),
+        };
+        let scheme = if options.insecure { "http" } else { "https" };
         let mut nodes = Vec::new();
         let mut endpoints = Vec::new();
         for id in ids {
@@ -78,6 +109,7 @@ impl DevCluster {
                 ])
                 .args(["--http-addr", &http])
                 .args(["--peers", &peers])
+                .args(security_args(credentials_dir.as_deref(), id))
                 .args(&options.extra_args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -86,13 +118,26 @@ impl DevCluster {
                 command.stderr(Stdio::null());
             }
             nodes.push((id, command.spawn()?));
-            endpoints.push(format!("http://{http}"));
+            endpoints.push(format!("{scheme}://{http}"));
         }
         Ok(DevCluster {
             nodes,
             endpoints,
             reported: Vec::new(),
+            credentials,
+            credentials_dir,
         })
+    }
+
+    /// What a client of this cluster presents: CA, client certificate and admin token
+    /// (nothing when insecure).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The directory holding the cluster's credentials (`None` when insecure).
+    pub fn credentials_dir(&self) -> Option<&Path> {
+        self.credentials_dir.as_deref()
     }
 
     /// The nodes' HTTP endpoints, by id.
@@ -112,6 +157,7 @@ impl DevCluster {
         let options = ClientOptions {
             request_timeout: Duration::from_millis(500),
             retry_for: Duration::ZERO,
+            credentials: self.credentials.clone(),
         };
         let mut last_problem = String::from("no answer yet");
         while Instant::now() < deadline {
@@ -188,6 +234,24 @@ impl DevCluster {
     }
 }
 
+/// The `serve` flags that secure node `id` with the credentials in `dir`, or `--insecure`.
+fn security_args(dir: Option<&Path>, id: u64) -> Vec<String> {
+    let Some(dir) = dir else {
+        return vec!["--insecure".into()];
+    };
+    let path = |name: &str| dir.join(name).display().to_string();
+    vec![
+        "--ca".into(),
+        path(files::CA_CERT),
+        "--cert".into(),
+        path(&files::node_cert(id)),
+        "--key".into(),
+        path(&files::node_key(id)),
+        "--tokens".into(),
+        path(files::TOKENS),
+    ]
+}
+
 /// Asks process `pid` to stop (SIGTERM) through the `kill` utility, which keeps this crate
 /// free of unsafe FFI.
 pub fn terminate(pid: u32) {
@@ -202,14 +266,17 @@ pub fn terminate(pid: u32) {
 }
 
 /// Whether `path` looks like a dev cluster's data dir (absent, or holding only `node-<i>`
-/// entries), so `--fresh` never deletes a directory it did not make.
+/// entries and `credentials`), so `--fresh` never deletes a directory it did not make.
 pub fn is_dev_data_dir(path: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(path) else {
         return !path.exists();
     };
-    entries
-        .into_iter()
-        .all(|entry| entry.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("node-")))
+    entries.into_iter().all(|entry| {
+        entry.is_ok_and(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("node-") || name == "credentials"
+        })
+    })
 }
 
 #[cfg(test)]
@@ -223,6 +290,7 @@ mod tests {
         let data = dir.path().join("data");
         assert!(is_dev_data_dir(&data), "absent");
         std::fs::create_dir_all(data.join("node-2")).unwrap();
+        std::fs::create_dir_all(data.join("credentials")).unwrap();
         assert!(is_dev_data_dir(&data));
         std::fs::write(data.join("precious.txt"), b"x").unwrap();
         assert!(!is_dev_data_dir(&data));

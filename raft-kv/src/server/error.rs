@@ -59,6 +59,12 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A bug or a fatal node error.
     Internal,
+    /// No bearer token, or one the node does not know.
+    Unauthorized,
+    /// The token's role does not allow this request.
+    Forbidden,
+    /// The request body did not arrive in time.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -85,6 +91,9 @@ impl ErrorCode {
             ErrorCode::TransferFailed => "transfer_failed",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 
@@ -108,6 +117,9 @@ impl ErrorCode {
             | ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Timeout | ErrorCode::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -190,6 +202,8 @@ mod tests {
         assert_eq!(ErrorCode::Timeout.status(), 504);
         assert_eq!(ErrorCode::RouteNotFound.status(), 404);
         assert_eq!(ErrorCode::MethodNotAllowed.status(), 405);
+        assert_eq!(ErrorCode::Unauthorized.status(), 401);
+        assert_eq!(ErrorCode::Forbidden.status(), 403);
     }
 
     /// Goal: the body carries the leader and, for failed conditions, the key's state.

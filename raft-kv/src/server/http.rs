@@ -3,7 +3,9 @@
 //! of hyper, maintained by the tokio project).
 //!
 //! Every request is answered, with a JSON error body when it fails; nothing a client sends
-//! can panic a handler. Bodies are read with a hard size limit before they are buffered.
+//! can panic a handler. Bodies are read with a hard size limit, against the node's body
+//! memory budget and within the body timeout ([`crate::server::limits`]). Every request is
+//! authorized first ([`crate::server::auth`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,9 +20,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::server::auth::{self, Auth, Principal};
 use crate::server::backend::KvBackend;
-use crate::server::client;
 use crate::server::error::{ApiError, ErrorCode};
+use crate::server::limits::{BodyBudget, BodyError, BodyLease, BodyLimits};
 use crate::server::prom::{HttpMetrics, PromWriter, ROUTES};
 use crate::server::wire::{
     self, AddMemberBody, HEADER_CLIENT_ID, HEADER_CREATE_REVISION, HEADER_FORWARDED,
@@ -58,18 +61,46 @@ impl Limits {
 #[derive(Clone)]
 pub struct ApiState {
     backend: Arc<dyn KvBackend>,
-    limits: Arc<Limits>,
+    pub(crate) limits: Arc<Limits>,
     metrics: Arc<HttpMetrics>,
+    auth: Arc<Auth>,
+    budget: BodyBudget,
+    /// TLS settings for forwarding to the leader (the caller's token goes along).
+    pub(crate) forward_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiState {
-    /// State over `backend` with `limits`, recording into `metrics`.
+    /// State over `backend` with `limits`, recording into `metrics`; open to everyone and
+    /// with the default body limits until told otherwise.
     pub fn new(backend: Arc<dyn KvBackend>, limits: Limits, metrics: Arc<HttpMetrics>) -> Self {
         ApiState {
             backend,
             limits: Arc::new(limits),
             metrics,
+            auth: Arc::new(Auth::open()),
+            budget: BodyBudget::new(BodyLimits::default()),
+            forward_tls: None,
         }
+    }
+
+    /// The same state checking every request against `auth`, and forwarding to the leader
+    /// over TLS with `forward_tls` when given.
+    #[must_use]
+    pub fn with_security(
+        mut self,
+        auth: Auth,
+        forward_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        self.auth = Arc::new(auth);
+        self.forward_tls = forward_tls;
+        self
+    }
+
+    /// The same state with these body limits.
+    #[must_use]
+    pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
+        self.budget = BodyBudget::new(limits);
+        self
     }
 }
 
@@ -89,6 +120,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::authorize,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
@@ -180,8 +215,14 @@ async fn put_key(State(state): State<ApiState>, request: Request) -> Result<Resp
     let key = key_from_path(parts.uri.path(), &state.limits)?;
     let params: WriteParams = parse_query(&parts.uri)?;
     let condition = condition_of(&params)?;
-    let session = session_of(&parts.headers)?;
-    let value = read_body(body, state.limits.value_bytes_max, ErrorCode::ValueTooLarge).await?;
+    let session = session_of(&parts)?;
+    let (value, _lease) = read_body(
+        &state,
+        body,
+        state.limits.value_bytes_max,
+        ErrorCode::ValueTooLarge,
+    )
+    .await?;
     let op = Op::Put {
         key,
         value,
@@ -195,7 +236,7 @@ async fn delete_key(State(state): State<ApiState>, request: Request) -> Result<R
     let key = key_from_path(parts.uri.path(), &state.limits)?;
     let params: WriteParams = parse_query(&parts.uri)?;
     let condition = condition_of(&params)?;
-    let session = session_of(&parts.headers)?;
+    let session = session_of(&parts)?;
     write(&state, Op::Delete { key, condition }, session).await
 }
 
@@ -330,7 +371,14 @@ async fn healthz(State(state): State<ApiState>) -> Response {
 async fn metrics(State(state): State<ApiState>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     state.backend.render_metrics(&mut out);
-    state.metrics.render(&mut PromWriter::new(&mut out));
+    let mut writer = PromWriter::new(&mut out);
+    state.metrics.render(&mut writer);
+    writer.single(
+        "raft_kv_http_body_budget_available_bytes",
+        "gauge",
+        "Bytes of the request body budget not held by any request.",
+        state.budget.available_bytes() as f64,
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -347,19 +395,18 @@ async fn members(State(state): State<ApiState>) -> Response {
 
 async fn add_member(State(state): State<ApiState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = read_body(
+    let (bytes, _lease) = read_body(
+        &state,
         body,
         state.limits.json_body_bytes_max as u64,
         ErrorCode::BadRequest,
     )
     .await?;
     let add: AddMemberBody = parse_json(&bytes)?;
-    if add.id == 0 {
-        return Err(ApiError::bad_request("node id 0 is reserved"));
-    }
+    crate::server::members::check_add(&add, &state.backend.members())?;
     match state.backend.add_member(add).await {
         Ok(members) => Ok(axum::Json(members).into_response()),
-        Err(error) => forward_or(&state, &parts, bytes, error).await,
+        Err(error) => crate::server::forward::forward_or(&state, &parts, bytes, error).await,
     }
 }
 
@@ -378,7 +425,7 @@ async fn remove_member(
         .ok_or_else(|| ApiError::bad_request("the member id must be a positive integer"))?;
     match state.backend.remove_member(id).await {
         Ok(members) => Ok(axum::Json(members).into_response()),
-        Err(error) => forward_or(&state, &parts, Bytes::new(), error).await,
+        Err(error) => crate::server::forward::forward_or(&state, &parts, Bytes::new(), error).await,
     }
 }
 
@@ -387,7 +434,8 @@ async fn transfer_leader(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let bytes = read_body(
+    let (bytes, _lease) = read_body(
+        &state,
         body,
         state.limits.json_body_bytes_max as u64,
         ErrorCode::BadRequest,
@@ -407,49 +455,8 @@ async fn transfer_leader(
     transfer.target = transfer.target.or(params.target);
     match state.backend.transfer_leader(transfer.target).await {
         Ok(leader) => Ok(axum::Json(TransferResult { leader }).into_response()),
-        Err(error) => forward_or(&state, &parts, bytes, error).await,
+        Err(error) => crate::server::forward::forward_or(&state, &parts, bytes, error).await,
     }
-}
-
-/// Sends an admin request this node could not serve to the leader it names, once; answers
-/// with `error` when there is no leader to ask or the request was already forwarded.
-async fn forward_or(
-    state: &ApiState,
-    parts: &axum::http::request::Parts,
-    body: Bytes,
-    error: ApiError,
-) -> Result<Response, ApiError> {
-    let leader_url = match (&error.code, &error.leader) {
-        (ErrorCode::NotLeader, Some(leader)) => leader.url.clone(),
-        _ => None,
-    };
-    let Some(url) = leader_url else {
-        return Err(error);
-    };
-    if parts.headers.contains_key(HEADER_FORWARDED) {
-        return Err(error);
-    }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    tracing::debug!(%url, %path, "forwarding an admin request to the leader");
-    let answer = client::forward(
-        &url,
-        parts.method.clone(),
-        &path,
-        body,
-        state.limits.forward_timeout,
-    )
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("could not forward to the leader at {url}: {e}"),
-        )
-        .with_leader(error.leader.clone())
-    })?;
-    Ok(answer)
 }
 
 /// The key named by a `/v1/kv/{key}` path, percent-decoded and checked against the limits.
@@ -503,8 +510,20 @@ fn consistency_of(text: Option<&str>) -> Result<ReadConsistency, ApiError> {
     })
 }
 
-/// The `(client_id, sequence)` of a session write, from its headers (both or neither).
-fn session_of(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
+/// The `(client_id, sequence)` of a session write, from its headers (both or neither), the
+/// client id made the caller's own ([`auth::session_client_id`]).
+fn session_of(parts: &axum::http::request::Parts) -> Result<Option<(u64, u64)>, ApiError> {
+    let principal = parts
+        .extensions
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or_default();
+    Ok(session_headers(&parts.headers)?
+        .map(|(client_id, sequence)| (auth::session_client_id(&principal, client_id), sequence)))
+}
+
+/// The `(client_id, sequence)` headers as sent.
+fn session_headers(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let number = |name: &str| -> Result<Option<u64>, ApiError> {
         headers
             .get(name)
@@ -530,25 +549,23 @@ fn session_of(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     }
 }
 
-/// Reads a body of at most `max_bytes`, refusing larger ones with `code` before buffering.
-async fn read_body(body: Body, max_bytes: u64, code: ErrorCode) -> Result<Bytes, ApiError> {
-    let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            let code = if code == ErrorCode::BadRequest {
-                ErrorCode::ValueTooLarge
-            } else {
-                code
-            };
-            ApiError::new(
-                code,
-                format!("the body exceeds the limit of {max_bytes} bytes"),
-            )
-        } else {
-            ApiError::bad_request(format!("could not read the body: {e}"))
-        }
+/// Reads a body of at most `max_bytes` against the node's body budget, refusing larger
+/// ones with `code` before buffering. Keep the lease until the request is done.
+async fn read_body(
+    state: &ApiState,
+    body: Body,
+    max_bytes: u64,
+    code: ErrorCode,
+) -> Result<(Bytes, BodyLease), ApiError> {
+    state.budget.read(body, max_bytes).await.map_err(|e| {
+        let code = match &e {
+            BodyError::TooLarge { .. } if code == ErrorCode::BadRequest => ErrorCode::ValueTooLarge,
+            BodyError::TooLarge { .. } => code,
+            BodyError::OverBudget => ErrorCode::Overloaded,
+            BodyError::TimedOut(_) => ErrorCode::RequestTimeout,
+            BodyError::Broken(_) => ErrorCode::BadRequest,
+        };
+        ApiError::new(code, e.to_string())
     })
 }
 

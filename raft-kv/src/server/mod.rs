@@ -8,17 +8,27 @@
 //! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
 //! - [`bench`](mod@bench): the load generator; [`devcluster`]: three local nodes as child processes.
 //! - [`prom`]: Prometheus text output.
+//! - Security: [`auth`] (bearer tokens, roles, session ownership), [`tls`] (rustls
+//!   configurations), [`limits`] (connections, timeouts, body memory), [`credentials`] (what
+//!   clients present, and where the CLI finds it), [`devcerts`] (throwaway dev credentials).
 
+pub mod auth;
 pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod credentials;
+pub mod devcerts;
 pub mod devcluster;
 pub mod error;
+mod forward;
 pub mod http;
+pub mod limits;
+pub mod members;
 pub mod node;
 pub mod prom;
 pub mod serve;
+pub mod tls;
 pub mod wire;
 
 #[cfg(test)]

@@ -83,10 +83,55 @@ struct RouteCounters {
     by_class: [AtomicU64; 5],
 }
 
-/// Request counters and latency histograms per route, lock-free.
+/// Request counters and latency histograms per route, and connection counters; lock-free.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
     routes: [RouteCounters; ROUTES.len()],
+    /// Connections of the HTTP listener.
+    pub connections: ConnectionMetrics,
+}
+
+/// What the HTTP accept loop counts.
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub handshakes_failed: AtomicU64,
+    /// The connection cap in force.
+    pub max: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    fn render(&self, w: &mut PromWriter<'_>) {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        w.single(
+            "raft_kv_http_connections_open",
+            "gauge",
+            "HTTP connections open now.",
+            load(&self.open),
+        );
+        w.single(
+            "raft_kv_http_connections_max",
+            "gauge",
+            "The HTTP connection cap (sized under the open-files limit).",
+            load(&self.max),
+        );
+        w.single(
+            "raft_kv_http_connections_accepted_total",
+            "counter",
+            "HTTP connections accepted.",
+            load(&self.accepted),
+        );
+        w.single(
+            "raft_kv_http_tls_handshakes_failed_total",
+            "counter",
+            "HTTPS handshakes that failed or timed out.",
+            load(&self.handshakes_failed),
+        );
+    }
 }
 
 impl HttpMetrics {
@@ -143,6 +188,7 @@ impl HttpMetrics {
                 }
             }
         }
+        self.connections.render(w);
     }
 }
 

@@ -6,20 +6,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use raft_runtime::{AddressBook, Init, PeerInfo, RuntimeConfig, SnapshotPolicy};
 use raft_storage_file::FileStorage;
-use raft_transport_tcp::{TcpConfig, TcpTransport};
+use raft_transport_tcp::{TcpConfig, TcpTransport, TlsConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::KvStateMachine;
+use crate::server::auth::Auth;
 use crate::server::client::{ClientOptions, ClusterClient, random_u64};
-use crate::server::config::ServeConfig;
+use crate::server::config::{Security, ServeConfig};
+use crate::server::credentials::Credentials;
 use crate::server::http::{self, ApiState, Limits};
+use crate::server::limits::{self, HttpLimits};
 use crate::server::node::{KvNode, RuntimeBackend};
 use crate::server::prom::HttpMetrics;
+use crate::server::tls;
 use crate::server::wire::{AddMemberBody, MemberRole};
 
 /// Why a node could not start or stopped badly.
@@ -55,6 +58,72 @@ pub enum ServeError {
     /// The node stopped on a fatal error.
     #[error("node stopped: {0}")]
     Stopped(String),
+    /// TLS material or the token file is unusable.
+    #[error("security settings: {0}")]
+    Security(String),
+}
+
+/// What a node uses to protect its API and to talk to other nodes' APIs.
+struct NodeSecurity {
+    auth: Auth,
+    /// For the HTTPS listener.
+    server_tls: Option<Arc<rustls::ServerConfig>>,
+    /// For joining and forwarding: the CA and this node's certificate.
+    client_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl NodeSecurity {
+    fn load(security: &Security) -> Result<Self, ServeError> {
+        let Security::Tls { files, tokens } = security else {
+            tracing::warn!(
+                "INSECURE: --insecure is set: no TLS and no authentication; anyone who can \
+                 reach this node's ports can read, write and reconfigure the cluster"
+            );
+            return Ok(NodeSecurity {
+                auth: Auth::open(),
+                server_tls: None,
+                client_tls: None,
+            });
+        };
+        let error = |e: &dyn std::fmt::Display| ServeError::Security(e.to_string());
+        let auth = Auth::from_file(tokens).map_err(|e| error(&e))?;
+        let server_tls = tls::server_config(files).map_err(|e| error(&e))?;
+        let client_tls = tls::client_config(&files.ca, Some((&files.cert, &files.key)))
+            .map_err(|e| error(&e))?;
+        Ok(NodeSecurity {
+            auth,
+            server_tls: Some(server_tls),
+            client_tls: Some(client_tls),
+        })
+    }
+
+    /// Credentials for calls to other nodes' APIs (joining), with `token`.
+    fn credentials(&self, token: Option<String>) -> Credentials {
+        Credentials {
+            tls: self.client_tls.clone(),
+            token,
+        }
+    }
+}
+
+/// The HTTP limits with the connection cap lowered under the open-files limit.
+fn sized_http_limits(wanted: &HttpLimits) -> HttpLimits {
+    let fd_limit = limits::open_files_limit();
+    let connections_max = limits::connection_cap(wanted.connections_max, fd_limit);
+    if connections_max < wanted.connections_max {
+        // Info, not a warning: the default cap exceeds the usual 1024-descriptor limit.
+        tracing::info!(
+            wanted = wanted.connections_max,
+            connections_max,
+            open_files_limit = fd_limit,
+            "HTTP connection cap lowered to keep descriptors for the Raft port; raise \
+             `ulimit -n` for more"
+        );
+    }
+    HttpLimits {
+        connections_max,
+        ..wanted.clone()
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -96,6 +165,7 @@ async fn serve_node(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let security = NodeSecurity::load(&config.security)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::Storage {
         path: config.data_dir.display().to_string(),
         message: e.to_string(),
@@ -107,7 +177,8 @@ async fn serve_node(
                 address: config.http_addr,
                 message: e.to_string(),
             })?;
-    let init = initial_membership(&config).await?;
+    let join_credentials = security.credentials(config.join_token.clone());
+    let init = initial_membership(&config, &join_credentials).await?;
     let (node, transport) = start_node(&config, init).await?;
     tracing::info!(
         node = config.id,
@@ -128,25 +199,30 @@ async fn serve_node(
         .instrument(span.clone()),
     );
     if let Some(url) = &config.join {
-        let join = join_cluster(node.clone(), config.clone(), url.clone(), stopped);
+        let join = join_cluster(
+            node.clone(),
+            config.clone(),
+            url.clone(),
+            join_credentials,
+            stopped,
+        );
         tokio::spawn(join.instrument(span));
     }
     let backend = Arc::new(RuntimeBackend::new(node.clone(), transport));
-    let state = ApiState::new(
-        backend,
-        Limits::from_kv(&config.kv),
-        Arc::new(HttpMetrics::default()),
-    );
-    let listener = http_listener.tap_io(|stream| {
-        // Small requests and answers: Nagle's delay would dominate latency.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown);
-    if let Err(error) = server.await {
-        tracing::error!(%error, "HTTP server failed");
-    }
+    let metrics = Arc::new(HttpMetrics::default());
+    let state = ApiState::new(backend, Limits::from_kv(&config.kv), Arc::clone(&metrics))
+        .with_security(security.auth, security.client_tls.clone())
+        .with_body_limits(config.body_limits);
+    let acceptor = security.server_tls.map(tokio_rustls::TlsAcceptor::from);
+    limits::serve_http(
+        http_listener,
+        http::router(state),
+        acceptor,
+        sized_http_limits(&config.http_limits),
+        metrics,
+        shutdown,
+    )
+    .await;
     let _ = stop_tasks.send(true);
     tracing::info!("HTTP server stopped; stopping the node");
     node.shutdown()
@@ -157,7 +233,10 @@ async fn serve_node(
 }
 
 /// How the node starts: founding a cluster from `--peers`, or joining through `--join`.
-async fn initial_membership(config: &ServeConfig) -> Result<Init<SocketAddr>, ServeError> {
+async fn initial_membership(
+    config: &ServeConfig,
+    credentials: &Credentials,
+) -> Result<Init<SocketAddr>, ServeError> {
     let Some(url) = &config.join else {
         let members = config
             .peers
@@ -171,6 +250,7 @@ async fn initial_membership(config: &ServeConfig) -> Result<Init<SocketAddr>, Se
     let options = ClientOptions {
         request_timeout: Duration::from_secs(2),
         retry_for: Duration::from_secs(10),
+        credentials: credentials.clone(),
     };
     let join_error = |message: String| ServeError::Join {
         url: url.clone(),
@@ -223,16 +303,19 @@ async fn start_node(
     let storage = FileStorage::open(&config.data_dir).map_err(|e| storage_error(e.to_string()))?;
     let machine =
         KvStateMachine::new(config.kv.clone()).map_err(|e| ServeError::Start(e.to_string()))?;
-    let (transport, inbound) = TcpTransport::bind(TcpConfig::new(
-        config.id,
-        config.cluster_id,
-        config.raft_addr,
-    ))
-    .await
-    .map_err(|e| ServeError::Bind {
-        address: config.raft_addr,
-        message: e.to_string(),
-    })?;
+    let mut tcp = TcpConfig::new(config.id, config.cluster_id, config.raft_addr);
+    if let Security::Tls { files, .. } = &config.security {
+        // The same files as HTTPS: the certificate must also name `node-<id>.raft`.
+        let tls = TlsConfig::from_pem_files(&files.ca, &files.cert, &files.key)
+            .map_err(|e| ServeError::Security(format!("peer TLS: {e}")))?;
+        tcp = tcp.with_tls(tls);
+    }
+    let (transport, inbound) = TcpTransport::bind(tcp)
+        .await
+        .map_err(|e| ServeError::Bind {
+            address: config.raft_addr,
+            message: e.to_string(),
+        })?;
     let mut raft = raft_core::Config::new(config.id, random_u64());
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;
@@ -296,11 +379,13 @@ async fn join_cluster(
     node: KvNode,
     config: ServeConfig,
     url: String,
+    credentials: Credentials,
     mut stopped: watch::Receiver<bool>,
 ) {
     let options = ClientOptions {
         request_timeout: Duration::from_secs(10),
         retry_for: Duration::from_secs(30),
+        credentials,
     };
     let Ok(mut client) = ClusterClient::new(std::slice::from_ref(&url), options) else {
         tracing::error!(%url, "bad join URL");

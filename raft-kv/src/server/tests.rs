@@ -170,6 +170,7 @@ fn client(url: &str) -> ClusterClient {
     let options = ClientOptions {
         request_timeout: Duration::from_secs(2),
         retry_for: Duration::from_millis(200),
+        ..ClientOptions::default()
     };
     ClusterClient::new(&[url.to_string()], options).unwrap()
 }
@@ -464,6 +465,7 @@ async fn unreachable_cluster_fails_fast() {
     let options = ClientOptions {
         request_timeout: Duration::from_secs(2),
         retry_for: Duration::from_secs(30),
+        ..ClientOptions::default()
     };
     let mut c = ClusterClient::new(&[closed.clone(), closed], options).unwrap();
     let started = std::time::Instant::now();

@@ -1,5 +1,7 @@
 //! Real `raft-kv serve` processes on loopback ports, with temporary data dirs, driven over
-//! HTTP with the crate's own client.
+//! HTTP with the crate's own client. Shared by the `cluster` and `hostile` test targets
+//! (each uses part of it).
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -7,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use raft_kv::server::client::{ClientOptions, ClusterClient};
+use raft_kv::server::credentials::{CredentialSources, Credentials, files};
 use raft_kv::server::wire::StatusBody;
 use tempfile::TempDir;
 
@@ -19,7 +22,9 @@ pub(crate) fn free_port() -> u16 {
 /// One node: its settings and, while running, its process.
 pub(crate) struct Node {
     pub(crate) id: u64,
+    pub(crate) raft_port: u16,
     http_port: u16,
+    scheme: &'static str,
     log: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
@@ -27,7 +32,45 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.http_port)
+    }
+
+    /// `127.0.0.1:<http port>`.
+    pub(crate) fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// The process id while running.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the process under a lower open-files limit (through `prlimit`), as a host
+    /// with a small `ulimit -n` would.
+    pub(crate) fn start_with_open_files_limit(&mut self, limit: u64) {
+        assert!(self.child.is_none(), "node {} already runs", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open node log");
+        let child = Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(env!("CARGO_BIN_EXE_raft-kv"))
+            .arg("serve")
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn prlimit raft-kv serve");
+        self.child = Some(child);
+    }
+
+    /// The whole log (for checks on what the node reported).
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Starts (or restarts) the process with the same settings and data dir.
@@ -101,12 +144,43 @@ pub(crate) struct Cluster {
     pub(crate) nodes: Vec<Node>,
     dir: TempDir,
     extra: Vec<String>,
+    /// What clients present (CA, client certificate, admin token), when secure.
+    pub(crate) credentials: Credentials,
+    secure: bool,
 }
 
 impl Cluster {
-    /// Starts `n` founding members, each with `extra` serve flags.
+    /// Starts `n` founding members with `--insecure`, each with `extra` serve flags.
     pub(crate) fn start(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_as(n, extra, false, |_| true)
+    }
+
+    /// Starts `n` founding members with generated TLS certificates and tokens (as
+    /// `raft-kv dev-cluster` makes them), each with `extra` serve flags.
+    pub(crate) fn start_secure(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_as(n, extra, true, |_| true)
+    }
+
+    /// Makes an `--insecure` cluster of `n` but starts only the nodes `start` selects.
+    pub(crate) fn make(n: u64, extra: &[&str], start: impl Fn(u64) -> bool) -> Cluster {
+        Self::start_as(n, extra, false, start)
+    }
+
+    fn start_as(n: u64, extra: &[&str], secure: bool, start: impl Fn(u64) -> bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        let credentials = if secure {
+            let credentials_dir = dir.path().join("credentials");
+            raft_kv::server::devcerts::generate(&credentials_dir, n, &[])
+                .expect("generate credentials");
+            CredentialSources {
+                dir: Some(credentials_dir),
+                ..CredentialSources::default()
+            }
+            .load()
+            .expect("load credentials")
+        } else {
+            Credentials::default()
+        };
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let peers = ports
             .iter()
@@ -119,16 +193,23 @@ impl Cluster {
             nodes: Vec::new(),
             dir,
             extra,
+            credentials,
+            secure,
         };
         for (i, (raft_port, http_port)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
             let node = cluster.node(id, raft_port, http_port, &["--peers", &peers]);
             cluster.nodes.push(node);
         }
-        for node in &mut cluster.nodes {
+        for node in cluster.nodes.iter_mut().filter(|n| start(n.id)) {
             node.start();
         }
         cluster
+    }
+
+    /// The credentials directory of a secure cluster.
+    pub(crate) fn credentials_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("credentials")
     }
 
     fn node(&self, id: u64, raft_port: u16, http_port: u16, membership: &[&str]) -> Node {
@@ -144,10 +225,13 @@ impl Cluster {
             format!("127.0.0.1:{http_port}"),
         ];
         args.extend(membership.iter().map(|s| s.to_string()));
+        args.extend(self.security_args(id));
         args.extend(self.extra.iter().cloned());
         Node {
             id,
+            raft_port,
             http_port,
+            scheme: if self.secure { "https" } else { "http" },
             log: self.dir.path().join(format!("node-{id}.log")),
             args,
             child: None,
@@ -180,7 +264,31 @@ impl Cluster {
 
     /// A client of every running node.
     pub(crate) fn client(&self) -> ClusterClient {
-        ClusterClient::new(&self.urls(), ClientOptions::default()).expect("client")
+        let options = ClientOptions {
+            credentials: self.credentials.clone(),
+            ..ClientOptions::default()
+        };
+        ClusterClient::new(&self.urls(), options).expect("client")
+    }
+
+    /// The one helper that decides how the tests' nodes are secured: `--insecure` for the
+    /// tests of replication, failover and API semantics; generated certificates and tokens
+    /// for secure clusters (the `hostile` suite).
+    fn security_args(&self, id: u64) -> Vec<String> {
+        if !self.secure {
+            return vec!["--insecure".into()];
+        }
+        let path = |name: &str| self.credentials_dir().join(name).display().to_string();
+        vec![
+            "--ca".into(),
+            path(files::CA_CERT),
+            "--cert".into(),
+            path(&files::node_cert(id)),
+            "--key".into(),
+            path(&files::node_key(id)),
+            "--tokens".into(),
+            path(files::TOKENS),
+        ]
     }
 
     /// Waits until every running node names the same leader, with its URL; returns it.
@@ -209,7 +317,7 @@ impl Cluster {
     async fn agreed_leader(&self) -> Result<u64, String> {
         let mut leader = None;
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let status = status_of(&node.url()).await?;
+            let status = status_with(&node.url(), &self.credentials).await?;
             let this = status
                 .leader
                 .ok_or(format!("node {} has no leader", node.id))?;
@@ -235,9 +343,18 @@ impl Cluster {
 
 /// One node's status (no retries).
 pub(crate) async fn status_of(url: &str) -> Result<StatusBody, String> {
+    status_with(url, &Credentials::default()).await
+}
+
+/// One node's status (no retries), presenting `credentials`.
+pub(crate) async fn status_with(
+    url: &str,
+    credentials: &Credentials,
+) -> Result<StatusBody, String> {
     let options = ClientOptions {
         request_timeout: Duration::from_millis(500),
         retry_for: Duration::ZERO,
+        credentials: credentials.clone(),
     };
     let mut client = ClusterClient::new(&[url.to_string()], options).map_err(|e| e.to_string())?;
     client.status().await.map_err(|e| e.to_string())
@@ -248,6 +365,7 @@ pub(crate) fn node_client(url: &str) -> ClusterClient {
     let options = ClientOptions {
         request_timeout: Duration::from_secs(6),
         retry_for: Duration::from_secs(5),
+        ..ClientOptions::default()
     };
     ClusterClient::new(&[url.to_string()], options).expect("client")
 }

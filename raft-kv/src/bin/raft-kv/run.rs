@@ -124,12 +124,13 @@ fn write_condition(if_revision: Option<u64>, if_absent: bool) -> WriteCondition 
     }
 }
 
-fn connect(args: &ClientArgs) -> Result<ClusterClient, ClientError> {
+fn connect(args: &ClientArgs) -> Result<ClusterClient, CommandError> {
     let options = ClientOptions {
         retry_for: Duration::from_secs(args.retry_secs),
+        credentials: args.credentials.sources().load()?,
         ..ClientOptions::default()
     };
-    ClusterClient::new(&args.endpoints, options)
+    Ok(ClusterClient::new(&args.endpoints, options)?)
 }
 
 /// Turns a failed condition into a sentence instead of an HTTP error dump.
@@ -187,6 +188,7 @@ async fn status(args: &ClientArgs) -> Result<(), CommandError> {
     let options = ClientOptions {
         request_timeout: Duration::from_secs(2),
         retry_for: Duration::ZERO,
+        credentials: args.credentials.sources().load()?,
     };
     let mut rows: Vec<(String, Result<StatusBody, String>)> = Vec::new();
     for endpoint in &args.endpoints {
@@ -292,6 +294,8 @@ async fn dev_cluster(args: DevClusterArgs) -> Result<(), CommandError> {
         http_port_base: args.http_port,
         extra_args: args.serve_args,
         show_logs: true,
+        insecure: args.insecure,
+        tls_sans: args.tls_sans,
     };
     let mut cluster = DevCluster::start(&options)?;
     let shutdown = serve::shutdown_signal();
@@ -344,19 +348,30 @@ fn print_dev_banner(cluster: &DevCluster, data_dir: &std::path::Path, leader: u6
             data_dir.display()
         );
     }
+    let curl = curl_command(cluster);
     println!();
+    if let Some(dir) = cluster.credentials_dir() {
+        println!(
+            "TLS and tokens are on; the CA, a client certificate and tokens are in {}.",
+            dir.display()
+        );
+        println!(
+            "The raft-kv CLI finds them when run from this directory (elsewhere: --credentials-dir)."
+        );
+        println!();
+    }
     println!("Try (from another terminal):");
     println!(
-        "  raft-kv put greeting hello           # or: curl -X PUT --data hello {}/v1/kv/greeting",
+        "  raft-kv put greeting hello           # or: {curl} -X PUT --data hello {}/v1/kv/greeting",
         cluster.endpoints()[0]
     );
     println!(
-        "  raft-kv get greeting                 # or: curl {}/v1/kv/greeting",
+        "  raft-kv get greeting                 # or: {curl} {}/v1/kv/greeting",
         cluster.endpoints()[0]
     );
     println!("  raft-kv cas greeting hi --if-revision <revision>");
     println!(
-        "  raft-kv list                         # or: curl '{}/v1/kv?prefix='",
+        "  raft-kv list                         # or: {curl} '{}/v1/kv?prefix='",
         cluster.endpoints()[0]
     );
     println!("  raft-kv status");
@@ -368,9 +383,23 @@ fn print_dev_banner(cluster: &DevCluster, data_dir: &std::path::Path, leader: u6
     println!("Ctrl-C stops all nodes.");
 }
 
+/// `curl` with the CA and the admin token of a secured cluster.
+fn curl_command(cluster: &DevCluster) -> String {
+    match cluster.credentials_dir() {
+        Some(dir) => {
+            let dir = dir.display();
+            format!(
+                "curl --cacert {dir}/ca.pem -H \"Authorization: Bearer $(cat {dir}/admin.token)\""
+            )
+        }
+        None => "curl".to_string(),
+    }
+}
+
 async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
     let mut spawned = None;
     let mut endpoints = args.endpoints.clone();
+    let mut credentials = args.credentials.sources().load()?;
     let _data_dir = match args.spawn_cluster {
         Some(nodes) => {
             let dir = tempfile_dir()?;
@@ -382,10 +411,13 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
                 http_port_base: 18001,
                 extra_args: args.serve_args.clone(),
                 show_logs: false,
+                insecure: args.insecure,
+                tls_sans: Vec::new(),
             };
             let mut cluster = DevCluster::start(&options)?;
             cluster.wait_ready(Duration::from_secs(30)).await?;
             endpoints = cluster.endpoints().to_vec();
+            credentials = cluster.credentials().clone();
             spawned = Some(cluster);
             Some(RemoveOnDrop(dir))
         }
@@ -402,6 +434,7 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
         consistency: args.consistency,
         target: args.target,
         sessions: args.sessions,
+        credentials,
     };
     let quiet = args.json;
     let result = bench::run(options, move |p| print_progress(p, quiet)).await;
