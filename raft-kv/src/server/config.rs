@@ -121,6 +121,14 @@ pub struct ServeArgs {
     /// node. [default: 65536]
     #[arg(long, env = "RAFT_KV_SESSIONS_MAX", value_name = "N")]
     pub sessions_max: Option<u64>,
+
+    /// TEST ONLY, loses data: acknowledge writes before they are synced, and drop the
+    /// unsynced log tail on restart (see `raft_kv::server::sabotage`). The nemesis tests
+    /// plant this bug to prove they catch it. Flag only (no environment variable, no
+    /// config key), hidden from `--help`.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub unsafe_ack_before_fsync: bool,
 }
 
 /// A setting that cannot be used; the message names it.
@@ -186,6 +194,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// State machine limits.
     pub kv: KvConfig,
+    /// Test only: the planted bug of `--unsafe-ack-before-fsync`.
+    pub unsafe_ack_before_fsync: bool,
 }
 
 impl ServeArgs {
@@ -211,7 +221,10 @@ impl ServeArgs {
     fn merged_over(self, file: ServeArgs) -> ServeArgs {
         macro_rules! pick {
             ($($field:ident),*) => {
-                ServeArgs { config: self.config, $($field: self.$field.or(file.$field)),* }
+                ServeArgs {
+                    config: self.config,
+                    unsafe_ack_before_fsync: self.unsafe_ack_before_fsync,
+                    $($field: self.$field.or(file.$field)),* }
             };
         }
         pick!(
@@ -293,6 +306,7 @@ impl ServeArgs {
             snapshot_bytes: positive(Some(self.snapshot_bytes.unwrap_or(256 << 20))),
             request_timeout: Duration::from_millis(self.request_timeout_ms.unwrap_or(5000).max(1)),
             kv,
+            unsafe_ack_before_fsync: self.unsafe_ack_before_fsync,
         })
     }
 }

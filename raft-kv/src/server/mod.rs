@@ -8,6 +8,7 @@
 //! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
 //! - [`bench`](mod@bench): the load generator; [`devcluster`]: three local nodes as child processes.
 //! - [`prom`]: Prometheus text output.
+//! - [`sabotage`]: the planted bug of the test-only `--unsafe-ack-before-fsync`.
 
 pub mod backend;
 pub mod bench;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod node;
 pub mod prom;
+pub mod sabotage;
 pub mod serve;
 pub mod wire;
 

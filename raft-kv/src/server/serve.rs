@@ -20,6 +20,7 @@ use crate::server::config::ServeConfig;
 use crate::server::http::{self, ApiState, Limits};
 use crate::server::node::{KvNode, RuntimeBackend};
 use crate::server::prom::HttpMetrics;
+use crate::server::sabotage::AckBeforeSync;
 use crate::server::wire::{AddMemberBody, MemberRole};
 
 /// Why a node could not start or stopped badly.
@@ -245,14 +246,16 @@ async fn start_node(
         every_entries: config.snapshot_entries,
         every_bytes: config.snapshot_bytes,
     };
-    let node = KvNode::start(
-        runtime,
-        init,
-        storage,
-        (transport.clone(), inbound),
-        machine,
-    )
-    .await
+    let network = (transport.clone(), inbound);
+    let node = if config.unsafe_ack_before_fsync {
+        tracing::error!(
+            "--unsafe-ack-before-fsync: TEST ONLY, this node acknowledges unsynced writes"
+        );
+        let storage = AckBeforeSync::new(storage);
+        KvNode::start(runtime, init, storage, network, machine).await
+    } else {
+        KvNode::start(runtime, init, storage, network, machine).await
+    }
     .map_err(|e| ServeError::Start(e.to_string()))?;
     Ok((node, transport))
 }

@@ -124,10 +124,14 @@ async fn inject(
             Fault::Killed(vec![victim])
         }
         1 => {
-            // A majority at once, the leader among them: the acknowledged writes they held
-            // must survive their restart.
+            // A majority at once (or every node: a power cut), the leader among them: the
+            // acknowledged writes they held must survive their restart.
             let mut victims = vec![victim];
-            let majority = live.len() / 2 + 1;
+            let majority = if dice.next().is_multiple_of(2) {
+                live.len()
+            } else {
+                live.len() / 2 + 1
+            };
             for id in &live {
                 if victims.len() < majority && !victims.contains(id) {
                     victims.push(*id);

@@ -124,7 +124,13 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
         Verdict::Linearizable => "linearizable".to_string(),
         Verdict::Inconclusive { key } => format!("inconclusive (key {key} exhausted the search)"),
         Verdict::Violation { key, detail } => {
-            failures.push(format!("not linearizable on key {key}: {detail}"));
+            // The detail lists the longest linearizable prefix: keep its end.
+            let lines: Vec<&str> = detail.lines().collect();
+            let head = lines.first().copied().unwrap_or_default();
+            let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+            failures.push(format!(
+                "not linearizable on key {key}: {head}\n...\n{tail}"
+            ));
             format!("VIOLATION on key {key}")
         }
     };
