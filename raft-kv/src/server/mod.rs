@@ -8,6 +8,7 @@
 //! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
 //! - [`bench`](mod@bench): the load generator; [`devcluster`]: three local nodes as child processes.
 //! - [`prom`]: Prometheus text output.
+//! - [`retry`]: which forwarded writes a follower re-sends to a new leader.
 //! - [`sabotage`]: the planted bug of the test-only `--unsafe-ack-before-fsync`.
 
 pub mod backend;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod node;
 pub mod prom;
+pub mod retry;
 pub mod sabotage;
 pub mod serve;
 pub mod wire;

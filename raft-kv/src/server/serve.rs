@@ -239,6 +239,8 @@ async fn start_node(
     raft.heartbeat_ticks = config.heartbeat_ticks;
     raft.lease_reads = config.lease_reads;
     raft.max_inflight_appends = config.max_inflight_appends;
+    // Session writes forwarded to a leader that died are re-sent to the next one.
+    raft.retry_safe = raft_core::RetrySafe(crate::server::retry::carries_session);
     let mut runtime = RuntimeConfig::new(raft);
     runtime.tick_interval = config.tick;
     runtime.request_timeout = config.request_timeout;

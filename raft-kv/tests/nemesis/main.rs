@@ -138,13 +138,14 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
     let summary = format!(
         "nemesis: {nodes} nodes, {seconds} s, seed {seed}\n\
          faults: {:?}\n\
-         operations: {} ({} ok, {} writes unknown, {} reads failed)\n\
+         operations: {} ({} ok, {} writes unknown, {} writes not applied, {} reads failed)\n\
          ledger: {} acknowledged writes\n\
          history check: {verdict} ({} keys, {} steps, {:?})",
         report.counts,
         history.len(),
         tally.ok,
         tally.unknown,
+        tally.not_applied,
         tally.failed_reads,
         acked.len(),
         check.keys,

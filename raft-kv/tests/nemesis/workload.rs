@@ -25,6 +25,9 @@ fn options() -> ClientOptions {
 pub(crate) struct Tally {
     pub(crate) ok: u64,
     pub(crate) unknown: u64,
+    /// Writes the cluster said certainly did not happen (left out of the history, so a
+    /// false claim shows as a violation).
+    pub(crate) not_applied: u64,
     pub(crate) failed_reads: u64,
 }
 
@@ -32,6 +35,7 @@ impl Tally {
     pub(crate) fn add(&mut self, other: Tally) {
         self.ok += other.ok;
         self.unknown += other.unknown;
+        self.not_applied += other.not_applied;
         self.failed_reads += other.failed_reads;
     }
 }
@@ -95,6 +99,11 @@ pub(crate) async fn register_client(
         match (input, output) {
             (_, Some(_)) => tally.ok += 1,
             (KvInput::Get, None) => tally.failed_reads += 1,
+            (_, None) if !cluster.last_call_may_have_applied() => {
+                tally.not_applied += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             (_, None) => tally.unknown += 1,
         }
         history.push(Operation {
