@@ -34,6 +34,9 @@ pub struct DevClusterOptions {
 pub struct DevCluster {
     nodes: Vec<(u64, Child)>,
     endpoints: Vec<String>,
+    /// How the nodes were started, to restart one the same way.
+    options: DevClusterOptions,
+    peers: String,
     /// Nodes whose exit was already reported.
     reported: Vec<u64>,
 }
@@ -65,34 +68,34 @@ impl DevCluster {
         let mut endpoints = Vec::new();
         for id in ids {
             let http = format!("127.0.0.1:{}", port(options.http_port_base, id));
-            let data_dir = options.data_dir.join(format!("node-{id}"));
-            let mut command = Command::new(&options.binary);
-            command
-                .arg("serve")
-                .args(["--id", &id.to_string()])
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .args([
-                    "--raft-addr",
-                    &format!("127.0.0.1:{}", port(options.raft_port_base, id)),
-                ])
-                .args(["--http-addr", &http])
-                .args(["--peers", &peers])
-                .args(&options.extra_args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .kill_on_drop(true);
-            if !options.show_logs {
-                command.stderr(Stdio::null());
-            }
-            nodes.push((id, command.spawn()?));
+            nodes.push((id, spawn_node(options, &peers, id)?));
             endpoints.push(format!("http://{http}"));
         }
         Ok(DevCluster {
             nodes,
             endpoints,
+            options: options.clone(),
+            peers,
             reported: Vec::new(),
         })
+    }
+
+    /// SIGKILLs node `id` (no shutdown) and waits for it to be gone.
+    pub async fn kill(&mut self, id: u64) -> std::io::Result<()> {
+        if let Some((_, child)) = self.nodes.iter_mut().find(|(i, _)| *i == id) {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `id` again with its data dir and flags (after [`DevCluster::kill`]).
+    pub fn restart(&mut self, id: u64) -> std::io::Result<()> {
+        let child = spawn_node(&self.options, &self.peers, id)?;
+        if let Some((_, slot)) = self.nodes.iter_mut().find(|(i, _)| *i == id) {
+            *slot = child;
+        }
+        self.reported.retain(|i| *i != id);
+        Ok(())
     }
 
     /// The nodes' HTTP endpoints, by id.
@@ -186,6 +189,35 @@ impl DevCluster {
         }
         exited
     }
+}
+
+/// Starts node `id` of the cluster `options` describes.
+fn spawn_node(options: &DevClusterOptions, peers: &str, id: u64) -> std::io::Result<Child> {
+    let port = |base: u16| base.saturating_add(u16::try_from(id - 1).unwrap_or(0));
+    let data_dir = options.data_dir.join(format!("node-{id}"));
+    let mut command = Command::new(&options.binary);
+    command
+        .arg("serve")
+        .args(["--id", &id.to_string()])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args([
+            "--raft-addr",
+            &format!("127.0.0.1:{}", port(options.raft_port_base)),
+        ])
+        .args([
+            "--http-addr",
+            &format!("127.0.0.1:{}", port(options.http_port_base)),
+        ])
+        .args(["--peers", peers])
+        .args(&options.extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    if !options.show_logs {
+        command.stderr(Stdio::null());
+    }
+    command.spawn()
 }
 
 /// Asks process `pid` to stop (SIGTERM) through the `kill` utility, which keeps this crate

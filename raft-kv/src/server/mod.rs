@@ -7,6 +7,7 @@
 //! - [`config`]: `serve` settings from flags, environment and a TOML file.
 //! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
 //! - [`bench`](mod@bench): the load generator; [`devcluster`]: three local nodes as child processes.
+//! - [`failover`]: the failover benchmark (`bench --kill-leader-every`).
 //! - [`prom`]: Prometheus text output.
 //! - [`retry`]: which forwarded writes a follower re-sends to a new leader.
 //! - [`sabotage`]: the planted bug of the test-only `--unsafe-ack-before-fsync`.
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod devcluster;
 pub mod error;
+pub mod failover;
 pub mod http;
 pub mod node;
 pub mod prom;

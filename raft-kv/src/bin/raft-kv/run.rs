@@ -177,7 +177,7 @@ fn print_value(args: &ClientArgs, key: &str, value: &Value) -> Result<(), Comman
     Ok(())
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), CommandError> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), CommandError> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -369,6 +369,9 @@ fn print_dev_banner(cluster: &DevCluster, data_dir: &std::path::Path, leader: u6
 }
 
 async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
+    if let Some(every) = args.kill_leader_every {
+        return crate::failover::run(&args, every).await;
+    }
     let mut spawned = None;
     let mut endpoints = args.endpoints.clone();
     let _data_dir = match args.spawn_cluster {
@@ -451,7 +454,7 @@ fn print_report(r: &BenchReport) {
 }
 
 /// A fresh directory under the system temp dir for a spawned cluster.
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+pub(crate) fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "raft-kv-bench-{}-{}",
         std::process::id(),
@@ -462,7 +465,7 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
 }
 
 /// Removes the spawned cluster's data when the bench ends.
-struct RemoveOnDrop(std::path::PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
