@@ -2,13 +2,15 @@
 //! fault proxy, clients recording a history that the simulator's linearizability checker
 //! judges, and a ledger of write-once keys whose acknowledged writes must all survive.
 //!
-//! Faults: SIGKILL and restart (one node, or a majority at once), SIGSTOP/SIGCONT, one-way
+//! Faults: SIGKILL and restart (one node, a majority, or all at once), SIGSTOP/SIGCONT, one-way
 //! and two-way link cuts, partitions; membership changes (a node removed, a new one
 //! joining) and leadership transfers while faults are active.
 //!
 //! Short mode (default) runs in CI. Long mode on demand:
 //! `NEMESIS_SECONDS=300 cargo nextest run -p raft-kv --test nemesis --no-capture`
-//! prints every fault, the outcome counts and the verdict. `NEMESIS_PLANT_BUG=1` starts
+//! prints every fault, the outcome counts and the verdict; `NEMESIS_HISTORY=DIR` also writes
+//! every operation (client, key, op, result, invoke and return times) to
+//! `DIR/nemesis-N-nodes.history`. `NEMESIS_PLANT_BUG=1` starts
 //! every node with the test-only `--unsafe-ack-before-fsync` (acknowledge before fsync, lose
 //! the unsynced tail on restart): the run must then fail.
 
@@ -117,6 +119,16 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
                 .into_iter()
                 .map(|l| format!("node {}: {l}", node.id())),
         );
+    }
+    if let Some(path) = std::env::var_os("NEMESIS_HISTORY") {
+        let mut ops = history.clone();
+        ops.sort_by_key(|op| op.call_us);
+        let text: Vec<String> = ops.iter().map(ToString::to_string).collect();
+        let path = std::path::PathBuf::from(path).join(format!("nemesis-{nodes}-nodes.history"));
+        match std::fs::write(&path, text.join("\n")) {
+            Ok(()) => eprintln!("history written to {}", path.display()),
+            Err(error) => eprintln!("cannot write {}: {error}", path.display()),
+        }
     }
     let started = Instant::now();
     let check = check_history(&history, CheckLimits::default());
