@@ -327,7 +327,14 @@ async fn join_cluster(
             tracing::info!("this node is a voter of the cluster");
             return;
         }
-        let step = if membership.is_learner(config.id) {
+        // The cluster's view decides, not our log: the entry that made us a learner may
+        // have been overwritten (its leader died before committing it), and a leader no
+        // longer sends to a node outside its membership, so our log would never learn it.
+        let member = match client.members().await {
+            Ok(members) => members.members.iter().any(|m| m.id == config.id),
+            Err(_) => membership.is_learner(config.id),
+        };
+        let step = if member {
             catch_up_then_promote(&node, &mut client, &voter).await
         } else {
             tracing::info!(%url, "asking the cluster to add this node as a learner");
