@@ -19,11 +19,13 @@ mod faults;
 mod proxy;
 mod workload;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use raft_sim::linearizability::{CheckLimits, Verdict, check_history};
+use raft_kv::server::client::ClientError;
+use raft_sim::linearizability::{CheckLimits, Operation, Verdict, check_history};
 
 use crate::cluster::Cluster;
 use crate::faults::Plan;
@@ -51,20 +53,7 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
         panic!("no leader at start\n{}", cluster.logs(30));
     }
     let origin = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let urls = cluster.urls();
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            tokio::spawn(workload::register_client(
-                c,
-                KEYS,
-                urls.clone(),
-                origin,
-                stop.clone(),
-            ))
-        })
-        .collect();
-    let ledger = tokio::spawn(workload::ledger_client(urls.clone(), stop.clone()));
+    let workload = Workload::start(cluster.urls(), origin);
 
     let plan = Plan {
         seconds,
@@ -75,74 +64,22 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
     let recovered = cluster.wait_leader(Duration::from_secs(60)).await;
     // Let the clients show that the cluster serves again, then stop them.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut history = Vec::new();
-    let mut tally = Tally::default();
-    for client in clients {
-        let (ops, counts) = client.await.expect("client task");
-        history.extend(ops);
-        tally.add(counts);
-    }
-    let acked = ledger.await.expect("ledger task");
+    let (history, tally, acked) = workload.finish().await;
     let present = workload::ledger_contents(&cluster.urls()).await;
 
     let mut failures = report.problems.clone();
     if recovered.is_none() {
         failures.push("no agreed leader 60 s after the faults healed".into());
     }
-    if let Err(voters) = cluster.wait_voters(Duration::from_secs(60)).await {
-        failures.push(format!(
-            "voters {voters:?} are not the members {:?} 60 s after the faults healed",
-            cluster.member_ids()
-        ));
-    }
-    match &present {
-        Ok(present) => {
-            let lost: Vec<u64> = acked.difference(present).copied().collect();
-            if !lost.is_empty() {
-                failures.push(format!(
-                    "{} acknowledged ledger writes lost: {:?}",
-                    lost.len(),
-                    &lost[..lost.len().min(20)]
-                ));
-            }
-        }
-        Err(error) => failures.push(format!("cannot read the ledger back: {error}")),
-    }
-    failures.extend(link_proofs(&cluster));
-    for node in &mut cluster.nodes {
-        if let Some(status) = node.exited() {
-            failures.push(format!("node {} exited by itself: {status}", node.id()));
-        }
-        failures.extend(
-            node.panics()
-                .into_iter()
-                .map(|l| format!("node {}: {l}", node.id())),
-        );
-    }
-    if let Some(path) = std::env::var_os("NEMESIS_HISTORY") {
-        let mut ops = history.clone();
-        ops.sort_by_key(|op| op.call_us);
-        let text: Vec<String> = ops.iter().map(ToString::to_string).collect();
-        let path = std::path::PathBuf::from(path).join(format!("nemesis-{nodes}-nodes.history"));
-        match std::fs::write(&path, text.join("\n")) {
-            Ok(()) => eprintln!("history written to {}", path.display()),
-            Err(error) => eprintln!("cannot write {}: {error}", path.display()),
-        }
-    }
+    failures.extend(cluster_failures(&mut cluster, &acked, present).await);
+    write_history(&history, nodes);
     let started = Instant::now();
     let check = check_history(&history, CheckLimits::default());
     let verdict = match &check.verdict {
         Verdict::Linearizable => "linearizable".to_string(),
         Verdict::Inconclusive { key } => format!("inconclusive (key {key} exhausted the search)"),
         Verdict::Violation { key, detail } => {
-            // The detail lists the longest linearizable prefix: keep its end.
-            let lines: Vec<&str> = detail.lines().collect();
-            let head = lines.first().copied().unwrap_or_default();
-            let tail = lines[lines.len().saturating_sub(12)..].join("\n");
-            failures.push(format!(
-                "not linearizable on key {key}: {head}\n...\n{tail}"
-            ));
+            failures.push(violation(*key, detail));
             format!("VIOLATION on key {key}")
         }
     };
@@ -154,7 +91,7 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
          ledger: {} acknowledged writes\n\
          history check: {verdict} ({} keys, {} steps, {:?})",
         report.counts,
-        history.len(),
+        history.len() as u64 + tally.not_applied,
         tally.ok,
         tally.unknown,
         tally.not_applied,
@@ -174,6 +111,107 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
         cluster.logs(20)
     );
     assert!(tally.ok > 0, "no operation succeeded\n{summary}");
+}
+
+/// The register clients and the ledger client, running.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<(Vec<Operation>, Tally)>>,
+    ledger: tokio::task::JoinHandle<BTreeSet<u64>>,
+}
+
+impl Workload {
+    fn start(urls: Vec<String>, origin: Instant) -> Workload {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..CLIENTS)
+            .map(|c| {
+                let client = workload::register_client(c, KEYS, urls.clone(), origin, stop.clone());
+                tokio::spawn(client)
+            })
+            .collect();
+        let ledger = tokio::spawn(workload::ledger_client(urls, stop.clone()));
+        Workload {
+            stop,
+            clients,
+            ledger,
+        }
+    }
+
+    /// Stops the clients; returns the history, the outcome counts and the acknowledged
+    /// ledger numbers.
+    async fn finish(self) -> (Vec<Operation>, Tally, BTreeSet<u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut history = Vec::new();
+        let mut tally = Tally::default();
+        for client in self.clients {
+            let (ops, counts) = client.await.expect("client task");
+            history.extend(ops);
+            tally.add(counts);
+        }
+        let acked = self.ledger.await.expect("ledger task");
+        (history, tally, acked)
+    }
+}
+
+/// What the healed cluster shows: members that are not voters, lost acknowledged writes,
+/// links that bypassed their proxy, nodes that exited or panicked.
+async fn cluster_failures(
+    cluster: &mut Cluster,
+    acked: &BTreeSet<u64>,
+    present: Result<BTreeSet<u64>, ClientError>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    if let Err(voters) = cluster.wait_voters(Duration::from_secs(60)).await {
+        failures.push(format!(
+            "voters {voters:?} are not the members {:?} 60 s after the faults healed",
+            cluster.member_ids()
+        ));
+    }
+    match present {
+        Ok(present) => {
+            let lost: Vec<u64> = acked.difference(&present).copied().collect();
+            if !lost.is_empty() {
+                failures.push(format!(
+                    "{} acknowledged ledger writes lost: {:?}",
+                    lost.len(),
+                    &lost[..lost.len().min(20)]
+                ));
+            }
+        }
+        Err(error) => failures.push(format!("cannot read the ledger back: {error}")),
+    }
+    failures.extend(link_proofs(cluster));
+    for node in &mut cluster.nodes {
+        if let Some(status) = node.exited() {
+            failures.push(format!("node {} exited by itself: {status}", node.id()));
+        }
+        let id = node.id();
+        failures.extend(node.panics().into_iter().map(|l| format!("node {id}: {l}")));
+    }
+    failures
+}
+
+/// The violation, with the end of the longest linearizable prefix the checker found.
+fn violation(key: u64, detail: &str) -> String {
+    let lines: Vec<&str> = detail.lines().collect();
+    let head = lines.first().copied().unwrap_or_default();
+    let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+    format!("not linearizable on key {key}: {head}\n...\n{tail}")
+}
+
+/// With `NEMESIS_HISTORY=DIR`: every operation, in invocation order, to a file.
+fn write_history(history: &[Operation], nodes: u64) {
+    let Some(dir) = std::env::var_os("NEMESIS_HISTORY") else {
+        return;
+    };
+    let mut ops = history.to_vec();
+    ops.sort_by_key(|op| op.call_us);
+    let text: Vec<String> = ops.iter().map(ToString::to_string).collect();
+    let path = std::path::PathBuf::from(dir).join(format!("nemesis-{nodes}-nodes.history"));
+    match std::fs::write(&path, text.join("\n")) {
+        Ok(()) => eprintln!("history written to {}", path.display()),
+        Err(error) => eprintln!("cannot write {}: {error}", path.display()),
+    }
 }
 
 /// Proof that the proxies carried the Raft traffic (the address book did not bypass them):
