@@ -124,19 +124,7 @@ async fn inject(
             Fault::Killed(vec![victim])
         }
         1 => {
-            // A majority at once (or every node: a power cut), the leader among them: the
-            // acknowledged writes they held must survive their restart.
-            let mut victims = vec![victim];
-            let majority = if dice.next().is_multiple_of(2) {
-                live.len()
-            } else {
-                live.len() / 2 + 1
-            };
-            for id in &live {
-                if victims.len() < majority && !victims.contains(id) {
-                    victims.push(*id);
-                }
-            }
+            let victims = kill_set(dice, &live, victim);
             for id in &victims {
                 cluster.node(*id).kill();
             }
@@ -158,56 +146,63 @@ async fn inject(
             Fault::Paused(victim)
         }
         3 => {
-            let other = dice.pick(
-                &live
-                    .iter()
-                    .copied()
-                    .filter(|i| *i != victim)
-                    .collect::<Vec<_>>(),
-            );
+            let other = other_than(dice, &live, victim);
             report.bump("cut one way");
             report.event(origin, format!("cut {victim} -> {other}"));
             cut(cluster, vec![(victim, other)])
         }
         4 => {
-            let other = dice.pick(
-                &live
-                    .iter()
-                    .copied()
-                    .filter(|i| *i != victim)
-                    .collect::<Vec<_>>(),
-            );
+            let other = other_than(dice, &live, victim);
             report.bump("cut two ways");
             report.event(origin, format!("cut {victim} <-> {other}"));
             cut(cluster, vec![(victim, other), (other, victim)])
         }
         _ => {
-            // Partition: the victim plus (maybe) one more on the minority side.
-            let members = cluster.member_ids();
-            let mut minority = vec![victim];
-            if members.len() >= 5 && dice.next().is_multiple_of(2) {
-                minority.push(
-                    dice.pick(
-                        &members
-                            .iter()
-                            .copied()
-                            .filter(|i| *i != victim)
-                            .collect::<Vec<_>>(),
-                    ),
-                );
-            }
-            let mut links = Vec::new();
-            for a in &minority {
-                for b in members.iter().filter(|b| !minority.contains(b)) {
-                    links.push((*a, *b));
-                    links.push((*b, *a));
-                }
-            }
+            let (minority, links) = partition(dice, &cluster.member_ids(), victim);
             report.bump("partition");
             report.event(origin, format!("partition {minority:?} from the rest"));
             cut(cluster, links)
         }
     }
+}
+
+/// Another node than `victim` (the cluster always has at least three).
+fn other_than(dice: &mut Dice, ids: &[u64], victim: u64) -> u64 {
+    let others: Vec<u64> = ids.iter().copied().filter(|i| *i != victim).collect();
+    dice.pick(&others)
+}
+
+/// A majority at once (or every node: a power cut), `victim` among them: the acknowledged
+/// writes they held must survive their restart.
+fn kill_set(dice: &mut Dice, live: &[u64], victim: u64) -> Vec<u64> {
+    let size = if dice.next().is_multiple_of(2) {
+        live.len()
+    } else {
+        live.len() / 2 + 1
+    };
+    let mut victims = vec![victim];
+    for id in live {
+        if victims.len() < size && !victims.contains(id) {
+            victims.push(*id);
+        }
+    }
+    victims
+}
+
+/// A minority side (`victim`, plus maybe one more of five) and the links to cut both ways.
+fn partition(dice: &mut Dice, members: &[u64], victim: u64) -> (Vec<u64>, Vec<(u64, u64)>) {
+    let mut minority = vec![victim];
+    if members.len() >= 5 && dice.next().is_multiple_of(2) {
+        minority.push(other_than(dice, members, victim));
+    }
+    let mut links = Vec::new();
+    for a in &minority {
+        for b in members.iter().filter(|b| !minority.contains(b)) {
+            links.push((*a, *b));
+            links.push((*b, *a));
+        }
+    }
+    (minority, links)
 }
 
 fn cut(cluster: &Cluster, links: Vec<(u64, u64)>) -> Fault {
