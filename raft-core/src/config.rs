@@ -55,6 +55,12 @@ pub struct Config {
     pub forward_proposals: bool,
     /// A read or forwarded proposal without an answer after this many ticks fails.
     pub request_timeout_ticks: u32,
+    /// Tells whether a command may be proposed twice with the effect of once (for example
+    /// it carries a client session that the state machine deduplicates). When the leader
+    /// changes before answering a forwarded proposal, a retry-safe one is re-sent to the new
+    /// leader; any other gets [`crate::ProposalError::Unknown`] at once. The default says
+    /// no to every command.
+    pub retry_safe: RetrySafe,
     /// Bytes per snapshot chunk.
     pub snapshot_chunk_bytes: u64,
     /// Ticks without progress after which a snapshot transfer restarts from the last
@@ -95,6 +101,7 @@ impl Default for Config {
             max_pending_proposals: 100_000,
             forward_proposals: true,
             request_timeout_ticks: 30,
+            retry_safe: RetrySafe::NEVER,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_retry_ticks: 20,
             lease_reads: false,
@@ -105,6 +112,35 @@ impl Default for Config {
         }
     }
 }
+
+/// Whether a command may be proposed twice with the effect of once: the test behind
+/// [`Config::retry_safe`]. Configs compare equal when they hold the same function.
+#[derive(Clone, Copy)]
+pub struct RetrySafe(pub fn(&[u8]) -> bool);
+
+impl RetrySafe {
+    /// No command may be re-sent (the default).
+    pub const NEVER: RetrySafe = RetrySafe(|_| false);
+
+    /// Whether `command` may be re-sent.
+    pub fn allows(&self, command: &[u8]) -> bool {
+        (self.0)(command)
+    }
+}
+
+impl std::fmt::Debug for RetrySafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetrySafe(fn)")
+    }
+}
+
+impl PartialEq for RetrySafe {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for RetrySafe {}
 
 /// A configuration value that cannot work. Each variant names the field to fix.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]

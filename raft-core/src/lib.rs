@@ -192,7 +192,7 @@ pub use action::{
     Action, ChangeId, PersistBatch, ProposalError, ProposalId, ReadError, ReadId, Role,
     SnapshotChunkWrite, TransferError, WriteToken,
 };
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, RetrySafe};
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{ConflictHint, Message, MessageBody};
 pub use node::{Node, Status};

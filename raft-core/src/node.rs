@@ -538,7 +538,7 @@ impl Node {
                 self.handle_forward_proposal(from, id, data)
             }
             MessageBody::ForwardProposalResponse { id, result } => {
-                self.handle_forward_response(id, result)
+                self.handle_forward_response(from, id, result)
             }
             MessageBody::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
             MessageBody::ReadIndexResponse { id, result } => {
@@ -615,6 +615,7 @@ impl Node {
         if self.halted.is_some() {
             return;
         }
+        self.settle_forwarded();
         let hard_state = self.hard_state();
         if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
             self.actions.push(Action::Persist(batch));

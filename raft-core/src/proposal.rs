@@ -18,8 +18,22 @@ pub(crate) struct Proposals {
     /// resolved when the commit index passes `index` (by comparing terms) or when the entry
     /// is overwritten. A deque, since a leader's proposals arrive in index order.
     appended: VecDeque<(Index, ProposalId, Term)>,
-    /// Forwarded to the leader, waiting for its answer: ticks waited so far.
-    forwarded: BTreeMap<u64, u32>,
+    /// Forwarded to a leader, waiting for its answer.
+    forwarded: BTreeMap<u64, Forwarded>,
+    /// The (term, leader) forwarded requests were last settled for.
+    view: Option<(Term, Option<NodeId>)>,
+}
+
+/// A proposal a follower forwarded, until the leader answers it.
+#[derive(Debug)]
+pub(crate) struct Forwarded {
+    /// The leader it was (last) sent to, and in which of our terms.
+    to: NodeId,
+    term: Term,
+    /// Ticks waited since it was (last) sent.
+    waited: u32,
+    /// The command, kept to re-send it to a new leader when it is retry-safe.
+    command: Bytes,
 }
 
 impl Proposals {
@@ -84,20 +98,29 @@ impl Proposals {
     /// outcome (the leader may or may not have appended them).
     pub(crate) fn tick_forwarded(&mut self, timeout_ticks: u32, actions: &mut Vec<Action>) {
         let mut expired = Vec::new();
-        for (id, waited) in self.forwarded.iter_mut() {
-            *waited += 1;
-            if *waited >= timeout_ticks {
+        for (id, forwarded) in self.forwarded.iter_mut() {
+            forwarded.waited += 1;
+            if forwarded.waited >= timeout_ticks {
                 expired.push(*id);
             }
         }
         for id in expired {
             self.forwarded.remove(&id);
-            let reason = "no answer from the leader".to_string();
+            let reason = "no answer from the leader; it may have applied the command".to_string();
             actions.push(Action::ProposalOutcome {
                 id: ProposalId(id),
                 result: Err(ProposalError::Unknown { reason }),
             });
         }
+    }
+
+    /// Forwarded proposals sent to another leader or in another term than `(term, leader)`.
+    fn stale(&self, term: Term, leader: Option<NodeId>) -> Vec<u64> {
+        self.forwarded
+            .iter()
+            .filter(|(_, f)| f.term != term || Some(f.to) != leader)
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
@@ -159,14 +182,7 @@ impl Node {
                 if self.proposals.len() >= self.config.max_pending_proposals {
                     self.proposal_outcome(id, Err(ProposalError::Overloaded));
                 } else {
-                    self.proposals.forwarded.insert(id.0, 0);
-                    self.send(
-                        leader,
-                        MessageBody::ForwardProposal {
-                            id: id.0,
-                            data: command,
-                        },
-                    );
+                    self.forward_proposal(id.0, leader, command);
                 }
             }
             (_, leader_hint) => {
@@ -233,14 +249,81 @@ impl Node {
         self.send(from, MessageBody::ForwardProposalResponse { id, result });
     }
 
+    /// Settles forwarded proposals and reads when the term or the leader changed since the
+    /// last call, so nothing waits out its timeout on a leader that is gone.
+    pub(crate) fn settle_forwarded(&mut self) {
+        let view = (self.term, self.leader);
+        if self.proposals.view == Some(view) {
+            return;
+        }
+        self.proposals.view = Some(view);
+        self.settle_forwarded_proposals();
+        self.settle_forwarded_reads();
+    }
+
+    /// Sends (or re-sends) a forwarded proposal to `leader` and waits for its answer.
+    fn forward_proposal(&mut self, id: u64, leader: NodeId, command: Bytes) {
+        let forwarded = Forwarded {
+            to: leader,
+            term: self.term,
+            waited: 0,
+            command: command.clone(),
+        };
+        self.proposals.forwarded.insert(id, forwarded);
+        self.send(leader, MessageBody::ForwardProposal { id, data: command });
+    }
+
+    /// After a change of term or leader: forwarded proposals the old leader has not answered
+    /// are settled at once. A retry-safe one ([`crate::Config::retry_safe`]) is re-sent to
+    /// the new leader (or appended here, if that is us; it waits while no leader is known);
+    /// any other is answered `Unknown`, since the old leader may have appended it.
+    pub(crate) fn settle_forwarded_proposals(&mut self) {
+        for id in self.proposals.stale(self.term, self.leader) {
+            let Some(forwarded) = self.proposals.forwarded.remove(&id) else {
+                continue;
+            };
+            let retry_safe = self.config.retry_safe.allows(&forwarded.command);
+            match self.leader {
+                _ if !retry_safe => {
+                    let reason = format!(
+                        "node {} stopped leading before answering; the command may have been applied",
+                        forwarded.to
+                    );
+                    self.proposal_outcome(ProposalId(id), Err(ProposalError::Unknown { reason }));
+                }
+                // Wait for a leader; the request timeout still runs.
+                None => {
+                    self.proposals.forwarded.insert(id, forwarded);
+                }
+                Some(leader) if leader == self.id() => {
+                    if let Err(error) =
+                        self.append_proposal(forwarded.command, Some(ProposalId(id)))
+                    {
+                        self.proposal_outcome(ProposalId(id), Err(error));
+                    }
+                }
+                Some(leader) => self.forward_proposal(id, leader, forwarded.command),
+            }
+        }
+    }
+
     pub(crate) fn handle_forward_response(
         &mut self,
+        from: NodeId,
         id: u64,
         result: Result<(Index, Term), ProposalError>,
     ) {
-        if self.proposals.forwarded.remove(&id).is_none() {
+        // Only the leader it was last sent to answers it: a late answer from an old leader
+        // to a proposal re-sent elsewhere is ignored.
+        if self
+            .proposals
+            .forwarded
+            .get(&id)
+            .is_none_or(|f| f.to != from)
+        {
             return;
         }
+        self.proposals.forwarded.remove(&id);
         let id = ProposalId(id);
         match result {
             Ok((index, term)) => {

@@ -23,7 +23,7 @@ use crate::action::{Action, ReadError, ReadId};
 use crate::message::MessageBody;
 use crate::node::{LeaderState, Node, RoleState};
 use crate::quorum;
-use crate::types::{Index, NodeId};
+use crate::types::{Index, NodeId, Term};
 
 /// Heartbeat rounds whose send tick is remembered for leases.
 const ROUNDS_TRACKED_MAX: usize = 1024;
@@ -84,10 +84,18 @@ impl LeaderReads {
     }
 }
 
-/// Reads a follower forwarded to the leader: ticks waited per read id.
+/// Reads a follower forwarded to the leader, by read id.
 #[derive(Debug, Default)]
 pub(crate) struct FollowerReads {
-    forwarded: BTreeMap<u64, u32>,
+    forwarded: BTreeMap<u64, ForwardedRead>,
+}
+
+/// Where a forwarded read was (last) sent, in which term, and the ticks waited since.
+#[derive(Debug)]
+struct ForwardedRead {
+    to: NodeId,
+    term: Term,
+    waited: u32,
 }
 
 impl Node {
@@ -108,8 +116,7 @@ impl Node {
             if self.follower_reads.forwarded.len() >= self.config.max_pending_reads {
                 Some(Err(ReadError::Overloaded))
             } else {
-                self.follower_reads.forwarded.insert(id.0, 0);
-                self.send(leader, MessageBody::ReadIndexRequest { id: id.0 });
+                self.forward_read(id.0, leader);
                 None
             }
         } else {
@@ -119,6 +126,43 @@ impl Node {
             self.actions.push(Action::ReadOutcome { id, result });
         }
         id
+    }
+
+    fn forward_read(&mut self, id: u64, leader: NodeId) {
+        let read = ForwardedRead {
+            to: leader,
+            term: self.term,
+            waited: 0,
+        };
+        self.follower_reads.forwarded.insert(id, read);
+        self.send(leader, MessageBody::ReadIndexRequest { id });
+    }
+
+    /// After a change of term or leader: reads forwarded to the old leader are registered
+    /// with the new one (here, if that is us); they wait while no leader is known.
+    pub(crate) fn settle_forwarded_reads(&mut self) {
+        let (term, leader) = (self.term, self.leader);
+        let stale: Vec<u64> = self
+            .follower_reads
+            .forwarded
+            .iter()
+            .filter(|(_, r)| r.term != term || Some(r.to) != leader)
+            .map(|(id, _)| *id)
+            .collect();
+        let Some(leader) = leader else {
+            return;
+        };
+        for id in stale {
+            if leader != self.id() {
+                self.forward_read(id, leader);
+                continue;
+            }
+            self.follower_reads.forwarded.remove(&id);
+            let origin = ReadOrigin::Local(ReadId(id));
+            if let Some(result) = self.leader_read(origin, ReadConsistency::Linearizable) {
+                self.finish_read(origin, result);
+            }
+        }
     }
 
     /// Registers a read on the leader; returns an immediate outcome if there is one.
@@ -281,9 +325,9 @@ impl Node {
     pub(crate) fn tick_reads(&mut self) {
         let timeout = self.config.request_timeout_ticks;
         let mut expired = Vec::new();
-        self.follower_reads.forwarded.retain(|id, waited| {
-            *waited += 1;
-            let keep = *waited < timeout;
+        self.follower_reads.forwarded.retain(|id, read| {
+            read.waited += 1;
+            let keep = read.waited < timeout;
             if !keep {
                 expired.push(ReadOrigin::Local(ReadId(*id)));
             }

@@ -95,6 +95,22 @@ impl ClientError {
         }
     }
 
+    /// Whether the request may have taken effect: it may have reached the node (a broken
+    /// connection, a timeout) or the node said so (`"outcome": "unknown"`, or a 504 from a
+    /// server that does not say). A refused connection or a `not_applied` answer did not.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            ClientError::BadEndpoint(_) | ClientError::Connect { .. } => false,
+            ClientError::Transport { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Decode { .. } => true,
+            ClientError::Api { status, body } => match body.outcome.as_deref() {
+                Some(outcome) => outcome == "unknown",
+                None => *status == 504,
+            },
+        }
+    }
+
     /// The HTTP status of an API error.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -430,6 +446,8 @@ pub struct ClusterClient {
     options: ClientOptions,
     client_id: u64,
     next_sequence: u64,
+    /// Whether some attempt of the last call may have taken effect.
+    last_call_uncertain: bool,
 }
 
 impl ClusterClient {
@@ -449,12 +467,20 @@ impl ClusterClient {
             options,
             client_id: random_u64().max(1),
             next_sequence: 1,
+            last_call_uncertain: false,
         })
     }
 
     /// The session's client id.
     pub fn client_id(&self) -> u64 {
         self.client_id
+    }
+
+    /// After a failed call: whether any of its attempts may have taken effect. `false` means
+    /// the write certainly did not happen (every attempt was refused or answered
+    /// `not_applied`); `true` means its outcome is unknown.
+    pub fn last_call_may_have_applied(&self) -> bool {
+        self.last_call_uncertain
     }
 
     /// The endpoint the client currently talks to.
@@ -479,6 +505,7 @@ impl ClusterClient {
         // address or a cluster that is down, not a failover; say so instead of retrying for
         // all of `retry_for`.
         let mut unreachable = 0;
+        self.last_call_uncertain = false;
         loop {
             let timeout = self.options.request_timeout;
             let connection = &mut self.connections[self.current];
@@ -501,6 +528,7 @@ impl ClusterClient {
                 },
                 Err(error) => error,
             };
+            self.last_call_uncertain |= error.may_have_applied();
             unreachable = match error {
                 ClientError::Connect { .. } => unreachable + 1,
                 _ => 0,

@@ -180,6 +180,14 @@ pub struct ServeArgs {
     /// with 503. [default: 67108864]
     #[arg(long, env = "RAFT_KV_HTTP_BODY_BUDGET_BYTES", value_name = "BYTES")]
     pub http_body_budget_bytes: Option<usize>,
+
+    /// TEST ONLY, loses data: acknowledge writes before they are synced, and drop the
+    /// unsynced log tail on restart (see `raft_kv::server::sabotage`). The nemesis tests
+    /// plant this bug to prove they catch it. Flag only (no environment variable, no
+    /// config key), hidden from `--help`.
+    #[arg(long, hide = true, requires = "insecure")]
+    #[serde(skip)]
+    pub unsafe_ack_before_fsync: bool,
 }
 
 /// How a node protects itself.
@@ -267,6 +275,8 @@ pub struct ServeConfig {
     pub http_limits: HttpLimits,
     /// Request body limits.
     pub body_limits: BodyLimits,
+    /// Test only: the planted bug of `--unsafe-ack-before-fsync`.
+    pub unsafe_ack_before_fsync: bool,
 }
 
 impl ServeArgs {
@@ -292,7 +302,10 @@ impl ServeArgs {
     fn merged_over(self, file: ServeArgs) -> ServeArgs {
         macro_rules! pick {
             ($($field:ident),*) => {
-                ServeArgs { config: self.config, $($field: self.$field.or(file.$field)),* }
+                ServeArgs {
+                    config: self.config,
+                    unsafe_ack_before_fsync: self.unsafe_ack_before_fsync,
+                    $($field: self.$field.or(file.$field)),* }
             };
         }
         pick!(
@@ -402,6 +415,7 @@ impl ServeArgs {
             join_token: self.join_token,
             http_limits,
             body_limits,
+            unsafe_ack_before_fsync: self.unsafe_ack_before_fsync,
         })
     }
 

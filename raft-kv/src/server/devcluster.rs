@@ -46,6 +46,9 @@ pub struct DevClusterOptions {
 pub struct DevCluster {
     nodes: Vec<(u64, Child)>,
     endpoints: Vec<String>,
+    /// How the nodes were started, to restart one the same way.
+    options: DevClusterOptions,
+    peers: String,
     /// Nodes whose exit was already reported.
     reported: Vec<u64>,
     /// What clients of this cluster present (admin token, client certificate).
@@ -96,33 +99,17 @@ impl DevCluster {
         let mut endpoints = Vec::new();
         for id in ids {
             let http = format!("127.0.0.1:{}", port(options.http_port_base, id));
-            let data_dir = options.data_dir.join(format!("node-{id}"));
-            let mut command = Command::new(&options.binary);
-            command
-                .arg("serve")
-                .args(["--id", &id.to_string()])
-                .arg("--data-dir")
-                .arg(&data_dir)
-                .args([
-                    "--raft-addr",
-                    &format!("127.0.0.1:{}", port(options.raft_port_base, id)),
-                ])
-                .args(["--http-addr", &http])
-                .args(["--peers", &peers])
-                .args(security_args(credentials_dir.as_deref(), id))
-                .args(&options.extra_args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .kill_on_drop(true);
-            if !options.show_logs {
-                command.stderr(Stdio::null());
-            }
-            nodes.push((id, command.spawn()?));
+            nodes.push((
+                id,
+                spawn_node(options, &peers, credentials_dir.as_deref(), id)?,
+            ));
             endpoints.push(format!("{scheme}://{http}"));
         }
         Ok(DevCluster {
             nodes,
             endpoints,
+            options: options.clone(),
+            peers,
             reported: Vec::new(),
             credentials,
             credentials_dir,
@@ -138,6 +125,29 @@ impl DevCluster {
     /// The directory holding the cluster's credentials (`None` when insecure).
     pub fn credentials_dir(&self) -> Option<&Path> {
         self.credentials_dir.as_deref()
+    }
+
+    /// SIGKILLs node `id` (no shutdown) and waits for it to be gone.
+    pub async fn kill(&mut self, id: u64) -> std::io::Result<()> {
+        if let Some((_, child)) = self.nodes.iter_mut().find(|(i, _)| *i == id) {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `id` again with its data dir and flags (after [`DevCluster::kill`]).
+    pub fn restart(&mut self, id: u64) -> std::io::Result<()> {
+        let child = spawn_node(
+            &self.options,
+            &self.peers,
+            self.credentials_dir.as_deref(),
+            id,
+        )?;
+        if let Some((_, slot)) = self.nodes.iter_mut().find(|(i, _)| *i == id) {
+            *slot = child;
+        }
+        self.reported.retain(|i| *i != id);
+        Ok(())
     }
 
     /// The nodes' HTTP endpoints, by id.
@@ -250,6 +260,41 @@ fn security_args(dir: Option<&Path>, id: u64) -> Vec<String> {
         "--tokens".into(),
         path(files::TOKENS),
     ]
+}
+
+/// Starts node `id` of the cluster `options` describes.
+fn spawn_node(
+    options: &DevClusterOptions,
+    peers: &str,
+    credentials_dir: Option<&Path>,
+    id: u64,
+) -> std::io::Result<Child> {
+    let port = |base: u16| base.saturating_add(u16::try_from(id - 1).unwrap_or(0));
+    let data_dir = options.data_dir.join(format!("node-{id}"));
+    let mut command = Command::new(&options.binary);
+    command
+        .arg("serve")
+        .args(["--id", &id.to_string()])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args([
+            "--raft-addr",
+            &format!("127.0.0.1:{}", port(options.raft_port_base)),
+        ])
+        .args([
+            "--http-addr",
+            &format!("127.0.0.1:{}", port(options.http_port_base)),
+        ])
+        .args(["--peers", peers])
+        .args(security_args(credentials_dir, id))
+        .args(&options.extra_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    if !options.show_logs {
+        command.stderr(Stdio::null());
+    }
+    command.spawn()
 }
 
 /// Asks process `pid` to stop (SIGTERM) through the `kill` utility, which keeps this crate

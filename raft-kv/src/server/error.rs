@@ -8,6 +8,11 @@
 //! - membership or transfer refused -> 409;
 //! - no leader, overload, shutdown -> 503 (retry, on `leader` if named);
 //! - timeout or unknown outcome -> 504 (retry a write only under a client session);
+//!
+//! Every error body also says whether a write certainly did not take effect
+//! (`"outcome": "not_applied"`) or may have (`"unknown"`): 504, `session_unknown`,
+//! `internal`, and `shutting_down` (a write waiting when the node stopped may still commit
+//! on the others) are `unknown`; everything else is `not_applied`.
 //! - unknown route -> 404, wrong method -> 405.
 
 use axum::http::StatusCode;
@@ -124,6 +129,39 @@ impl ErrorCode {
     }
 }
 
+/// Whether a failed write may have taken effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// It certainly did not: retrying is safe, with or without a session.
+    NotApplied,
+    /// It may have: retry under the same client session (exactly-once), or read.
+    Unknown,
+}
+
+impl WriteOutcome {
+    /// The name in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteOutcome::NotApplied => "not_applied",
+            WriteOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+impl ErrorCode {
+    /// Whether a write failing with this code may have taken effect.
+    pub fn write_outcome(self) -> WriteOutcome {
+        match self {
+            ErrorCode::Timeout
+            | ErrorCode::OutcomeUnknown
+            | ErrorCode::SessionUnknown
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Internal => WriteOutcome::Unknown,
+            _ => WriteOutcome::NotApplied,
+        }
+    }
+}
+
 /// A failed request: code, explanation, and where the leader is when known.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {message}", code.as_str())]
@@ -169,6 +207,7 @@ impl ApiError {
             leader: self.leader.clone(),
             current: self.condition.and_then(|(current, _)| current),
             revision: self.condition.map(|(_, revision)| revision),
+            outcome: Some(self.code.write_outcome().as_str().to_string()),
         }
     }
 }
@@ -204,6 +243,28 @@ mod tests {
         assert_eq!(ErrorCode::MethodNotAllowed.status(), 405);
         assert_eq!(ErrorCode::Unauthorized.status(), 401);
         assert_eq!(ErrorCode::Forbidden.status(), 403);
+        assert_eq!(ErrorCode::OutcomeUnknown.status(), 504);
+    }
+
+    /// Goal (issue 18): a client can tell "certainly not applied, retry" from "may have
+    /// been applied" by the body, and 504 only ever means the latter.
+    #[test]
+    fn bodies_say_whether_a_write_may_have_applied() {
+        let body = |code: ErrorCode| ApiError::new(code, "x").body().outcome;
+        assert_eq!(body(ErrorCode::NotLeader).as_deref(), Some("not_applied"));
+        assert_eq!(body(ErrorCode::Unavailable).as_deref(), Some("not_applied"));
+        assert_eq!(body(ErrorCode::Overloaded).as_deref(), Some("not_applied"));
+        assert_eq!(body(ErrorCode::OutcomeUnknown).as_deref(), Some("unknown"));
+        assert_eq!(body(ErrorCode::Timeout).as_deref(), Some("unknown"));
+        for code in [
+            ErrorCode::NotLeader,
+            ErrorCode::Unavailable,
+            ErrorCode::Overloaded,
+            ErrorCode::ConditionFailed,
+            ErrorCode::BadRequest,
+        ] {
+            assert_ne!(code.status(), 504, "{code:?}");
+        }
     }
 
     /// Goal: the body carries the leader and, for failed conditions, the key's state.

@@ -7,10 +7,13 @@
 //! - [`config`]: `serve` settings from flags, environment and a TOML file.
 //! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
 //! - [`bench`](mod@bench): the load generator; [`devcluster`]: three local nodes as child processes.
+//! - [`failover`]: the failover benchmark (`bench --kill-leader-every`).
 //! - [`prom`]: Prometheus text output.
 //! - Security: [`auth`] (bearer tokens, roles, session ownership), [`tls`] (rustls
 //!   configurations), [`limits`] (connections, timeouts, body memory), [`credentials`] (what
 //!   clients present, and where the CLI finds it), [`devcerts`] (throwaway dev credentials).
+//! - [`retry`]: which forwarded writes a follower re-sends to a new leader.
+//! - [`sabotage`]: the planted bug of the test-only `--unsafe-ack-before-fsync`.
 
 pub mod auth;
 pub mod backend;
@@ -21,12 +24,15 @@ pub mod credentials;
 pub mod devcerts;
 pub mod devcluster;
 pub mod error;
+pub mod failover;
 mod forward;
 pub mod http;
 pub mod limits;
 pub mod members;
 pub mod node;
 pub mod prom;
+pub mod retry;
+pub mod sabotage;
 pub mod serve;
 pub mod tls;
 pub mod wire;

@@ -22,6 +22,7 @@ use crate::server::http::{self, ApiState, Limits};
 use crate::server::limits::{self, HttpLimits};
 use crate::server::node::{KvNode, RuntimeBackend};
 use crate::server::prom::HttpMetrics;
+use crate::server::sabotage::AckBeforeSync;
 use crate::server::tls;
 use crate::server::wire::{AddMemberBody, MemberRole};
 
@@ -321,6 +322,8 @@ async fn start_node(
     raft.heartbeat_ticks = config.heartbeat_ticks;
     raft.lease_reads = config.lease_reads;
     raft.max_inflight_appends = config.max_inflight_appends;
+    // Session writes forwarded to a leader that died are re-sent to the next one.
+    raft.retry_safe = raft_core::RetrySafe(crate::server::retry::carries_session);
     let mut runtime = RuntimeConfig::new(raft);
     runtime.tick_interval = config.tick;
     runtime.request_timeout = config.request_timeout;
@@ -328,14 +331,16 @@ async fn start_node(
         every_entries: config.snapshot_entries,
         every_bytes: config.snapshot_bytes,
     };
-    let node = KvNode::start(
-        runtime,
-        init,
-        storage,
-        (transport.clone(), inbound),
-        machine,
-    )
-    .await
+    let network = (transport.clone(), inbound);
+    let node = if config.unsafe_ack_before_fsync {
+        tracing::error!(
+            "--unsafe-ack-before-fsync: TEST ONLY, this node acknowledges unsynced writes"
+        );
+        let storage = AckBeforeSync::new(storage);
+        KvNode::start(runtime, init, storage, network, machine).await
+    } else {
+        KvNode::start(runtime, init, storage, network, machine).await
+    }
     .map_err(|e| ServeError::Start(e.to_string()))?;
     Ok((node, transport))
 }
@@ -407,7 +412,14 @@ async fn join_cluster(
             tracing::info!("this node is a voter of the cluster");
             return;
         }
-        let step = if membership.is_learner(config.id) {
+        // The cluster's view decides, not our log: the entry that made us a learner may
+        // have been overwritten (its leader died before committing it), and a leader no
+        // longer sends to a node outside its membership, so our log would never learn it.
+        let member = match client.members().await {
+            Ok(members) => members.members.iter().any(|m| m.id == config.id),
+            Err(_) => membership.is_learner(config.id),
+        };
+        let step = if member {
             catch_up_then_promote(&node, &mut client, &voter).await
         } else {
             tracing::info!(%url, "asking the cluster to add this node as a learner");

@@ -124,6 +124,10 @@ pub struct ErrorBody {
     /// With `condition_failed`: the store's current revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// For a write: `not_applied` (it certainly did not take effect; retrying is safe) or
+    /// `unknown` (it may have taken effect: retry under the same client session, or read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// One key of a list answer.

@@ -310,6 +310,12 @@ pub(crate) struct BenchArgs {
     /// With --spawn-cluster: run the spawned nodes with --insecure (plaintext, no tokens).
     #[arg(long, requires = "spawn_cluster")]
     pub insecure: bool,
+    /// Failover benchmark: SIGKILL the leader of the spawned cluster (needs
+    /// --spawn-cluster) every SECS seconds and restart it, while the clients write under
+    /// their sessions; reports the gap each client sees per kill and the writes that ended
+    /// with an unknown outcome.
+    #[arg(long, value_name = "SECS", requires = "spawn_cluster")]
+    pub kill_leader_every: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)]
 
 mod cli;
+mod failover;
 mod run;
 
 use std::io::IsTerminal;

@@ -178,7 +178,7 @@ fn print_value(args: &ClientArgs, key: &str, value: &Value) -> Result<(), Comman
     Ok(())
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), CommandError> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), CommandError> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -397,6 +397,9 @@ fn curl_command(cluster: &DevCluster) -> String {
 }
 
 async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
+    if let Some(every) = args.kill_leader_every {
+        return crate::failover::run(&args, every).await;
+    }
     let mut spawned = None;
     let mut endpoints = args.endpoints.clone();
     let mut credentials = args.credentials.sources().load()?;
@@ -484,7 +487,7 @@ fn print_report(r: &BenchReport) {
 }
 
 /// A fresh directory under the system temp dir for a spawned cluster.
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+pub(crate) fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "raft-kv-bench-{}-{}",
         std::process::id(),
@@ -495,7 +498,7 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
 }
 
 /// Removes the spawned cluster's data when the bench ends.
-struct RemoveOnDrop(std::path::PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
