@@ -321,7 +321,20 @@ impl Cluster {
         }
         self.line(0, &text);
         let host = self.hosts.get_mut(&to).expect("checked above");
+        let rejected_before = rejected_total(&host.node);
         host.node.step(message);
+        let rejected = rejected_total(&host.node) - rejected_before;
+        if rejected > 0 {
+            // Validation dropped the message and blamed the sender. Only a dishonest message
+            // gets here (bar the one restart case in validate.rs's docs), so no transcript of
+            // honest traffic shows this line.
+            let count = host.node.rejected_messages().get(&from).copied();
+            let count = count.map_or_else(|| "?".to_string(), |c| c.to_string());
+            self.line(
+                2,
+                &format!("n{to}: rejected as invalid, blamed on n{from} ({count} so far)"),
+            );
+        }
         self.process(to, 2);
     }
 
@@ -418,4 +431,9 @@ fn snapshot_chunk(host: &Host, action: &Action) -> Option<Message> {
             done: end == disk.snapshot_data.len(),
         },
     })
+}
+
+/// Every message validation has rejected at `node`, whoever sent it.
+fn rejected_total(node: &Node) -> u64 {
+    node.rejected_messages().values().sum()
 }

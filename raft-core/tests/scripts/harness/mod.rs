@@ -9,7 +9,8 @@
 //! [to=] [type=] [count=]`, `stabilize`, `partition`, `cut`, `heal`, `set [persist=manual]
 //! [apply=manual]`, `persist [count=]`, `apply [count=]`, `snapshot`, `crash`, `restart`,
 //! `send` (a hand-written message, see `inject.rs`), `invariants on|off`, and the views
-//! `status`, `log`, `progress`, `messages`, `state`, `disk`, `describe`.
+//! `status`, `log`, `progress`, `messages`, `state`, `disk`, `describe`, `rejected`
+//! (validation's per-sender count of dropped messages).
 
 mod check;
 mod host;
@@ -155,7 +156,7 @@ impl Runner {
     }
 
     /// Read-only commands: `status`, `log`, `progress`, `messages`, `state`, `disk`,
-    /// `describe`.
+    /// `describe`, `rejected`.
     fn view(&mut self, command: &Command) -> Result<(), String> {
         match command.name.as_str() {
             "status" => self.status_lines(&self.ids(command)?),
@@ -173,6 +174,16 @@ impl Runner {
                 }
             }
             "messages" => self.messages(),
+            "rejected" => {
+                for id in self.ids(command)? {
+                    let counts: Vec<String> = (self.cluster.host(id)?.node.rejected_messages())
+                        .iter()
+                        .map(|(sender, count)| format!("n{sender}={count}"))
+                        .collect();
+                    let line = format!("n{id} rejected: [{}]", counts.join(" "));
+                    self.cluster.line(0, &line);
+                }
+            }
             "state" => self.state_lines(&self.ids(command)?)?,
             "disk" => self.disk_lines(&self.ids(command)?)?,
             "describe" => {
