@@ -259,6 +259,43 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Sends a GET and returns as soon as the answer's head arrives, with the body still
+    /// streaming (for watches). The connection is busy until that body is dropped.
+    pub async fn open_stream(
+        &mut self,
+        path_and_query: &str,
+    ) -> Result<(StatusCode, hyper::body::Incoming), ClientError> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path_and_query)
+            .header(HOST, self.host.clone())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::BadEndpoint(format!("{path_and_query}: {e}")))?;
+        self.connect_if_needed().await?;
+        let authority = self.authority.clone();
+        let error = |e: hyper::Error| ClientError::Transport {
+            endpoint: authority.clone(),
+            message: e.to_string(),
+        };
+        let Some(sender) = self.sender.as_mut() else {
+            return Err(self.transport_error("not connected"));
+        };
+        let result = async {
+            sender.ready().await.map_err(error)?;
+            sender.send_request(request).await.map_err(error)
+        }
+        .await;
+        match result {
+            Ok(response) => Ok((response.status(), response.into_body())),
+            Err(e) => {
+                self.sender = None;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Sends one request to `url` on a fresh connection and returns the answer as an axum
 /// response; used by a node to forward an admin request to its leader.
 pub async fn forward(

@@ -21,7 +21,9 @@ use serde::de::DeserializeOwned;
 use crate::server::backend::KvBackend;
 use crate::server::client;
 use crate::server::error::{ApiError, ErrorCode};
+use crate::server::newline;
 use crate::server::prom::{HttpMetrics, PromWriter, ROUTES};
+use crate::server::watch::{self, WatchHub};
 use crate::server::wire::{
     self, AddMemberBody, HEADER_CLIENT_ID, HEADER_CREATE_REVISION, HEADER_FORWARDED,
     HEADER_REVISION, HEADER_SEQUENCE, HEADER_STORE_REVISION, HEADER_VERSION, KeyMeta, ListBody,
@@ -60,6 +62,7 @@ pub struct ApiState {
     backend: Arc<dyn KvBackend>,
     limits: Arc<Limits>,
     metrics: Arc<HttpMetrics>,
+    watches: WatchHub,
 }
 
 impl ApiState {
@@ -69,7 +72,13 @@ impl ApiState {
             backend,
             limits: Arc::new(limits),
             metrics,
+            watches: WatchHub::default(),
         }
+    }
+
+    /// The node's watches (closed at shutdown so streams end).
+    pub fn watches(&self) -> &WatchHub {
+        &self.watches
     }
 }
 
@@ -87,12 +96,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/leader/transfer", post(transfer_leader))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .merge(watch::routes(
+            Arc::clone(&state.backend),
+            state.watches.clone(),
+            state.limits.key_bytes_max,
+        ))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
         ))
+        .layer(middleware::from_fn(newline::json_newline))
         .with_state(state)
 }
 

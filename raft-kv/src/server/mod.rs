@@ -8,6 +8,8 @@
 //! - [`client`]: keep-alive connections and a leader-following, retrying cluster client.
 //! - [`bench`](mod@bench): the load generator; [`devcluster`]: three local nodes as child processes.
 //! - [`prom`]: Prometheus text output.
+//! - [`watch`]: the watch API, streaming changes from the replicated history;
+//!   [`watch_client`]: a watcher that follows the stream across nodes.
 
 pub mod backend;
 pub mod bench;
@@ -16,9 +18,12 @@ pub mod config;
 pub mod devcluster;
 pub mod error;
 pub mod http;
+pub mod newline;
 pub mod node;
 pub mod prom;
 pub mod serve;
+pub mod watch;
+pub mod watch_client;
 pub mod wire;
 
 #[cfg(test)]

@@ -143,6 +143,12 @@ async fn serve_node(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
+    // Watch streams never end on their own: end them as the graceful shutdown begins.
+    let watches = state.watches().clone();
+    let shutdown = async move {
+        shutdown.await;
+        watches.close();
+    };
     let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown);
     if let Err(error) = server.await {
         tracing::error!(%error, "HTTP server failed");

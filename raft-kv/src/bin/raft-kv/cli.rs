@@ -85,6 +85,20 @@ pub(crate) enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print every change to keys under a prefix as it happens (one line per change:
+    /// revision, put or delete, key, value), following the stream to another node when one
+    /// fails, without skipping or repeating a change. Runs until Ctrl-C.
+    Watch {
+        /// Only keys starting with this (empty: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Start at this revision (from the history the cluster keeps); default: changes
+        /// from now on.
+        #[arg(long)]
+        from_revision: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show every endpoint's status: role, term, leader, commit and applied index.
     Status {
         #[command(flatten)]

@@ -6,6 +6,7 @@
 
 mod cli;
 mod run;
+mod watch_cmd;
 
 use std::io::IsTerminal;
 

@@ -73,6 +73,11 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CommandError> {
             consistency,
             client,
         } => list(&client, &prefix, start_after.as_deref(), limit, consistency).await,
+        Command::Watch {
+            prefix,
+            from_revision,
+            client,
+        } => crate::watch_cmd::watch(&client, &prefix, from_revision).await,
         Command::Status { client } => status(&client).await,
         Command::Members { action, client } => members(&client, action).await,
         Command::TransferLeader { to, client: args } => {
