@@ -2,6 +2,7 @@
 //! over HTTP. Each test runs its own cluster in a temporary directory.
 
 mod support;
+mod watch;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
