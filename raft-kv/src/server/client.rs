@@ -63,6 +63,17 @@ pub enum ClientError {
         /// The error body (boxed: it is large and errors are rare).
         body: Box<ErrorBody>,
     },
+    /// Every node tried failed for lack of a leader; `reachable` of the `voters` answered a
+    /// health check.
+    #[error("{}", no_leader_message(*reachable, *voters, tried))]
+    NoLeader {
+        /// Voters that answered.
+        reachable: usize,
+        /// Voters in the membership.
+        voters: usize,
+        /// What each endpoint answered, in the order tried.
+        tried: String,
+    },
     /// The node answered something that is not the API's format.
     #[error("unexpected answer ({status}): {message}")]
     Decode {
@@ -79,7 +90,8 @@ impl ClientError {
         match self {
             ClientError::Connect { .. }
             | ClientError::Transport { .. }
-            | ClientError::Timeout { .. } => true,
+            | ClientError::Timeout { .. }
+            | ClientError::NoLeader { .. } => true,
             ClientError::Api { body, .. } => matches!(
                 body.error.as_str(),
                 "not_leader"
@@ -100,6 +112,15 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+fn no_leader_message(reachable: usize, voters: usize, tried: &str) -> String {
+    let state = if reachable * 2 > voters {
+        "no leader yet: an election has not settled"
+    } else {
+        "no leader: the cluster has no quorum"
+    };
+    format!("{state} ({reachable} of {voters} nodes reachable); tried {tried}")
 }
 
 /// `http://host:port[/]` or `host:port` -> `host:port`.
@@ -455,6 +476,7 @@ impl ClusterClient {
         // address or a cluster that is down, not a failover; say so instead of retrying for
         // all of `retry_for`.
         let mut unreachable = 0;
+        let mut tried: Vec<(String, String)> = Vec::new();
         loop {
             let timeout = self.options.request_timeout;
             let connection = &mut self.connections[self.current];
@@ -483,8 +505,14 @@ impl ClusterClient {
             };
             let hopeless = unreachable >= 2 * self.endpoints.len()
                 && started.elapsed() >= Duration::from_secs(1);
+            let endpoint = self.current_endpoint().to_string();
+            match tried.iter_mut().find(|(e, _)| *e == endpoint) {
+                Some(entry) => entry.1 = error.to_string(),
+                None => tried.push((endpoint, error.to_string())),
+            }
             if Instant::now() >= deadline || hopeless {
-                return Err(error);
+                let diagnosis = crate::server::diagnose::no_leader(&self.endpoints, &tried);
+                return Err(diagnosis.await.unwrap_or(error));
             }
             tracing::debug!(endpoint = self.current_endpoint(), %error, "retrying");
             self.move_on(&error);

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod devcluster;
+pub mod diagnose;
 pub mod error;
 pub mod http;
 pub mod newline;

@@ -106,12 +106,12 @@ fn runtime_error(
             if let (Some(l), Some(url)) = (leader.as_mut(), leader_client_url) {
                 l.url = Some(url);
             }
-            let code = if leader.is_some() {
-                ErrorCode::NotLeader
-            } else {
-                ErrorCode::Unavailable
-            };
-            ApiError::new(code, message).with_leader(leader)
+            if leader.is_none() {
+                let message = "no leader known: an election is in progress, or too few \
+                               nodes are reachable for a quorum; retry";
+                return ApiError::new(ErrorCode::Unavailable, message);
+            }
+            ApiError::new(ErrorCode::NotLeader, message).with_leader(leader)
         }
         RuntimeError::Dropped
         | RuntimeError::TransferInProgress

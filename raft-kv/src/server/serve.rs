@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use raft_runtime::{AddressBook, Init, PeerInfo, RuntimeConfig, SnapshotPolicy};
 use raft_storage_file::FileStorage;
-use raft_transport_tcp::{TcpConfig, TcpTransport};
+use raft_transport_tcp::{TcpConfig, TcpTransport, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -89,6 +89,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let span = tracing::info_span!("kv", node = config.id);
+    // The signal's own log line ("SIGTERM received") then names the node too.
+    let shutdown = shutdown.instrument(span.clone());
     serve_node(config, shutdown).instrument(span).await
 }
 
@@ -239,6 +241,18 @@ async fn start_node(
         address: config.raft_addr,
         message: e.to_string(),
     })?;
+    // Know the peers before the node starts (opening storage and bootstrapping take a
+    // while): a peer dialling in meanwhile would otherwise be refused as an unknown node.
+    let known_peers = match &init {
+        Init::Bootstrap { members } => Some(members),
+        Init::Join { peers } => Some(peers),
+        Init::Restart => None,
+    };
+    for (id, info) in known_peers.into_iter().flatten() {
+        if *id != config.id {
+            let _ = transport.add_peer(*id, info.address);
+        }
+    }
     let mut raft = raft_core::Config::new(config.id, random_u64());
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;

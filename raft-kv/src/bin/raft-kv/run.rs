@@ -10,6 +10,7 @@ use raft_kv::server::devcluster::{self, DevCluster, DevClusterOptions};
 use raft_kv::server::serve;
 use raft_kv::server::wire::{AddMemberBody, MembersBody, ReadConsistency, StatusBody};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::cli::{BenchArgs, Cli, ClientArgs, Command, DevClusterArgs, MembersAction};
 
@@ -299,7 +300,8 @@ async fn dev_cluster(args: DevClusterArgs) -> Result<(), CommandError> {
         show_logs: true,
     };
     let mut cluster = DevCluster::start(&options)?;
-    let shutdown = serve::shutdown_signal();
+    // Names the process in its own log line, as each node's lines name the node.
+    let shutdown = serve::shutdown_signal().instrument(tracing::info_span!("dev_cluster"));
     tokio::pin!(shutdown);
     let leader = tokio::select! {
         ready = cluster.wait_ready(Duration::from_secs(30)) => ready,
@@ -364,6 +366,7 @@ fn print_dev_banner(cluster: &DevCluster, data_dir: &std::path::Path, leader: u6
         "  raft-kv list                         # or: curl '{}/v1/kv?prefix='",
         cluster.endpoints()[0]
     );
+    println!("  raft-kv watch greet                  # every change under a prefix, as it happens");
     println!("  raft-kv status");
     println!("  raft-kv transfer-leader");
     println!("  raft-kv bench --clients 64 --duration 10");
