@@ -15,6 +15,7 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod cpu;
 pub mod devcluster;
 pub mod diagnose;
 pub mod error;

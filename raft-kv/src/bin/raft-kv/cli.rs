@@ -258,6 +258,17 @@ pub(crate) struct BenchArgs {
     /// Send writes under client sessions (exactly-once bookkeeping).
     #[arg(long)]
     pub sessions: bool,
+    /// Keep the keys written (by default everything under the run's prefix is deleted
+    /// after the run).
+    #[arg(long)]
+    pub keep: bool,
+    /// Write keys under this prefix (default: a fresh `bench/<run id>/`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Process ids of the cluster's nodes on this machine, for CPU per operation (default:
+    /// the local `raft-kv serve` processes whose --http-addr is one of the endpoints).
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<u32>,
     /// Start a fresh local cluster of this many nodes for the run (in a temporary dir,
     /// ports from 17001/18001), and stop it afterwards.
     #[arg(long)]

@@ -1,6 +1,6 @@
 //! What each command does. Human output goes to stdout; errors and progress to stderr.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -378,6 +378,7 @@ fn print_dev_banner(cluster: &DevCluster, data_dir: &std::path::Path, leader: u6
 
 async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
     let mut spawned = None;
+    let mut spawned_pids: Vec<u32> = Vec::new();
     let mut endpoints = args.endpoints.clone();
     let _data_dir = match args.spawn_cluster {
         Some(nodes) => {
@@ -394,13 +395,17 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
             let mut cluster = DevCluster::start(&options)?;
             cluster.wait_ready(Duration::from_secs(30)).await?;
             endpoints = cluster.endpoints().to_vec();
+            spawned_pids = cluster
+                .pids()
+                .into_iter()
+                .filter_map(|(_, pid)| pid)
+                .collect();
             spawned = Some(cluster);
             Some(RemoveOnDrop(dir))
         }
         None => None,
     };
     let options = BenchOptions {
-        endpoints,
         clients: args.clients.max(1),
         duration: Duration::from_secs(args.duration.max(1)),
         warmup: Duration::from_secs(args.warmup),
@@ -410,9 +415,20 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
         consistency: args.consistency,
         target: args.target,
         sessions: args.sessions,
+        key_prefix: args.prefix.clone().unwrap_or_else(bench::run_prefix),
+        keep: args.keep,
+        server_pids: if !args.pids.is_empty() {
+            args.pids.clone()
+        } else if !spawned_pids.is_empty() {
+            spawned_pids
+        } else {
+            raft_kv::server::cpu::find_local_nodes(&endpoints)
+        },
+        endpoints,
     };
     let quiet = args.json;
-    let result = bench::run(options, move |p| print_progress(p, quiet)).await;
+    let terminal = std::io::stderr().is_terminal();
+    let result = bench::run(options, move |p| print_progress(p, quiet, terminal)).await;
     if let Some(cluster) = spawned {
         cluster.stop(Duration::from_secs(10)).await;
     }
@@ -425,18 +441,25 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn print_progress(p: Progress, quiet: bool) {
+/// One progress line a second: rewritten in place on a terminal, one line each otherwise
+/// (so a log file or a CI transcript gets clean lines, not `\r`-joined ones).
+fn print_progress(p: Progress, quiet: bool, terminal: bool) {
     if quiet {
         return;
     }
     let phase = if p.warming_up { "warmup" } else { "run" };
-    eprint!(
-        "\r[{phase} {:>4.0}s] {:>9.0} ops/s   {:>10} ops   {:>6} errors   ",
+    let line = format!(
+        "[{phase} {:>4.0}s] {:>9.0} ops/s   {:>10} ops   {:>6} errors",
         p.elapsed.as_secs_f64(),
         p.ops_per_sec,
         p.ops,
         p.errors
     );
+    if terminal {
+        eprint!("\r{line}   ");
+    } else {
+        eprintln!("{line}");
+    }
     let _ = std::io::stderr().flush();
 }
 
@@ -455,6 +478,20 @@ fn print_report(r: &BenchReport) {
     );
     if let Some(error) = &r.first_error {
         println!("first error: {error}");
+    }
+    let per_op = |us: Option<f64>| us.map_or("n/a".to_string(), |us| format!("{us:.1} us"));
+    println!(
+        "cpu per op: {} on {} local server processes, {} in this client",
+        per_op(r.server_cpu_us_per_op),
+        r.server_processes,
+        per_op(r.client_cpu_us_per_op)
+    );
+    match r.keys_removed {
+        Some(n) => println!(
+            "removed {n} keys under {} (--keep keeps them)",
+            r.key_prefix
+        ),
+        None => println!("kept the keys under {}", r.key_prefix),
     }
 }
 
