@@ -245,9 +245,10 @@ pub(crate) async fn status_of(url: &str) -> Result<StatusBody, String> {
 
 /// A client bound to one node only, that does not fail over.
 pub(crate) fn node_client(url: &str) -> ClusterClient {
+    // Generous: an election on a loaded machine can take seconds.
     let options = ClientOptions {
         request_timeout: Duration::from_secs(6),
-        retry_for: Duration::from_secs(5),
+        retry_for: Duration::from_secs(30),
     };
     ClusterClient::new(&[url.to_string()], options).expect("client")
 }

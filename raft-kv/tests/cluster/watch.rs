@@ -55,7 +55,7 @@ async fn write_until_stopped(
 async fn watch_survives_leader_kill_and_reconnects_without_skip_or_repeat() {
     // Frequent snapshots, so history also travels through snapshot and restart.
     let mut cluster = Cluster::start(3, &["--snapshot-entries", "40"]);
-    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let leader = cluster.wait_leader(Duration::from_secs(60)).await;
     let urls = cluster.urls();
     let follower = cluster
         .nodes
