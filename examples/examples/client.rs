@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         nodes.insert(id, start_node(id, dir.path(), init, transport).await?);
     }
     let status = nodes[&1]
-        .wait_for(Duration::from_secs(5), |s| s.raft.leader.is_some())
+        .wait_for(Duration::from_secs(30), |s| s.raft.leader.is_some())
         .await?;
     let leader = status.raft.leader.ok_or("no leader")?;
     println!(

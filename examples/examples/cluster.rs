@@ -14,7 +14,7 @@ use examples::{KvNode, bind, get, init_logging, put, start_node};
 use raft_core::{NodeId, Role};
 use raft_runtime::{AddressBook, Consistency, Init, PeerInfo};
 
-const PATIENCE: Duration = Duration::from_secs(10);
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Waits until one running node leads and the others follow it.
 async fn agreed_leader(

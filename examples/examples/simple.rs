@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("started node 1 with its data in {}", dir.path().display());
 
     let status = node
-        .wait_for(std::time::Duration::from_secs(5), |s| s.is_leader())
+        .wait_for(std::time::Duration::from_secs(30), |s| s.is_leader())
         .await?;
     println!("node 1 leads term {}", status.raft.term);
 

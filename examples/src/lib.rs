@@ -132,8 +132,8 @@ where
         QueryResponse::Get(answer) => Ok(answer
             .entry
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())),
-        QueryResponse::Range(_) => Err(Error::OutcomeUnknown {
-            reason: "a get was answered with a range".into(),
+        QueryResponse::Range(_) | QueryResponse::Changes(_) => Err(Error::OutcomeUnknown {
+            reason: "a get was answered with another kind of answer".into(),
         }),
     }
 }

@@ -11,7 +11,9 @@ pub(crate) const SNAPSHOT_FRAME_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Defaults suit a general-purpose store: keys up to 4 KiB, values up to 1 MiB (etcd's
 /// request limit is 1.5 MiB), sessions idle for an hour expire (far above any client retry
 /// window), at most 65,536 sessions (each keeps one small response, so a few MiB), range pages
-/// of at most 10,000 keys.
+/// of at most 10,000 keys, and a watch history of the last 100,000 changes or 64 MiB, whichever
+/// is smaller (at 6,000 writes/s of 100-byte values that is about 16 s of changes, enough for
+/// a watcher to reconnect to another node after a failover).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvConfig {
     /// Longest key accepted. Larger keys cost memory in every index level.
@@ -25,6 +27,12 @@ pub struct KvConfig {
     pub sessions_max: u64,
     /// Most keys a range query returns in one page.
     pub range_limit_max: u32,
+    /// Most changes the watch history keeps. More lets a watcher that was away longer resume
+    /// without a `compacted` error; each change costs memory and snapshot bytes.
+    pub history_changes_max: u64,
+    /// Most bytes (keys + values + 32 per change) the watch history keeps; the newest change
+    /// is always kept, whatever its size.
+    pub history_bytes_max: u64,
 }
 
 impl Default for KvConfig {
@@ -35,6 +43,8 @@ impl Default for KvConfig {
             session_ttl_ms: 60 * 60 * 1000,
             sessions_max: 65_536,
             range_limit_max: 10_000,
+            history_changes_max: 100_000,
+            history_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -56,9 +66,20 @@ pub enum ConfigError {
     /// `sessions_max` must be at least 1.
     #[error("sessions_max must be at least 1")]
     ZeroSessions,
+    /// `history_changes_max` and `history_bytes_max` must be at least 1.
+    #[error("history_changes_max and history_bytes_max must be at least 1")]
+    ZeroHistory,
 }
 
 impl KvConfig {
+    /// The history's limits.
+    pub(crate) fn history_limits(&self) -> crate::history::HistoryLimits {
+        crate::history::HistoryLimits {
+            changes_max: self.history_changes_max,
+            bytes_max: self.history_bytes_max,
+        }
+    }
+
     /// Checks the limits fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.key_bytes_max == 0 {
@@ -66,6 +87,9 @@ impl KvConfig {
         }
         if self.sessions_max == 0 {
             return Err(ConfigError::ZeroSessions);
+        }
+        if self.history_changes_max == 0 || self.history_bytes_max == 0 {
+            return Err(ConfigError::ZeroHistory);
         }
         let total_bytes = self.key_bytes_max.saturating_add(self.value_bytes_max);
         // Room for the record's metadata and varints around key and value.

@@ -51,6 +51,13 @@
 //! a prefix in key order, at most `limit` of them (clamped to [`KvConfig::range_limit_max`]),
 //! optionally after a given key for paging, and says whether more remain.
 //!
+//! ## Watch history
+//! Every change (a put, or a delete of an existing key) is also recorded in a bounded
+//! history inside the replicated state ([`history`]), limited by
+//! [`KvConfig::history_changes_max`] and [`KvConfig::history_bytes_max`] and saved in
+//! snapshots, so every replica holds the same history at the same applied index.
+//! [`Query::Changes`] reads it; the server's watch API streams it.
+//!
 //! ## Snapshots
 //! The whole state lives in persistent maps ([`imbl::OrdMap`]), so [`KvStateMachine`]'s
 //! `snapshot()` is an O(1) clone that shares structure with the live maps; later applies copy
@@ -61,6 +68,7 @@
 
 pub mod command;
 pub mod config;
+pub mod history;
 pub mod machine;
 pub mod query;
 #[cfg(feature = "server")]
@@ -71,5 +79,6 @@ mod store;
 
 pub use command::{Command, CommandError, Condition, KeyRevision, Op, Response, SessionRequest};
 pub use config::{ConfigError, KvConfig};
+pub use history::{Change, ChangeKind};
 pub use machine::{KvSnapshot, KvStateMachine};
-pub use query::{GetResponse, KeyValue, Query, QueryResponse, RangeResponse};
+pub use query::{ChangesResponse, GetResponse, KeyValue, Query, QueryResponse, RangeResponse};

@@ -7,7 +7,8 @@ use raft_core::{Index, StateMachine};
 
 use crate::command::{Command, CommandError, Condition, Op, Response};
 use crate::config::{ConfigError, KvConfig};
-use crate::query::{GetResponse, Query, QueryResponse};
+use crate::history::{Change, ChangeKind, History, Scan};
+use crate::query::{ChangesResponse, GetResponse, Query, QueryResponse};
 use crate::session::{Admission, SessionTable};
 use crate::snapshot;
 use crate::store::Store;
@@ -21,6 +22,8 @@ pub(crate) struct State {
     pub(crate) clock_ms: u64,
     pub(crate) store: Store,
     pub(crate) sessions: SessionTable,
+    /// The recent changes, for watches.
+    pub(crate) history: History,
 }
 
 /// The replicated key-value state machine. See the crate docs for its semantics.
@@ -35,7 +38,7 @@ pub struct KvStateMachine {
 /// machine keeps applying.
 #[derive(Debug, Clone)]
 pub struct KvSnapshot {
-    state: State,
+    pub(crate) state: State,
 }
 
 impl KvSnapshot {
@@ -99,12 +102,87 @@ impl KvStateMachine {
         self.state.sessions.len()
     }
 
+    /// Oldest revision a watch can start from (changes before it may have been evicted).
+    pub fn history_oldest_revision(&self) -> u64 {
+        self.state.history.compacted_revision() + 1
+    }
+
+    /// Bytes the watch history holds (keys, values and 32 per change).
+    pub fn history_bytes(&self) -> u64 {
+        self.state.history.bytes()
+    }
+
+    /// Number of changes the watch history holds.
+    pub fn history_len(&self) -> usize {
+        self.state.history.len()
+    }
+
     fn execute(&mut self, index: u64, op: &Op) -> Response {
         if let Err(error) = validate(&self.config, op) {
             tracing::debug!(index, %error, "command rejected");
             return Response::Rejected(error);
         }
-        self.state.store.execute(index, op)
+        let response = self.state.store.execute(index, op);
+        if let Some(change) = change_of(op, &response) {
+            let limits = self.config.history_limits();
+            self.state.history.record(change, limits);
+        }
+        response
+    }
+
+    fn changes(
+        &self,
+        prefix: &[u8],
+        from_revision: u64,
+        limit: u32,
+        bytes_max: u64,
+    ) -> QueryResponse {
+        let limit = limit.min(self.config.range_limit_max) as usize;
+        let state = &self.state;
+        let applied_index = state.applied_index;
+        let scan = state
+            .history
+            .scan(prefix, from_revision, limit, bytes_max, applied_index);
+        let (compacted, changes, next_revision) = match scan {
+            Scan::Compacted => (true, Vec::new(), from_revision),
+            Scan::Changes {
+                changes,
+                next_revision,
+            } => (false, changes, next_revision),
+        };
+        QueryResponse::Changes(ChangesResponse {
+            revision: state.store.revision,
+            applied_index,
+            oldest_revision: state.history.compacted_revision() + 1,
+            compacted,
+            changes,
+            next_revision,
+        })
+    }
+}
+
+/// The change `op` made, judging by its response (none when nothing changed).
+fn change_of(op: &Op, response: &Response) -> Option<Change> {
+    match (op, response) {
+        (Op::Put { key, value, .. }, Response::Put { revision, .. }) => Some(Change {
+            revision: *revision,
+            key: key.clone(),
+            kind: ChangeKind::Put {
+                value: value.clone(),
+            },
+        }),
+        (
+            Op::Delete { key, .. },
+            Response::Delete {
+                revision,
+                previous: Some(_),
+            },
+        ) => Some(Change {
+            revision: *revision,
+            key: key.clone(),
+            kind: ChangeKind::Delete,
+        }),
+        _ => None,
     }
 }
 
@@ -198,6 +276,12 @@ impl StateMachine for KvStateMachine {
                 let limit = (*limit).min(self.config.range_limit_max) as usize;
                 QueryResponse::Range(store.range(prefix, start_after.as_deref(), limit))
             }
+            Query::Changes {
+                prefix,
+                from_revision,
+                limit,
+                bytes_max,
+            } => self.changes(prefix, *from_revision, *limit, *bytes_max),
         }
     }
 

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::command::KeyRevision;
+use crate::history::Change;
 
 /// A read-only request answered from the applied state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,18 @@ pub enum Query {
         /// At most this many keys, clamped to [`crate::KvConfig::range_limit_max`].
         limit: u32,
     },
+    /// Changes to keys starting with `prefix` from the watch history, oldest first (see
+    /// [`crate::history`]).
+    Changes {
+        /// Only changes to keys starting with this (empty: every key).
+        prefix: Bytes,
+        /// Only changes with this revision or a later one.
+        from_revision: u64,
+        /// At most this many changes (clamped to [`crate::KvConfig::range_limit_max`]).
+        limit: u32,
+        /// Stop adding changes once their cost reaches this (one is always returned).
+        bytes_max: u64,
+    },
 }
 
 /// The answer to a query.
@@ -31,6 +44,25 @@ pub enum QueryResponse {
     Get(GetResponse),
     /// Answer to [`Query::Range`].
     Range(RangeResponse),
+    /// Answer to [`Query::Changes`].
+    Changes(ChangesResponse),
+}
+
+/// The answer to [`Query::Changes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangesResponse {
+    /// The store's global revision when the read was served.
+    pub revision: u64,
+    /// The store's applied index when the read was served.
+    pub applied_index: u64,
+    /// The oldest revision a watch can start from: changes before it may have been evicted.
+    pub oldest_revision: u64,
+    /// True when `from_revision` is before `oldest_revision` (then `changes` is empty).
+    pub compacted: bool,
+    /// The changes found, oldest first.
+    pub changes: Vec<Change>,
+    /// Where to continue: the revision to ask from next time.
+    pub next_revision: u64,
 }
 
 /// The answer to [`Query::Get`].

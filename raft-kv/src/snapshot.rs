@@ -1,14 +1,18 @@
 //! The snapshot byte format: streamed, versioned and checksummed.
 //!
 //! ```text
-//! preamble  "RKVSNAP\0" (8 bytes), format version (u32 little-endian, currently 1)
+//! preamble  "RKVSNAP\0" (8 bytes), format version (u32 little-endian, currently 2)
 //! frames    length (u32 LE) | crc32c of payload (u32 LE) | payload (one postcard Record)
 //!   Header  { applied_index, revision, clock_ms, key_count, session_count }
 //!   Key     { key, value, key_revision }            key_count times, keys strictly ascending
 //!   Session { client_id, last_sequence, last_active_ms, response }
 //!                                                   session_count times, ids ascending
+//!   History { compacted_revision, change_count }    version 2 only
+//!   HistoryChange { revision, key, kind }           change_count times, revisions ascending
 //!   End     { frame_count, stream_crc }
 //! ```
+//! Version 1 (no watch history) is still read: its store gets an empty history that starts
+//! after the snapshot's revision, so watches from older revisions get `compacted`.
 //! `frame_count` counts the frames before `End`; `stream_crc` is the crc32c of every byte
 //! before the `End` frame (preamble included), so a dropped, repeated or reordered frame is
 //! caught even when each frame is intact. Frames are written one at a time through a buffer
@@ -25,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{KeyRevision, Response};
 use crate::config::SNAPSHOT_FRAME_BYTES_MAX;
+use crate::history::{Change, History};
 use crate::machine::State;
 use crate::session::{Session, SessionTable};
 use crate::store::{Store, Stored};
@@ -32,7 +37,9 @@ use crate::store::{Store, Stored};
 /// The first bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"RKVSNAP\0";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The format version before the watch history, still readable.
+pub const FORMAT_VERSION_WITHOUT_HISTORY: u32 = 1;
 const FRAME_HEADER_BYTES: usize = 8;
 const IO_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -65,6 +72,12 @@ enum Record {
         frame_count: u64,
         stream_crc: u32,
     },
+    // Version 2: new variants go last, so the tags of the others do not move.
+    History {
+        compacted_revision: u64,
+        change_count: u64,
+    },
+    HistoryChange(Change),
 }
 
 /// Why a snapshot could not be read. Converted to an [`io::Error`] at the trait boundary
@@ -84,7 +97,7 @@ pub enum SnapshotError {
     #[error("not a raft-kv snapshot (bad magic)")]
     BadMagic,
     /// Written by an incompatible version of this crate.
-    #[error("unsupported snapshot format version {0} (this build reads {FORMAT_VERSION})")]
+    #[error("unsupported snapshot format version {0} (this build reads 1 and {FORMAT_VERSION})")]
     UnsupportedVersion(u32),
     /// A frame's length field is implausible.
     #[error("frame {frame} claims {length_bytes} bytes, more than the 64 MiB limit")]
@@ -157,6 +170,14 @@ pub(crate) fn write(state: &State, writer: &mut dyn Write) -> io::Result<()> {
             response: session.response.clone(),
         })?;
     }
+    let history = &state.history;
+    output.record(&Record::History {
+        compacted_revision: history.compacted_revision(),
+        change_count: history.len() as u64,
+    })?;
+    for change in history.changes() {
+        output.record(&Record::HistoryChange(change.clone()))?;
+    }
     let end = Record::End {
         frame_count: output.frame_count,
         stream_crc: output.stream_crc,
@@ -174,10 +195,14 @@ struct FrameWriter<'a> {
 
 impl<'a> FrameWriter<'a> {
     fn new(writer: &'a mut dyn Write) -> io::Result<Self> {
+        Self::with_version(writer, FORMAT_VERSION)
+    }
+
+    fn with_version(writer: &'a mut dyn Write, version: u32) -> io::Result<Self> {
         let mut writer = BufWriter::with_capacity(IO_BUFFER_BYTES, writer);
         let mut preamble = [0u8; 12];
         preamble[..8].copy_from_slice(&MAGIC);
-        preamble[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        preamble[8..].copy_from_slice(&version.to_le_bytes());
         writer.write_all(&preamble)?;
         let stream_crc = crc32c::crc32c(&preamble);
         Ok(Self {
@@ -222,6 +247,11 @@ pub(crate) fn read(reader: &mut dyn Read) -> Result<State, SnapshotError> {
     }
     let store = read_store(&mut input, &header)?;
     let sessions = read_sessions(&mut input, &header)?;
+    let history = if input.version == FORMAT_VERSION_WITHOUT_HISTORY {
+        History::starting_after(header.revision)
+    } else {
+        read_history(&mut input, &header)?
+    };
     let (frame_count, stream_crc) = (input.frame_count, input.stream_crc);
     let Record::End {
         frame_count: frames_written,
@@ -242,7 +272,41 @@ pub(crate) fn read(reader: &mut dyn Read) -> Result<State, SnapshotError> {
         clock_ms: header.clock_ms,
         store,
         sessions,
+        history,
     })
+}
+
+fn read_history(input: &mut FrameReader<'_>, header: &Header) -> Result<History, SnapshotError> {
+    let Record::History {
+        compacted_revision,
+        change_count,
+    } = input.next()?
+    else {
+        return Err(input.invalid("expected the history frame"));
+    };
+    if compacted_revision > header.revision {
+        return Err(input.invalid("history compacted after the store's revision"));
+    }
+    let mut changes = imbl::Vector::new();
+    let mut previous = compacted_revision;
+    for _ in 0..change_count {
+        let Record::HistoryChange(change) = input.next()? else {
+            return Err(input.invalid("expected a history change frame"));
+        };
+        if change.revision <= previous || change.key.is_empty() {
+            return Err(input.invalid("history changes are not in ascending revision order"));
+        }
+        previous = change.revision;
+        changes.push_back(change);
+    }
+    // Every change is recorded, so the newest one made the store's revision.
+    if previous != header.revision && !changes.is_empty() {
+        return Err(input.invalid("the newest history change is not the store's revision"));
+    }
+    if changes.is_empty() && compacted_revision != header.revision {
+        return Err(input.invalid("an empty history must start after the store's revision"));
+    }
+    Ok(History::from_parts(compacted_revision, changes))
 }
 
 fn read_store(input: &mut FrameReader<'_>, header: &Header) -> Result<Store, SnapshotError> {
@@ -328,6 +392,8 @@ fn read_sessions(
 
 struct FrameReader<'a> {
     reader: BufReader<&'a mut dyn Read>,
+    /// The format version in the preamble.
+    version: u32,
     payload: Vec<u8>,
     /// Frames read so far.
     frame_count: u64,
@@ -346,12 +412,13 @@ impl<'a> FrameReader<'a> {
         let mut version = [0u8; 4];
         version.copy_from_slice(&preamble[8..]);
         let version = u32::from_le_bytes(version);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_HISTORY {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let stream_crc = crc32c::crc32c(&preamble);
         Ok(Self {
             reader,
+            version,
             payload: Vec::new(),
             frame_count: 0,
             stream_crc,
@@ -408,4 +475,73 @@ fn read_exact(reader: &mut impl Read, buffer: &mut [u8], frame: u64) -> Result<(
             io::ErrorKind::UnexpectedEof => SnapshotError::Truncated { frame },
             _ => SnapshotError::Io(error),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Command, KvConfig, KvStateMachine};
+    use raft_core::StateMachine;
+
+    /// Goal: a version-1 snapshot (written before the watch history existed) still
+    /// restores, with an empty history that starts after its revision, so a watch from an
+    /// older revision is told `compacted` rather than shown nothing.
+    #[test]
+    fn version_one_snapshots_still_restore() {
+        let mut kv = KvStateMachine::new(KvConfig::default()).expect("valid");
+        kv.apply(1, Command::put("a", "1", 10));
+        kv.apply(2, Command::put("b", "2", 10));
+        let mut bytes = Vec::new();
+        {
+            let mut output = FrameWriter::with_version(&mut bytes, 1).expect("Vec write");
+            output
+                .record(&Record::Header(Header {
+                    applied_index: 2,
+                    revision: 2,
+                    clock_ms: 10,
+                    key_count: 1,
+                    session_count: 0,
+                }))
+                .expect("Vec write");
+            output
+                .record(&Record::Key {
+                    key: Bytes::from_static(b"a"),
+                    value: Bytes::from_static(b"1"),
+                    key_revision: KeyRevision {
+                        create_revision: 1,
+                        mod_revision: 1,
+                        version: 1,
+                    },
+                })
+                .expect("Vec write");
+            let end = Record::End {
+                frame_count: output.frame_count,
+                stream_crc: output.stream_crc,
+            };
+            output.record(&end).expect("Vec write");
+            output.writer.flush().expect("Vec write");
+        }
+        let state = read(&mut bytes.as_slice()).expect("a version-1 snapshot reads");
+        assert_eq!(state.store.entries.len(), 1);
+        assert_eq!(state.history.len(), 0);
+        assert_eq!(state.history.compacted_revision(), 2);
+    }
+
+    /// Goal: a history whose changes are out of order is refused, not restored.
+    #[test]
+    fn a_disordered_history_is_refused() {
+        let mut kv = KvStateMachine::new(KvConfig::default()).expect("valid");
+        kv.apply(1, Command::put("a", "1", 10));
+        kv.apply(2, Command::put("b", "2", 10));
+        let mut state = kv.snapshot().state;
+        let mut changes: Vec<Change> = state.history.changes().iter().cloned().collect();
+        changes.swap(0, 1);
+        state.history = History::from_parts(0, changes.into_iter().collect());
+        let mut bytes = Vec::new();
+        write(&state, &mut bytes).expect("Vec write");
+        assert!(matches!(
+            read(&mut bytes.as_slice()),
+            Err(SnapshotError::Invalid { .. })
+        ));
+    }
 }

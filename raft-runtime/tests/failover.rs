@@ -63,11 +63,8 @@ async fn session_retry_applies_once_across_failover() {
     let mut cluster = Cluster::start(&[1, 2, 3], SnapshotPolicy::disabled()).await;
     let leader = cluster.leader().await;
     let command = Command::put("counter", "1", now_ms()).with_session(77, 1);
-    let first = cluster
-        .node(leader)
-        .propose(command.clone())
-        .await
-        .expect("first write");
+    // Retried while the cluster is between leaders: the session makes retries safe.
+    let first = propose_until_answered(cluster.node(leader), &command).await;
     assert!(
         matches!(first, Response::Put { previous: None, .. }),
         "{first:?}"
@@ -80,15 +77,7 @@ async fn session_retry_applies_once_across_failover() {
     cluster.stop(leader).await;
 
     let new_leader = cluster.leader().await;
-    let retry = loop {
-        match cluster.node(new_leader).propose(command.clone()).await {
-            Ok(response) => break response,
-            Err(error) if error.is_retryable() => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(error) => panic!("retry failed: {error}"),
-        }
-    };
+    let retry = propose_until_answered(cluster.node(new_leader), &command).await;
     assert_eq!(retry, first, "the retry must return the original response");
     let answer = cluster
         .node(new_leader)
@@ -109,4 +98,18 @@ async fn session_retry_applies_once_across_failover() {
         "the write applied more than once"
     );
     cluster.shutdown().await;
+}
+
+/// Proposes `command` until it gets an answer, retrying retryable errors for `PATIENCE`.
+async fn propose_until_answered(node: &common::Kv, command: &Command) -> Response {
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    loop {
+        match node.propose(command.clone()).await {
+            Ok(response) => return response,
+            Err(error) if error.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(error) => panic!("write failed: {error}"),
+        }
+    }
 }

@@ -37,15 +37,44 @@ async fn leader_among(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId]) -> NodeId 
     }
 }
 
+/// A linearizable read, retried while the cluster is between leaders (right after the
+/// partition heals, the old leader may still be finding its place).
 async fn get(node: &Node, key: &str) -> Result<Option<String>, Error> {
-    let query = Query::Get {
-        key: key.to_string().into(),
-    };
-    match node.read(query, Consistency::Linearizable).await? {
-        QueryResponse::Get(get) => Ok(get
-            .entry
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())),
-        other => panic!("unexpected answer {other:?}"),
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let query = Query::Get {
+            key: key.to_string().into(),
+        };
+        match node.read(query, Consistency::Linearizable).await {
+            Ok(QueryResponse::Get(get)) => {
+                return Ok(get
+                    .entry
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()));
+            }
+            Ok(other) => panic!("unexpected answer {other:?}"),
+            Err(error) if error.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// A put, retried while the cluster is between leaders (a re-sent put of the same value
+/// leaves the same state, so no session is needed here).
+async fn put(node: &Node, key: &str, value: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match node
+            .propose(Command::put(key.to_string(), value.to_string(), now_ms()))
+            .await
+        {
+            Ok(_) => return,
+            Err(error) if error.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("put {key}: {error}"),
+        }
     }
 }
 
@@ -74,10 +103,7 @@ async fn partitioned_leader_write_is_not_acknowledged() {
         nodes.insert(id, node);
     }
     let old_leader = leader_among(&nodes, &[1, 2, 3]).await;
-    nodes[&old_leader]
-        .propose(Command::put("before", "1", now_ms()))
-        .await
-        .expect("write before the partition");
+    put(&nodes[&old_leader], "before", "1").await;
 
     let others: Vec<NodeId> = (1..=3).filter(|id| *id != old_leader).collect();
     for other in &others {
@@ -89,21 +115,17 @@ async fn partitioned_leader_write_is_not_acknowledged() {
         async move { node.propose(Command::put("stale", "x", now_ms())).await }
     });
     let new_leader = leader_among(&nodes, &others).await;
-    nodes[&new_leader]
-        .propose(Command::put("during", "2", now_ms()))
-        .await
-        .expect("the majority keeps writing");
+    put(&nodes[&new_leader], "during", "2").await;
 
     for other in &others {
         network.set_link(old_leader, *other, true);
         network.set_link(*other, old_leader, true);
     }
     let outcome = stale.await.expect("task");
+    // Which error depends on timing (dropped at step-down, timed out, refused as not the
+    // leader if the task ran late); what matters is that it is not acknowledged.
     assert!(
-        matches!(
-            outcome,
-            Err(Error::Dropped | Error::OutcomeUnknown { .. } | Error::Timeout { .. })
-        ),
+        outcome.is_err(),
         "the cut-off leader's write must not be acknowledged: {outcome:?}"
     );
     leader_among(&nodes, &[1, 2, 3]).await;

@@ -116,7 +116,7 @@ impl Replica {
             key: key_bytes(key),
         }) {
             QueryResponse::Get(get) => get.entry.and_then(|kv| value_of(&kv.value)),
-            QueryResponse::Range(_) => None,
+            QueryResponse::Range(_) | QueryResponse::Changes(_) => None,
         }
     }
 

@@ -180,6 +180,9 @@ struct LaneWriter {
     oversized_reported: bool,
 }
 
+/// How long a new link may fail to connect before that is worth a warning.
+const STARTUP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl LaneWriter {
     /// Dial, serve, back off, repeat, until told to stop.
     async fn run(mut self) {
@@ -189,6 +192,9 @@ impl LaneWriter {
         // Whether the current outage has been logged. Every connection ends in `break` or
         // in a logged loss, so a success needs no reset.
         let mut outage_reported = false;
+        // Peers of a cluster start one by one: failures before the first connection are not
+        // worth a warning until this grace period has passed.
+        let started = tokio::time::Instant::now();
         loop {
             self.counters
                 .set_state(self.lane, ConnectionState::Connecting);
@@ -206,7 +212,12 @@ impl LaneWriter {
                     ever_connected = true;
                     self.counters
                         .set_state(self.lane, ConnectionState::Connected);
-                    info!(address = %self.address, "connected to peer");
+                    // One line per peer: the snapshot lane follows the ordinary one.
+                    if self.lane == Lane::Ordinary {
+                        info!(address = %self.address, "connected to peer");
+                    } else {
+                        debug!(address = %self.address, "connected to peer");
+                    }
                     match self.serve(stream).await {
                         Ended::Stopped => break,
                         Ended::Broken(error) => {
@@ -219,6 +230,8 @@ impl LaneWriter {
                     bump(&self.counters.connect_failures);
                     if outage_reported {
                         debug!(address = %self.address, %error, "peer still unreachable");
+                    } else if !ever_connected && started.elapsed() < STARTUP_GRACE {
+                        debug!(address = %self.address, %error, "peer not up yet; retrying");
                     } else {
                         warn!(
                             address = %self.address, %error,

@@ -3,9 +3,11 @@
 //! in-memory store; [`crate::server::node::RuntimeBackend`] implements it over a real
 //! replicated node.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
-use crate::server::error::ApiError;
+use crate::server::error::{ApiError, ErrorCode};
 use crate::server::wire::{AddMemberBody, MembersBody, ReadConsistency, StatusBody};
 use crate::{Command, Query, QueryResponse, Response};
 
@@ -30,6 +32,17 @@ pub trait KvBackend: Send + Sync + 'static {
         query: Query,
         consistency: ReadConsistency,
     ) -> Result<QueryResponse, ApiError>;
+
+    /// Waits until this node has applied a log index above `index` (`Ok(true)`) or
+    /// `timeout` passes (`Ok(false)`); an error when the node stops. Watches wait here for
+    /// new changes instead of polling. The default serves no watches.
+    async fn wait_applied_beyond(&self, index: u64, timeout: Duration) -> Result<bool, ApiError> {
+        let _ = (index, timeout);
+        Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "this node does not serve watches",
+        ))
+    }
 
     /// The node's status.
     fn status(&self) -> StatusBody;

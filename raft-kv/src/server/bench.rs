@@ -1,6 +1,11 @@
 //! The load generator behind `raft-kv bench`: N clients, each with its own keep-alive
 //! connection, issue puts and gets back to back (closed loop) for a fixed time; latencies go
 //! into per-client HDR histograms that are merged at the end.
+//!
+//! Every key lives under a per-run prefix (`bench/<run id>/`), removed after the run unless
+//! [`BenchOptions::keep`] is set, so a bench leaves the store as it found it. The CPU time
+//! the cluster's local processes used during the measured phase (from `/proc`) is reported
+//! per operation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +16,9 @@ use hdrhistogram::Histogram;
 use hyper::Method;
 use serde::Serialize;
 
-use crate::server::client::{ClientError, ClientOptions, ClusterClient, Connection, random_u64};
+use crate::server::client::{
+    ClientError, ClientOptions, ClusterClient, Connection, WriteCondition, random_u64,
+};
 use crate::server::wire::{self, HEADER_CLIENT_ID, HEADER_SEQUENCE, ReadConsistency};
 
 /// Which nodes the clients talk to.
@@ -49,6 +56,17 @@ pub struct BenchOptions {
     pub sessions: bool,
     /// TLS settings and token for a secured cluster.
     pub credentials: crate::server::credentials::Credentials,
+    /// Every key starts with this; see [`run_prefix`].
+    pub key_prefix: String,
+    /// Keep the keys written instead of deleting everything under the prefix afterwards.
+    pub keep: bool,
+    /// Local processes of the cluster, whose CPU time is measured (none: not reported).
+    pub server_pids: Vec<u32>,
+}
+
+/// A fresh prefix for one run's keys: `bench/<8 hex digits>/`.
+pub fn run_prefix() -> String {
+    format!("bench/{:08x}/", random_u64() & 0xffff_ffff)
 }
 
 /// Live numbers, reported about once a second.
@@ -93,6 +111,16 @@ pub struct BenchReport {
     pub mean_us: f64,
     /// The first error seen, if any.
     pub first_error: Option<String>,
+    /// The prefix of every key written.
+    pub key_prefix: String,
+    /// Keys deleted after the run (`None` with `keep`).
+    pub keys_removed: Option<u64>,
+    /// Local cluster processes measured for CPU time.
+    pub server_processes: usize,
+    /// CPU time of those processes per successful operation, microseconds.
+    pub server_cpu_us_per_op: Option<f64>,
+    /// CPU time of the load generator itself per successful operation, microseconds.
+    pub client_cpu_us_per_op: Option<f64>,
 }
 
 /// Shared by the clients and the reporter.
@@ -138,11 +166,98 @@ pub async fn run(
         tasks.push(tokio::spawn(job.run()));
     }
     let reporter = tokio::spawn(report_progress(Arc::clone(&shared), on_progress));
-    tokio::time::sleep(options.warmup + options.duration).await;
+    tokio::time::sleep(options.warmup).await;
+    let cpu_before = CpuSample::take(&options.server_pids);
+    tokio::time::sleep(options.duration).await;
+    let cpu_after = CpuSample::take(&options.server_pids);
     shared.stop.store(true, Ordering::Relaxed);
     let measured = shared.measure_from.elapsed();
     reporter.abort();
-    summarize(tasks, &shared, options.clients, measured).await
+    let mut report = summarize(tasks, &shared, options.clients, measured).await?;
+    report.key_prefix = options.key_prefix.clone();
+    report.server_processes = options.server_pids.len();
+    let per_op = |us: Option<u64>| us.map(|us| us as f64 / report.ops.max(1) as f64);
+    report.server_cpu_us_per_op = per_op(cpu_after.servers_since(&cpu_before));
+    report.client_cpu_us_per_op = per_op(cpu_after.client_since(&cpu_before));
+    if !options.keep {
+        report.keys_removed = Some(remove_keys(&options).await?);
+    }
+    Ok(report)
+}
+
+/// CPU time used so far by the cluster's processes (all of them, or `None`) and by this one.
+struct CpuSample {
+    servers_us: Option<u64>,
+    client_us: Option<u64>,
+}
+
+impl CpuSample {
+    fn take(pids: &[u32]) -> Self {
+        let servers_us = if pids.is_empty() {
+            None
+        } else {
+            pids.iter()
+                .map(|pid| crate::server::cpu::cpu_us(*pid))
+                .sum()
+        };
+        CpuSample {
+            servers_us,
+            client_us: crate::server::cpu::own_cpu_us(),
+        }
+    }
+
+    fn servers_since(&self, before: &CpuSample) -> Option<u64> {
+        Some(self.servers_us?.saturating_sub(before.servers_us?))
+    }
+
+    fn client_since(&self, before: &CpuSample) -> Option<u64> {
+        Some(self.client_us?.saturating_sub(before.client_us?))
+    }
+}
+
+/// Deletes every key under the run's prefix (found by listing, so writes whose outcome was
+/// unknown are removed too), with up to 16 deletes in flight; returns how many.
+async fn remove_keys(options: &BenchOptions) -> Result<u64, ClientError> {
+    let client_options = ClientOptions::default();
+    let mut lister = ClusterClient::new(&options.endpoints, client_options.clone())?;
+    let prefix = options.key_prefix.as_str();
+    if prefix.is_empty() {
+        return Err(decode_error(
+            "refusing to delete every key: empty prefix".into(),
+        ));
+    }
+    let mut removed = 0u64;
+    let mut start_after: Option<String> = None;
+    loop {
+        let page = lister
+            .list(
+                prefix,
+                start_after.as_deref(),
+                1000,
+                ReadConsistency::Linearizable,
+            )
+            .await?;
+        let keys: Vec<Vec<u8>> = page.entries.iter().filter_map(|e| e.key_bytes()).collect();
+        start_after = keys.last().map(|k| String::from_utf8_lossy(k).into_owned());
+        let mut deleters = tokio::task::JoinSet::new();
+        for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
+            let (chunk, endpoints) = (chunk.to_vec(), options.endpoints.clone());
+            let client_options = client_options.clone();
+            deleters.spawn(async move {
+                let mut client = ClusterClient::new(&endpoints, client_options)?;
+                for key in &chunk {
+                    client.delete(key, WriteCondition::Always).await?;
+                }
+                Ok::<u64, ClientError>(chunk.len() as u64)
+            });
+        }
+        while let Some(done) = deleters.join_next().await {
+            removed += done.map_err(|e| decode_error(e.to_string()))??;
+        }
+        if !page.more || start_after.is_none() {
+            return Ok(removed);
+        }
+    }
 }
 
 /// Merges the clients' histograms and counts into the report.
@@ -181,6 +296,11 @@ async fn summarize(
         max_us: histogram.max(),
         mean_us: histogram.mean(),
         first_error,
+        key_prefix: String::new(),
+        keys_removed: None,
+        server_processes: 0,
+        server_cpu_us_per_op: None,
+        client_cpu_us_per_op: None,
     })
 }
 
@@ -254,10 +374,8 @@ impl ClientJob {
         let mut sequence = 0u64;
         let read_threshold = (self.options.read_ratio.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
-            let key = format!(
-                "bench-{:010}",
-                self.next_random() % self.options.keys.max(1)
-            );
+            let index = self.next_random() % self.options.keys.max(1);
+            let key = format!("{}{index:010}", self.options.key_prefix);
             let is_read = self.next_random() < read_threshold;
             let started = Instant::now();
             let result = if is_read {

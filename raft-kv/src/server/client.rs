@@ -65,6 +65,17 @@ pub enum ClientError {
         /// The error body (boxed: it is large and errors are rare).
         body: Box<ErrorBody>,
     },
+    /// Every node tried failed for lack of a leader; `reachable` of the `voters` answered a
+    /// health check.
+    #[error("{}", no_leader_message(*reachable, *voters, tried))]
+    NoLeader {
+        /// Voters that answered.
+        reachable: usize,
+        /// Voters in the membership.
+        voters: usize,
+        /// What each endpoint answered, in the order tried.
+        tried: String,
+    },
     /// The node answered something that is not the API's format.
     #[error("unexpected answer ({status}): {message}")]
     Decode {
@@ -81,7 +92,8 @@ impl ClientError {
         match self {
             ClientError::Connect { .. }
             | ClientError::Transport { .. }
-            | ClientError::Timeout { .. } => true,
+            | ClientError::Timeout { .. }
+            | ClientError::NoLeader { .. } => true,
             ClientError::Api { body, .. } => matches!(
                 body.error.as_str(),
                 "not_leader"
@@ -101,9 +113,11 @@ impl ClientError {
     pub fn may_have_applied(&self) -> bool {
         match self {
             ClientError::BadEndpoint(_) | ClientError::Connect { .. } => false,
+            // Some of the nodes tried may have timed out after taking the request.
             ClientError::Transport { .. }
             | ClientError::Timeout { .. }
-            | ClientError::Decode { .. } => true,
+            | ClientError::Decode { .. }
+            | ClientError::NoLeader { .. } => true,
             ClientError::Api { status, body } => match body.outcome.as_deref() {
                 Some(outcome) => outcome == "unknown",
                 None => *status == 504,
@@ -118,6 +132,15 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+fn no_leader_message(reachable: usize, voters: usize, tried: &str) -> String {
+    let state = if reachable * 2 > voters {
+        "no leader yet: an election has not settled"
+    } else {
+        "no leader: the cluster has no quorum"
+    };
+    format!("{state} ({reachable} of {voters} nodes reachable); tried {tried}")
 }
 
 /// `http://host:port[/]`, `https://host:port[/]` or `host:port` -> `host:port`.
@@ -329,6 +352,50 @@ where
     Ok(sender)
 }
 
+impl Connection {
+    /// Sends a GET and returns as soon as the answer's head arrives, with the body still
+    /// streaming (for watches). The connection is busy until that body is dropped.
+    pub async fn open_stream(
+        &mut self,
+        path_and_query: &str,
+    ) -> Result<(StatusCode, hyper::body::Incoming), ClientError> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path_and_query)
+            .header(HOST, self.host.clone());
+        let request = match &self.authorization {
+            Some(authorization) => {
+                request.header(hyper::header::AUTHORIZATION, authorization.clone())
+            }
+            None => request,
+        };
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::BadEndpoint(format!("{path_and_query}: {e}")))?;
+        self.connect_if_needed().await?;
+        let authority = self.authority.clone();
+        let error = |e: hyper::Error| ClientError::Transport {
+            endpoint: authority.clone(),
+            message: e.to_string(),
+        };
+        let Some(sender) = self.sender.as_mut() else {
+            return Err(self.transport_error("not connected"));
+        };
+        let result = async {
+            sender.ready().await.map_err(error)?;
+            sender.send_request(request).await.map_err(error)
+        }
+        .await;
+        match result {
+            Ok(response) => Ok((response.status(), response.into_body())),
+            Err(e) => {
+                self.sender = None;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Sends one request to `url` on a fresh connection and returns the answer as an axum
 /// response; used by a node to forward an admin request to its leader, presenting the
 /// caller's `authorization` (the leader checks it).
@@ -506,6 +573,7 @@ impl ClusterClient {
         // all of `retry_for`.
         let mut unreachable = 0;
         self.last_call_uncertain = false;
+        let mut tried: Vec<(String, String)> = Vec::new();
         loop {
             let timeout = self.options.request_timeout;
             let connection = &mut self.connections[self.current];
@@ -535,8 +603,18 @@ impl ClusterClient {
             };
             let hopeless = unreachable >= 2 * self.endpoints.len()
                 && started.elapsed() >= Duration::from_secs(1);
+            let endpoint = self.current_endpoint().to_string();
+            match tried.iter_mut().find(|(e, _)| *e == endpoint) {
+                Some(entry) => entry.1 = error.to_string(),
+                None => tried.push((endpoint, error.to_string())),
+            }
             if Instant::now() >= deadline || hopeless {
-                return Err(error);
+                let diagnosis = crate::server::diagnose::no_leader(
+                    &self.endpoints,
+                    &self.options.credentials,
+                    &tried,
+                );
+                return Err(diagnosis.await.unwrap_or(error));
             }
             tracing::debug!(endpoint = self.current_endpoint(), %error, "retrying");
             self.move_on(&error);

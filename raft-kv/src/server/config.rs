@@ -378,7 +378,7 @@ impl ServeArgs {
             value_bytes_max: self.max_value_bytes.unwrap_or(defaults.value_bytes_max),
             session_ttl_ms: self.session_ttl_ms.unwrap_or(defaults.session_ttl_ms),
             sessions_max: self.sessions_max.unwrap_or(defaults.sessions_max),
-            range_limit_max: defaults.range_limit_max,
+            ..defaults
         };
         kv.validate()
             .map_err(|e| ConfigError::Invalid(format!("key-value limits: {e}")))?;

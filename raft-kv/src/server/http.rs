@@ -24,7 +24,9 @@ use crate::server::auth::{self, Auth, Principal};
 use crate::server::backend::KvBackend;
 use crate::server::error::{ApiError, ErrorCode};
 use crate::server::limits::{BodyBudget, BodyError, BodyLease, BodyLimits};
+use crate::server::newline;
 use crate::server::prom::{HttpMetrics, PromWriter, ROUTES};
+use crate::server::watch::{self, WatchHub};
 use crate::server::wire::{
     self, AddMemberBody, HEADER_CLIENT_ID, HEADER_CREATE_REVISION, HEADER_FORWARDED,
     HEADER_REVISION, HEADER_SEQUENCE, HEADER_STORE_REVISION, HEADER_VERSION, KeyMeta, ListBody,
@@ -67,6 +69,7 @@ pub struct ApiState {
     budget: BodyBudget,
     /// TLS settings for forwarding to the leader (the caller's token goes along).
     pub(crate) forward_tls: Option<Arc<rustls::ClientConfig>>,
+    watches: WatchHub,
 }
 
 impl ApiState {
@@ -80,6 +83,7 @@ impl ApiState {
             auth: Arc::new(Auth::open()),
             budget: BodyBudget::new(BodyLimits::default()),
             forward_tls: None,
+            watches: WatchHub::default(),
         }
     }
 
@@ -102,6 +106,11 @@ impl ApiState {
         self.budget = BodyBudget::new(limits);
         self
     }
+
+    /// The node's watches (closed at shutdown so streams end).
+    pub fn watches(&self) -> &WatchHub {
+        &self.watches
+    }
 }
 
 /// The API's router.
@@ -118,6 +127,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/leader/transfer", post(transfer_leader))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .merge(watch::routes(
+            Arc::clone(&state.backend),
+            state.watches.clone(),
+            state.limits.key_bytes_max,
+        ))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -128,6 +142,7 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             record_metrics,
         ))
+        .layer(middleware::from_fn(newline::json_newline))
         .with_state(state)
 }
 

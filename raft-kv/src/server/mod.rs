@@ -14,27 +14,34 @@
 //!   clients present, and where the CLI finds it), [`devcerts`] (throwaway dev credentials).
 //! - [`retry`]: which forwarded writes a follower re-sends to a new leader.
 //! - [`sabotage`]: the planted bug of the test-only `--unsafe-ack-before-fsync`.
+//! - [`watch`]: the watch API, streaming changes from the replicated history;
+//!   [`watch_client`]: a watcher that follows the stream across nodes.
 
 pub mod auth;
 pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod cpu;
 pub mod credentials;
 pub mod devcerts;
 pub mod devcluster;
+pub mod diagnose;
 pub mod error;
 pub mod failover;
 mod forward;
 pub mod http;
 pub mod limits;
 pub mod members;
+pub mod newline;
 pub mod node;
 pub mod prom;
 pub mod retry;
 pub mod sabotage;
 pub mod serve;
 pub mod tls;
+pub mod watch;
+pub mod watch_client;
 pub mod wire;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use raft_core::{Membership, MembershipError, PeerState, Role, TransferError};
@@ -105,12 +106,12 @@ fn runtime_error(
             if let (Some(l), Some(url)) = (leader.as_mut(), leader_client_url) {
                 l.url = Some(url);
             }
-            let code = if leader.is_some() {
-                ErrorCode::NotLeader
-            } else {
-                ErrorCode::Unavailable
-            };
-            ApiError::new(code, message).with_leader(leader)
+            if leader.is_none() {
+                let message = "no leader known: an election is in progress, or too few \
+                               nodes are reachable for a quorum; retry";
+                return ApiError::new(ErrorCode::Unavailable, message);
+            }
+            ApiError::new(ErrorCode::NotLeader, message).with_leader(leader)
         }
         RuntimeError::Dropped
         | RuntimeError::TransferInProgress
@@ -179,6 +180,16 @@ impl KvBackend for RuntimeBackend {
             .read(query, consistency(level))
             .await
             .map_err(|e| self.error(e))
+    }
+
+    async fn wait_applied_beyond(&self, index: u64, timeout: Duration) -> Result<bool, ApiError> {
+        let mut status = self.node.watch_status();
+        let applied = status.wait_for(|s| s.raft.applied > index);
+        match tokio::time::timeout(timeout, applied).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(_)) => Err(ApiError::new(ErrorCode::ShuttingDown, "the node stopped")),
+            Err(_) => Ok(false),
+        }
     }
 
     fn status(&self) -> StatusBody {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raft_runtime::{AddressBook, Init, PeerInfo, RuntimeConfig, SnapshotPolicy};
 use raft_storage_file::FileStorage;
-use raft_transport_tcp::{TcpConfig, TcpTransport, TlsConfig};
+use raft_transport_tcp::{TcpConfig, TcpTransport, TlsConfig, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -159,6 +159,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let span = tracing::info_span!("kv", node = config.id);
+    // The signal's own log line ("SIGTERM received") then names the node too.
+    let shutdown = shutdown.instrument(span.clone());
     serve_node(config, shutdown).instrument(span).await
 }
 
@@ -215,6 +217,12 @@ async fn serve_node(
         .with_security(security.auth, security.client_tls.clone())
         .with_body_limits(config.body_limits);
     let acceptor = security.server_tls.map(tokio_rustls::TlsAcceptor::from);
+    // Watch streams never end on their own: end them as the graceful shutdown begins.
+    let watches = state.watches().clone();
+    let shutdown = async move {
+        shutdown.await;
+        watches.close();
+    };
     limits::serve_http(
         http_listener,
         http::router(state),
@@ -317,6 +325,18 @@ async fn start_node(
             address: config.raft_addr,
             message: e.to_string(),
         })?;
+    // Know the peers before the node starts (opening storage and bootstrapping take a
+    // while): a peer dialling in meanwhile would otherwise be refused as an unknown node.
+    let known_peers = match &init {
+        Init::Bootstrap { members } => Some(members),
+        Init::Join { peers } => Some(peers),
+        Init::Restart => None,
+    };
+    for (id, info) in known_peers.into_iter().flatten() {
+        if *id != config.id {
+            let _ = transport.add_peer(*id, info.address);
+        }
+    }
     let mut raft = raft_core::Config::new(config.id, random_u64());
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;

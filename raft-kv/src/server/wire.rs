@@ -206,6 +206,122 @@ pub struct ListBody {
     pub more: bool,
 }
 
+/// The `kind` of a [`WatchEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchEventKind {
+    /// The key was set to `value`.
+    Put,
+    /// The key was deleted.
+    Delete,
+    /// No change: every change through `revision` has been sent (sent first, and when the
+    /// stream has been idle for a while). Resume from `revision + 1`.
+    Progress,
+    /// The stream ends: `error` says why; every change through `revision` was sent.
+    Error,
+}
+
+/// One line of `GET /v1/watch`: newline-delimited JSON, one event per change, in revision
+/// order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// What happened.
+    pub kind: WatchEventKind,
+    /// The change's revision; for `progress` and `error`, the last revision covered.
+    pub revision: u64,
+    /// The key as UTF-8, when it is valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The key in base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+    /// A put's value as UTF-8, when it is valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A put's value in base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+    /// With `error`: the machine-readable reason (`compacted`, `slow_watcher`,
+    /// `shutting_down`, `unavailable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// With `error`: what happened, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// With `error` `compacted`: the oldest revision a watch can start from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_revision: Option<u64>,
+}
+
+impl WatchEvent {
+    /// The event for one applied change.
+    pub fn change(change: &crate::Change) -> Self {
+        let (key, key_base64) = text_or_base64(&change.key);
+        let (kind, (value, value_base64)) = match &change.kind {
+            crate::ChangeKind::Put { value } => (WatchEventKind::Put, text_or_base64(value)),
+            crate::ChangeKind::Delete => (WatchEventKind::Delete, (None, None)),
+        };
+        WatchEvent {
+            kind,
+            revision: change.revision,
+            key,
+            key_base64,
+            value,
+            value_base64,
+            ..WatchEvent::progress(change.revision)
+        }
+    }
+
+    /// A progress event: everything through `revision` was sent.
+    pub fn progress(revision: u64) -> Self {
+        WatchEvent {
+            kind: WatchEventKind::Progress,
+            revision,
+            key: None,
+            key_base64: None,
+            value: None,
+            value_base64: None,
+            error: None,
+            message: None,
+            oldest_revision: None,
+        }
+    }
+
+    /// The last event of a stream that ends on `error` after sending through `revision`.
+    pub fn error(revision: u64, error: &str, message: impl Into<String>) -> Self {
+        WatchEvent {
+            kind: WatchEventKind::Error,
+            error: Some(error.to_string()),
+            message: Some(message.into()),
+            ..WatchEvent::progress(revision)
+        }
+    }
+
+    /// The key's bytes, whichever field carries them.
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        bytes_of(self.key.as_deref(), self.key_base64.as_deref())
+    }
+
+    /// The value's bytes, whichever field carries them.
+    pub fn value_bytes(&self) -> Option<Vec<u8>> {
+        bytes_of(self.value.as_deref(), self.value_base64.as_deref())
+    }
+}
+
+/// The body of a `410 compacted` answer to `GET /v1/watch`: the error fields of every error
+/// answer plus the oldest revision a watch can start from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactedBody {
+    /// Always `compacted`.
+    pub error: String,
+    /// What happened and what to do.
+    pub message: String,
+    /// Always `null` (kept so every error answer has the same fields).
+    pub leader: Option<LeaderRef>,
+    /// The oldest revision a watch can start from.
+    pub oldest_revision: u64,
+}
+
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberBody {

@@ -362,9 +362,10 @@ pub(crate) async fn status_with(
 
 /// A client bound to one node only, that does not fail over.
 pub(crate) fn node_client(url: &str) -> ClusterClient {
+    // Generous: an election on a loaded machine can take seconds.
     let options = ClientOptions {
         request_timeout: Duration::from_secs(6),
-        retry_for: Duration::from_secs(5),
+        retry_for: Duration::from_secs(30),
         ..ClientOptions::default()
     };
     ClusterClient::new(&[url.to_string()], options).expect("client")

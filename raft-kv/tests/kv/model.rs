@@ -26,6 +26,8 @@ fn config() -> KvConfig {
         session_ttl_ms: TTL_MS,
         sessions_max: SESSIONS_MAX,
         range_limit_max: 100,
+        history_changes_max: 8,
+        history_bytes_max: 1024,
     }
 }
 

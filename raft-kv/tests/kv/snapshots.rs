@@ -108,11 +108,11 @@ fn foreign_and_future_snapshots_are_refused_with_a_clear_error() {
         .expect_err("bad magic");
     assert!(error.to_string().contains("magic"), "{error}");
     let mut future = written(&populated());
-    future[8] = 2;
+    future[8] = 3;
     let error = target
         .restore(&mut future.as_slice())
         .expect_err("future version");
-    assert!(error.to_string().contains("version 2"), "{error}");
+    assert!(error.to_string().contains("version 3"), "{error}");
 }
 
 #[test]

@@ -2,7 +2,10 @@
 
 use bytes::Bytes;
 use raft_core::StateMachine;
-use raft_kv::{KeyValue, KvConfig, KvStateMachine, Query, QueryResponse, RangeResponse};
+use raft_kv::{
+    Change, ChangeKind, ChangesResponse, KeyValue, KvConfig, KvStateMachine, Query, QueryResponse,
+    RangeResponse,
+};
 
 /// A machine with small limits so the limit checks are cheap to reach.
 pub(crate) fn machine() -> KvStateMachine {
@@ -12,6 +15,8 @@ pub(crate) fn machine() -> KvStateMachine {
         session_ttl_ms: 1_000,
         sessions_max: 4,
         range_limit_max: 5,
+        history_changes_max: 6,
+        history_bytes_max: 4096,
     };
     KvStateMachine::new(config).expect("the test config is valid")
 }
@@ -48,4 +53,33 @@ pub(crate) fn keys(response: &RangeResponse) -> Vec<String> {
         .iter()
         .map(|entry| String::from_utf8_lossy(&entry.key).into_owned())
         .collect()
+}
+
+/// Changes from the watch history, as `(revision, key, Some(value) | None for a delete)`.
+pub(crate) fn changes(
+    machine: &KvStateMachine,
+    prefix: &str,
+    from_revision: u64,
+    limit: u32,
+) -> ChangesResponse {
+    let query = Query::Changes {
+        prefix: Bytes::copy_from_slice(prefix.as_bytes()),
+        from_revision,
+        limit,
+        bytes_max: u64::MAX,
+    };
+    match machine.query(&query) {
+        QueryResponse::Changes(response) => response,
+        other => panic!("a changes query answered {other:?}"),
+    }
+}
+
+/// A change as `(revision, key, value or None for a delete)`, for compact assertions.
+pub(crate) fn described(change: &Change) -> (u64, String, Option<String>) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let value = match &change.kind {
+        ChangeKind::Put { value } => Some(text(value)),
+        ChangeKind::Delete => None,
+    };
+    (change.revision, text(&change.key), value)
 }

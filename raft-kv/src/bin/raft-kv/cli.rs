@@ -86,6 +86,20 @@ pub(crate) enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print every change to keys under a prefix as it happens (one line per change:
+    /// revision, put or delete, key, value), following the stream to another node when one
+    /// fails, without skipping or repeating a change. Runs until Ctrl-C.
+    Watch {
+        /// Only keys starting with this (empty: every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Start at this revision (from the history the cluster keeps); default: changes
+        /// from now on.
+        #[arg(long)]
+        from_revision: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show every endpoint's status: role, term, leader, commit and applied index.
     Status {
         #[command(flatten)]
@@ -303,6 +317,17 @@ pub(crate) struct BenchArgs {
     /// Send writes under client sessions (exactly-once bookkeeping).
     #[arg(long)]
     pub sessions: bool,
+    /// Keep the keys written (by default everything under the run's prefix is deleted
+    /// after the run).
+    #[arg(long)]
+    pub keep: bool,
+    /// Write keys under this prefix (default: a fresh `bench/<run id>/`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Process ids of the cluster's nodes on this machine, for CPU per operation (default:
+    /// the local `raft-kv serve` processes whose --http-addr is one of the endpoints).
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<u32>,
     /// Start a fresh local cluster of this many nodes for the run (in a temporary dir,
     /// ports from 17001/18001), and stop it afterwards.
     #[arg(long)]

@@ -7,6 +7,7 @@
 mod cli;
 mod failover;
 mod run;
+mod watch_cmd;
 
 use std::io::IsTerminal;
 
@@ -20,8 +21,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
+    // A server logs its milestones at info (started, role changes, URL registered,
+    // stopped); per-peer bookkeeping that repeats for every peer and every address record
+    // stays at debug unless RUST_LOG asks for it.
     let default_level = if args.command.is_server() {
-        "info"
+        "info,raft_transport_tcp::tcp=warn,raft_runtime::apply=warn,raft_storage_file=warn"
     } else {
         "warn"
     };

@@ -1,6 +1,6 @@
 //! What each command does. Human output goes to stdout; errors and progress to stderr.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use raft_kv::server::devcluster::{self, DevCluster, DevClusterOptions};
 use raft_kv::server::serve;
 use raft_kv::server::wire::{AddMemberBody, MembersBody, ReadConsistency, StatusBody};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::cli::{BenchArgs, Cli, ClientArgs, Command, DevClusterArgs, MembersAction};
 
@@ -73,6 +74,11 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CommandError> {
             consistency,
             client,
         } => list(&client, &prefix, start_after.as_deref(), limit, consistency).await,
+        Command::Watch {
+            prefix,
+            from_revision,
+            client,
+        } => crate::watch_cmd::watch(&client, &prefix, from_revision).await,
         Command::Status { client } => status(&client).await,
         Command::Members { action, client } => members(&client, action).await,
         Command::TransferLeader { to, client: args } => {
@@ -298,7 +304,8 @@ async fn dev_cluster(args: DevClusterArgs) -> Result<(), CommandError> {
         tls_sans: args.tls_sans,
     };
     let mut cluster = DevCluster::start(&options)?;
-    let shutdown = serve::shutdown_signal();
+    // Names the process in its own log line, as each node's lines name the node.
+    let shutdown = serve::shutdown_signal().instrument(tracing::info_span!("dev_cluster"));
     tokio::pin!(shutdown);
     let leader = tokio::select! {
         ready = cluster.wait_ready(Duration::from_secs(30)) => ready,
@@ -374,6 +381,7 @@ fn print_dev_banner(cluster: &DevCluster, data_dir: &std::path::Path, leader: u6
         "  raft-kv list                         # or: {curl} '{}/v1/kv?prefix='",
         cluster.endpoints()[0]
     );
+    println!("  raft-kv watch greet                  # every change under a prefix, as it happens");
     println!("  raft-kv status");
     println!("  raft-kv transfer-leader");
     println!("  raft-kv bench --clients 64 --duration 10");
@@ -401,6 +409,7 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
         return crate::failover::run(&args, every).await;
     }
     let mut spawned = None;
+    let mut spawned_pids: Vec<u32> = Vec::new();
     let mut endpoints = args.endpoints.clone();
     let mut credentials = args.credentials.sources().load()?;
     let _data_dir = match args.spawn_cluster {
@@ -421,13 +430,17 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
             cluster.wait_ready(Duration::from_secs(30)).await?;
             endpoints = cluster.endpoints().to_vec();
             credentials = cluster.credentials().clone();
+            spawned_pids = cluster
+                .pids()
+                .into_iter()
+                .filter_map(|(_, pid)| pid)
+                .collect();
             spawned = Some(cluster);
             Some(RemoveOnDrop(dir))
         }
         None => None,
     };
     let options = BenchOptions {
-        endpoints,
         clients: args.clients.max(1),
         duration: Duration::from_secs(args.duration.max(1)),
         warmup: Duration::from_secs(args.warmup),
@@ -438,9 +451,20 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
         target: args.target,
         sessions: args.sessions,
         credentials,
+        key_prefix: args.prefix.clone().unwrap_or_else(bench::run_prefix),
+        keep: args.keep,
+        server_pids: if !args.pids.is_empty() {
+            args.pids.clone()
+        } else if !spawned_pids.is_empty() {
+            spawned_pids
+        } else {
+            raft_kv::server::cpu::find_local_nodes(&endpoints)
+        },
+        endpoints,
     };
     let quiet = args.json;
-    let result = bench::run(options, move |p| print_progress(p, quiet)).await;
+    let terminal = std::io::stderr().is_terminal();
+    let result = bench::run(options, move |p| print_progress(p, quiet, terminal)).await;
     if let Some(cluster) = spawned {
         cluster.stop(Duration::from_secs(10)).await;
     }
@@ -453,18 +477,25 @@ async fn run_bench(args: BenchArgs) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn print_progress(p: Progress, quiet: bool) {
+/// One progress line a second: rewritten in place on a terminal, one line each otherwise
+/// (so a log file or a CI transcript gets clean lines, not `\r`-joined ones).
+fn print_progress(p: Progress, quiet: bool, terminal: bool) {
     if quiet {
         return;
     }
     let phase = if p.warming_up { "warmup" } else { "run" };
-    eprint!(
-        "\r[{phase} {:>4.0}s] {:>9.0} ops/s   {:>10} ops   {:>6} errors   ",
+    let line = format!(
+        "[{phase} {:>4.0}s] {:>9.0} ops/s   {:>10} ops   {:>6} errors",
         p.elapsed.as_secs_f64(),
         p.ops_per_sec,
         p.ops,
         p.errors
     );
+    if terminal {
+        eprint!("\r{line}   ");
+    } else {
+        eprintln!("{line}");
+    }
     let _ = std::io::stderr().flush();
 }
 
@@ -483,6 +514,20 @@ fn print_report(r: &BenchReport) {
     );
     if let Some(error) = &r.first_error {
         println!("first error: {error}");
+    }
+    let per_op = |us: Option<f64>| us.map_or("n/a".to_string(), |us| format!("{us:.1} us"));
+    println!(
+        "cpu per op: {} on {} local server processes, {} in this client",
+        per_op(r.server_cpu_us_per_op),
+        r.server_processes,
+        per_op(r.client_cpu_us_per_op)
+    );
+    match r.keys_removed {
+        Some(n) => println!(
+            "removed {n} keys under {} (--keep keeps them)",
+            r.key_prefix
+        ),
+        None => println!("kept the keys under {}", r.key_prefix),
     }
 }
 
