@@ -34,28 +34,32 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Hosting your own state machine
+//!
+//! This crate is the one dependency you need: it re-exports the [`StateMachine`] trait,
+//! the core [`Config`], an in-memory [`MemStorage`], the [`Transport`] trait and (with the
+//! default `tcp` feature) [`TcpTransport`] and the in-process [`ChannelNetwork`]. Implement
+//! [`StateMachine`], pick a storage (`raft-storage-file` on disk, [`MemStorage`] for tests)
+//! and a transport, and call [`RaftNode::start`].
+//!
 //! ## How it runs
 //!
-//! * **Driver** (one tokio task per node, in the manner of quinn's `ConnectionDriver`): on
-//!   each wake-up it takes a batch of inputs (peer messages, client requests, disk and apply
-//!   reports, due ticks), feeds them to the core, drains the core's actions *once* and
-//!   dispatches them per lane. Ticks come from the clock (see [`RuntimeConfig`]), so a late
-//!   wake-up still counts every elapsed tick.
-//! * **Disk lane** (a dedicated thread): group commit. It takes every queued
-//!   `Persist` / `WriteSnapshotChunk` / `CompactLog`, applies them in order, issues one
-//!   `sync`, and reports the highest write token. A failed sync or any storage error stops
-//!   the node with [`Error::Stopped`] (a sync is never retried).
-//! * **Network**: messages go to the transport at once, in parallel with the disk write
-//!   (the core never emits a message that depends on an unfinished write). Snapshot chunks
-//!   for lagging peers are read on the blocking pool through per-peer cursors.
-//! * **Apply lane** (a dedicated thread owning the state machine): applies committed
-//!   entries in order, restores from snapshots installed from the leader, serves queries once
-//!   applied >= the read index, and takes the state machine's cheap point-in-time view
-//!   every N entries or M bytes ([`SnapshotPolicy`]); the view is written on the blocking
-//!   pool and the log compacted, so neither append nor apply waits for a snapshot.
+//! Every rule of the host contract (group commit, `sync_required`, apply order, the join of
+//! outcomes with apply results, reads after apply, snapshots, the address book, ticks) is
+//! carried out by the IO-free [`raft_host::Engine`], the same engine the simulator runs.
+//! This crate only wires it to tokio:
 //!
-//! Commands are encoded with postcard. A committed command that does not decode is skipped
-//! on every replica and its client gets [`Error::InvalidCommand`]; the cluster continues.
+//! * **Driver** (one tokio task per node, in the manner of quinn's `ConnectionDriver`): on
+//!   each wake-up it takes a batch of inputs (peer messages, client requests, lane
+//!   completions), tells the engine the time, drains every engine output once and hands
+//!   each to its lane, then sleeps until the engine's next deadline.
+//! * **Disk lane** (a dedicated thread): runs the engine's disk work (one group of writes
+//!   and at most one sync) on the storage. A failed write or sync stops the node with
+//!   [`Error::Stopped`] (a sync is never retried).
+//! * **Network**: messages go to the transport at once, in parallel with the disk write.
+//!   Snapshot saves and snapshot chunks for lagging peers run on the blocking pool.
+//! * **Apply lane** (a dedicated thread owning the state machine): runs the engine's apply
+//!   work: committed entries in order, restores, queries, snapshot views.
 //!
 //! ## Client calls
 //!
@@ -80,24 +84,29 @@
 //! and addresses are saved as a snapshot at index 0 on first start ([`Init::Bootstrap`]).
 #![forbid(unsafe_code)]
 
-mod apply;
-mod clock;
 mod config;
-mod disk;
 mod driver;
-mod envelope;
 mod error;
 mod event;
+mod lanes;
 mod metrics;
 mod node;
-mod pending;
-mod snapshot;
 mod status;
 
 pub use config::{RuntimeConfig, RuntimeConfigError, SnapshotPolicy};
-pub use driver::Consistency;
-pub use envelope::{AddressBook, PeerInfo};
 pub use error::{Error, StartError};
 pub use metrics::{LatencySummary, Metrics};
-pub use node::{Init, RaftNode};
+pub use node::RaftNode;
+pub use raft_host::{AddressBook, Consistency, Init, PeerInfo};
 pub use status::{Lifecycle, NodeStatus};
+
+// What an embedder needs to host a state machine of its own, from this one crate.
+pub use raft_core::conformance::MemStorage;
+pub use raft_core::{Config, StateMachine, Storage};
+pub use raft_transport::{PeerError, Transport, TransportMetrics};
+#[cfg(feature = "tcp")]
+pub use raft_transport_tcp::{ChannelNetwork, ChannelTransport, TcpConfig, TcpTransport};
+
+// The crates underneath, for everything else (the core's types, the engine itself).
+pub use raft_core;
+pub use raft_host;
