@@ -1,10 +1,10 @@
 //! The disk lane: the core's writes, grouped into one [`DiskWork`] at a time (group commit).
 //!
 //! The engine queues every `Persist`, `WriteSnapshotChunk` and `CompactLog` the core asks
-//! for. While one work item is out with the driver, new writes wait; the next
-//! [`crate::Engine::poll_disk`] hands all of them out as one item, applied in order and
-//! covered by ONE `sync`. Under load the queue fills while a sync runs, so one sync covers
-//! many batches; a lone client pays one sync per write.
+//! for. [`crate::Engine::poll_disk`] hands out everything queued as one item, applied in
+//! order and covered by ONE `sync`. At most [`DISK_WORKS_IN_FLIGHT_MAX`] items are out at
+//! once; while they are, new writes wait in the engine, so under load the queue fills while
+//! a sync runs and one sync covers many batches; a lone client pays one sync per write.
 //!
 //! A persist batch the core marks as not needing a sync (`PersistBatch::sync_required`
 //! false: it only raises the commit index) is written but does not by itself cost a sync;
@@ -17,6 +17,12 @@
 use std::io::Write;
 
 use raft_core::{Index, PersistBatch, SnapshotChunkWrite, SnapshotMeta, Storage, WriteToken};
+
+/// Disk work items out with the driver at once. Two, not one: the driver runs them in
+/// order, so the second starts the moment the first's sync returns, without waiting for
+/// the driver to report the first and fetch the next (a hop that costs a scheduler wake-up
+/// on a loaded machine). More would only split the group that the next sync covers.
+pub const DISK_WORKS_IN_FLIGHT_MAX: usize = 2;
 
 /// One queued write.
 #[derive(Debug)]
@@ -37,6 +43,8 @@ pub(crate) type ChunkWriter<S> = Option<(SnapshotMeta, <S as Storage>::SnapshotW
 pub struct DiskWork<S: Storage> {
     pub(crate) seq: u64,
     pub(crate) ops: Vec<DiskOp>,
+    /// True if it holds the writer of the snapshot being received (it writes chunks).
+    pub(crate) carries_writer: bool,
     pub(crate) chunk_writer: ChunkWriter<S>,
 }
 
@@ -46,6 +54,7 @@ pub struct DiskDone<S: Storage> {
     pub(crate) seq: u64,
     pub(crate) result: Result<Option<WriteToken>, String>,
     pub(crate) synced: bool,
+    pub(crate) carries_writer: bool,
     pub(crate) chunk_writer: ChunkWriter<S>,
 }
 
@@ -67,6 +76,11 @@ impl<S: Storage> std::fmt::Debug for DiskDone<S> {
             .field("synced", &self.synced)
             .finish()
     }
+}
+
+/// True if `ops` write snapshot chunks (and so need the snapshot writer).
+pub(crate) fn writes_chunks(ops: &[DiskOp]) -> bool {
+    ops.iter().any(|op| matches!(op, DiskOp::Chunk(_)))
 }
 
 impl<S: Storage> DiskWork<S> {
@@ -94,6 +108,7 @@ impl<S: Storage> DiskWork<S> {
             seq: self.seq,
             result,
             synced,
+            carries_writer: self.carries_writer,
             chunk_writer: self.chunk_writer,
         }
     }

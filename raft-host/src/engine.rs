@@ -92,7 +92,11 @@ pub struct EngineMetrics {
 /// The disk lane's queue: writes wait here while one work item is out.
 pub(crate) struct DiskQueue<S: Storage> {
     pub(crate) ops: Vec<DiskOp>,
-    pub(crate) in_flight: Option<u64>,
+    /// Work out with the driver, oldest first; completions must come in this order.
+    pub(crate) in_flight: VecDeque<u64>,
+    /// True while an item out holds the snapshot writer (then no other item may write
+    /// chunks until it is back).
+    pub(crate) writer_out: bool,
     pub(crate) next_seq: u64,
     pub(crate) chunk_writer: ChunkWriter<S>,
 }
@@ -181,7 +185,8 @@ where
             pending: Pending::new(applied),
             disk: DiskQueue {
                 ops: Vec::new(),
-                in_flight: None,
+                in_flight: VecDeque::new(),
+                writer_out: false,
                 next_seq: 1,
                 chunk_writer: None,
             },
@@ -246,7 +251,7 @@ where
 
     /// True while disk, apply or snapshot work is out with the driver.
     pub fn has_work_in_flight(&self) -> bool {
-        self.disk.in_flight.is_some()
+        !self.disk.in_flight.is_empty()
             || self.apply.in_flight.is_some()
             || !self.snapshots.in_flight.is_empty()
     }
@@ -486,5 +491,5 @@ where
     }
 }
 
-/// What a reply is for, when a driver needs to tell.
+/// One answer out of [`Engine::poll_reply`]: the request it answers and its outcome.
 pub type Answer<M> = (RequestId, Result<Reply<M>, Error>);

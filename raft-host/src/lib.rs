@@ -49,10 +49,10 @@
 //! reported at any later time (a simulator may crash the node between `run` and the
 //! report: the work then counts as never done, which is what a crash means).
 //!
-//! **What must be durable before what.** The engine hands out at most one disk work at a
-//! time and reports a write's token to the core only after `run` returned, that is after
-//! the sync that covers it; everything queued meanwhile goes into the next work (group
-//! commit). A batch that only raises the commit index (`PersistBatch::sync_required`
+//! **What must be durable before what.** Run disk work in the order it was handed out.
+//! The engine reports a write's token to the core only after `run` returned, that is after
+//! the sync that covers it; with [`DISK_WORKS_IN_FLIGHT_MAX`] items out, everything queued
+//! meanwhile goes into the next one (group commit). A batch that only raises the commit index (`PersistBatch::sync_required`
 //! false) costs no sync of its own. The core never asks to send a message that depends on
 //! an unfinished write (a vote, an acknowledgement), so messages go out in parallel with
 //! the disk, and a leader counts itself toward commit only once its own write is durable.
@@ -162,7 +162,7 @@ use std::sync::{Mutex, MutexGuard};
 pub use apply::{Applied, ApplyWork};
 pub use book::PeerChange;
 pub use config::{EngineConfig, EngineConfigError, SnapshotPolicy};
-pub use disk::{DiskDone, DiskWork};
+pub use disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskWork};
 pub use engine::{Answer, Consistency, Engine, EngineMetrics, Proposal};
 pub use envelope::{AddressBook, PeerInfo};
 pub use error::{Error, RestoreError};

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::apply::{Applied, AppliedEvent, ApplyStep, ApplyWork, EntryOutcome};
 use crate::book::PeerChange;
-use crate::disk::{DiskDone, DiskOp, DiskWork};
+use crate::disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskOp, DiskWork, writes_chunks};
 use crate::engine::{Answer, Engine};
 use crate::pending::{EntryResult, Reply};
 use crate::snapshot::{DoneKind, SnapshotDone, SnapshotWork, WorkKind};
@@ -20,24 +20,36 @@ where
 {
     // ----- outputs -----
 
-    /// The next disk work: every write queued since the last one, to run in order with one
-    /// sync. `None` while the previous one is out (that is what makes the group) or when
-    /// nothing is queued.
+    /// The next disk work: every write queued since the last one, to run after the work
+    /// already out, in order, with one sync. `None` when nothing is queued or while
+    /// [`crate::DISK_WORKS_IN_FLIGHT_MAX`] items are out (that is what makes the group).
     #[must_use]
     pub fn poll_disk(&mut self) -> Option<DiskWork<S>> {
         self.pump_if_dirty();
-        if self.disk.in_flight.is_some() || self.disk.ops.is_empty() || self.fatal.is_some() {
+        let full = self.disk.in_flight.len() >= DISK_WORKS_IN_FLIGHT_MAX;
+        if full || self.disk.ops.is_empty() || self.fatal.is_some() {
+            return None;
+        }
+        let carries_writer = writes_chunks(&self.disk.ops);
+        if carries_writer && self.disk.writer_out {
             return None;
         }
         let seq = self.disk.next_seq;
         self.disk.next_seq += 1;
-        self.disk.in_flight = Some(seq);
+        self.disk.in_flight.push_back(seq);
         let ops = std::mem::take(&mut self.disk.ops);
         self.metrics.disk_ops += ops.len() as u64;
+        let chunk_writer = if carries_writer {
+            self.disk.writer_out = true;
+            self.disk.chunk_writer.take()
+        } else {
+            None
+        };
         Some(DiskWork {
             seq,
             ops,
-            chunk_writer: self.disk.chunk_writer.take(),
+            carries_writer,
+            chunk_writer,
         })
     }
 
@@ -100,7 +112,7 @@ where
     fn misuse(what: &str, seq: u64, expected: Option<u64>) -> ! {
         match expected {
             Some(out) => panic!(
-                "engine misuse: {what} for work #{seq}, but the work handed out is #{out} \
+                "engine misuse: {what} for work #{seq}, but the oldest work out is #{out} \
                  (completions must be reported once each, in order)"
             ),
             None => panic!(
@@ -113,14 +125,18 @@ where
     /// Reports that a [`DiskWork`] ran (or failed: the node then stops).
     ///
     /// # Panics
-    /// If `done` is not the completion of the disk work this engine handed out last and has
-    /// not yet been told about (reported twice, out of order, or from another engine).
+    /// If `done` is not the completion of the oldest disk work this engine handed out and
+    /// has not yet been told about (reported twice, out of order, or from another engine).
     pub fn handle_disk_done(&mut self, done: DiskDone<S>) {
-        if self.disk.in_flight != Some(done.seq) {
-            Self::misuse("handle_disk_done", done.seq, self.disk.in_flight);
+        let oldest = self.disk.in_flight.front().copied();
+        if oldest != Some(done.seq) {
+            Self::misuse("handle_disk_done", done.seq, oldest);
         }
-        self.disk.in_flight = None;
-        self.disk.chunk_writer = done.chunk_writer;
+        self.disk.in_flight.pop_front();
+        if done.carries_writer {
+            self.disk.chunk_writer = done.chunk_writer;
+            self.disk.writer_out = false;
+        }
         self.metrics.disk_works += 1;
         self.metrics.disk_syncs += u64::from(done.synced);
         match done.result {

@@ -91,29 +91,36 @@ fn single_node() -> Cluster {
     cluster
 }
 
-/// Goal: writes queued while a disk work is out go out together as the next work, with
-/// exactly one sync. Method: hold the first work, propose more, check nothing else is
-/// handed out, then count syncs.
+/// Goal: writes queued while disk work is out go out together as the next work, with
+/// exactly one sync. Method: hold the works handed out (as many as may be out), propose
+/// more, check nothing else is handed out, then count syncs.
 #[test]
 fn group_commit_syncs_once_per_batch() {
     let mut cluster = single_node();
     let host: &mut Host = cluster.host(1);
-    host.engine
-        .handle_propose(Proposal::command(&1u64).unwrap());
-    let first = host.engine.poll_disk().expect("the first write");
-    assert!(first.needs_sync());
-    for value in 2..=20u64 {
+    let mut out = Vec::new();
+    let mut value = 0u64;
+    while out.len() < raft_host::DISK_WORKS_IN_FLIGHT_MAX {
+        value += 1;
+        host.engine
+            .handle_propose(Proposal::command(&value).unwrap());
+        out.push(host.engine.poll_disk().expect("a write"));
+    }
+    for value in value + 1..=20 {
         host.engine
             .handle_propose(Proposal::command(&value).unwrap());
         assert!(
             host.engine.poll_disk().is_none(),
-            "a second disk work while one is out"
+            "more disk work out than allowed"
         );
     }
-    let done = first.run(&mut host.storage.lock().unwrap());
-    host.engine.handle_disk_done(done);
+    for work in out {
+        let done = work.run(&mut host.storage.lock().unwrap());
+        host.engine.handle_disk_done(done);
+    }
     let group = host.engine.poll_disk().expect("the grouped writes");
     assert!(group.needs_sync());
+    assert!(group.op_count() >= 10, "{group:?}");
     let before = host.syncs();
     let done = group.run(&mut host.storage.lock().unwrap());
     assert!(done.synced());
@@ -185,7 +192,7 @@ fn completion_never_handed_out_panics() {
 /// Goal: a completion reported out of order (not the work that is out) panics.
 #[test]
 #[should_panic(
-    expected = "engine misuse: handle_disk_done for work #2, but the work handed out is #1"
+    expected = "engine misuse: handle_disk_done for work #2, but the oldest work out is #1"
 )]
 fn completion_out_of_order_panics() {
     let (mut one, storage) = lone_engine();

@@ -40,7 +40,62 @@
 //! the core [`Config`], an in-memory [`MemStorage`], the [`Transport`] trait and (with the
 //! default `tcp` feature) [`TcpTransport`] and the in-process [`ChannelNetwork`]. Implement
 //! [`StateMachine`], pick a storage (`raft-storage-file` on disk, [`MemStorage`] for tests)
-//! and a transport, and call [`RaftNode::start`].
+//! and a transport, and call [`RaftNode::start`]:
+//!
+//! ```
+//! use raft_runtime::{
+//!     AddressBook, ChannelNetwork, Config, Consistency, Init, MemStorage, PeerInfo, RaftNode,
+//!     RuntimeConfig, StateMachine,
+//! };
+//!
+//! /// A counter: commands add to it, queries read it.
+//! struct Counter(u64);
+//!
+//! impl StateMachine for Counter {
+//!     type Command = u64;
+//!     type Response = u64;
+//!     type Query = ();
+//!     type QueryResponse = u64;
+//!     type Snapshot = u64;
+//!     fn apply(&mut self, _index: u64, add: u64) -> u64 {
+//!         self.0 += add;
+//!         self.0
+//!     }
+//!     fn query(&self, _: &()) -> u64 {
+//!         self.0
+//!     }
+//!     fn snapshot(&self) -> u64 {
+//!         self.0
+//!     }
+//!     fn write_snapshot(view: u64, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+//!         out.write_all(&view.to_le_bytes())
+//!     }
+//!     fn restore(&mut self, input: &mut dyn std::io::Read) -> std::io::Result<()> {
+//!         let mut bytes = [0; 8];
+//!         input.read_exact(&mut bytes)?;
+//!         self.0 = u64::from_le_bytes(bytes);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let network = ChannelNetwork::new();
+//! let members = AddressBook::from([(1, PeerInfo::new(()))]);
+//! let node = RaftNode::start(
+//!     RuntimeConfig::new(Config::new(1, 42)),
+//!     Init::Bootstrap { members },
+//!     MemStorage::new(),
+//!     network.endpoint(1),
+//!     Counter(0),
+//! )
+//! .await?;
+//! node.wait_for(std::time::Duration::from_secs(10), |s| s.is_leader()).await?;
+//! assert_eq!(node.propose(5).await?, 5);
+//! assert_eq!(node.read((), Consistency::Linearizable).await?, 5);
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
 //!
 //! ## How it runs
 //!
