@@ -22,6 +22,12 @@ use serde::de::DeserializeOwned;
 use crate::envelope::{self, AddressBook, LogRecord, PeerInfo};
 use crate::pending::RequestId;
 
+/// Apply work items out with the driver at once. Two, so the apply thread starts the next
+/// batch the moment it finishes one, without a round trip through the driver; a work item
+/// holding a restore is never followed by another until it is back (the next one's view of
+/// what the state machine has applied would be stale).
+pub const APPLY_WORKS_IN_FLIGHT_MAX: usize = 2;
+
 /// What applying one committed command produced.
 #[derive(Debug)]
 pub(crate) enum EntryOutcome<R, A> {
@@ -107,6 +113,15 @@ impl<M: StateMachine, A> std::fmt::Debug for Applied<M, A> {
             .field("applied", &self.applied)
             .field("error", &self.error)
             .finish()
+    }
+}
+
+impl<M: StateMachine, A> ApplyWork<M, A> {
+    /// True if a step replaces the state from a snapshot.
+    pub(crate) fn restores(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| matches!(step, ApplyStep::Restore(_)))
     }
 }
 

@@ -2,9 +2,9 @@
 //!
 //! The engine queues every `Persist`, `WriteSnapshotChunk` and `CompactLog` the core asks
 //! for. [`crate::Engine::poll_disk`] hands out everything queued as one item, applied in
-//! order and covered by ONE `sync`. At most [`DISK_WORKS_IN_FLIGHT_MAX`] items are out at
-//! once; while they are, new writes wait in the engine, so under load the queue fills while
-//! a sync runs and one sync covers many batches; a lone client pays one sync per write.
+//! order and covered by ONE `sync`. While an item that syncs is out, new writes wait in the
+//! engine (see [`DISK_WORKS_IN_FLIGHT_MAX`]), so under load the queue fills while a sync
+//! runs and one sync covers many batches; a lone client pays one sync per write.
 //!
 //! A persist batch the core marks as not needing a sync (`PersistBatch::sync_required`
 //! false: it only raises the commit index) is written but does not by itself cost a sync;
@@ -18,10 +18,12 @@ use std::io::Write;
 
 use raft_core::{Index, PersistBatch, SnapshotChunkWrite, SnapshotMeta, Storage, WriteToken};
 
-/// Disk work items out with the driver at once. Two, not one: the driver runs them in
-/// order, so the second starts the moment the first's sync returns, without waiting for
-/// the driver to report the first and fetch the next (a hop that costs a scheduler wake-up
-/// on a loaded machine). More would only split the group that the next sync covers.
+/// Disk work items out with the driver at once. A second item goes out only while the one
+/// out needs no sync (it only raises the commit index): then the next write starts the
+/// moment that cheap write is done, without a round trip through the driver. Behind an
+/// item that syncs, writes wait in the engine, so the next sync covers all of them: that
+/// is the group commit (measured: letting a second item follow a syncing one halved the
+/// writes per fsync at 16 and 64 clients).
 pub const DISK_WORKS_IN_FLIGHT_MAX: usize = 2;
 
 /// One queued write.

@@ -92,8 +92,9 @@ pub struct EngineMetrics {
 /// The disk lane's queue: writes wait here while one work item is out.
 pub(crate) struct DiskQueue<S: Storage> {
     pub(crate) ops: Vec<DiskOp>,
-    /// Work out with the driver, oldest first; completions must come in this order.
-    pub(crate) in_flight: VecDeque<u64>,
+    /// Work out with the driver, oldest first, and whether it syncs; completions must come
+    /// in this order.
+    pub(crate) in_flight: VecDeque<(u64, bool)>,
     /// True while an item out holds the snapshot writer (then no other item may write
     /// chunks until it is back).
     pub(crate) writer_out: bool,
@@ -104,7 +105,8 @@ pub(crate) struct DiskQueue<S: Storage> {
 /// The apply lane's queue and what the engine knows of the state machine.
 pub(crate) struct ApplyQueue<M: StateMachine> {
     pub(crate) steps: Vec<ApplyStep<M>>,
-    pub(crate) in_flight: Option<u64>,
+    /// Work out with the driver, oldest first, and whether it restores a snapshot.
+    pub(crate) in_flight: VecDeque<(u64, bool)>,
     pub(crate) next_seq: u64,
     /// Highest index handed to the apply queue (by entries or a restore).
     pub(crate) queued_index: Index,
@@ -192,7 +194,7 @@ where
             },
             apply: ApplyQueue {
                 steps: Vec::new(),
-                in_flight: None,
+                in_flight: VecDeque::new(),
                 next_seq: 1,
                 queued_index: snapshot.index,
                 applied: snapshot.index,
@@ -252,7 +254,7 @@ where
     /// True while disk, apply or snapshot work is out with the driver.
     pub fn has_work_in_flight(&self) -> bool {
         !self.disk.in_flight.is_empty()
-            || self.apply.in_flight.is_some()
+            || !self.apply.in_flight.is_empty()
             || !self.snapshots.in_flight.is_empty()
     }
 

@@ -37,7 +37,7 @@
 //! | output | what to do |
 //! |---|---|
 //! | [`Engine::poll_disk`] → [`DiskWork`] | [`DiskWork::run`] on the storage, in order, then [`Engine::handle_disk_done`] |
-//! | [`Engine::poll_apply`] → [`ApplyWork`] | [`ApplyWork::run`] on the state machine, then [`Engine::handle_applied`] |
+//! | [`Engine::poll_apply`] → [`ApplyWork`] | [`ApplyWork::run`] on the state machine, in order, then [`Engine::handle_applied`] |
 //! | [`Engine::poll_snapshot`] → [`SnapshotWork`] | [`SnapshotWork::run`] (beside the lanes), then [`Engine::handle_snapshot_done`] |
 //! | [`Engine::poll_transmit`] → `Message` | send it at once; losing it is harmless |
 //! | [`Engine::poll_reply`] → answer | give it to the client that holds the [`RequestId`] |
@@ -51,8 +51,8 @@
 //!
 //! **What must be durable before what.** Run disk work in the order it was handed out.
 //! The engine reports a write's token to the core only after `run` returned, that is after
-//! the sync that covers it; with [`DISK_WORKS_IN_FLIGHT_MAX`] items out, everything queued
-//! meanwhile goes into the next one (group commit). A batch that only raises the commit index (`PersistBatch::sync_required`
+//! the sync that covers it; while a work that syncs is out, everything queued meanwhile
+//! goes into the next one (group commit; see [`DISK_WORKS_IN_FLIGHT_MAX`]). A batch that only raises the commit index (`PersistBatch::sync_required`
 //! false) costs no sync of its own. The core never asks to send a message that depends on
 //! an unfinished write (a vote, an acknowledgement), so messages go out in parallel with
 //! the disk, and a leader counts itself toward commit only once its own write is durable.
@@ -159,7 +159,7 @@ mod start;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use apply::{Applied, ApplyWork};
+pub use apply::{APPLY_WORKS_IN_FLIGHT_MAX, Applied, ApplyWork};
 pub use book::PeerChange;
 pub use config::{EngineConfig, EngineConfigError, SnapshotPolicy};
 pub use disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskWork};

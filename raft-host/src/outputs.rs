@@ -5,7 +5,9 @@ use raft_core::{Action, Entry, Message, Role, StateMachine, Storage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::apply::{Applied, AppliedEvent, ApplyStep, ApplyWork, EntryOutcome};
+use crate::apply::{
+    APPLY_WORKS_IN_FLIGHT_MAX, Applied, AppliedEvent, ApplyStep, ApplyWork, EntryOutcome,
+};
 use crate::book::PeerChange;
 use crate::disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskOp, DiskWork, writes_chunks};
 use crate::engine::{Answer, Engine};
@@ -21,13 +23,16 @@ where
     // ----- outputs -----
 
     /// The next disk work: every write queued since the last one, to run after the work
-    /// already out, in order, with one sync. `None` when nothing is queued or while
-    /// [`crate::DISK_WORKS_IN_FLIGHT_MAX`] items are out (that is what makes the group).
+    /// already out, in order, with one sync. `None` when nothing is queued, while a work
+    /// that syncs is out (that is what makes the group), or while
+    /// [`crate::DISK_WORKS_IN_FLIGHT_MAX`] items are out.
     #[must_use]
     pub fn poll_disk(&mut self) -> Option<DiskWork<S>> {
         self.pump_if_dirty();
-        let full = self.disk.in_flight.len() >= DISK_WORKS_IN_FLIGHT_MAX;
-        if full || self.disk.ops.is_empty() || self.fatal.is_some() {
+        let in_flight = &self.disk.in_flight;
+        let blocked = in_flight.len() >= DISK_WORKS_IN_FLIGHT_MAX
+            || in_flight.iter().any(|(_, syncs)| *syncs);
+        if blocked || self.disk.ops.is_empty() || self.fatal.is_some() {
             return None;
         }
         let carries_writer = writes_chunks(&self.disk.ops);
@@ -36,7 +41,6 @@ where
         }
         let seq = self.disk.next_seq;
         self.disk.next_seq += 1;
-        self.disk.in_flight.push_back(seq);
         let ops = std::mem::take(&mut self.disk.ops);
         self.metrics.disk_ops += ops.len() as u64;
         let chunk_writer = if carries_writer {
@@ -45,31 +49,38 @@ where
         } else {
             None
         };
-        Some(DiskWork {
+        let work = DiskWork {
             seq,
             ops,
             carries_writer,
             chunk_writer,
-        })
+        };
+        self.disk.in_flight.push_back((seq, work.needs_sync()));
+        Some(work)
     }
 
-    /// The next apply work: every step queued since the last one. `None` while the previous
-    /// one is out or when nothing is queued.
+    /// The next apply work: every step queued since the last one, to run after the work
+    /// already out. `None` when nothing is queued or while
+    /// [`crate::APPLY_WORKS_IN_FLIGHT_MAX`] items (or one that restores a snapshot) are out.
     #[must_use]
     pub fn poll_apply(&mut self) -> Option<ApplyWork<M, A>> {
         self.pump_if_dirty();
-        if self.apply.in_flight.is_some() || self.apply.steps.is_empty() || self.fatal.is_some() {
+        let in_flight = &self.apply.in_flight;
+        let blocked = in_flight.len() >= APPLY_WORKS_IN_FLIGHT_MAX
+            || in_flight.iter().any(|(_, restores)| *restores);
+        if blocked || self.apply.steps.is_empty() || self.fatal.is_some() {
             return None;
         }
         let seq = self.apply.next_seq;
         self.apply.next_seq += 1;
-        self.apply.in_flight = Some(seq);
-        Some(ApplyWork {
+        let work = ApplyWork {
             seq,
             applied: self.apply.applied,
             steps: std::mem::take(&mut self.apply.steps),
             _address: std::marker::PhantomData,
-        })
+        };
+        self.apply.in_flight.push_back((seq, work.restores()));
+        Some(work)
     }
 
     /// The next snapshot work (a save of our own, or a chunk to read for a lagging peer).
@@ -128,7 +139,7 @@ where
     /// If `done` is not the completion of the oldest disk work this engine handed out and
     /// has not yet been told about (reported twice, out of order, or from another engine).
     pub fn handle_disk_done(&mut self, done: DiskDone<S>) {
-        let oldest = self.disk.in_flight.front().copied();
+        let oldest = self.disk.in_flight.front().map(|(seq, _)| *seq);
         if oldest != Some(done.seq) {
             Self::misuse("handle_disk_done", done.seq, oldest);
         }
@@ -151,13 +162,14 @@ where
     /// stops).
     ///
     /// # Panics
-    /// If `done` is not the completion of the apply work this engine handed out last and
-    /// has not yet been told about.
+    /// If `done` is not the completion of the oldest apply work this engine handed out and
+    /// has not yet been told about (reported twice, out of order, or from another engine).
     pub fn handle_applied(&mut self, done: Applied<M, A>) {
-        if self.apply.in_flight != Some(done.seq) {
-            Self::misuse("handle_applied", done.seq, self.apply.in_flight);
+        let oldest = self.apply.in_flight.front().map(|(seq, _)| *seq);
+        if oldest != Some(done.seq) {
+            Self::misuse("handle_applied", done.seq, oldest);
         }
-        self.apply.in_flight = None;
+        self.apply.in_flight.pop_front();
         self.metrics.entries_applied += done.entry_count;
         for event in done.events {
             self.on_applied_event(event);

@@ -91,41 +91,61 @@ fn single_node() -> Cluster {
     cluster
 }
 
-/// Goal: writes queued while disk work is out go out together as the next work, with
-/// exactly one sync. Method: hold the works handed out (as many as may be out), propose
-/// more, check nothing else is handed out, then count syncs.
+/// Goal: writes queued while a syncing disk work is out go out together as the next work,
+/// with exactly one sync. Method: hold the first write, propose more, check nothing else is
+/// handed out, then count syncs.
 #[test]
 fn group_commit_syncs_once_per_batch() {
     let mut cluster = single_node();
     let host: &mut Host = cluster.host(1);
-    let mut out = Vec::new();
-    let mut value = 0u64;
-    while out.len() < raft_host::DISK_WORKS_IN_FLIGHT_MAX {
-        value += 1;
-        host.engine
-            .handle_propose(Proposal::command(&value).unwrap());
-        out.push(host.engine.poll_disk().expect("a write"));
-    }
-    for value in value + 1..=20 {
+    host.engine
+        .handle_propose(Proposal::command(&1u64).unwrap());
+    let first = host.engine.poll_disk().expect("the first write");
+    assert!(first.needs_sync());
+    for value in 2..=20u64 {
         host.engine
             .handle_propose(Proposal::command(&value).unwrap());
         assert!(
             host.engine.poll_disk().is_none(),
-            "more disk work out than allowed"
+            "a second disk work while a syncing one is out"
         );
     }
-    for work in out {
-        let done = work.run(&mut host.storage.lock().unwrap());
-        host.engine.handle_disk_done(done);
-    }
+    let done = first.run(&mut host.storage.lock().unwrap());
+    host.engine.handle_disk_done(done);
     let group = host.engine.poll_disk().expect("the grouped writes");
     assert!(group.needs_sync());
-    assert!(group.op_count() >= 10, "{group:?}");
+    assert!(group.op_count() >= 19, "{group:?}");
     let before = host.syncs();
     let done = group.run(&mut host.storage.lock().unwrap());
     assert!(done.synced());
     host.engine.handle_disk_done(done);
     assert_eq!(host.syncs(), before + 1, "one sync for the whole group");
+}
+
+/// Goal: a write does not wait behind a commit-index-only write (which needs no sync): it
+/// goes out at once. Method: hold the commit-only work, propose, poll.
+#[test]
+fn write_goes_out_behind_a_commit_only_write() {
+    let mut cluster = single_node();
+    let host = cluster.host(1);
+    host.engine
+        .handle_propose(Proposal::command(&1u64).unwrap());
+    let write = host.engine.poll_disk().unwrap();
+    let done = write.run(&mut host.storage.lock().unwrap());
+    host.engine.handle_disk_done(done);
+    let commit = host.engine.poll_disk().expect("the commit index write");
+    assert!(!commit.needs_sync());
+    host.engine
+        .handle_propose(Proposal::command(&2u64).unwrap());
+    let next = host
+        .engine
+        .poll_disk()
+        .expect("the next write, behind the commit-only one");
+    assert!(next.needs_sync());
+    for work in [commit, next] {
+        let done = work.run(&mut host.storage.lock().unwrap());
+        host.engine.handle_disk_done(done);
+    }
 }
 
 /// Goal: a batch that only raises the commit index (sync_required false) costs no sync.
