@@ -260,3 +260,52 @@ fn lagging_node_installs_snapshot() {
     assert_eq!(lagging.sm.0, (1..=40).sum::<u64>());
     assert_eq!(lagging.sm.0, cluster.hosts[&leader].sm.0);
 }
+
+/// Goal: an address record proposed on the leader reaches every node's book. Method: set
+/// a fourth node's address, wait for the answer, read every book.
+#[test]
+fn address_record_reaches_every_book() {
+    let mut cluster = Cluster::new(3, SnapshotPolicy::disabled());
+    let leader = cluster.elect();
+    let request = cluster
+        .host(leader)
+        .engine
+        .handle_set_peer(4, PeerInfo::new(4004).with_client_url("http://four"));
+    cluster.run_until(200, |c| c.hosts[&leader].answers.contains_key(&request));
+    assert!(matches!(
+        cluster.hosts[&leader].answers[&request],
+        Ok(Reply::PeersUpdated)
+    ));
+    cluster.run_until(200, |c| {
+        c.hosts.values().all(|h| h.engine.book().contains_key(&4))
+    });
+    for host in cluster.hosts.values() {
+        assert_eq!(host.engine.book()[&4].address, 4004);
+        assert_eq!(host.engine.book().len(), 4);
+    }
+}
+
+/// Goal: a node rebuilt from its storage alone (a crash: the engine and the state machine
+/// are dropped) re-applies what was committed, so its state machine does not go back.
+/// Method: single node, three writes, then restore a fresh engine and counter from the
+/// same storage and drive it.
+#[test]
+fn restart_reapplies_committed_entries() {
+    let mut cluster = single_node();
+    for value in [3u64, 4, 5] {
+        let request = cluster
+            .host(1)
+            .engine
+            .handle_propose(Proposal::command(&value).unwrap());
+        cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&request));
+    }
+    assert_eq!(cluster.hosts[&1].sm.0, 12);
+    let now = cluster.now;
+    let host = cluster.host(1);
+    let mut counter = Counter::default();
+    let startup = raft_host::restore(1, &host.storage, &mut counter, &Init::Restart).unwrap();
+    host.engine = Engine::new(config(1, SnapshotPolicy::disabled()), startup, now).unwrap();
+    host.sm = counter;
+    host.answers.clear();
+    cluster.run_until(100, |c| c.hosts[&1].sm.0 == 12);
+}
