@@ -183,5 +183,5 @@ pub use node::{Node, Status};
 pub use progress::{PeerProgress, PeerState};
 pub use read::ReadConsistency;
 pub use state_machine::StateMachine;
-pub use storage::Storage;
+pub use storage::{MemStorage, Storage};
 pub use types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};
