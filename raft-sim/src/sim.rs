@@ -80,7 +80,9 @@ impl SimOptions {
             calm: false,
             trace: false,
             timeline: false,
-            max_events: 20_000_000,
+            // Healthy runs take 30-200 thousand events; a livelocked one would take minutes to
+            // reach a higher cap.
+            max_events: 3_000_000,
         }
     }
 }

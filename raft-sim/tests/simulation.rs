@@ -161,6 +161,27 @@ fn cli_run_exit_codes_and_trace_digest() {
     );
 }
 
+/// Goal: `raft-sim bugs` prints one row per broken variant (caught of N, first seed), and
+/// `--require` turns a variant caught too rarely into exit code 1.
+#[test]
+fn cli_bugs_prints_the_catch_table() {
+    let output = Command::new(env!("CARGO_BIN_EXE_raft-sim"))
+        .args(["bugs", "--seeds", "0..1", "--ops", "100", "--require", "2"])
+        .output()
+        .expect("run raft-sim");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    for bug in ALL_BUGS {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(bug.name()))
+            .unwrap_or_else(|| panic!("no row for {bug} in:\n{stdout}"));
+        assert!(row.contains(" of 1"), "{row}");
+    }
+    // One seed cannot catch any variant twice.
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("caught by fewer than 2 seeds"), "{stdout}");
+}
+
 /// Goal: `--trace` and `--html` write a readable log and a self-contained page.
 #[test]
 fn cli_writes_trace_and_html() {
