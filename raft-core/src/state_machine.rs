@@ -1,4 +1,10 @@
-//! The interface of a replicated state machine, shared by the runtime and the simulator.
+//! The interface of a replicated state machine.
+//!
+//! The core itself never calls it (it hands out committed entries as bytes); hosts do.
+//! The `raft-host` engine drives it for every host built on it: `raft-runtime` runs the
+//! engine's apply work on a thread that owns the state machine, and a simulator built on
+//! the engine runs the very same apply work at virtual times, so a state machine tested
+//! under simulation is driven exactly as it is in production.
 
 use std::io::{Read, Write};
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub use raft_host::SnapshotPolicy;
 use thiserror::Error;
 
 /// Configuration of one runtime node.
@@ -38,42 +39,6 @@ pub struct RuntimeConfig {
     /// Most inbound messages or client requests the driver takes per wake-up before it lets
     /// the core produce output; bounds latency of one batch while keeping batches large.
     pub batch_inputs_max: usize,
-}
-
-/// When the runtime snapshots the state machine and compacts the log. A snapshot starts
-/// when either threshold is reached since the last snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotPolicy {
-    /// Entries applied since the last snapshot; `None` disables this trigger.
-    pub every_entries: Option<u64>,
-    /// Bytes of applied entries (as counted by [`raft_core::Entry::size_bytes`]) since the
-    /// last snapshot; `None` disables this trigger.
-    pub every_bytes: Option<u64>,
-}
-
-impl Default for SnapshotPolicy {
-    fn default() -> Self {
-        SnapshotPolicy {
-            every_entries: Some(100_000),
-            every_bytes: Some(256 << 20),
-        }
-    }
-}
-
-impl SnapshotPolicy {
-    /// Never snapshot automatically (the log grows without bound; for tests).
-    pub fn disabled() -> Self {
-        SnapshotPolicy {
-            every_entries: None,
-            every_bytes: None,
-        }
-    }
-
-    /// True once enough has been applied since the last snapshot.
-    pub(crate) fn is_due(&self, entries: u64, bytes: u64) -> bool {
-        self.every_entries.is_some_and(|limit| entries >= limit)
-            || self.every_bytes.is_some_and(|limit| bytes >= limit)
-    }
 }
 
 impl RuntimeConfig {
@@ -152,18 +117,5 @@ mod tests {
             bad_core.validate(),
             Err(RuntimeConfigError::Raft(raft_core::ConfigError::ZeroId))
         );
-    }
-
-    /// Goal: either threshold triggers a snapshot; disabled never does.
-    #[test]
-    fn snapshot_policy_triggers_on_either_threshold() {
-        let policy = SnapshotPolicy {
-            every_entries: Some(10),
-            every_bytes: Some(1000),
-        };
-        assert!(!policy.is_due(9, 999));
-        assert!(policy.is_due(10, 0));
-        assert!(policy.is_due(0, 1000));
-        assert!(!SnapshotPolicy::disabled().is_due(u64::MAX, u64::MAX));
     }
 }

@@ -34,28 +34,87 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Hosting your own state machine
+//!
+//! This crate is the one dependency you need: it re-exports the [`StateMachine`] trait,
+//! the core [`Config`], an in-memory [`MemStorage`], the [`Transport`] trait and (with the
+//! default `tcp` feature) [`TcpTransport`] and the in-process [`ChannelNetwork`]. Implement
+//! [`StateMachine`], pick a storage (`raft-storage-file` on disk, [`MemStorage`] for tests)
+//! and a transport, and call [`RaftNode::start`]:
+//!
+//! ```
+//! use raft_runtime::{
+//!     AddressBook, ChannelNetwork, Config, Consistency, Init, MemStorage, PeerInfo, RaftNode,
+//!     RuntimeConfig, StateMachine,
+//! };
+//!
+//! /// A counter: commands add to it, queries read it.
+//! struct Counter(u64);
+//!
+//! impl StateMachine for Counter {
+//!     type Command = u64;
+//!     type Response = u64;
+//!     type Query = ();
+//!     type QueryResponse = u64;
+//!     type Snapshot = u64;
+//!     fn apply(&mut self, _index: u64, add: u64) -> u64 {
+//!         self.0 += add;
+//!         self.0
+//!     }
+//!     fn query(&self, _: &()) -> u64 {
+//!         self.0
+//!     }
+//!     fn snapshot(&self) -> u64 {
+//!         self.0
+//!     }
+//!     fn write_snapshot(view: u64, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+//!         out.write_all(&view.to_le_bytes())
+//!     }
+//!     fn restore(&mut self, input: &mut dyn std::io::Read) -> std::io::Result<()> {
+//!         let mut bytes = [0; 8];
+//!         input.read_exact(&mut bytes)?;
+//!         self.0 = u64::from_le_bytes(bytes);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let network = ChannelNetwork::new();
+//! let members = AddressBook::from([(1, PeerInfo::new(()))]);
+//! let node = RaftNode::start(
+//!     RuntimeConfig::new(Config::new(1, 42)),
+//!     Init::Bootstrap { members },
+//!     MemStorage::new(),
+//!     network.endpoint(1),
+//!     Counter(0),
+//! )
+//! .await?;
+//! node.wait_for(std::time::Duration::from_secs(10), |s| s.is_leader()).await?;
+//! assert_eq!(node.propose(5).await?, 5);
+//! assert_eq!(node.read((), Consistency::Linearizable).await?, 5);
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! ## How it runs
 //!
-//! * **Driver** (one tokio task per node, in the manner of quinn's `ConnectionDriver`): on
-//!   each wake-up it takes a batch of inputs (peer messages, client requests, disk and apply
-//!   reports, due ticks), feeds them to the core, drains the core's actions *once* and
-//!   dispatches them per lane. Ticks come from the clock (see [`RuntimeConfig`]), so a late
-//!   wake-up still counts every elapsed tick.
-//! * **Disk lane** (a dedicated thread): group commit. It takes every queued
-//!   `Persist` / `WriteSnapshotChunk` / `CompactLog`, applies them in order, issues one
-//!   `sync`, and reports the highest write token. A failed sync or any storage error stops
-//!   the node with [`Error::Stopped`] (a sync is never retried).
-//! * **Network**: messages go to the transport at once, in parallel with the disk write
-//!   (the core never emits a message that depends on an unfinished write). Snapshot chunks
-//!   for lagging peers are read on the blocking pool through per-peer cursors.
-//! * **Apply lane** (a dedicated thread owning the state machine): applies committed
-//!   entries in order, restores from snapshots installed from the leader, serves queries once
-//!   applied >= the read index, and takes the state machine's cheap point-in-time view
-//!   every N entries or M bytes ([`SnapshotPolicy`]); the view is written on the blocking
-//!   pool and the log compacted, so neither append nor apply waits for a snapshot.
+//! Every rule of the host contract (group commit, `sync_required`, apply order, the join of
+//! outcomes with apply results, reads after apply, snapshots, the address book, ticks) is
+//! carried out by the IO-free [`raft_host::Engine`], the same engine the simulator runs.
+//! This crate only wires it to tokio:
 //!
-//! Commands are encoded with postcard. A committed command that does not decode is skipped
-//! on every replica and its client gets [`Error::InvalidCommand`]; the cluster continues.
+//! * **Driver** (one tokio task per node, in the manner of quinn's `ConnectionDriver`): on
+//!   each wake-up it takes a batch of inputs (peer messages, client requests, lane
+//!   completions), tells the engine the time, drains every engine output once and hands
+//!   each to its lane, then sleeps until the engine's next deadline.
+//! * **Disk lane** (a dedicated thread): runs the engine's disk work (one group of writes
+//!   and at most one sync) on the storage. A failed write or sync stops the node with
+//!   [`Error::Stopped`] (a sync is never retried).
+//! * **Network**: messages go to the transport at once, in parallel with the disk write.
+//!   Snapshot saves and snapshot chunks for lagging peers run on the blocking pool.
+//! * **Apply lane** (a dedicated thread owning the state machine): runs the engine's apply
+//!   work: committed entries in order, restores, queries, snapshot views.
 //!
 //! ## Client calls
 //!
@@ -80,24 +139,29 @@
 //! and addresses are saved as a snapshot at index 0 on first start ([`Init::Bootstrap`]).
 #![forbid(unsafe_code)]
 
-mod apply;
-mod clock;
 mod config;
-mod disk;
 mod driver;
-mod envelope;
 mod error;
 mod event;
+mod lanes;
 mod metrics;
 mod node;
-mod pending;
-mod snapshot;
 mod status;
 
 pub use config::{RuntimeConfig, RuntimeConfigError, SnapshotPolicy};
-pub use driver::Consistency;
-pub use envelope::{AddressBook, PeerInfo};
 pub use error::{Error, StartError};
 pub use metrics::{LatencySummary, Metrics};
-pub use node::{Init, RaftNode};
+pub use node::RaftNode;
+pub use raft_host::{AddressBook, Consistency, Init, PeerInfo};
 pub use status::{Lifecycle, NodeStatus};
+
+// What an embedder needs to host a state machine of its own, from this one crate.
+pub use raft_core::conformance::MemStorage;
+pub use raft_core::{Config, StateMachine, Storage};
+pub use raft_transport::{PeerError, Transport, TransportMetrics};
+#[cfg(feature = "tcp")]
+pub use raft_transport_tcp::{ChannelNetwork, ChannelTransport, TcpConfig, TcpTransport};
+
+// The crates underneath, for everything else (the core's types, the engine itself).
+pub use raft_core;
+pub use raft_host;

@@ -184,6 +184,22 @@ pub(crate) struct Counters {
     pub(crate) role_changes: AtomicU64,
 }
 
+impl Counters {
+    /// Copies the engine's own counts (the lanes count disk work and syncs live, as they
+    /// happen).
+    pub(crate) fn copy_engine(&self, engine: &raft_host::EngineMetrics) {
+        let set = |counter: &AtomicU64, value: u64| counter.store(value, Ordering::Relaxed);
+        set(&self.entries_applied, engine.entries_applied);
+        set(&self.commands_invalid, engine.commands_invalid);
+        set(&self.snapshot_chunks_sent, engine.snapshot_chunks_sent);
+        set(&self.snapshots_saved, engine.snapshots_saved);
+        set(&self.snapshots_failed, engine.snapshots_failed);
+        set(&self.snapshots_restored, engine.snapshots_restored);
+        set(&self.ticks, engine.ticks);
+        set(&self.role_changes, engine.role_changes);
+    }
+}
+
 /// Adds `n` to a counter.
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);

@@ -1,53 +1,27 @@
 //! [`RaftNode`]: the handle applications use, and how a node starts.
 
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use raft_core::{
-    Membership, MembershipChange, Message, Node, NodeId, RestoredState, SnapshotMeta, StateMachine,
-    Storage,
+use raft_core::{Membership, MembershipChange, Message, NodeId, StateMachine, Storage};
+use raft_host::{
+    AddressBook, Consistency, Engine, EngineConfig, EngineConfigError, Error, Init, PeerChange,
+    PeerInfo, Proposal, RestoreError, Startup,
 };
-use raft_transport_tcp::Transport;
+use raft_transport::Transport;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::apply::{self, ApplyStart};
-use crate::config::RuntimeConfig;
-use crate::disk;
-use crate::driver::{
-    Consistency, Driver, DriverInputs, DriverShared, Lanes, Request, founding_membership,
-};
-use crate::envelope::{self, AddressBook, PeerInfo};
-use crate::error::{Error, StartError};
-use crate::event::{EntryOutcome, LaneEvent};
+use crate::config::{RuntimeConfig, RuntimeConfigError};
+use crate::driver::{Driver, DriverInputs, DriverParts, DriverShared, Request};
+use crate::error::StartError;
+use crate::lanes;
 use crate::metrics::{Counters, Metrics, add};
 use crate::status::{Lifecycle, NodeStatus};
-
-/// How a node joins its cluster on its first start. On a restart (the storage holds
-/// state) the storage wins and only the peer addresses are used.
-#[derive(Clone, Debug)]
-pub enum Init<A> {
-    /// Found a new cluster whose voters are exactly `members` (this node included), with
-    /// their addresses. Give every founding member the same map.
-    Bootstrap {
-        /// Every founding member and its address.
-        members: AddressBook<A>,
-    },
-    /// Start empty and wait to be added by the leader (see [`RaftNode::add_learner`]).
-    /// `peers` are current members' addresses, so this node accepts their connections
-    /// before the replicated address book reaches it.
-    Join {
-        /// Addresses of (some of) the current members; the leader at least.
-        peers: AddressBook<A>,
-    },
-    /// Restart from the storage alone.
-    Restart,
-}
 
 /// A running Raft node hosting state machine `M` over transport `T`. Cheap to clone; every
 /// clone drives the same node. The node shuts down on [`RaftNode::shutdown`] or when the
@@ -68,7 +42,7 @@ impl<M: StateMachine, T: Transport> Clone for RaftNode<M, T> {
 
 struct Inner<M: StateMachine, A> {
     id: NodeId,
-    requests: mpsc::Sender<Request<M>>,
+    requests: mpsc::Sender<Request<M, A>>,
     book: Arc<RwLock<AddressBook<A>>>,
     counters: Arc<Counters>,
     status: watch::Receiver<NodeStatus>,
@@ -77,13 +51,25 @@ struct Inner<M: StateMachine, A> {
     request_timeout: Duration,
 }
 
-/// What `prepare` restored from the storage.
-struct Prepared<M, S, A> {
-    storage: S,
-    state_machine: M,
-    restored: RestoredState,
-    /// The replicated address book as of the snapshot.
-    book: AddressBook<A>,
+impl From<RestoreError> for StartError {
+    fn from(error: RestoreError) -> Self {
+        match error {
+            RestoreError::Storage { operation, source } => {
+                StartError::Storage { operation, source }
+            }
+            RestoreError::Snapshot { index, reason } => StartError::Snapshot { index, reason },
+            RestoreError::BootstrapWithoutSelf(id) => StartError::BootstrapWithoutSelf(id),
+        }
+    }
+}
+
+impl From<EngineConfigError> for StartError {
+    fn from(error: EngineConfigError) -> Self {
+        StartError::Config(match error {
+            EngineConfigError::Raft(error) => RuntimeConfigError::Raft(error),
+            EngineConfigError::Zero(field) => RuntimeConfigError::Zero(field),
+        })
+    }
 }
 
 impl<M, T> RaftNode<M, T>
@@ -105,76 +91,73 @@ where
         init: Init<T::Address>,
         storage: S,
         transport: (T, mpsc::Receiver<Message>),
-        state_machine: M,
+        mut state_machine: M,
     ) -> Result<Self, StartError> {
         config.validate()?;
         let id = config.raft.id;
         let span = tracing::info_span!("raft", node = id);
-        let prepared = {
-            let init = init.clone();
-            tokio::task::spawn_blocking(move || prepare(id, storage, state_machine, &init))
-                .await
-                .map_err(|e| StartError::Snapshot {
-                    index: 0,
-                    reason: format!("restore task failed: {e}"),
-                })??
-        };
-        let Prepared {
+        let restored = tokio::task::spawn_blocking(move || {
+            let storage = Mutex::new(storage);
+            let startup = raft_host::restore(id, &storage, &mut state_machine, &init)?;
+            Ok::<_, StartError>((storage, state_machine, startup))
+        })
+        .await
+        .map_err(|e| StartError::Snapshot {
+            index: 0,
+            reason: format!("restore task failed: {e}"),
+        })??;
+        let (storage, state_machine, startup) = restored;
+        let (transport, inbound) = transport;
+        spawn_node(
+            config,
+            startup,
             storage,
             state_machine,
-            restored,
-            book,
-        } = prepared;
-        let snapshot = restored.snapshot.clone();
-        let node =
-            Node::new(config.raft.clone(), restored).map_err(|e| StartError::Config(e.into()))?;
-        let (transport, inbound) = transport;
-        let mut local_book = book.clone();
-        if let Init::Join { peers } | Init::Bootstrap { members: peers } = &init {
-            for (peer, info) in peers {
-                local_book.entry(*peer).or_insert_with(|| info.clone());
-            }
-        }
-        for (peer, info) in &local_book {
-            if *peer != id {
-                transport
-                    .add_peer(*peer, info.address.clone())
-                    .map_err(|e| StartError::Peer {
-                        id: *peer,
-                        reason: e.to_string(),
-                    })?;
-            }
-        }
-        let parts = Parts {
-            config,
-            node,
-            snapshot,
-            storage: Arc::new(Mutex::new(storage)),
-            state_machine,
-            book,
-            local_book,
-            transport: Arc::new(transport),
+            transport,
             inbound,
-        };
-        spawn_node(parts, span)
+            span,
+        )
     }
 }
 
-/// Everything `spawn_node` wires together.
-struct Parts<M, S, T: Transport> {
-    config: RuntimeConfig,
-    node: Node,
-    snapshot: SnapshotMeta,
-    storage: Arc<Mutex<S>>,
-    state_machine: M,
-    book: AddressBook<T::Address>,
-    local_book: AddressBook<T::Address>,
-    transport: Arc<T>,
-    inbound: mpsc::Receiver<Message>,
+fn engine_config(config: &RuntimeConfig) -> EngineConfig {
+    let mut engine = EngineConfig::new(config.raft.clone());
+    engine.tick_interval = config.tick_interval;
+    engine.snapshot_policy = config.snapshot_policy.clone();
+    engine
+}
+
+/// Registers the engine's starting peers with the transport.
+fn register_peers<M, S, T>(
+    engine: &mut Engine<M, S, T::Address>,
+    transport: &T,
+) -> Result<(), StartError>
+where
+    M: StateMachine,
+    S: Storage,
+    T: Transport,
+    T::Address: Serialize + DeserializeOwned,
+{
+    while let Some(change) = engine.poll_peer_change() {
+        if let PeerChange::Upsert { id, info } = change {
+            transport
+                .add_peer(id, info.address)
+                .map_err(|e| StartError::Peer {
+                    id,
+                    reason: e.to_string(),
+                })?;
+        }
+    }
+    Ok(())
 }
 
 fn spawn_node<M, S, T>(
-    parts: Parts<M, S, T>,
+    config: RuntimeConfig,
+    startup: Startup<T::Address>,
+    storage: Mutex<S>,
+    state_machine: M,
+    transport: T,
+    inbound: mpsc::Receiver<Message>,
     span: tracing::Span,
 ) -> Result<RaftNode<M, T>, StartError>
 where
@@ -183,46 +166,36 @@ where
     T: Transport,
     T::Address: Serialize + DeserializeOwned,
 {
-    let Parts {
-        config,
-        node,
-        snapshot,
-        storage,
-        state_machine,
-        book,
-        local_book,
-        transport,
-        inbound,
-    } = parts;
     let id = config.raft.id;
+    let origin = Instant::now();
+    let mut engine = Engine::new(engine_config(&config), startup, Duration::ZERO)?;
+    register_peers(&mut engine, &transport)?;
+    let storage = Arc::new(storage);
     let counters = Arc::new(Counters::default());
-    let snapshot_busy = Arc::new(AtomicBool::new(false));
     let (events_sender, events) = mpsc::unbounded_channel();
-    let apply_start = ApplyStart {
-        state_machine,
-        applied: snapshot.index,
-        membership: snapshot.membership.clone(),
-        book,
-        policy: config.snapshot_policy.clone(),
-        snapshot_busy: Arc::clone(&snapshot_busy),
-    };
     let lanes =
-        spawn_lanes::<M, S, T::Address>(apply_start, &storage, &events_sender, &counters, &span)?;
+        lanes::spawn(&storage, state_machine, &events_sender, &counters, &span).map_err(|e| {
+            StartError::Storage {
+                operation: "spawning a lane thread",
+                source: Box::new(e),
+            }
+        })?;
     let initial = NodeStatus {
-        raft: node.status(),
+        raft: engine.status(),
         lifecycle: Lifecycle::Running,
     };
     let (status_sender, status) = watch::channel(initial);
     let (shutdown, shutdown_receiver) = watch::channel(false);
     let (request_sender, requests) = mpsc::channel(config.request_queue_capacity);
-    let book = Arc::new(RwLock::new(local_book));
+    let book = Arc::new(RwLock::new(engine.book().clone()));
     let request_timeout = config.request_timeout;
-    let driver = Driver::<M, S, T>::new(
-        node,
+    let driver = Driver::<M, S, T>::new(DriverParts {
+        engine,
+        origin,
         config,
-        transport,
+        transport: Arc::new(transport),
         storage,
-        DriverInputs {
+        inputs: DriverInputs {
             inbound,
             requests,
             events,
@@ -230,13 +203,12 @@ where
             shutdown: shutdown_receiver,
         },
         lanes,
-        DriverShared {
+        shared: DriverShared {
             counters: Arc::clone(&counters),
             book: Arc::clone(&book),
             status: status_sender,
-            snapshot_busy,
         },
-    );
+    });
     let handle = tokio::spawn(driver.run().instrument(span));
     Ok(RaftNode {
         inner: Arc::new(Inner {
@@ -250,139 +222,6 @@ where
             request_timeout,
         }),
         _transport: PhantomData,
-    })
-}
-
-/// Starts the disk and apply lanes' threads.
-fn spawn_lanes<M, S, A>(
-    apply_start: ApplyStart<M, A>,
-    storage: &Arc<Mutex<S>>,
-    events: &mpsc::UnboundedSender<LaneEvent<M, A>>,
-    counters: &Arc<Counters>,
-    span: &tracing::Span,
-) -> Result<Lanes<M>, StartError>
-where
-    M: StateMachine,
-    S: Storage,
-    A: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 'static,
-{
-    let thread_error = |e: std::io::Error| StartError::Storage {
-        operation: "spawning a lane thread",
-        source: Box::new(e),
-    };
-    let (disk, disk_thread) = disk::spawn::<S, M, A>(
-        Arc::clone(storage),
-        events.clone(),
-        Arc::clone(counters),
-        span.clone(),
-    )
-    .map_err(thread_error)?;
-    let (apply, apply_thread) = apply::spawn(
-        apply_start,
-        Arc::clone(storage),
-        events.clone(),
-        Arc::clone(counters),
-        span.clone(),
-    )
-    .map_err(thread_error)?;
-    Ok(Lanes {
-        disk,
-        disk_thread,
-        apply,
-        apply_thread,
-    })
-}
-
-/// Blocking part of `start`: restore from storage, or bootstrap an empty one.
-fn prepare<M, S, A>(
-    id: NodeId,
-    mut storage: S,
-    mut state_machine: M,
-    init: &Init<A>,
-) -> Result<Prepared<M, S, A>, StartError>
-where
-    M: StateMachine,
-    S: Storage,
-    A: Clone + Serialize + DeserializeOwned,
-{
-    let restored = storage
-        .restore()
-        .map_err(|e| StartError::storage("restore", e))?;
-    let is_empty = restored.hard_state == Default::default()
-        && restored.snapshot.index == 0
-        && restored.entries.is_empty()
-        && restored.snapshot.membership.members().is_empty();
-    if is_empty && let Init::Bootstrap { members } = init {
-        return bootstrap(id, storage, state_machine, members);
-    }
-    let storage = Mutex::new(storage);
-    let loaded =
-        apply::restore_from_storage::<M, S, A>(&mut state_machine, &storage).map_err(|reason| {
-            StartError::Snapshot {
-                index: restored.snapshot.index,
-                reason,
-            }
-        })?;
-    let book = loaded.and_then(|(_, book)| book).unwrap_or_default();
-    let storage = storage.into_inner().map_err(|_| StartError::Snapshot {
-        index: restored.snapshot.index,
-        reason: "storage lock poisoned during restore".into(),
-    })?;
-    tracing::info!(
-        node = id,
-        snapshot_index = restored.snapshot.index,
-        entries = restored.entries.len(),
-        commit = restored.hard_state.commit,
-        term = restored.hard_state.term,
-        "restored from storage"
-    );
-    Ok(Prepared {
-        storage,
-        state_machine,
-        restored,
-        book,
-    })
-}
-
-/// Founds a cluster: the founding membership and address book go into a snapshot at index
-/// 0, so they survive restarts like any other snapshot.
-fn bootstrap<M, S, A>(
-    id: NodeId,
-    storage: S,
-    state_machine: M,
-    members: &AddressBook<A>,
-) -> Result<Prepared<M, S, A>, StartError>
-where
-    M: StateMachine,
-    S: Storage,
-    A: Clone + Serialize + DeserializeOwned,
-{
-    if !members.contains_key(&id) {
-        return Err(StartError::BootstrapWithoutSelf(id));
-    }
-    let membership = founding_membership(members);
-    let meta = SnapshotMeta {
-        index: 0,
-        term: 0,
-        membership: membership.clone(),
-    };
-    let storage = Mutex::new(storage);
-    crate::snapshot::save::<M, S, A>(&storage, meta, state_machine.snapshot(), members).map_err(
-        |reason| StartError::Storage {
-            operation: "bootstrap snapshot",
-            source: reason.into(),
-        },
-    )?;
-    let storage = storage.into_inner().map_err(|_| StartError::Storage {
-        operation: "bootstrap",
-        source: "storage lock poisoned".into(),
-    })?;
-    tracing::info!(node = id, membership = %membership.describe(), "bootstrapped a new cluster");
-    Ok(Prepared {
-        storage,
-        state_machine,
-        restored: RestoredState::bootstrap(membership),
-        book: members.clone(),
     })
 }
 
@@ -402,27 +241,12 @@ where
     /// leader). On [`Error::Timeout`] or [`Error::OutcomeUnknown`] the command may still
     /// apply: make retries safe with client sessions in the command.
     pub async fn propose(&self, command: M::Command) -> Result<M::Response, Error> {
-        let bytes = envelope::encode_command::<M::Command, T::Address>(&command).map_err(|e| {
-            Error::Encode {
-                reason: e.to_string(),
-            }
-        })?;
-        match self.propose_bytes(Bytes::from(bytes)).await? {
-            EntryOutcome::Response(response) => {
-                add(&self.inner.counters.proposals_applied, 1);
-                Ok(response)
-            }
-            EntryOutcome::Invalid { index, reason } => Err(Error::InvalidCommand { index, reason }),
-            EntryOutcome::Elided { index } => Err(Error::ResponseUnavailable { index }),
-            EntryOutcome::PeersUpdated => Err(Error::InvalidCommand {
-                index: 0,
-                reason: "the entry decoded as an address record".into(),
-            }),
-        }
-    }
-
-    async fn propose_bytes(&self, data: Bytes) -> Result<EntryOutcome<M::Response>, Error> {
-        self.call(|reply| Request::Propose { data, reply }).await
+        let proposal = Proposal::command(&command)?;
+        let response = self
+            .call(|reply| Request::Propose { proposal, reply })
+            .await?;
+        add(&self.inner.counters.proposals_applied, 1);
+        Ok(response)
     }
 
     /// Reads with `query` at the given consistency. Linearizable and lease reads work on
@@ -512,25 +336,12 @@ where
     /// log; every node's transport learns it when the record applies. The record carries
     /// the whole book as this node knows it, so a newly added node learns every member.
     pub async fn set_peer_info(&self, id: NodeId, peer: PeerInfo<T::Address>) -> Result<(), Error> {
-        let mut records: Vec<_> = self
-            .peers()
-            .into_iter()
-            .filter(|(known, _)| *known != id)
-            .collect();
-        records.push((id, peer));
-        let bytes = envelope::encode_peers(records).map_err(|e| Error::Encode {
-            reason: e.to_string(),
-        })?;
-        match self.propose_bytes(Bytes::from(bytes)).await? {
-            EntryOutcome::PeersUpdated => Ok(()),
-            EntryOutcome::Invalid { index, reason } => Err(Error::InvalidCommand { index, reason }),
-            // The record applied, but on a witness, which keeps no address book.
-            EntryOutcome::Elided { .. } => Ok(()),
-            EntryOutcome::Response(_) => Err(Error::InvalidCommand {
-                index: 0,
-                reason: "the address record decoded as a command".into(),
-            }),
-        }
+        self.call(|reply| Request::SetPeer {
+            id,
+            info: peer,
+            reply,
+        })
+        .await
     }
 
     /// Hands leadership to `target` (or to the most up-to-date voter for `None`); returns
@@ -620,7 +431,7 @@ where
     /// Sends a request and waits for its answer, within the request timeout.
     async fn call<R>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<R, Error>>) -> Request<M>,
+        make: impl FnOnce(oneshot::Sender<Result<R, Error>>) -> Request<M, T::Address>,
     ) -> Result<R, Error> {
         let (reply, answer) = oneshot::channel();
         let request = make(reply);

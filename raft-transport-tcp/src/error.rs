@@ -39,19 +39,7 @@ pub enum StartError {
     },
 }
 
-/// Why [`crate::Transport::add_peer`] refused a peer. Nothing changed.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum PeerError {
-    /// Node id 0 is reserved; use the peer's real id.
-    #[error("node id 0 is reserved")]
-    ZeroNodeId,
-    /// A node does not connect to itself; leave it out of its own peer list.
-    #[error("node {0} is this node")]
-    SelfPeer(NodeId),
-    /// The transport was shut down; start a new one.
-    #[error("the transport is shut down")]
-    ShutDown,
-}
+pub use raft_transport::PeerError;
 
 /// A frame that cannot be accepted. The connection it came on is closed; others go on.
 #[derive(Debug, Error)]

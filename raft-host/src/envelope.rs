@@ -1,7 +1,7 @@
-//! What the runtime puts in the log and in snapshots around the application's own data.
+//! What the host puts in the log and in snapshots around the application's own data.
 //!
 //! raft-core's membership knows node ids only; to reach a new member every node needs its
-//! network address. The runtime therefore carries an *address book* (node id -> [`PeerInfo`])
+//! network address. The engine therefore carries an *address book* (node id -> [`PeerInfo`])
 //! as replicated state: changes travel through the log as [`LogRecord::Peers`] entries, and
 //! the book is saved in front of the state machine's bytes in every snapshot.
 //!
@@ -23,7 +23,7 @@ pub struct PeerInfo<A> {
     /// The peer (Raft transport) address.
     pub address: A,
     /// Where clients reach the node's application API (for example `http://10.0.0.2:8080`),
-    /// handed out with [`crate::Error::NotLeader`] redirects; `None` if it has none.
+    /// handed out with `NotLeader` redirects; `None` if it has none.
     pub client_url: Option<String>,
 }
 
@@ -47,7 +47,7 @@ impl<A> PeerInfo<A> {
 /// The replicated address book.
 pub type AddressBook<A> = BTreeMap<NodeId, PeerInfo<A>>;
 
-/// One application-level log entry, as the runtime encodes it.
+/// One application-level log entry, as the engine encodes it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum LogRecord<C, A> {
     /// A state machine command.
@@ -56,11 +56,10 @@ pub(crate) enum LogRecord<C, A> {
     Peers(Vec<(NodeId, PeerInfo<A>)>),
 }
 
-/// Encodes a command without cloning it (serde serializes `&C` as `C`).
-pub(crate) fn encode_command<C: Serialize, A: Serialize>(
-    command: &C,
-) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(&LogRecord::<&C, A>::Command(command))
+/// Encodes a command without cloning it (serde serializes `&C` as `C`). The address type
+/// does not appear in a command record's bytes, so none is named here.
+pub(crate) fn encode_command<C: Serialize>(command: &C) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(&LogRecord::<&C, ()>::Command(command))
 }
 
 /// Encodes address book records.
@@ -81,7 +80,7 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"RRTSNAP1";
 /// Bounds the memory a corrupt length field can make a reader allocate.
 const BOOK_BYTES_MAX: u32 = 64 << 20;
 
-/// Writes the runtime's snapshot header (magic and address book).
+/// Writes the host's snapshot header (magic and address book).
 pub(crate) fn write_snapshot_header<A: Serialize>(
     book: &AddressBook<A>,
     writer: &mut dyn Write,
@@ -96,7 +95,7 @@ pub(crate) fn write_snapshot_header<A: Serialize>(
     writer.write_all(&bytes)
 }
 
-/// Reads the runtime's snapshot header. `Ok(None)` for an empty snapshot (no state: a
+/// Reads the host's snapshot header. `Ok(None)` for an empty snapshot (no state: a
 /// witness's); otherwise the book, with the reader left at the state machine's bytes.
 pub(crate) fn read_snapshot_header<A: DeserializeOwned>(
     reader: &mut dyn Read,
@@ -145,7 +144,7 @@ mod tests {
     /// error, never a panic.
     #[test]
     fn command_round_trip_and_garbage() {
-        let bytes = encode_command::<String, u16>(&"hello".to_string()).unwrap();
+        let bytes = encode_command::<String>(&"hello".to_string()).unwrap();
         match decode::<String, u16>(&bytes).unwrap() {
             LogRecord::Command(c) => assert_eq!(c, "hello"),
             LogRecord::Peers(_) => panic!("decoded as peers"),

@@ -1,24 +1,22 @@
-//! Logical ticks from the wall clock. The driver asks how many ticks are due *now*, rather
-//! than counting timer wake-ups: a wake-up that comes late (a busy runtime, a suspended
-//! process) still delivers every tick that elapsed, so election timers and leases track
-//! real time.
+//! Logical ticks from the driver's clock. The engine asks how many ticks are due at the
+//! time it is given, rather than counting wake-ups: a wake-up that comes late (a busy
+//! runtime, a suspended process) still delivers every tick that elapsed, so election timers
+//! and leases track real (or virtual) time.
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-/// Counts the ticks due since the last call.
+/// Counts the ticks due since the last call. Times are offsets from the driver's epoch.
 #[derive(Debug)]
 pub(crate) struct TickClock {
     interval: Duration,
-    next: Instant,
+    next: Duration,
     /// Most ticks delivered at once after a long stall. Beyond a few election timeouts
     /// more ticks change nothing (every timer has expired), so the rest are skipped.
     catch_up_max: u32,
 }
 
 impl TickClock {
-    pub(crate) fn new(interval: Duration, now: Instant, catch_up_max: u32) -> Self {
+    pub(crate) fn new(interval: Duration, now: Duration, catch_up_max: u32) -> Self {
         TickClock {
             interval,
             next: now + interval,
@@ -27,16 +25,16 @@ impl TickClock {
     }
 
     /// When the next tick is due.
-    pub(crate) fn next_deadline(&self) -> Instant {
+    pub(crate) fn next_deadline(&self) -> Duration {
         self.next
     }
 
     /// The number of ticks due at `now`; advances the schedule past them.
-    pub(crate) fn due(&mut self, now: Instant) -> u32 {
+    pub(crate) fn due(&mut self, now: Duration) -> u32 {
         if now < self.next {
             return 0;
         }
-        let behind = now.duration_since(self.next);
+        let behind = now - self.next;
         let ticks = 1 + behind.as_nanos() / self.interval.as_nanos().max(1);
         if ticks > u128::from(self.catch_up_max) {
             self.next = now + self.interval;
@@ -56,19 +54,18 @@ mod tests {
     /// Goal: ticks follow elapsed time, not the number of calls; a long stall is capped.
     #[test]
     fn ticks_follow_the_clock() {
-        let start = Instant::now();
         let ms = Duration::from_millis;
-        let mut clock = TickClock::new(ms(10), start, 40);
-        assert_eq!(clock.due(start + ms(5)), 0);
-        assert_eq!(clock.due(start + ms(10)), 1);
-        assert_eq!(clock.due(start + ms(12)), 0);
+        let mut clock = TickClock::new(ms(10), ms(0), 40);
+        assert_eq!(clock.due(ms(5)), 0);
+        assert_eq!(clock.due(ms(10)), 1);
+        assert_eq!(clock.due(ms(12)), 0);
         assert_eq!(
-            clock.due(start + ms(45)),
+            clock.due(ms(45)),
             3,
             "a late wake-up delivers every due tick"
         );
-        assert_eq!(clock.next_deadline(), start + ms(50));
-        assert_eq!(clock.due(start + ms(10_000)), 40, "a stall is capped");
-        assert_eq!(clock.next_deadline(), start + ms(10_010));
+        assert_eq!(clock.next_deadline(), ms(50));
+        assert_eq!(clock.due(ms(10_000)), 40, "a stall is capped");
+        assert_eq!(clock.next_deadline(), ms(10_010));
     }
 }

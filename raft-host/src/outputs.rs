@@ -1,0 +1,367 @@
+//! The engine's outputs (`poll_*`), the completions of its work (`handle_*_done`), and the
+//! one place where the core's actions are sorted into lanes.
+
+use raft_core::{Action, Entry, Message, Role, StateMachine, Storage};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::apply::{Applied, AppliedEvent, ApplyStep, ApplyWork, EntryOutcome};
+use crate::book::PeerChange;
+use crate::disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskOp, DiskWork, writes_chunks};
+use crate::engine::{Answer, Engine};
+use crate::pending::{EntryResult, Reply};
+use crate::snapshot::{DoneKind, SnapshotDone, SnapshotWork, WorkKind};
+
+impl<M, S, A> Engine<M, S, A>
+where
+    M: StateMachine,
+    S: Storage,
+    A: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 'static,
+{
+    // ----- outputs -----
+
+    /// The next disk work: every write queued since the last one, to run after the work
+    /// already out, in order, with one sync. `None` when nothing is queued or while
+    /// [`crate::DISK_WORKS_IN_FLIGHT_MAX`] items are out (that is what makes the group).
+    #[must_use]
+    pub fn poll_disk(&mut self) -> Option<DiskWork<S>> {
+        self.pump_if_dirty();
+        let full = self.disk.in_flight.len() >= DISK_WORKS_IN_FLIGHT_MAX;
+        if full || self.disk.ops.is_empty() || self.fatal.is_some() {
+            return None;
+        }
+        let carries_writer = writes_chunks(&self.disk.ops);
+        if carries_writer && self.disk.writer_out {
+            return None;
+        }
+        let seq = self.disk.next_seq;
+        self.disk.next_seq += 1;
+        self.disk.in_flight.push_back(seq);
+        let ops = std::mem::take(&mut self.disk.ops);
+        self.metrics.disk_ops += ops.len() as u64;
+        let chunk_writer = if carries_writer {
+            self.disk.writer_out = true;
+            self.disk.chunk_writer.take()
+        } else {
+            None
+        };
+        Some(DiskWork {
+            seq,
+            ops,
+            carries_writer,
+            chunk_writer,
+        })
+    }
+
+    /// The next apply work: every step queued since the last one. `None` while the previous
+    /// one is out or when nothing is queued.
+    #[must_use]
+    pub fn poll_apply(&mut self) -> Option<ApplyWork<M, A>> {
+        self.pump_if_dirty();
+        if self.apply.in_flight.is_some() || self.apply.steps.is_empty() || self.fatal.is_some() {
+            return None;
+        }
+        let seq = self.apply.next_seq;
+        self.apply.next_seq += 1;
+        self.apply.in_flight = Some(seq);
+        Some(ApplyWork {
+            seq,
+            applied: self.apply.applied,
+            steps: std::mem::take(&mut self.apply.steps),
+            _address: std::marker::PhantomData,
+        })
+    }
+
+    /// The next snapshot work (a save of our own, or a chunk to read for a lagging peer).
+    /// Several may be out at once; they may run beside the lanes.
+    #[must_use]
+    pub fn poll_snapshot(&mut self) -> Option<SnapshotWork<M, S, A>> {
+        self.pump_if_dirty();
+        if self.fatal.is_some() {
+            return None;
+        }
+        let (seq, kind) = self.snapshots.queue.pop_front()?;
+        self.snapshots.in_flight.insert(seq);
+        Some(SnapshotWork { seq, kind })
+    }
+
+    /// The next message to send. Send at once, in parallel with the disk: the core never
+    /// asks to send something that depends on an unfinished write. Losing it is harmless.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Message> {
+        self.pump_if_dirty();
+        self.transmit.pop_front()
+    }
+
+    /// The next answer to a client request: each [`crate::RequestId`] gets exactly one.
+    #[must_use]
+    pub fn poll_reply(&mut self) -> Option<Answer<M>> {
+        self.pump_if_dirty();
+        self.pending.answers.pop_front()
+    }
+
+    /// The next change of the address book to make in the transport.
+    #[must_use]
+    pub fn poll_peer_change(&mut self) -> Option<PeerChange<A>> {
+        self.pump_if_dirty();
+        self.book.changes.pop_front()
+    }
+
+    // ----- completions -----
+
+    fn misuse(what: &str, seq: u64, expected: Option<u64>) -> ! {
+        match expected {
+            Some(out) => panic!(
+                "engine misuse: {what} for work #{seq}, but the oldest work out is #{out} \
+                 (completions must be reported once each, in order)"
+            ),
+            None => panic!(
+                "engine misuse: {what} for work #{seq}, but no such work was handed out \
+                 (reported twice, or from another engine?)"
+            ),
+        }
+    }
+
+    /// Reports that a [`DiskWork`] ran (or failed: the node then stops).
+    ///
+    /// # Panics
+    /// If `done` is not the completion of the oldest disk work this engine handed out and
+    /// has not yet been told about (reported twice, out of order, or from another engine).
+    pub fn handle_disk_done(&mut self, done: DiskDone<S>) {
+        let oldest = self.disk.in_flight.front().copied();
+        if oldest != Some(done.seq) {
+            Self::misuse("handle_disk_done", done.seq, oldest);
+        }
+        self.disk.in_flight.pop_front();
+        if done.carries_writer {
+            self.disk.chunk_writer = done.chunk_writer;
+            self.disk.writer_out = false;
+        }
+        self.metrics.disk_works += 1;
+        self.metrics.disk_syncs += u64::from(done.synced);
+        match done.result {
+            Ok(Some(token)) => self.node.on_persisted(token),
+            Ok(None) => {}
+            Err(reason) => self.stop(reason),
+        }
+        self.dirty = true;
+    }
+
+    /// Reports that an [`ApplyWork`] ran (or failed to restore a snapshot: the node then
+    /// stops).
+    ///
+    /// # Panics
+    /// If `done` is not the completion of the apply work this engine handed out last and
+    /// has not yet been told about.
+    pub fn handle_applied(&mut self, done: Applied<M, A>) {
+        if self.apply.in_flight != Some(done.seq) {
+            Self::misuse("handle_applied", done.seq, self.apply.in_flight);
+        }
+        self.apply.in_flight = None;
+        self.metrics.entries_applied += done.entry_count;
+        for event in done.events {
+            self.on_applied_event(event);
+        }
+        if let Some(reason) = done.error {
+            self.stop(reason);
+        }
+        self.apply.applied = self.apply.applied.max(done.applied);
+        self.pending.on_applied(done.applied);
+        // A restore may land beyond what the core handed out; the core hears of what it did.
+        self.node
+            .on_applied(done.applied.min(self.apply.queued_index));
+        self.dirty = true;
+    }
+
+    fn on_applied_event(&mut self, event: AppliedEvent<M, A>) {
+        match event {
+            AppliedEvent::Entry { index, outcome } => {
+                let result = match outcome {
+                    EntryOutcome::Response(response) => EntryResult::Response(response),
+                    EntryOutcome::Peers(records) => {
+                        self.book.on_records(records);
+                        EntryResult::PeersUpdated
+                    }
+                    EntryOutcome::Elided => EntryResult::Elided,
+                    EntryOutcome::Invalid { reason } => {
+                        self.metrics.commands_invalid += 1;
+                        EntryResult::Invalid { reason }
+                    }
+                };
+                self.pending.on_result(index, result);
+            }
+            AppliedEvent::Membership(membership) => self.book.on_membership(membership),
+            AppliedEvent::Restored {
+                requested,
+                stored,
+                book,
+            } => {
+                self.metrics.snapshots_restored += 1;
+                self.book.on_restored(book, stored.membership);
+                self.pending.on_restored(requested.max(stored.index));
+            }
+            AppliedEvent::Answer { id, response } => {
+                self.pending.answer(id, Ok(Reply::Query(response)));
+            }
+            AppliedEvent::View { index, view } => {
+                let book = self.book.replicated.clone();
+                self.snapshots.view = Some((index, view, book));
+            }
+        }
+    }
+
+    /// Reports that a [`SnapshotWork`] ran.
+    ///
+    /// # Panics
+    /// If `done` is not the completion of snapshot work this engine handed out and has not
+    /// yet been told about.
+    pub fn handle_snapshot_done(&mut self, done: SnapshotDone<S>) {
+        if !self.snapshots.in_flight.remove(&done.seq) {
+            Self::misuse("handle_snapshot_done", done.seq, None);
+        }
+        match done.kind {
+            DoneKind::Saved(Ok(meta)) => {
+                tracing::info!(index = meta.index, term = meta.term, "snapshot saved");
+                self.metrics.snapshots_saved += 1;
+                self.snapshots.busy = false;
+                self.node.on_snapshot_saved(meta);
+            }
+            DoneKind::Saved(Err(reason)) => {
+                tracing::warn!(%reason, "snapshot failed; the log is not compacted");
+                self.metrics.snapshots_failed += 1;
+                self.snapshots.busy = false;
+            }
+            DoneKind::ChunkRead { to, result } => match result {
+                Ok(Some((message, cursor))) => {
+                    self.metrics.snapshot_chunks_sent += 1;
+                    self.transmit.push_back(message);
+                    if let Some(cursor) = cursor
+                        && self.node.role() == Role::Leader
+                    {
+                        self.snapshots.cursors.insert(to, cursor);
+                    }
+                }
+                Ok(None) => {
+                    tracing::debug!(peer = to, "snapshot changed before its chunk was sent");
+                }
+                Err(reason) => tracing::warn!(peer = to, %reason, "cannot read snapshot chunk"),
+            },
+        }
+        self.dirty = true;
+    }
+
+    // ----- the core's actions -----
+
+    fn pump_if_dirty(&mut self) {
+        if self.dirty {
+            self.pump();
+        }
+    }
+
+    /// Drains the core's actions once and sorts them into the engine's queues. One drain
+    /// per batch of inputs is what turns many proposals into one write and one message per
+    /// peer.
+    pub(crate) fn pump(&mut self) {
+        self.dirty = false;
+        let mut actions = std::mem::take(&mut self.actions);
+        self.node.drain_actions(&mut actions);
+        for action in actions.drain(..) {
+            self.dispatch(action);
+        }
+        self.actions = actions;
+        self.maybe_save_snapshot();
+    }
+
+    fn dispatch(&mut self, action: Action) {
+        match action {
+            Action::Persist(batch) => self.disk.ops.push(DiskOp::Persist(batch)),
+            Action::WriteSnapshotChunk(chunk) => self.disk.ops.push(DiskOp::Chunk(chunk)),
+            Action::CompactLog { through_index } => {
+                self.disk.ops.push(DiskOp::Compact(through_index))
+            }
+            Action::Send(message) => self.transmit.push_back(message),
+            Action::SendSnapshotChunk {
+                to,
+                term,
+                meta,
+                offset,
+                max_bytes,
+            } => {
+                let cursor = self.snapshots.cursors.remove(&to);
+                let from = self.node.id();
+                self.queue_snapshot_work(WorkKind::ReadChunk {
+                    from,
+                    to,
+                    term,
+                    meta: *meta,
+                    offset,
+                    max_bytes,
+                    cursor,
+                });
+            }
+            Action::Apply(entries) => self.queue_entries(entries),
+            Action::RestoreStateMachine { meta } => {
+                self.apply.queued_index = self.apply.queued_index.max(meta.index);
+                self.apply.since_snapshot_entries = 0;
+                self.apply.since_snapshot_bytes = 0;
+                self.apply.steps.push(ApplyStep::Restore(*meta));
+                self.release_parked();
+            }
+            other => self.dispatch_report(other),
+        }
+    }
+
+    fn dispatch_report(&mut self, action: Action) {
+        match action {
+            Action::ProposalOutcome { id, result } => {
+                self.pending.on_proposal_outcome(id, result);
+            }
+            Action::ReadOutcome { id, result } => {
+                if let Some((index, request, query)) = self.pending.on_read_outcome(id, result) {
+                    self.queue_query(index, request, query);
+                }
+            }
+            Action::MembershipOutcome { id, result } => {
+                if let Ok(membership) = &result {
+                    tracing::info!(membership = %membership.describe(), "membership change committed");
+                }
+                self.pending.on_change_outcome(id, result);
+            }
+            Action::TransferOutcome { target, result } => {
+                self.pending
+                    .on_transfer_outcome(target, result, self.transfer_immediate);
+            }
+            Action::RoleChanged { role, term, leader } => {
+                self.metrics.role_changes += 1;
+                tracing::info!(?role, term, ?leader, "role changed");
+                if role != Role::Leader {
+                    // Each cursor may pin a replaced snapshot; a follower sends none.
+                    self.snapshots.cursors.clear();
+                }
+            }
+            Action::Halted { reason } => {
+                self.stop(format!("the core halted on an inconsistency: {reason}"));
+            }
+            // The lanes' actions are sorted in `dispatch`.
+            _ => {}
+        }
+    }
+
+    fn queue_entries(&mut self, entries: Vec<Entry>) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        self.apply.since_snapshot_entries += entries.len() as u64;
+        self.apply.since_snapshot_bytes += entries.iter().map(Entry::size_bytes).sum::<u64>();
+        self.apply.steps.push(ApplyStep::Entries(entries));
+        self.apply.queued_index = self.apply.queued_index.max(last);
+        self.release_parked();
+        let policy = &self.config.snapshot_policy;
+        if policy.is_due(
+            self.apply.since_snapshot_entries,
+            self.apply.since_snapshot_bytes,
+        ) {
+            self.queue_view();
+        }
+    }
+}

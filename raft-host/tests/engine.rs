@@ -1,0 +1,242 @@
+//! The engine driven by a tiny synchronous driver (tests/common): a 3-node in-memory
+//! cluster over `MemStorage`, checked for what a user of a host would notice.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{Cluster, Counter, Counting, Host, config};
+use raft_host::{Consistency, Engine, Init, PeerInfo, Proposal, Reply, SnapshotPolicy};
+
+fn response(answer: Option<&common::Answer>) -> u64 {
+    match answer {
+        Some(Ok(Reply::Response(value))) => *value,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+/// Goal: every proposal, on the leader or forwarded by a follower, gets exactly one answer,
+/// the state machine's response. Method: propose on both in one batch; the harness fails
+/// on a second answer for any request.
+#[test]
+fn every_proposal_gets_exactly_one_answer() {
+    let mut cluster = Cluster::new(3, SnapshotPolicy::disabled());
+    let leader = cluster.elect();
+    let follower = if leader == 1 { 2 } else { 1 };
+    let mut requests = Vec::new();
+    for node in [leader, follower] {
+        for _ in 0..10 {
+            let proposal = Proposal::command(&1u64).unwrap();
+            requests.push((node, cluster.host(node).engine.handle_propose(proposal)));
+        }
+    }
+    cluster.run_until(200, |c| {
+        requests
+            .iter()
+            .all(|(node, id)| c.hosts[node].answers.contains_key(id))
+    });
+    let mut responses: Vec<u64> = requests
+        .iter()
+        .map(|(node, id)| response(cluster.hosts[node].answers.get(id)))
+        .collect();
+    responses.sort_unstable();
+    assert_eq!(
+        responses,
+        (1..=20).collect::<Vec<_>>(),
+        "each command applied once"
+    );
+    for host in cluster.hosts.values() {
+        assert_eq!(host.engine.requests_waiting(), 0);
+    }
+}
+
+/// Goal: a linearizable read is answered only from a state that has applied its read
+/// index. Method: hold the follower's apply lane, write, read on the follower; no answer
+/// while held; released, the answer includes the write.
+#[test]
+fn reads_wait_for_apply() {
+    let mut cluster = Cluster::new(3, SnapshotPolicy::disabled());
+    let leader = cluster.elect();
+    let follower = if leader == 3 { 2 } else { 3 };
+    cluster.host(follower).hold_apply = true;
+    let write = cluster
+        .host(leader)
+        .engine
+        .handle_propose(Proposal::command(&10u64).unwrap());
+    cluster.run_until(100, |c| c.hosts[&leader].answers.contains_key(&write));
+    let read = cluster
+        .host(follower)
+        .engine
+        .handle_read((), Consistency::Linearizable);
+    for _ in 0..30 {
+        cluster.step();
+    }
+    assert!(
+        !cluster.hosts[&follower].answers.contains_key(&read),
+        "read answered before its index was applied"
+    );
+    cluster.host(follower).hold_apply = false;
+    cluster.run_until(100, |c| c.hosts[&follower].answers.contains_key(&read));
+    match &cluster.hosts[&follower].answers[&read] {
+        Ok(Reply::Query(sum)) => assert_eq!(*sum, 10),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// A single-node cluster with its no-op committed, settled.
+fn single_node() -> Cluster {
+    let mut cluster = Cluster::new(1, SnapshotPolicy::disabled());
+    cluster.elect();
+    cluster
+}
+
+/// Goal: writes queued while disk work is out go out together as the next work, with
+/// exactly one sync. Method: hold the works handed out (as many as may be out), propose
+/// more, check nothing else is handed out, then count syncs.
+#[test]
+fn group_commit_syncs_once_per_batch() {
+    let mut cluster = single_node();
+    let host: &mut Host = cluster.host(1);
+    let mut out = Vec::new();
+    let mut value = 0u64;
+    while out.len() < raft_host::DISK_WORKS_IN_FLIGHT_MAX {
+        value += 1;
+        host.engine
+            .handle_propose(Proposal::command(&value).unwrap());
+        out.push(host.engine.poll_disk().expect("a write"));
+    }
+    for value in value + 1..=20 {
+        host.engine
+            .handle_propose(Proposal::command(&value).unwrap());
+        assert!(
+            host.engine.poll_disk().is_none(),
+            "more disk work out than allowed"
+        );
+    }
+    for work in out {
+        let done = work.run(&mut host.storage.lock().unwrap());
+        host.engine.handle_disk_done(done);
+    }
+    let group = host.engine.poll_disk().expect("the grouped writes");
+    assert!(group.needs_sync());
+    assert!(group.op_count() >= 10, "{group:?}");
+    let before = host.syncs();
+    let done = group.run(&mut host.storage.lock().unwrap());
+    assert!(done.synced());
+    host.engine.handle_disk_done(done);
+    assert_eq!(host.syncs(), before + 1, "one sync for the whole group");
+}
+
+/// Goal: a batch that only raises the commit index (sync_required false) costs no sync.
+/// Method: on a single node, a write's durability commits it; the next disk work carries
+/// only the commit index; running it must not sync.
+#[test]
+fn commit_only_batch_is_not_synced() {
+    let mut cluster = single_node();
+    let host = cluster.host(1);
+    host.engine
+        .handle_propose(Proposal::command(&1u64).unwrap());
+    let write = host.engine.poll_disk().unwrap();
+    let done = write.run(&mut host.storage.lock().unwrap());
+    host.engine.handle_disk_done(done);
+    let commit = host.engine.poll_disk().expect("the commit index write");
+    assert!(!commit.needs_sync(), "{commit:?}");
+    let before = host.syncs();
+    let done = commit.run(&mut host.storage.lock().unwrap());
+    assert!(!done.synced());
+    host.engine.handle_disk_done(done);
+    assert_eq!(host.syncs(), before);
+}
+
+fn lone_engine() -> (Engine<Counter, Counting, u64>, Mutex<Counting>) {
+    let storage = Mutex::new(Counting::default());
+    let members = [(1, PeerInfo::new(1u64))].into_iter().collect();
+    let startup = raft_host::restore(
+        1,
+        &storage,
+        &mut Counter::default(),
+        &Init::Bootstrap { members },
+    )
+    .unwrap();
+    let engine = Engine::new(
+        config(1, SnapshotPolicy::disabled()),
+        startup,
+        Duration::ZERO,
+    );
+    (engine.unwrap(), storage)
+}
+
+/// Runs `engine` until it hands out disk work.
+fn first_disk_work(engine: &mut Engine<Counter, Counting, u64>) -> raft_host::DiskWork<Counting> {
+    for tick in 1..1000 {
+        if let Some(work) = engine.poll_disk() {
+            return work;
+        }
+        engine.handle_timeout(Duration::from_millis(10 * tick));
+    }
+    panic!("no disk work");
+}
+
+/// Goal: reporting a completion the engine never handed out is a driver bug that panics
+/// with a message naming it.
+#[test]
+#[should_panic(expected = "engine misuse: handle_disk_done for work #1, but no such work")]
+fn completion_never_handed_out_panics() {
+    let (mut one, storage) = lone_engine();
+    let (mut other, _) = lone_engine();
+    let done = first_disk_work(&mut one).run(&mut storage.lock().unwrap());
+    other.handle_disk_done(done);
+}
+
+/// Goal: a completion reported out of order (not the work that is out) panics.
+#[test]
+#[should_panic(
+    expected = "engine misuse: handle_disk_done for work #2, but the oldest work out is #1"
+)]
+fn completion_out_of_order_panics() {
+    let (mut one, storage) = lone_engine();
+    let (mut other, other_storage) = lone_engine();
+    let done = first_disk_work(&mut one).run(&mut storage.lock().unwrap());
+    one.handle_disk_done(done);
+    let second = first_disk_work(&mut one).run(&mut storage.lock().unwrap());
+    let _out = first_disk_work(&mut other);
+    drop(other_storage);
+    other.handle_disk_done(second);
+}
+
+/// Goal: a node cut off while the others compact their logs catches up through a
+/// snapshot, and its state machine ends equal to the leader's. Method: snapshot every 5
+/// entries, isolate node 3, write 40 times, heal.
+#[test]
+fn lagging_node_installs_snapshot() {
+    let policy = SnapshotPolicy {
+        every_entries: Some(5),
+        every_bytes: None,
+    };
+    let mut cluster = Cluster::new(3, policy);
+    let mut leader = cluster.elect();
+    if leader == 3 {
+        cluster.host(3).engine.handle_transfer(Some(1));
+        cluster.run_until(200, |c| c.leader() == Some(1));
+        leader = 1;
+    }
+    cluster.isolated.insert(3);
+    for value in 1..=40u64 {
+        let proposal = Proposal::command(&value).unwrap();
+        cluster.host(leader).engine.handle_propose(proposal);
+        cluster.step();
+    }
+    cluster.run_until(200, |c| c.hosts[&leader].engine.node().first_index() > 20);
+    assert!(cluster.hosts[&leader].engine.metrics().snapshots_saved > 0);
+    cluster.isolated.clear();
+    let target = cluster.hosts[&leader].engine.node().commit_index();
+    cluster.run_until(500, |c| c.hosts[&3].engine.node().applied_index() >= target);
+    let lagging = &cluster.hosts[&3];
+    assert!(
+        lagging.engine.metrics().snapshots_restored > 0,
+        "caught up without a snapshot"
+    );
+    assert_eq!(lagging.sm.0, (1..=40).sum::<u64>());
+    assert_eq!(lagging.sm.0, cluster.hosts[&leader].sm.0);
+}
