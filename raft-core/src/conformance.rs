@@ -68,8 +68,8 @@
 //!
 //! `runner` (the [`Harness`] a user writes, [`run_all`], [`assert_conforms`]), `checks`
 //! (the named scenarios, by topic: log, durability, snapshots), `ops` and `model_run`
-//! (the operation-sequence checker behind [`check_ops`]), `memory` and `mem_state` (the
-//! reference store), `samples` and `support` (data and helpers the checks share).
+//! (the operation-sequence checker behind [`check_ops`]), `samples` and `support` (data and
+//! helpers the checks share). The reference store itself is [`crate::storage::MemStorage`].
 
 /// Returns the formatted message as an error unless the condition holds.
 macro_rules! ensure {
@@ -91,8 +91,6 @@ macro_rules! ensure_eq {
 }
 
 mod checks;
-mod mem_state;
-mod memory;
 mod model_run;
 mod ops;
 mod runner;
@@ -101,8 +99,10 @@ mod support;
 #[cfg(test)]
 mod tests;
 
+/// Re-exported from [`crate::storage`], where the store lives (its old path here keeps
+/// working).
+pub use crate::storage::{MemSnapshotWriter, MemStorage, MemStorageError};
 pub use checks::checks;
-pub use memory::{MemSnapshotWriter, MemStorage, MemStorageError};
 pub use model_run::check_ops;
 pub use ops::{Op, random_ops};
 pub use runner::{Check, Failure, Harness, assert_conforms, run_all};

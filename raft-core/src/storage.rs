@@ -1,5 +1,5 @@
 //! The storage interface every durable store implements: the file store
-//! (`raft-storage-file`), the simulator's store and a user's own.
+//! (`raft-storage-file`), [`MemStorage`] (in memory, durability modelled) and a user's own.
 //!
 //! The core keeps the log after the latest snapshot in memory and tells its host what to
 //! write through [`crate::Action`]s; a `Storage` is where the host writes it. The mapping is
@@ -21,6 +21,12 @@
 //! skipped.
 
 use std::io::{Read, Seek, Write};
+
+mod mem_state;
+mod memory;
+
+pub(crate) use mem_state::MemState;
+pub use memory::{MemSnapshotWriter, MemStorage, MemStorageError};
 
 use crate::types::{Entry, HardState, Index, RestoredState, SnapshotMeta, Term};
 

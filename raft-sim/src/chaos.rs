@@ -6,6 +6,10 @@ use crate::faults::Fault;
 use crate::host::Liveness;
 use crate::sim::{Event, Simulation};
 
+/// During [`Fault::DivergeLogs`], new leaders last at most this long: long enough to send
+/// a few appends, too short to bring every follower up to date.
+const DIVERGE_KNOCKOUT_MAX_US: u64 = 30_000;
+
 impl Simulation {
     /// Fires schedule entry `index`.
     pub(crate) fn apply_fault(&mut self, index: usize) {
@@ -64,6 +68,14 @@ impl Simulation {
             Fault::Membership { pick } => self.membership_change(pick),
             Fault::Transfer { pick } => self.transfer(pick),
             Fault::Snapshot { node } => self.with_host(node, |host, ctx| host.take_snapshot(ctx)),
+            Fault::LeaderChurn {
+                duration_us,
+                knockout_max_us,
+            } => {
+                self.churn_until_us = self.churn_until_us.max(now + duration_us);
+                self.churn_knockout_max_us = knockout_max_us;
+            }
+            Fault::DivergeLogs { pick, duration_us } => self.diverge_logs(pick, duration_us),
             Fault::LagFollower { node, duration_us } => {
                 let others: Vec<NodeId> = self.node_ids().filter(|n| *n != node).collect();
                 for other in others {
@@ -71,6 +83,63 @@ impl Simulation {
                     self.schedule(now + duration_us, Event::Unclog((other, node)));
                 }
             }
+        }
+    }
+
+    /// Cuts the leader (or, if there is none, the next one) and one follower off from the
+    /// rest and churns leaders meanwhile and as long again after (see
+    /// [`Fault::DivergeLogs`]).
+    fn diverge_logs(&mut self, pick: u64, duration_us: u64) {
+        self.churn_until_us = self.churn_until_us.max(self.now_us + 2 * duration_us);
+        self.churn_knockout_max_us = DIVERGE_KNOCKOUT_MAX_US;
+        match self.current_leader() {
+            Some(leader) => self.cut_off_with_follower(leader, pick, duration_us),
+            None => self.diverge_armed = Some((pick, duration_us)),
+        }
+    }
+
+    /// Cuts `leader` and the follower `pick` chooses off from the rest for `duration_us`.
+    pub(crate) fn cut_off_with_follower(&mut self, leader: NodeId, pick: u64, duration_us: u64) {
+        let others: Vec<NodeId> = self.node_ids().filter(|n| *n != leader).collect();
+        if others.is_empty() {
+            return;
+        }
+        let follower = others[(pick % others.len() as u64) as usize];
+        let links = self.partition_links(&[leader, follower], false);
+        self.trace.line(self.now_us, || {
+            format!("n{leader} and n{follower} cut off (diverging logs)")
+        });
+        self.cut_for(links, duration_us);
+    }
+
+    /// Leader churn: if `node` still leads in `term` (and the fault phase lasts), cut it
+    /// off or crash it, so it leaves behind what it appended but did not replicate.
+    pub(crate) fn knock_out(&mut self, node: NodeId, term: u64, may_crash: bool) {
+        if self.healed_at_us.is_some() {
+            return;
+        }
+        let host = &self.hosts[node as usize - 1];
+        let leads = host.liveness == Liveness::Up
+            && host
+                .node
+                .as_ref()
+                .is_some_and(|n| n.role() == raft_core::Role::Leader && n.term() == term);
+        if !leads {
+            return;
+        }
+        if may_crash && self.churn_rng.chance(0.5) {
+            let down_us = self.churn_rng.range(1_000, 400_000);
+            self.crash(node, "leader churn", down_us);
+        } else {
+            let duration_us = self.churn_rng.range(20_000, 600_000);
+            let links = self
+                .node_ids()
+                .filter(|n| *n != node)
+                .flat_map(|n| [(node, n), (n, node)])
+                .collect();
+            self.trace
+                .line(self.now_us, || format!("n{node} isolated (leader churn)"));
+            self.cut_for(links, duration_us);
         }
     }
 

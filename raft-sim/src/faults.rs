@@ -84,6 +84,27 @@ pub enum Fault {
         /// The node.
         node: NodeId,
     },
+    /// For `duration_us`, every node that becomes leader is knocked out (isolated or
+    /// crashed) within `knockout_max_us` of its election: leaders come and go before
+    /// replicating what they appended, so logs diverge and old-term entries meet new
+    /// leaders (the situation of the Raft paper's figure 8).
+    LeaderChurn {
+        /// How long new leaders keep being knocked out.
+        duration_us: u64,
+        /// Longest time a new leader survives.
+        knockout_max_us: u64,
+    },
+    /// Cut the current leader and one follower (chosen by `pick`) off from the rest for
+    /// `duration_us`, with leader churn during it and as long again after: the cut-off
+    /// pair appends entries nobody else has, the other side elects leaders that are
+    /// knocked out before replicating theirs, and after the cut old-term entries meet new
+    /// leaders over divergent logs (the Raft paper's figure 8).
+    DivergeLogs {
+        /// Which follower goes with the leader.
+        pick: u64,
+        /// How long the cut lasts.
+        duration_us: u64,
+    },
     /// Hold every message to the node for a long time while the leader snapshots, so that
     /// it has to install a snapshot to catch up.
     LagFollower {
@@ -145,6 +166,20 @@ impl fmt::Display for Fault {
             Fault::LagFollower { node, duration_us } => {
                 write!(f, "keep n{node} behind for {}ms", duration_us / 1000)
             }
+            Fault::DivergeLogs { duration_us, .. } => write!(
+                f,
+                "cut the leader and a follower off for {}ms, churning leaders",
+                duration_us / 1000
+            ),
+            Fault::LeaderChurn {
+                duration_us,
+                knockout_max_us,
+            } => write!(
+                f,
+                "leader churn for {}ms (each new leader out within {}ms)",
+                duration_us / 1000,
+                knockout_max_us / 1000
+            ),
         }
     }
 }
@@ -175,6 +210,27 @@ pub fn generate(profile: &FaultProfile, max_node: NodeId, rng: &mut SimRng) -> V
     draw_network_faults(profile, max_node, rng, &mut schedule);
     draw_clock_and_disk_faults(profile, max_node, rng, &mut schedule);
     draw_operations(profile, max_node, rng, &mut schedule);
+    // Drawn last, so that the other faults of a seed do not depend on it.
+    add_faults(
+        &mut schedule,
+        profile.fault_phase_us,
+        rng,
+        profile.leader_churn_rate,
+        &mut |rng| Fault::LeaderChurn {
+            duration_us: rng.range(100_000, 1_500_000),
+            knockout_max_us: rng.range(5_000, 100_000),
+        },
+    );
+    add_faults(
+        &mut schedule,
+        profile.fault_phase_us,
+        rng,
+        profile.diverge_rate,
+        &mut |rng| Fault::DivergeLogs {
+            pick: rng.next_u64(),
+            duration_us: rng.range(100_000, 800_000),
+        },
+    );
     // Stable sort: equal times keep their generation order.
     schedule.sort_by_key(|s| s.at_us);
     schedule

@@ -4,7 +4,8 @@
 //! raft-sim run --seed 42                    # exit 0 if every check holds, 1 otherwise
 //! raft-sim run --seed 42 --trace t.log --html t.html
 //! raft-sim run --seed 42 --bug stale-reads  # a deliberately broken variant
-//! raft-sim sweep --seeds 0..1000            # parallel, progress bar, replay commands
+//! raft-sim sweep --seeds 0..1000            # parallel, progress bar, shrunk replay commands
+//! raft-sim bugs                             # the catch table of the broken variants
 //! ```
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)] // A command-line tool prints its results.
@@ -70,6 +71,28 @@ enum Command {
         /// finding: listed with its replay command but not counted as failed (repeatable).
         #[arg(long)]
         known_finding: Vec<String>,
+        /// Shrink the first this many failures and print their shrunk replay commands
+        /// (0: print the full schedules' replay commands only).
+        #[arg(long, default_value_t = 5)]
+        shrink_failures: usize,
+        /// Most simulations spent shrinking one failure.
+        #[arg(long, default_value_t = 60)]
+        shrink_runs: usize,
+    },
+    /// Run every broken variant over a range of seeds and print how many seeds catch it
+    /// and the first that does (the checkers are not vacuous).
+    Bugs {
+        /// Seeds as `a..b` (b excluded).
+        #[arg(long, value_parser = parse_range, default_value = "0..100")]
+        seeds: Range<u64>,
+        #[command(flatten)]
+        options: RunArgs,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Exit 1 if some variant is caught by fewer seeds than this.
+        #[arg(long, default_value_t = 0)]
+        require: u64,
     },
 }
 
@@ -195,7 +218,21 @@ fn main() -> ExitCode {
             jobs,
             quiet,
             known_finding,
-        } => sweep(seeds, &options, jobs, quiet, &known_finding),
+            shrink_failures,
+            shrink_runs,
+        } => {
+            let shrinking = Shrinking {
+                failures: shrink_failures,
+                runs: shrink_runs,
+            };
+            sweep(seeds, &options, jobs, quiet, &known_finding, shrinking)
+        }
+        Command::Bugs {
+            seeds,
+            options,
+            jobs,
+            require,
+        } => bugs(seeds, &options, jobs, require),
     }
 }
 
@@ -372,17 +409,75 @@ fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// How many failures of a sweep to shrink, and how hard.
+#[derive(Clone, Copy)]
+struct Shrinking {
+    failures: usize,
+    runs: usize,
+}
+
+/// The fault schedule entries a shrunk failure of `seed` keeps, if shrinking helped.
+fn shrunk_faults(args: &RunArgs, seed: u64, runs: usize) -> Option<Vec<usize>> {
+    let options = args.options(seed);
+    let report = Simulation::new(options.clone()).run();
+    shrink(&options, report, runs).map(|shrunk| shrunk.kept_faults)
+}
+
+fn worker_count(jobs: Option<usize>) -> usize {
+    jobs.or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The catch table: each broken variant over `seeds`, one line per variant.
+fn bugs(seeds: Range<u64>, args: &RunArgs, jobs: Option<usize>, require: u64) -> ExitCode {
+    let jobs = worker_count(jobs);
+    let total = seeds.end - seeds.start;
+    println!(
+        "{:<24} {:>12} {:>12} {:>10}",
+        "bug", "caught", "first seed", "seeds/min"
+    );
+    let mut short = Vec::new();
+    for bug in raft_sim::bugs::ALL_BUGS {
+        let mut variant = args.clone();
+        variant.bug = Some(bug);
+        let bar = indicatif::ProgressBar::hidden();
+        let started = Instant::now();
+        let (failures, _) = run_seeds(seeds.clone(), &variant, jobs, &bar);
+        let per_minute = total as f64 * 60.0 / started.elapsed().as_secs_f64().max(1e-9);
+        let caught = failures.len() as u64;
+        let first = failures
+            .first()
+            .map_or_else(|| "-".to_string(), |(seed, _)| seed.to_string());
+        println!(
+            "{:<24} {:>12} {:>12} {:>10.0}",
+            bug.name(),
+            format!("{caught} of {total}"),
+            first,
+            per_minute
+        );
+        let _ = std::io::stdout().flush();
+        if caught < require {
+            short.push(bug.name());
+        }
+    }
+    if short.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("caught by fewer than {require} seeds: {}", short.join(", "));
+        ExitCode::from(1)
+    }
+}
+
 fn sweep(
     seeds: Range<u64>,
     args: &RunArgs,
     jobs: Option<usize>,
     quiet: bool,
     known: &[String],
+    shrinking: Shrinking,
 ) -> ExitCode {
-    let jobs = jobs
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
-        .max(1);
+    let jobs = worker_count(jobs);
     let total = seeds.end - seeds.start;
     let bar = progress_bar(total, quiet);
     let started = Instant::now();
@@ -391,13 +486,23 @@ fn sweep(
     let (known_failures, failures): (Vec<_>, Vec<_>) = failures
         .into_iter()
         .partition(|(_, first)| known.iter().any(|k| first.contains(k.as_str())));
+    let mut shrunk_count = 0;
     for (label, list) in [("KNOWN", &known_failures), ("FAIL", &failures)] {
         for (seed, first) in list {
             println!(
                 "{label} seed={seed}: {}",
                 first.lines().next().unwrap_or_default()
             );
-            println!("  replay: raft-sim run --seed {seed}{}", args.flags(None));
+            let kept = if shrunk_count < shrinking.failures {
+                shrunk_count += 1;
+                shrunk_faults(args, *seed, shrinking.runs)
+            } else {
+                None
+            };
+            println!(
+                "  replay: raft-sim run --seed {seed}{}",
+                args.flags(kept.as_deref())
+            );
         }
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);

@@ -57,6 +57,11 @@ pub struct FaultProfile {
     pub snapshot_rate: f64,
     /// Whether one follower is kept far behind for a while (so it must install a snapshot).
     pub lag_follower: bool,
+    /// Leader-churn windows (every new leader knocked out soon after its election) per
+    /// second.
+    pub leader_churn_rate: f64,
+    /// "Cut the leader and a follower off, churning leaders" faults per second.
+    pub diverge_rate: f64,
     /// Whether reads use leader leases instead of ReadIndex.
     pub lease_reads: bool,
     /// Nodes ask for pre-votes before campaigning.
@@ -88,11 +93,36 @@ impl FaultProfile {
     pub fn draw_for(rng: &mut SimRng, bug: Option<crate::bugs::Bug>) -> Self {
         use crate::bugs::Bug;
         let mut profile = Self::draw(rng, bug == Some(Bug::LeaseBeyondBound));
+        if bug == Some(Bug::LeaseBeyondBound) {
+            // A stale lease read needs a leader cut off from its peers but not from its
+            // clients while the others elect a new leader and commit writes: many leader
+            // isolations, a longer fault phase, and no crashes, partitions or pauses that
+            // would end the old leader's reign early (measured: 15 of 100 seeds caught,
+            // against 4-8 with the swarm mix).
+            profile.isolate_leader_rate *= 2.0;
+            profile.crash_rate = 0.0;
+            profile.partition_rate = 0.0;
+            profile.pause_rate = 0.0;
+            profile.fault_phase_us *= 2;
+        }
         if bug == Some(Bug::CommitPreviousTerm) {
-            // Figure 8 needs leaders that crash after replicating to a minority, and
-            // entries acknowledged one by one.
-            profile.crash_rate = profile.crash_rate.max(3.0);
-            profile.isolate_leader_rate = profile.isolate_leader_rate.max(2.0);
+            // Figure 8 needs leader changes over divergent logs: a leader cut off with one
+            // follower appends entries nobody else has, leaders elected meanwhile are
+            // knocked out before replicating theirs, and old-term entries are then sent
+            // one by one (small appends) to followers by a new leader. Other faults mostly
+            // stall elections here, and a longer fault phase gives more leader changes
+            // (measured: 12-14 of 100 seeds caught, against 0 with the swarm mix and 5-8
+            // with the normal phase length).
+            profile.crash_rate = 0.0;
+            profile.isolate_leader_rate = 0.0;
+            profile.pause_rate = 0.0;
+            profile.partition_rate = 0.0;
+            profile.clog_rate = 0.0;
+            profile.transfer_rate = 0.0;
+            profile.membership_rate = 0.0;
+            profile.corruption_rate = 0.0;
+            profile.diverge_rate = profile.diverge_rate.max(4.0);
+            profile.fault_phase_us *= 2;
             profile.max_append_bytes = 64;
             profile.snapshot_rate = 0.0;
             profile.lag_follower = false;
@@ -146,7 +176,7 @@ impl FaultProfile {
         } else {
             (clock_drift, rng.range(1, 20))
         };
-        FaultProfile {
+        let mut profile = FaultProfile {
             fault_phase_us: rng.range(2_000_000, 6_000_000),
             delay_base_us: rng.range(50, 500),
             delay_tail,
@@ -184,7 +214,13 @@ impl FaultProfile {
             check_quorum: lease_reads || rng.chance(0.7),
             snapshot_chunk_bytes: rng.range(16, 1024),
             max_append_bytes: rng.range(64, 64 * 1024),
-        }
+            leader_churn_rate: 0.0,
+            diverge_rate: 0.0,
+        };
+        // Drawn last, so that the fields above are what they were before churn existed.
+        profile.leader_churn_rate = on(rng, 0.2, 1.5);
+        profile.diverge_rate = on(rng, 0.2, 1.5);
+        profile
     }
 
     /// A profile with every fault off: the network still has small random delays.
@@ -213,6 +249,8 @@ impl FaultProfile {
             transfer_rate: 0.0,
             snapshot_rate: 0.0,
             lag_follower: false,
+            leader_churn_rate: 0.0,
+            diverge_rate: 0.0,
             lease_reads: false,
             pre_vote: true,
             check_quorum: true,
@@ -229,7 +267,7 @@ impl fmt::Display for FaultProfile {
             "phase={}ms loss={:.3} dup={:.3} replay={:.4} tail={:.3} partition={:.2}/s \
              isolate={:.2}/s clog={:.2}/s crash={:.2}/s crash_before_notice={:.3} pause={:.2}/s \
              torn={:.2} corrupt={:.2}/s drift={:.3} jumps={:.2}/s membership={:.2}/s \
-             transfer={:.2}/s snapshot={:.2}/s lag={} lease={} pre_vote={} check_quorum={} \
+             transfer={:.2}/s snapshot={:.2}/s lag={} churn={:.2}/s diverge={:.2}/s lease={} pre_vote={} check_quorum={} \
              chunk={}B append={}B",
             self.fault_phase_us / 1000,
             self.loss,
@@ -250,6 +288,8 @@ impl fmt::Display for FaultProfile {
             self.transfer_rate,
             self.snapshot_rate,
             self.lag_follower,
+            self.leader_churn_rate,
+            self.diverge_rate,
             self.lease_reads,
             self.pre_vote,
             self.check_quorum,

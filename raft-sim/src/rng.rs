@@ -22,6 +22,8 @@ pub enum Stream {
     Disk = 5,
     /// Seeds handed to the nodes (election timeouts) and runtime choices.
     Nodes = 6,
+    /// When and how new leaders are knocked out during leader churn.
+    Churn = 7,
 }
 
 /// A seeded random generator with the helpers the simulator needs.

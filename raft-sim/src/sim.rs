@@ -27,6 +27,14 @@ pub const OPS_BOUND_US: u64 = 10_000_000;
 /// Extra allowance per unissued operation (per client, as clients work in parallel).
 pub const PER_OP_BOUND_US: u64 = 20_000;
 
+/// Share of leader-churn knockouts that happen at once, before the new leader's first
+/// messages leave: it then keeps what it appended to itself.
+const CHURN_AT_ONCE: f64 = 0.4;
+
+/// More events than this waiting at once is a message storm: the run stops with a liveness
+/// failure instead of slowing to a crawl (healthy runs keep a few thousand queued).
+const QUEUED_EVENTS_MAX: usize = 1_000_000;
+
 /// Most ticks fired at once when a paused node resumes (more than an election timeout's
 /// worth changes nothing).
 const MISSED_TICKS_MAX: u64 = 100;
@@ -72,7 +80,9 @@ impl SimOptions {
             calm: false,
             trace: false,
             timeline: false,
-            max_events: 20_000_000,
+            // Healthy runs take 30-200 thousand events; a livelocked one would take minutes to
+            // reach a higher cap.
+            max_events: 3_000_000,
         }
     }
 }
@@ -161,6 +171,11 @@ pub(crate) enum Event {
     Unclog((NodeId, NodeId)),
     Heal,
     LeaderDeadline,
+    /// Leader churn: knock `node` out if it still leads in `term`.
+    KnockOut {
+        node: NodeId,
+        term: u64,
+    },
 }
 
 impl Event {
@@ -184,6 +199,7 @@ impl Event {
             Event::Unclog((a, b)) => (13, *a, *b),
             Event::Heal => (14, 0, 0),
             Event::LeaderDeadline => (15, 0, 0),
+            Event::KnockOut { node, term } => (16, *node, *term),
         }
     }
 }
@@ -246,6 +262,13 @@ pub struct Simulation {
     effects: Vec<Effect>,
     in_flight: Vec<InFlight>,
     pub(crate) kept_faults: Vec<usize>,
+    /// Leader churn is on until this time, knocking new leaders out within
+    /// `churn_knockout_max_us`.
+    pub(crate) churn_until_us: u64,
+    pub(crate) churn_knockout_max_us: u64,
+    pub(crate) churn_rng: SimRng,
+    /// A `DivergeLogs` fault that found no leader: it cuts off the next one.
+    pub(crate) diverge_armed: Option<(u64, u64)>,
 }
 
 impl Simulation {
@@ -325,6 +348,10 @@ impl Simulation {
             effects: Vec::new(),
             in_flight: Vec::new(),
             kept_faults,
+            churn_until_us: 0,
+            churn_knockout_max_us: 0,
+            churn_rng: SimRng::new(seed, Stream::Churn),
+            diverge_armed: None,
         }
     }
 
@@ -350,6 +377,16 @@ impl Simulation {
             }
             self.handle(next.event);
             if !self.checker.violations().is_empty() || self.finished() {
+                break;
+            }
+            if self.queue.len() > QUEUED_EVENTS_MAX {
+                let detail = format!(
+                    "{} events queued at once (a message storm), {} events",
+                    self.queue.len(),
+                    self.trace.events()
+                );
+                self.checker
+                    .report(self.now_us, ViolationKind::Liveness, detail);
                 break;
             }
             if self.trace.events() >= self.options.max_events || self.now_us > self.ops_deadline_us
@@ -431,12 +468,42 @@ impl Simulation {
             notes: self.trace.readable(),
         };
         f(host, &mut ctx);
+        // A node that just won an election may be knocked out before anything it sent
+        // in the same step leaves (leader churn).
+        for effect in &effects {
+            if let Effect::Role {
+                role: Role::Leader,
+                term,
+            } = effect
+            {
+                self.churn_new_leader(node, *term);
+            }
+        }
         for effect in effects.drain(..) {
             self.carry_out(node, effect);
         }
         self.effects = effects;
         if let Some(timeline) = self.timeline.as_mut() {
             timeline.sample(self.now_us, &self.hosts[node as usize - 1]);
+        }
+    }
+
+    /// Leader churn: a new leader is knocked out now or within the churn's bound.
+    fn churn_new_leader(&mut self, node: NodeId, term: u64) {
+        if self.healed_at_us.is_some() || self.now_us >= self.churn_until_us {
+            return;
+        }
+        if let Some((pick, duration_us)) = self.diverge_armed.take() {
+            self.cut_off_with_follower(node, pick, duration_us);
+            return;
+        }
+        let delay = self.churn_rng.range(0, self.churn_knockout_max_us);
+        if self.churn_rng.chance(CHURN_AT_ONCE) {
+            // In the middle of the node's step: cut it off (a crash would leave its
+            // remaining effects to carry out).
+            self.knock_out(node, term, false);
+        } else {
+            self.schedule(self.now_us + delay, Event::KnockOut { node, term });
         }
     }
 
@@ -594,6 +661,7 @@ impl Simulation {
             }
             Event::Heal => self.heal(),
             Event::LeaderDeadline => self.leader_deadline(),
+            Event::KnockOut { node, term } => self.knock_out(node, term, true),
         }
     }
 
@@ -875,7 +943,9 @@ impl Simulation {
         }
         let (_, unissued) = self.workload.outstanding();
         let clients = self.workload.client_count().max(1) as u64;
-        self.ops_deadline_us = now + OPS_BOUND_US + unissued * PER_OP_BOUND_US / clients;
+        // Each unissued operation also waits out a client's think time first.
+        let per_op_us = PER_OP_BOUND_US + self.workload.config().think_mean_us;
+        self.ops_deadline_us = now + OPS_BOUND_US + unissued * per_op_us / clients;
         self.schedule(now + LEADER_BOUND_US, Event::LeaderDeadline);
     }
 
@@ -985,6 +1055,7 @@ fn describe(event: &Event) -> String {
         Event::Unclog((a, b)) => format!("link n{a}->n{b} unclogged"),
         Event::Heal => "heal".into(),
         Event::LeaderDeadline => "leader deadline".into(),
+        Event::KnockOut { node, term } => format!("knock out n{node} if it leads term {term}"),
     }
 }
 

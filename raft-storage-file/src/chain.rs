@@ -9,19 +9,19 @@
 //! while the reader threads read the next segments; a later truncation just drops some.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::path::PathBuf;
 
 use raft_core::{Entry, HardState, Index, Term};
 
 use crate::error::StorageError;
+use crate::fs::FileSystem;
 use crate::scan::ScannedSegment;
 use crate::segment::{LiveIndex, Segment};
 
 /// A segment file being recovered.
-pub(crate) struct Found {
+pub(crate) struct Found<F: FileSystem> {
     pub(crate) path: PathBuf,
-    pub(crate) file: File,
+    pub(crate) file: F::File,
     pub(crate) scanned: ScannedSegment,
 }
 
@@ -101,7 +101,7 @@ impl Chain {
     }
 
     /// The term of the entry at `position` (0 is the first after the base).
-    fn term_at(&self, found: &[Found], position: u64) -> Option<Term> {
+    fn term_at<F: FileSystem>(&self, found: &[Found<F>], position: u64) -> Option<Term> {
         let mut left = position;
         for run in &self.runs {
             let len = (run.end - run.start) as u64;
@@ -115,7 +115,7 @@ impl Chain {
         None
     }
 
-    fn last_term(&self, found: &[Found]) -> Term {
+    fn last_term<F: FileSystem>(&self, found: &[Found<F>]) -> Term {
         self.len
             .checked_sub(1)
             .and_then(|position| self.term_at(found, position))
@@ -124,9 +124,9 @@ impl Chain {
 }
 
 /// Builds the log from segments handed over in sequence order.
-pub(crate) struct LogBuilder {
+pub(crate) struct LogBuilder<F: FileSystem> {
     snapshot: (Index, Term),
-    found: Vec<Found>,
+    found: Vec<Found<F>>,
     chain: Option<Chain>,
     /// The chain's entries after the snapshot's index, decoded.
     entries: Vec<Entry>,
@@ -134,9 +134,9 @@ pub(crate) struct LogBuilder {
 }
 
 /// The recovered log.
-pub(crate) struct Built {
-    pub(crate) segments: VecDeque<Segment>,
-    pub(crate) retired: Vec<Segment>,
+pub(crate) struct Built<F: FileSystem> {
+    pub(crate) segments: VecDeque<Segment<F>>,
+    pub(crate) retired: Vec<Segment<F>>,
     /// The entries after the snapshot.
     pub(crate) entries: Vec<Entry>,
     pub(crate) hard_state: HardState,
@@ -144,9 +144,9 @@ pub(crate) struct Built {
     pub(crate) log_dropped: bool,
 }
 
-impl LogBuilder {
+impl<F: FileSystem> LogBuilder<F> {
     /// A builder for a store whose snapshot is at `snapshot` ((0, 0) when none).
-    pub(crate) fn new(snapshot: (Index, Term)) -> LogBuilder {
+    pub(crate) fn new(snapshot: (Index, Term)) -> Self {
         LogBuilder {
             snapshot,
             found: Vec::new(),
@@ -161,7 +161,7 @@ impl LogBuilder {
     }
 
     /// Adds the next segment in sequence order.
-    pub(crate) fn add(&mut self, segment: Found) -> Result<(), StorageError> {
+    pub(crate) fn add(&mut self, segment: Found<F>) -> Result<(), StorageError> {
         let position = self.found.len();
         let header = segment.scanned.header;
         let follows = (header.first_index - 1, header.prev_term);
@@ -192,7 +192,7 @@ impl LogBuilder {
     fn follow(
         &mut self,
         mut chain: Chain,
-        segment: &Found,
+        segment: &Found<F>,
         follows: (Index, Term),
     ) -> Result<Chain, StorageError> {
         let last = chain.last_index();
@@ -218,7 +218,7 @@ impl LogBuilder {
     }
 
     /// Lines the log up with the snapshot and indexes each segment's live entries.
-    pub(crate) fn finish(self) -> Result<Built, StorageError> {
+    pub(crate) fn finish(self) -> Result<Built<F>, StorageError> {
         let LogBuilder {
             snapshot,
             found,
@@ -254,7 +254,7 @@ impl LogBuilder {
 /// otherwise drops the log (it conflicts with a snapshot installed from a leader). The
 /// snapshot becomes the base. Returns whether a log was dropped: that conclusion rests on
 /// entries that may be removed later, so the caller must record it durably.
-fn line_up(found: &[Found], chain: &mut Chain, snapshot: (Index, Term)) -> bool {
+fn line_up<F: FileSystem>(found: &[Found<F>], chain: &mut Chain, snapshot: (Index, Term)) -> bool {
     let (snapshot_index, snapshot_term) = snapshot;
     let base = chain.base;
     let log_term = if snapshot_index == base.0 {
@@ -280,7 +280,11 @@ fn line_up(found: &[Found], chain: &mut Chain, snapshot: (Index, Term)) -> bool 
 
 /// Builds each segment's index of live entries. Segments with none, except the last, are
 /// retired: removed after the next sync.
-fn index_segments(found: Vec<Found>, chain: &Chain) -> (VecDeque<Segment>, Vec<Segment>) {
+#[allow(clippy::type_complexity)]
+fn index_segments<F: FileSystem>(
+    found: Vec<Found<F>>,
+    chain: &Chain,
+) -> (VecDeque<Segment<F>>, Vec<Segment<F>>) {
     let count = found.len();
     let mut segments = VecDeque::with_capacity(count);
     let mut retired = Vec::new();

@@ -1,11 +1,12 @@
 //! Every write and sync of the store goes through here, so tests (of this crate and of its
 //! hosts) can make the disk fill up or a sync fail deterministically.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::fs::{FileSystem, FsFile};
 
 const ENOSPC: i32 = 28;
 const EIO: i32 = 5;
@@ -61,7 +62,12 @@ impl FaultInjector {
     }
 
     /// Writes all of `buf` at `offset`, unless the plan says the disk is full.
-    pub(crate) fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    pub(crate) fn write_all_at(
+        &self,
+        file: &impl FsFile,
+        buf: &[u8],
+        offset: u64,
+    ) -> io::Result<()> {
         let budget = self.plan.write_budget_bytes.load(Ordering::SeqCst);
         if budget == u64::MAX {
             return file.write_all_at(buf, offset);
@@ -78,7 +84,7 @@ impl FaultInjector {
     }
 
     /// `fdatasync`, unless the plan says syncs fail.
-    pub(crate) fn sync_data(&self, file: &File) -> io::Result<()> {
+    pub(crate) fn sync_data(&self, file: &impl FsFile) -> io::Result<()> {
         if self.plan.fail_syncs.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(EIO));
         }
@@ -86,10 +92,10 @@ impl FaultInjector {
     }
 
     /// `fsync` of a directory, unless the plan says syncs fail.
-    pub(crate) fn sync_all(&self, file: &File) -> io::Result<()> {
+    pub(crate) fn sync_dir<F: FileSystem>(&self, fs: &F, dir: &Path) -> io::Result<()> {
         if self.plan.fail_syncs.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(EIO));
         }
-        file.sync_all()
+        fs.sync_dir(dir)
     }
 }

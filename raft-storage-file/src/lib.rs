@@ -50,6 +50,15 @@
 //!
 //! [`FaultInjector`] (in [`Options::faults`]) fills the disk or fails syncs on demand, so
 //! a host can test its reaction to `ENOSPC` and to a fatal sync failure.
+//!
+//! ## Other file systems
+//!
+//! The store reaches the disk only through the small [`FileSystem`] and [`FsFile`]
+//! traits; [`FileStorage::open`] uses [`StdFs`] (`std::fs`), and
+//! [`FileStorage::open_on`] takes any other. With the `simulated-fs` feature, `SimFs` is
+//! an in-memory file system that loses unsynced writes on a crash (keeping a random,
+//! possibly torn prefix), flips bits on read, fails syncs and fills up, all from a seed:
+//! a deterministic simulator runs the real store on it.
 #![forbid(unsafe_code)]
 
 mod chain;
@@ -57,17 +66,23 @@ mod decode;
 mod error;
 mod fault;
 mod format;
+mod fs;
 mod lock;
 mod recovery;
 mod scan;
 mod segment;
+#[cfg(feature = "simulated-fs")]
+mod sim_fs;
 mod snapshot;
 mod store;
 
 pub use error::StorageError;
 pub use fault::FaultInjector;
 pub use format::FORMAT_VERSION;
+pub use fs::{DirEntry, FileSystem, FsFile, StdFile, StdFs};
 pub use recovery::{RecoveryReport, TornTail};
+#[cfg(feature = "simulated-fs")]
+pub use sim_fs::{SimDirLock, SimFaults, SimFile, SimFs, SimFsStats};
 pub use snapshot::{SnapshotReader, SnapshotWriter};
 pub use store::{FileStorage, Options, UnsyncedTail};
 

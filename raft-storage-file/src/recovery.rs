@@ -8,8 +8,7 @@
 //! [`crate::chain`]), and the snapshot's data is verified on a thread of its own.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -18,7 +17,7 @@ use raft_core::{Entry, HardState, Index, SnapshotMeta, Term};
 
 use crate::chain::{Built, Found, LogBuilder};
 use crate::error::StorageError;
-use crate::fault::FaultInjector;
+use crate::fs::{Disk, FileSystem, FsFile};
 use crate::scan::{self, Scan};
 use crate::segment::{self, Segment};
 use crate::snapshot;
@@ -52,9 +51,9 @@ pub struct TornTail {
 }
 
 /// The recovered state, ready to become a [`crate::FileStorage`].
-pub(crate) struct Recovered {
-    pub(crate) segments: VecDeque<Segment>,
-    pub(crate) retired: Vec<Segment>,
+pub(crate) struct Recovered<F: FileSystem> {
+    pub(crate) segments: VecDeque<Segment<F>>,
+    pub(crate) retired: Vec<Segment<F>>,
     pub(crate) next_seq: u64,
     pub(crate) base: (Index, Term),
     /// The log conflicted with the snapshot and was dropped; the store must make that
@@ -73,13 +72,13 @@ const READER_THREADS_MAX: usize = 4;
 /// more than they save.
 const THREADED_BYTES_MIN: u64 = 8 << 20;
 
-pub(crate) fn recover(
+pub(crate) fn recover<F: FileSystem>(
     dir: &Path,
-    faults: &FaultInjector,
+    disk: &Disk<F>,
     threads: Option<usize>,
-) -> Result<Recovered, StorageError> {
+) -> Result<Recovered<F>, StorageError> {
     let mut report = RecoveryReport::default();
-    let (seqs, segment_bytes) = list_dir(dir, &mut report)?;
+    let (seqs, segment_bytes) = list_dir(&disk.fs, dir, &mut report)?;
     let threads = threads.unwrap_or_else(|| {
         if segment_bytes < THREADED_BYTES_MIN {
             0
@@ -89,13 +88,13 @@ pub(crate) fn recover(
                 .clamp(1, READER_THREADS_MAX)
         }
     });
-    let snapshot = snapshot::Current::find(dir)?;
+    let snapshot = snapshot::Current::find(&disk.fs, dir)?;
     let snapshot_point = snapshot
         .as_ref()
         .map_or((0, 0), |s| (s.meta().index, s.meta().term));
     let mut log = LogBuilder::new(snapshot_point);
     let mut scan = |report: &mut RecoveryReport| {
-        scan_all(dir, &seqs, threads, faults, report, |found| log.add(found))
+        scan_all(dir, &seqs, threads, disk, report, |found| log.add(found))
     };
     match &snapshot {
         None => scan(&mut report)?,
@@ -141,21 +140,24 @@ pub(crate) fn recover(
 
 /// Segment sequence numbers in order and the segments' total size; removes abandoned
 /// snapshot files.
-fn list_dir(dir: &Path, report: &mut RecoveryReport) -> Result<(Vec<u64>, u64), StorageError> {
-    let listing = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
+fn list_dir<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<u64>, u64), StorageError> {
+    let mut listing = fs.list(dir).map_err(|e| StorageError::io("list", dir, e))?;
+    // Sorted, so that what recovery does and reports never depends on listing order.
+    listing.sort_by(|a, b| a.name.cmp(&b.name));
     let mut seqs = Vec::new();
     let mut segment_bytes = 0u64;
     for item in listing {
-        let item = item.map_err(|e| StorageError::io("list", dir, e))?;
-        let name = item.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = segment::parse_file_name(name) {
+        if let Some(seq) = segment::parse_file_name(&item.name) {
             seqs.push(seq);
-            // Only a hint for choosing threads; an unreadable size shows up when reading.
-            segment_bytes += item.metadata().map_or(0, |m| m.len());
-        } else if name.starts_with(snapshot::TEMP_PREFIX) {
-            let path = item.path();
-            std::fs::remove_file(&path)
+            // Only a hint for choosing threads.
+            segment_bytes += item.len;
+        } else if item.name.starts_with(snapshot::TEMP_PREFIX) {
+            let path = dir.join(&item.name);
+            fs.remove_file(&path)
                 .map_err(|e| StorageError::io("remove abandoned snapshot", &path, e))?;
             tracing::info!(path = %path.display(), "removed an abandoned snapshot file");
             report.removed_files.push(path);
@@ -166,9 +168,9 @@ fn list_dir(dir: &Path, report: &mut RecoveryReport) -> Result<(Vec<u64>, u64), 
 }
 
 /// A segment file read and parsed by a reader thread.
-struct ReadSegment {
+struct ReadSegment<F: FileSystem> {
     path: PathBuf,
-    file: File,
+    file: F::File,
     file_len: u64,
     scan: Scan,
 }
@@ -176,20 +178,20 @@ struct ReadSegment {
 /// Reads and checks every segment on `threads` reader threads (0: on this one) and hands
 /// them to `accept` in sequence order; cuts a torn tail off the last one, and removes it if
 /// its header was never written.
-fn scan_all(
+fn scan_all<F: FileSystem>(
     dir: &Path,
     seqs: &[u64],
     threads: usize,
-    faults: &FaultInjector,
+    disk: &Disk<F>,
     report: &mut RecoveryReport,
-    mut accept: impl FnMut(Found) -> Result<(), StorageError>,
+    mut accept: impl FnMut(Found<F>) -> Result<(), StorageError>,
 ) -> Result<(), StorageError> {
     let threads = threads.min(seqs.len());
     if threads == 0 {
         for (position, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment::file_name(seq));
-            let read = read_segment(path, position + 1 == seqs.len())?;
-            if let Some(found) = settle(dir, read, faults, report)? {
+            let read = read_segment(&disk.fs, path, position + 1 == seqs.len())?;
+            if let Some(found) = settle(dir, read, disk, report)? {
                 accept(found)?;
             }
         }
@@ -198,10 +200,12 @@ fn scan_all(
     std::thread::scope(|scope| {
         // Thread t reads segments t, t + threads, ...; each hands over one segment at a
         // time, so at most two per thread are in memory ahead of the chaining.
-        let receivers: Vec<mpsc::Receiver<Result<ReadSegment, StorageError>>> = (0..threads)
+        type Received<F> = Result<ReadSegment<F>, StorageError>;
+        let receivers: Vec<mpsc::Receiver<Received<F>>> = (0..threads)
             .map(|first| {
                 let (sender, receiver) = mpsc::sync_channel(1);
-                scope.spawn(move || read_every_nth(dir, seqs, first, threads, &sender));
+                let fs = &disk.fs;
+                scope.spawn(move || read_every_nth(fs, dir, seqs, first, threads, &sender));
                 receiver
             })
             .collect();
@@ -215,7 +219,7 @@ fn scan_all(
                     io::Error::other("reader thread failed"),
                 )
             })??;
-            if let Some(found) = settle(dir, read, faults, report)? {
+            if let Some(found) = settle(dir, read, disk, report)? {
                 accept(found)?;
             }
         }
@@ -224,16 +228,17 @@ fn scan_all(
 }
 
 /// The body of reader thread `first` of `step`.
-fn read_every_nth(
+fn read_every_nth<F: FileSystem>(
+    fs: &F,
     dir: &Path,
     seqs: &[u64],
     first: usize,
     step: usize,
-    sender: &mpsc::SyncSender<Result<ReadSegment, StorageError>>,
+    sender: &mpsc::SyncSender<Result<ReadSegment<F>, StorageError>>,
 ) {
     for position in (first..seqs.len()).step_by(step) {
         let path = dir.join(segment::file_name(seqs[position]));
-        let read = read_segment(path, position + 1 == seqs.len());
+        let read = read_segment(fs, path, position + 1 == seqs.len());
         let failed = read.is_err();
         if sender.send(read).is_err() || failed {
             return;
@@ -242,20 +247,27 @@ fn read_every_nth(
 }
 
 /// Reads a whole segment into one buffer and parses it.
-fn read_segment(path: PathBuf, is_last: bool) -> Result<ReadSegment, StorageError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
+fn read_segment<F: FileSystem>(
+    fs: &F,
+    path: PathBuf,
+    is_last: bool,
+) -> Result<ReadSegment<F>, StorageError> {
+    let file = fs
         .open(&path)
         .map_err(|e| StorageError::io("open segment", &path, e))?;
     let file_len = file
-        .metadata()
-        .map_err(|e| StorageError::io("stat segment", &path, e))?
-        .len();
-    let mut bytes = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
-    file.read_to_end(&mut bytes)
+        .len_bytes()
+        .map_err(|e| StorageError::io("stat segment", &path, e))?;
+    let len = usize::try_from(file_len).map_err(|_| {
+        StorageError::corrupt(
+            &path,
+            0,
+            format!("segment of {file_len} bytes is too large"),
+        )
+    })?;
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, 0)
         .map_err(|e| StorageError::io("read segment", &path, e))?;
-    let file_len = bytes.len() as u64;
     let scan = scan::scan_segment(&path, Bytes::from(bytes), is_last)?;
     Ok(ReadSegment {
         path,
@@ -267,12 +279,12 @@ fn read_segment(path: PathBuf, is_last: bool) -> Result<ReadSegment, StorageErro
 
 /// Acts on what a crash left in the last segment: removes it if its header was never
 /// written, cuts a torn tail off it.
-fn settle(
+fn settle<F: FileSystem>(
     dir: &Path,
-    read: ReadSegment,
-    faults: &FaultInjector,
+    read: ReadSegment<F>,
+    disk: &Disk<F>,
     report: &mut RecoveryReport,
-) -> Result<Option<Found>, StorageError> {
+) -> Result<Option<Found<F>>, StorageError> {
     let ReadSegment {
         path,
         file,
@@ -282,16 +294,17 @@ fn settle(
     match scan {
         Scan::TornHeader(reason) => {
             drop(file);
-            std::fs::remove_file(&path)
+            disk.fs
+                .remove_file(&path)
                 .map_err(|e| StorageError::io("remove torn segment", &path, e))?;
-            snapshot::sync_dir(dir, faults)?;
+            disk.sync_dir(dir)?;
             tracing::warn!(path = %path.display(), reason, "removed a last segment whose header was never written");
             report.removed_files.push(path);
             Ok(None)
         }
         Scan::Segment(scanned) => {
             if let Some(torn) = &scanned.torn {
-                cut_torn_tail(&file, &path, file_len, torn, faults, report)?;
+                cut_torn_tail(&file, &path, file_len, torn, disk, report)?;
             }
             Ok(Some(Found {
                 path,
@@ -302,12 +315,12 @@ fn settle(
     }
 }
 
-fn cut_torn_tail(
-    file: &File,
+fn cut_torn_tail<F: FileSystem>(
+    file: &F::File,
     path: &Path,
     file_len: u64,
     torn: &scan::Torn,
-    faults: &FaultInjector,
+    disk: &Disk<F>,
     report: &mut RecoveryReport,
 ) -> Result<(), StorageError> {
     let dropped_bytes = file_len - torn.offset;
@@ -320,8 +333,7 @@ fn cut_torn_tail(
     );
     file.set_len(torn.offset)
         .map_err(|e| StorageError::io("cut torn tail of", path, e))?;
-    faults
-        .sync_data(file)
+    disk.sync_data(file)
         .map_err(|e| StorageError::io("fsync", path, e))?;
     report.torn_tail = Some(TornTail {
         path: path.to_path_buf(),

@@ -198,7 +198,13 @@ fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64, file_len: u64) -> Option<St
             "record of {frame_bytes} bytes cut short by the end of the file"
         )),
         Frame::BadBody { frame_bytes } => {
-            format::has_unwritten_sector(&rest[..*frame_bytes], offset, file_len)
+            // A sector that starts inside the record is looked at whole, even where it
+            // runs past the record's end: a crash zeroes whole sectors, not records, so
+            // a short record may hold only the first bytes of an unwritten sector.
+            let frame_end = offset + *frame_bytes as u64;
+            let window_end = frame_end.div_ceil(format::SECTOR_BYTES) * format::SECTOR_BYTES;
+            let window = rest.len().min((window_end - offset) as usize);
+            format::has_unwritten_sector(&rest[..window], offset, file_len)
                 .then(|| "record holds an unwritten (zero) sector".to_string())
         }
         Frame::BadHeader(_) => {

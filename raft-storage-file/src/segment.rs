@@ -1,9 +1,7 @@
 //! One segment file of the log: its handle, and the in-memory index of the live entries it
 //! holds (their frame offsets and terms).
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -11,8 +9,8 @@ use raft_core::{Entry, HardState, Index, Term};
 
 use crate::decode;
 use crate::error::StorageError;
-use crate::fault::FaultInjector;
 use crate::format::{self, FRAME_HEADER_BYTES, Frame, Record, SEGMENT_HEADER_BYTES, SegmentHeader};
+use crate::fs::{Disk, FileSystem, FsFile};
 
 /// Reads of entries go to the disk in spans of about this many bytes.
 const READ_CHUNK_BYTES: u64 = 1 << 20;
@@ -35,9 +33,9 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
 /// physically present but superseded by a later segment, or covered by the snapshot, are
 /// not indexed.
 #[derive(Debug)]
-pub(crate) struct Segment {
+pub(crate) struct Segment<F: FileSystem> {
     pub(crate) path: PathBuf,
-    file: File,
+    file: F::File,
     /// Index of the first live entry (where the next live entry would go when none).
     first_index: Index,
     /// Frame offset of each live entry, in index order.
@@ -99,7 +97,7 @@ pub(crate) struct WriteFailure {
     pub(crate) rolled_back: bool,
 }
 
-impl Segment {
+impl<F: FileSystem> Segment<F> {
     /// Creates a new segment file holding its header and `hard_state`. On failure the
     /// partial file is removed (a leftover would be a damaged segment in the middle).
     pub(crate) fn create(
@@ -107,22 +105,20 @@ impl Segment {
         seq: u64,
         header: SegmentHeader,
         hard_state: &HardState,
-        faults: &FaultInjector,
-    ) -> Result<Segment, StorageError> {
+        disk: &Disk<F>,
+    ) -> Result<Self, StorageError> {
         let path = dir.join(file_name(seq));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let file = disk
+            .fs
+            .create_new(&path)
             .map_err(|e| StorageError::io("create segment", &path, e))?;
         let mut bytes = header.encode().to_vec();
         format::encode_hard_state(hard_state, &mut bytes).map_err(|e| {
             StorageError::corrupt(&path, 0, format!("cannot encode hard state: {e}"))
         })?;
-        if let Err(source) = faults.write_all_at(&file, &bytes, 0) {
+        if let Err(source) = disk.write_all_at(&file, &bytes, 0) {
             drop(file);
-            if let Err(remove) = std::fs::remove_file(&path) {
+            if let Err(remove) = disk.fs.remove_file(&path) {
                 tracing::error!(path = %path.display(), error = %remove, "cannot remove a partial segment");
             }
             return Err(StorageError::io("write segment header to", &path, source));
@@ -144,11 +140,11 @@ impl Segment {
     /// A segment found on disk by recovery, holding the live entries `live`.
     pub(crate) fn recovered(
         path: PathBuf,
-        file: File,
+        file: F::File,
         live: LiveIndex,
         end_offset: u64,
         physical_last: (Index, Term),
-    ) -> Segment {
+    ) -> Self {
         Segment {
             path,
             file,
@@ -222,13 +218,9 @@ impl Segment {
 
     /// Writes `bytes` at the end of the file. On failure, cuts the file back so no partial
     /// record is left behind.
-    pub(crate) fn write(
-        &mut self,
-        bytes: &[u8],
-        faults: &FaultInjector,
-    ) -> Result<u64, WriteFailure> {
+    pub(crate) fn write(&mut self, bytes: &[u8], disk: &Disk<F>) -> Result<u64, WriteFailure> {
         let offset = self.end_offset;
-        match faults.write_all_at(&self.file, bytes, offset) {
+        match disk.write_all_at(&self.file, bytes, offset) {
             Ok(()) => {
                 self.end_offset += bytes.len() as u64;
                 Ok(offset)
@@ -250,17 +242,17 @@ impl Segment {
     }
 
     /// Makes everything written durable. A failure is fatal for the store.
-    pub(crate) fn sync(&mut self, faults: &FaultInjector) -> io::Result<()> {
+    pub(crate) fn sync(&mut self, disk: &Disk<F>) -> io::Result<()> {
         if self.synced_offset == self.end_offset {
             return Ok(());
         }
-        self.force_sync(faults)
+        self.force_sync(disk)
     }
 
     /// Syncs even if nothing was written through this handle (a file found at startup may
     /// still be only in the page cache, from a process that crashed before syncing).
-    pub(crate) fn force_sync(&mut self, faults: &FaultInjector) -> io::Result<()> {
-        faults.sync_data(&self.file)?;
+    pub(crate) fn force_sync(&mut self, disk: &Disk<F>) -> io::Result<()> {
+        disk.sync_data(&self.file)?;
         self.synced_offset = self.end_offset;
         Ok(())
     }

@@ -1,17 +1,15 @@
 //! Snapshot files: streamed into a temporary file, fsynced, renamed over `snapshot`, the
 //! directory fsynced; read back as a stream whose checksum is verified at its end.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use raft_core::SnapshotMeta;
 
 use crate::error::StorageError;
-use crate::fault::FaultInjector;
 use crate::format::{self, SNAPSHOT_HEADER_BYTES};
+use crate::fs::{Disk, FileSystem, FsFile, StdFs};
 use crate::scan::header_error;
 
 /// The current snapshot's file name.
@@ -29,25 +27,25 @@ static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 /// Receives a snapshot's bytes for a [`crate::FileStorage`]. Nothing is visible until
 /// [`raft_core::Storage::commit_snapshot`]; dropping the writer removes its temporary file.
 #[derive(Debug)]
-pub struct SnapshotWriter {
+pub struct SnapshotWriter<F: FileSystem = StdFs> {
     pub(crate) dir: PathBuf,
     pub(crate) meta: SnapshotMeta,
     path: PathBuf,
-    file: Option<File>,
+    file: Option<F::File>,
     meta_bytes: Vec<u8>,
     buffer: Vec<u8>,
     /// Where the buffer goes in the file.
     flushed_offset: u64,
     data_len: u64,
     data_crc: u32,
-    faults: FaultInjector,
+    disk: Disk<F>,
 }
 
-impl SnapshotWriter {
+impl<F: FileSystem> SnapshotWriter<F> {
     pub(crate) fn create(
         dir: &Path,
         meta: &SnapshotMeta,
-        faults: &FaultInjector,
+        disk: &Disk<F>,
     ) -> Result<Self, StorageError> {
         let name = format!(
             "{TEMP_PREFIX}{}-{}",
@@ -58,11 +56,9 @@ impl SnapshotWriter {
         let meta_bytes = postcard::to_stdvec(meta).map_err(|e| {
             StorageError::corrupt(&path, 0, format!("cannot encode snapshot metadata: {e}"))
         })?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        let file = disk
+            .fs
+            .create_new(&path)
             .map_err(|e| StorageError::io("create snapshot", &path, e))?;
         // The header is written last, at commit, once the data's length and checksum are
         // known; until then the file starts with zeros and is never mistaken for a snapshot.
@@ -77,7 +73,7 @@ impl SnapshotWriter {
             flushed_offset,
             data_len: 0,
             data_crc: 0,
-            faults: faults.clone(),
+            disk: disk.clone(),
         })
     }
 
@@ -88,7 +84,7 @@ impl SnapshotWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        self.faults
+        self.disk
             .write_all_at(file, &self.buffer, self.flushed_offset)?;
         self.flushed_offset += self.buffer.len() as u64;
         self.buffer.clear();
@@ -111,19 +107,19 @@ impl SnapshotWriter {
                 ),
             ));
         };
-        let result = self.faults.write_all_at(&file, &header, 0);
+        let result = self.disk.write_all_at(&file, &header, 0);
         result.map_err(|e| {
             (
                 false,
                 StorageError::io("write snapshot header to", &self.path, e),
             )
         })?;
-        self.faults
+        self.disk
             .sync_data(&file)
             .map_err(|e| (true, StorageError::io("fsync snapshot", &self.path, e)))?;
         drop(file);
         let target = self.dir.join(FILE_NAME);
-        std::fs::rename(&self.path, &target).map_err(|e| {
+        self.disk.fs.rename(&self.path, &target).map_err(|e| {
             (
                 false,
                 StorageError::io("rename snapshot into place", &target, e),
@@ -131,11 +127,11 @@ impl SnapshotWriter {
         })?;
         // The file is in place: nothing left for Drop to remove.
         self.path = PathBuf::new();
-        sync_dir(&self.dir, &self.faults).map_err(|e| (true, e))
+        self.disk.sync_dir(&self.dir).map_err(|e| (true, e))
     }
 }
 
-impl Write for SnapshotWriter {
+impl<F: FileSystem> Write for SnapshotWriter<F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.buffer.len() + buf.len() > WRITE_BUFFER_BYTES {
             self.flush_buffer()?;
@@ -144,7 +140,7 @@ impl Write for SnapshotWriter {
             let Some(file) = &self.file else {
                 return Err(io::Error::other("snapshot writer already used"));
             };
-            self.faults.write_all_at(file, buf, self.flushed_offset)?;
+            self.disk.write_all_at(file, buf, self.flushed_offset)?;
             self.flushed_offset += buf.len() as u64;
         } else {
             self.buffer.extend_from_slice(buf);
@@ -159,12 +155,12 @@ impl Write for SnapshotWriter {
     }
 }
 
-impl Drop for SnapshotWriter {
+impl<F: FileSystem> Drop for SnapshotWriter<F> {
     fn drop(&mut self) {
         if self.path.as_os_str().is_empty() {
             return;
         }
-        if let Err(e) = std::fs::remove_file(&self.path) {
+        if let Err(e) = self.disk.fs.remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot remove an abandoned snapshot");
         }
     }
@@ -180,9 +176,12 @@ impl Drop for SnapshotWriter {
 /// pass; seeking back to 0 turns it on again. The whole snapshot is also verified when the
 /// store opens.
 #[derive(Debug)]
-pub struct SnapshotReader {
+pub struct SnapshotReader<F: FileSystem = StdFs> {
     path: PathBuf,
-    inner: BufReader<File>,
+    file: F::File,
+    /// Bytes read ahead, starting at data position `buffer_start`.
+    buffer: Vec<u8>,
+    buffer_start: u64,
     /// File offset of the first data byte.
     data_offset: u64,
     data_len: u64,
@@ -195,7 +194,7 @@ pub struct SnapshotReader {
     failed: bool,
 }
 
-impl SnapshotReader {
+impl<F: FileSystem> SnapshotReader<F> {
     fn checksum_error(&self) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -207,7 +206,31 @@ impl SnapshotReader {
     }
 }
 
-impl Read for SnapshotReader {
+impl<F: FileSystem> SnapshotReader<F> {
+    /// Copies into `buf` what the read-ahead buffer holds at the current position,
+    /// refilling it from the file first if it holds nothing there.
+    fn read_buffered(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let buffer_end = self.buffer_start + self.buffer.len() as u64;
+        if self.position < self.buffer_start || self.position >= buffer_end {
+            let remaining_bytes = self.data_len - self.position;
+            let fill = usize::try_from(remaining_bytes)
+                .map_or(READ_BUFFER_BYTES, |left| left.min(READ_BUFFER_BYTES));
+            self.buffer.resize(fill, 0);
+            let got = self
+                .file
+                .read_at(&mut self.buffer, self.data_offset + self.position)?;
+            self.buffer.truncate(got);
+            self.buffer_start = self.position;
+        }
+        let skip = (self.position - self.buffer_start) as usize;
+        let available = &self.buffer[skip.min(self.buffer.len())..];
+        let count = available.len().min(buf.len());
+        buf[..count].copy_from_slice(&available[..count]);
+        Ok(count)
+    }
+}
+
+impl<F: FileSystem> Read for SnapshotReader<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.failed {
             return Err(self.checksum_error());
@@ -219,7 +242,7 @@ impl Read for SnapshotReader {
         let want = buf
             .len()
             .min(usize::try_from(remaining_bytes).unwrap_or(usize::MAX));
-        let got = self.inner.read(&mut buf[..want])?;
+        let got = self.read_buffered(&mut buf[..want])?;
         if got == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -238,7 +261,7 @@ impl Read for SnapshotReader {
     }
 }
 
-impl Seek for SnapshotReader {
+impl<F: FileSystem> Seek for SnapshotReader<F> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(offset) => Some(offset),
@@ -257,16 +280,13 @@ impl Seek for SnapshotReader {
         if target == self.position {
             return Ok(target);
         }
-        // Relative moves keep what the buffer holds when the target is inside it.
-        let delta = i64::try_from(i128::from(target) - i128::from(self.position))
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seek distance too large"))?;
         if self.data_offset.checked_add(target).is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "seek position too large",
             ));
         }
-        self.inner.seek_relative(delta)?;
+        // The read-ahead buffer is kept: a later read uses it if the target is inside it.
         self.position = target;
         self.crc = (target == 0).then_some(0);
         Ok(target)
@@ -278,22 +298,21 @@ impl Seek for SnapshotReader {
 }
 
 /// A snapshot file's header, checked.
-struct Opened {
-    file: File,
+struct Opened<F: FileSystem> {
+    file: F::File,
     header: format::SnapshotHeader,
     data_offset: u64,
 }
 
-fn open_checked(path: &Path) -> Result<Option<Opened>, StorageError> {
-    let file = match File::open(path) {
+fn open_checked<F: FileSystem>(fs: &F, path: &Path) -> Result<Option<Opened<F>>, StorageError> {
+    let file = match fs.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io("open snapshot", path, e)),
     };
     let file_len = file
-        .metadata()
-        .map_err(|e| StorageError::io("stat snapshot", path, e))?
-        .len();
+        .len_bytes()
+        .map_err(|e| StorageError::io("stat snapshot", path, e))?;
     let mut fixed = [0u8; SNAPSHOT_HEADER_BYTES];
     if file_len < SNAPSHOT_HEADER_BYTES as u64 {
         return Err(StorageError::corrupt(
@@ -335,16 +354,16 @@ fn open_checked(path: &Path) -> Result<Option<Opened>, StorageError> {
 
 /// The current snapshot at startup, its header checked. [`Current::verify`] checks its
 /// data, so a damaged snapshot stops the node before it serves or votes.
-pub(crate) struct Current {
+pub(crate) struct Current<F: FileSystem> {
     path: PathBuf,
-    opened: Opened,
+    opened: Opened<F>,
 }
 
-impl Current {
+impl<F: FileSystem> Current<F> {
     /// Opens the current snapshot, if there is one, and checks its header.
-    pub(crate) fn find(dir: &Path) -> Result<Option<Current>, StorageError> {
+    pub(crate) fn find(fs: &F, dir: &Path) -> Result<Option<Self>, StorageError> {
         let path = dir.join(FILE_NAME);
-        Ok(open_checked(&path)?.map(|opened| Current { path, opened }))
+        Ok(open_checked(fs, &path)?.map(|opened| Current { path, opened }))
     }
 
     pub(crate) fn meta(&self) -> &SnapshotMeta {
@@ -383,18 +402,20 @@ impl Current {
 }
 
 /// Opens the current snapshot for streaming.
-pub(crate) fn open(dir: &Path) -> Result<Option<(SnapshotMeta, SnapshotReader)>, StorageError> {
+#[allow(clippy::type_complexity)]
+pub(crate) fn open<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+) -> Result<Option<(SnapshotMeta, SnapshotReader<F>)>, StorageError> {
     let path = dir.join(FILE_NAME);
-    let Some(opened) = open_checked(&path)? else {
+    let Some(opened) = open_checked(fs, &path)? else {
         return Ok(None);
     };
-    let mut inner = BufReader::with_capacity(READ_BUFFER_BYTES, opened.file);
-    inner
-        .seek(SeekFrom::Start(opened.data_offset))
-        .map_err(|e| StorageError::io("seek snapshot", &path, e))?;
     let reader = SnapshotReader {
         path,
-        inner,
+        file: opened.file,
+        buffer: Vec::new(),
+        buffer_start: 0,
         data_offset: opened.data_offset,
         data_len: opened.header.data_len,
         position: 0,
@@ -403,12 +424,4 @@ pub(crate) fn open(dir: &Path) -> Result<Option<(SnapshotMeta, SnapshotReader)>,
         failed: false,
     };
     Ok(Some((opened.header.meta, reader)))
-}
-
-/// fsyncs a directory so that file creations, renames and removals in it are durable.
-pub(crate) fn sync_dir(dir: &Path, faults: &FaultInjector) -> Result<(), StorageError> {
-    let handle = File::open(dir).map_err(|e| StorageError::io("open directory", dir, e))?;
-    faults
-        .sync_all(&handle)
-        .map_err(|e| StorageError::io("fsync directory", dir, e))
 }

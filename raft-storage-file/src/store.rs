@@ -10,7 +10,8 @@ use raft_core::{Entry, HardState, Index, RestoredState, SnapshotMeta, Storage, T
 use crate::error::StorageError;
 use crate::fault::FaultInjector;
 use crate::format::{self, RECORD_BODY_BYTES_MAX, SegmentHeader};
-use crate::lock::DirLock;
+use crate::fs::{Disk, FileSystem, StdFs};
+use crate::lock;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
 use crate::snapshot::{self, SnapshotReader, SnapshotWriter};
@@ -58,14 +59,19 @@ pub struct UnsyncedTail {
 ///
 /// Opening recovers: it verifies every checksum, cuts a torn tail off the last segment
 /// (see [`FileStorage::recovery_report`]) and refuses to open on any other damage.
+///
+/// The type parameter is the file system: [`StdFs`] (the default, what
+/// [`FileStorage::open`] uses) or any [`FileSystem`], e.g. a simulated one
+/// ([`FileStorage::open_on`]).
 #[derive(Debug)]
-pub struct FileStorage {
+pub struct FileStorage<F: FileSystem = StdFs> {
     dir: PathBuf,
     options: Options,
+    disk: Disk<F>,
     /// Segments in sequence order; the last one is written to.
-    segments: VecDeque<Segment>,
+    segments: VecDeque<Segment<F>>,
     /// Segments with nothing live, removed after the next successful sync.
-    retired: Vec<Segment>,
+    retired: Vec<Segment<F>>,
     next_seq: u64,
     /// The entry before the first stored one: `(index, term)`.
     base: (Index, Term),
@@ -82,7 +88,7 @@ pub struct FileStorage {
     restored: Option<RestoredState>,
     encode_buf: Vec<u8>,
     /// Held while the store is open; declared last so it is released last.
-    _lock: DirLock,
+    _lock: F::DirLock,
 }
 
 impl FileStorage {
@@ -98,11 +104,24 @@ impl FileStorage {
     /// held lock is retried for up to 250 ms first: a child process forked by another
     /// thread holds a copy of the lock until it execs.)
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<FileStorage, StorageError> {
+        FileStorage::open_on(StdFs, dir, options)
+    }
+}
+
+impl<F: FileSystem> FileStorage<F> {
+    /// Opens (creating if needed) the store in `dir` on the file system `fs` and recovers
+    /// it, as [`FileStorage::open_with`] does on the real one.
+    pub fn open_on(fs: F, dir: impl AsRef<Path>, options: Options) -> Result<Self, StorageError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
+        fs.create_dir_all(&dir)
+            .map_err(|e| StorageError::io("create directory", &dir, e))?;
         // Before recovery touches anything: it may cut a tail or remove files.
-        let lock = DirLock::take(&dir)?;
-        let recovered = recovery::recover(&dir, &options.faults, options.recovery_threads)?;
+        let lock = lock::take(&fs, &dir)?;
+        let disk = Disk {
+            fs,
+            faults: options.faults.clone(),
+        };
+        let recovered = recovery::recover(&dir, &disk, options.recovery_threads)?;
         let log_dropped = recovered.log_dropped;
         let snapshot = recovered.snapshot.clone().unwrap_or_default();
         let last_index = recovered.base.0 + recovered.entries.len() as u64;
@@ -114,6 +133,7 @@ impl FileStorage {
         let mut store = FileStorage {
             dir,
             options,
+            disk,
             segments: recovered.segments,
             retired: recovered.retired,
             next_seq: recovered.next_seq,
@@ -147,9 +167,9 @@ impl FileStorage {
             )
         })?;
         store.write_buffer("save hard state to")?;
-        let faults = store.options.faults.clone();
+        let disk = store.disk.clone();
         let active = store.active()?;
-        if let Err(e) = active.force_sync(&faults) {
+        if let Err(e) = active.force_sync(&disk) {
             return Err(StorageError::io("fsync", active.path.clone(), e));
         }
         tracing::info!(
@@ -217,13 +237,13 @@ impl FileStorage {
         self.segment_for(index).and_then(|s| s.term(index))
     }
 
-    fn segment_for(&self, index: Index) -> Option<&Segment> {
+    fn segment_for(&self, index: Index) -> Option<&Segment<F>> {
         let after = self.segments.partition_point(|s| s.first_index() <= index);
         let segment = self.segments.get(after.checked_sub(1)?)?;
         segment.contains(index).then_some(segment)
     }
 
-    fn active(&mut self) -> Result<&mut Segment, StorageError> {
+    fn active(&mut self) -> Result<&mut Segment<F>, StorageError> {
         // `open` creates a segment when there is none, and nothing removes the last one.
         self.segments
             .back_mut()
@@ -233,11 +253,11 @@ impl FileStorage {
     /// Starts a new segment whose first entry will be `first_index`, following an entry of
     /// term `prev_term`. Earlier live entries at or after `first_index` are superseded.
     fn roll(&mut self, first_index: Index, prev_term: Term) -> Result<(), StorageError> {
-        let faults = self.options.faults.clone();
+        let disk = self.disk.clone();
         if let Some(active) = self.segments.back_mut() {
             // Sync the old segment first, so that only the last segment can ever hold a
             // torn tail.
-            if let Err(e) = active.sync(&faults) {
+            if let Err(e) = active.sync(&disk) {
                 let error = StorageError::io("fsync", active.path.clone(), e);
                 return Err(self.stop(error));
             }
@@ -248,12 +268,12 @@ impl FileStorage {
             first_index,
             prev_term,
         };
-        let segment = Segment::create(&self.dir, seq, header, &self.hard_state, &faults)?;
+        let segment = Segment::create(&self.dir, seq, header, &self.hard_state, &disk)?;
         self.dir_dirty = true;
         for old in &mut self.segments {
             old.cut_live(first_index);
         }
-        let (live, dead): (VecDeque<Segment>, VecDeque<Segment>) =
+        let (live, dead): (VecDeque<Segment<F>>, VecDeque<Segment<F>>) =
             std::mem::take(&mut self.segments)
                 .into_iter()
                 .partition(|s| s.has_live());
@@ -265,11 +285,11 @@ impl FileStorage {
 
     /// Writes the encode buffer to the active segment; returns its offset there.
     fn write_buffer(&mut self, op: &'static str) -> Result<u64, StorageError> {
-        let faults = self.options.faults.clone();
+        let disk = self.disk.clone();
         let buf = std::mem::take(&mut self.encode_buf);
         let active = self.active()?;
         let path = active.path.clone();
-        let result = active.write(&buf, &faults);
+        let result = active.write(&buf, &disk);
         self.encode_buf = buf;
         match result {
             Ok(offset) => Ok(offset),
@@ -350,7 +370,7 @@ impl FileStorage {
         for segment in self.retired.drain(..) {
             let path = segment.path.clone();
             drop(segment);
-            if let Err(e) = std::fs::remove_file(&path) {
+            if let Err(e) = self.disk.fs.remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove a retired segment");
             }
         }
@@ -376,10 +396,10 @@ impl FileStorage {
     }
 }
 
-impl Storage for FileStorage {
+impl<F: FileSystem> Storage for FileStorage<F> {
     type Error = StorageError;
-    type SnapshotReader = SnapshotReader;
-    type SnapshotWriter = SnapshotWriter;
+    type SnapshotReader = SnapshotReader<F>;
+    type SnapshotWriter = SnapshotWriter<F>;
 
     fn restore(&mut self) -> Result<RestoredState, StorageError> {
         if let Some(restored) = self.restored.take() {
@@ -469,14 +489,14 @@ impl Storage for FileStorage {
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.check_running()?;
-        let faults = self.options.faults.clone();
+        let disk = self.disk.clone();
         let active = self.active()?;
-        if let Err(e) = active.sync(&faults) {
+        if let Err(e) = active.sync(&disk) {
             let error = StorageError::io("fsync", active.path.clone(), e);
             return Err(self.stop(error));
         }
         if self.dir_dirty {
-            if let Err(error) = snapshot::sync_dir(&self.dir, &faults) {
+            if let Err(error) = disk.sync_dir(&self.dir) {
                 return Err(self.stop(error));
             }
             self.dir_dirty = false;
@@ -557,12 +577,12 @@ impl Storage for FileStorage {
         Ok(out)
     }
 
-    fn begin_snapshot(&mut self, meta: &SnapshotMeta) -> Result<SnapshotWriter, StorageError> {
+    fn begin_snapshot(&mut self, meta: &SnapshotMeta) -> Result<SnapshotWriter<F>, StorageError> {
         self.check_running()?;
-        SnapshotWriter::create(&self.dir, meta, &self.options.faults)
+        SnapshotWriter::create(&self.dir, meta, &self.disk)
     }
 
-    fn commit_snapshot(&mut self, writer: SnapshotWriter) -> Result<(), StorageError> {
+    fn commit_snapshot(&mut self, writer: SnapshotWriter<F>) -> Result<(), StorageError> {
         self.check_running()?;
         if writer.dir != self.dir {
             return Err(StorageError::ForeignSnapshotWriter {
@@ -596,10 +616,10 @@ impl Storage for FileStorage {
         self.snapshot.clone()
     }
 
-    fn open_snapshot(&self) -> Result<Option<(SnapshotMeta, SnapshotReader)>, StorageError> {
+    fn open_snapshot(&self) -> Result<Option<(SnapshotMeta, SnapshotReader<F>)>, StorageError> {
         if !self.has_snapshot {
             return Ok(None);
         }
-        snapshot::open(&self.dir)
+        snapshot::open(&self.disk.fs, &self.dir)
     }
 }

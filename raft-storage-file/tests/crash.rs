@@ -104,6 +104,39 @@ fn unwritten_sectors_in_the_final_record_are_a_torn_tail() {
 }
 
 #[test]
+fn an_unwritten_sector_that_starts_inside_a_short_final_record_is_a_torn_tail() {
+    // Goal: a crash zeroes whole sectors, not records. When a sector that starts inside
+    // the final record (shorter than a sector) never landed, the record holds only the
+    // sector's first zeros; recovery must still see a tear, not corruption. (Found by the
+    // simulated file system: such a node refused to start after a power loss.)
+    // Where the final record starts does not depend on its size: size it to end 60
+    // bytes into the next sector.
+    let probe = tempfile::tempdir().unwrap();
+    let (_, start, _) = store_with_final_record(probe.path(), 1);
+    let payload_bytes = (512 - start % 512) as usize + 60;
+    let dir = tempfile::tempdir().unwrap();
+    let (segment, start, end) = store_with_final_record(dir.path(), payload_bytes);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let sector = start.div_ceil(512) * 512;
+    assert!(
+        sector > start && sector < end,
+        "the record must straddle a sector boundary"
+    );
+    // The rest of the file from that sector on is zeros (a whole sector: the file is
+    // extended past it, as a later unsynced write would have done).
+    bytes.resize(sector as usize + 512, 0);
+    bytes[sector as usize..].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    let store = assert_recovers_first_twenty(dir.path());
+    let torn = store
+        .recovery_report()
+        .torn_tail
+        .clone()
+        .expect("a torn tail");
+    assert_eq!(torn.offset, start);
+}
+
+#[test]
 fn a_new_segment_whose_header_never_landed_is_removed() {
     // Method: with small segments, the last append starts a new segment; cut that file
     // inside its header, as a crash right after creating it would.

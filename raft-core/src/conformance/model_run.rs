@@ -3,13 +3,13 @@
 
 use std::fmt;
 
-use super::mem_state::MemState;
-use super::memory::{MemStorage, MemStorageError};
 use super::ops::Op;
 use super::runner::Harness;
 use super::samples::{meta, sample_bytes, sample_entry};
 use super::support::{self, Context, all_entries, fresh, read_snapshot, write_snapshot};
+use crate::storage::MemState;
 use crate::storage::Storage;
+use crate::storage::{MemStorage, MemStorageError};
 use crate::types::{Entry, HardState, RestoredState, SnapshotMeta};
 
 /// Runs `ops` on a new store from `harness` and on a [`MemStorage`] model, comparing the

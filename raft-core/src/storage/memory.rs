@@ -42,13 +42,39 @@ impl Pending {
     }
 }
 
-/// The reference [`Storage`]: everything in memory, with durability modelled.
+/// A [`Storage`] that keeps everything in memory, with durability modelled: the reference
+/// store of the conformance kit, a fast disk for simulations and tests, and a store for a
+/// node whose data may vanish with the process (a cache, a test cluster).
 ///
 /// Writes change the visible state at once and are queued; [`Storage::sync`] makes the
 /// queue durable and [`Storage::commit_snapshot`] syncs, then installs the snapshot
-/// durably. [`MemStorage::crash`] drops every write not synced, as a power loss would;
-/// [`MemStorage::crash_keeping`] keeps some of them, as a torn write would. The
-/// simulator and the runtime's tests use it as their disk.
+/// durably. Nothing survives the process: "durable" means "survives
+/// [`MemStorage::crash`]", which drops every write not synced, as a power loss would;
+/// [`MemStorage::crash_keeping`] keeps some of them, as a torn write would. A simulator
+/// crashes a node by calling one of them and restarting the node from
+/// [`Storage::restore`].
+///
+/// Every call either succeeds or fails with [`StorageMisuse`](crate::storage::StorageMisuse)
+/// (a contract violation, the store unchanged); it never fails for IO reasons.
+///
+/// Memory: the log since the last compaction and the latest snapshot's bytes, twice (what
+/// a reader sees and what survives a crash) while writes are unsynced; entries share
+/// their command bytes ([`bytes::Bytes`]), so the second copy costs little.
+///
+/// ```
+/// use raft_core::storage::MemStorage;
+/// use raft_core::{Entry, EntryPayload, Storage};
+///
+/// let mut store = MemStorage::new();
+/// let entry = Entry { term: 1, index: 1, payload: EntryPayload::Noop };
+/// store.append(&[entry.clone()]).unwrap();
+/// store.crash(); // not synced: lost
+/// assert_eq!(store.last_index(), 0);
+/// store.append(&[entry]).unwrap();
+/// store.sync().unwrap();
+/// store.crash(); // synced: kept
+/// assert_eq!(store.restore().unwrap().entries.len(), 1);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     volatile: MemState,
@@ -62,7 +88,7 @@ impl MemStorage {
         MemStorage::default()
     }
 
-    pub(super) fn from_durable(state: MemState) -> Self {
+    pub(crate) fn from_durable(state: MemState) -> Self {
         MemStorage {
             volatile: state.clone(),
             durable: state,
@@ -70,7 +96,7 @@ impl MemStorage {
         }
     }
 
-    pub(super) fn volatile_state(&self) -> &MemState {
+    pub(crate) fn volatile_state(&self) -> &MemState {
         &self.volatile
     }
 

@@ -11,21 +11,21 @@ use crate::types::{Entry, HardState, Index, RestoredState, SnapshotMeta, Term};
 /// One side of a [`MemStorage`](super::MemStorage): what a reader sees, or what survives a
 /// crash.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct MemState {
-    pub(super) hard_state: HardState,
-    pub(super) snapshot: SnapshotMeta,
-    pub(super) snapshot_data: Option<Bytes>,
+pub(crate) struct MemState {
+    pub(crate) hard_state: HardState,
+    pub(crate) snapshot: SnapshotMeta,
+    pub(crate) snapshot_data: Option<Bytes>,
     base_index: Index,
     base_term: Term,
     entries: VecDeque<Entry>,
 }
 
 impl MemState {
-    pub(super) fn first_index(&self) -> Index {
+    pub(crate) fn first_index(&self) -> Index {
         self.base_index + 1
     }
 
-    pub(super) fn last_index(&self) -> Index {
+    pub(crate) fn last_index(&self) -> Index {
         self.base_index + self.entries.len() as u64
     }
 
@@ -40,7 +40,7 @@ impl MemState {
         }
     }
 
-    pub(super) fn term(&self, index: Index) -> Option<Term> {
+    pub(crate) fn term(&self, index: Index) -> Option<Term> {
         self.log_term(index)
             .or((index == self.snapshot.index).then_some(self.snapshot.term))
     }
@@ -51,7 +51,7 @@ impl MemState {
         self.base_term = self.snapshot.term;
     }
 
-    pub(super) fn append(&mut self, entries: &[Entry]) -> Result<(), MemStorageError> {
+    pub(crate) fn append(&mut self, entries: &[Entry]) -> Result<(), MemStorageError> {
         let Some(head) = entries.first() else {
             return Ok(());
         };
@@ -72,7 +72,7 @@ impl MemState {
         Ok(())
     }
 
-    pub(super) fn truncate_suffix(&mut self, from: Index) -> Result<(), MemStorageError> {
+    pub(crate) fn truncate_suffix(&mut self, from: Index) -> Result<(), MemStorageError> {
         let first = self.first_index();
         if from < first {
             return Err(MemStorageError::TruncateBelowFirst { from, first });
@@ -87,7 +87,7 @@ impl MemState {
         Ok(())
     }
 
-    pub(super) fn compact(&mut self, through: Index) -> Result<(), MemStorageError> {
+    pub(crate) fn compact(&mut self, through: Index) -> Result<(), MemStorageError> {
         if through > self.snapshot.index {
             return Err(MemStorageError::CompactBeyondSnapshot {
                 through,
@@ -108,7 +108,7 @@ impl MemState {
         Ok(())
     }
 
-    pub(super) fn check_snapshot(&self, meta: &SnapshotMeta) -> Result<(), MemStorageError> {
+    pub(crate) fn check_snapshot(&self, meta: &SnapshotMeta) -> Result<(), MemStorageError> {
         if meta.index < self.snapshot.index {
             return Err(MemStorageError::StaleSnapshot {
                 index: meta.index,
@@ -118,7 +118,7 @@ impl MemState {
         Ok(())
     }
 
-    pub(super) fn install_snapshot(&mut self, meta: SnapshotMeta, data: Bytes) {
+    pub(crate) fn install_snapshot(&mut self, meta: SnapshotMeta, data: Bytes) {
         self.snapshot = meta;
         self.snapshot_data = Some(data);
         if self.entries.is_empty() {
@@ -128,7 +128,7 @@ impl MemState {
 
     /// What `restore` does: keep the entries after the snapshot if the log agrees with
     /// it at the snapshot's index, otherwise drop the log.
-    pub(super) fn normalize(&mut self) {
+    pub(crate) fn normalize(&mut self) {
         let index = self.snapshot.index;
         if self.log_term(index) == Some(self.snapshot.term) {
             if index > self.base_index {
@@ -141,7 +141,7 @@ impl MemState {
         }
     }
 
-    pub(super) fn entries(
+    pub(crate) fn entries(
         &self,
         low: Index,
         high: Index,
@@ -172,7 +172,7 @@ impl MemState {
         Ok(out)
     }
 
-    pub(super) fn restored(&self) -> RestoredState {
+    pub(crate) fn restored(&self) -> RestoredState {
         RestoredState {
             hard_state: self.hard_state,
             snapshot: self.snapshot.clone(),
@@ -180,7 +180,7 @@ impl MemState {
         }
     }
 
-    pub(super) fn restored_normalized(mut self) -> RestoredState {
+    pub(crate) fn restored_normalized(mut self) -> RestoredState {
         self.normalize();
         self.restored()
     }
@@ -189,7 +189,7 @@ impl MemState {
 impl MemState {
     /// A copy with the log's bounds only, to validate an append without copying the
     /// entries.
-    pub(super) fn clone_bounds(&self) -> MemState {
+    pub(crate) fn clone_bounds(&self) -> MemState {
         MemState {
             hard_state: self.hard_state,
             snapshot: SnapshotMeta::default(),

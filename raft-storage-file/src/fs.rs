@@ -1,0 +1,235 @@
+//! The file-system calls the store makes, as two small traits, so the same store runs on
+//! the real disk ([`StdFs`]) and on a simulated one (`SimFs`, feature `simulated-fs`) that
+//! loses unsynced writes, tears them, flips bits and fills up, driven by a seed.
+//!
+//! The traits hold only what [`crate::FileStorage`] needs: positional reads and writes
+//! (segments are appended to and snapshot headers are written last, at offset 0), setting
+//! a file's length (undoing a failed write, cutting a torn tail), `fdatasync`, and the
+//! directory calls (create, rename, remove, list, fsync, lock).
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The file's name within the directory.
+    pub name: String,
+    /// Its length in bytes (only a hint: the store reads the length again when it opens
+    /// the file).
+    pub len: u64,
+}
+
+/// An open file: read and write at offsets, change the length, make the data durable.
+///
+/// Calls take `&self` so reader threads can share a file, as with
+/// [`std::os::unix::fs::FileExt`].
+pub trait FsFile: Debug + Send + Sync + 'static {
+    /// The file's length now (written bytes, synced or not).
+    fn len_bytes(&self) -> io::Result<u64>;
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at or past the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// Writes all of `buf` at `offset`, growing the file (with zeros) if needed. A failure
+    /// may leave part of `buf` written.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Cuts or extends (with zeros) the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// Makes every write to this file durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// Fills `buf` from `offset`, or fails with [`io::ErrorKind::UnexpectedEof`].
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file ends early",
+                    ));
+                }
+                Ok(read) => {
+                    buf = &mut buf[read..];
+                    offset += read as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The directory-level calls of a file system, and the type of its open files.
+///
+/// Durability follows POSIX: [`FsFile::sync_data`] makes a file's bytes durable, and
+/// creating, renaming or removing a file is durable once the directory is synced
+/// ([`FileSystem::sync_dir`]).
+pub trait FileSystem: Clone + Debug + Send + Sync + 'static {
+    /// An open file.
+    type File: FsFile;
+    /// An exclusive lock on a directory, held until dropped.
+    type DirLock: Debug + Send + Sync + 'static;
+
+    /// Creates `dir` and its missing parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+
+    /// Takes the exclusive lock on `dir` (through a lock file in it), or returns `None`
+    /// at once if someone else holds it.
+    fn try_lock_dir(&self, dir: &Path) -> io::Result<Option<Self::DirLock>>;
+
+    /// Creates a new, empty file for reading and writing; fails if `path` exists.
+    fn create_new(&self, path: &Path) -> io::Result<Self::File>;
+
+    /// Opens an existing file for reading and writing ([`io::ErrorKind::NotFound`] if
+    /// there is none).
+    fn open(&self, path: &Path) -> io::Result<Self::File>;
+
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Renames `from` to `to`, replacing `to` if it exists (atomically, as `rename(2)`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// The files in `dir`, in no particular order.
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
+
+    /// Makes the creations, renames and removals in `dir` durable (`fsync` of the
+    /// directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system, through `std::fs`: what [`crate::FileStorage::open`] uses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdFs;
+
+/// A file of [`StdFs`].
+#[derive(Debug)]
+pub struct StdFile(File);
+
+impl FsFile for StdFile {
+    fn len_bytes(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(&self.0, buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(&self.0, buf, offset)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(&self.0, buf, offset)
+    }
+}
+
+impl FileSystem for StdFs {
+    type File = StdFile;
+    type DirLock = File;
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    /// An advisory lock (`flock` on Linux) on `dir/LOCK`: the kernel releases it when the
+    /// process dies, so a crash never leaves a directory locked.
+    fn try_lock_dir(&self, dir: &Path) -> io::Result<Option<File>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(crate::lock::FILE_NAME))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<StdFile> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(StdFile)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<StdFile> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map(StdFile)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for item in std::fs::read_dir(dir)? {
+            let item = item?;
+            let Ok(name) = item.file_name().into_string() else {
+                continue;
+            };
+            // Only a hint (see `DirEntry::len`): an unreadable size reads as 0.
+            let len = item.metadata().map_or(0, |m| m.len());
+            out.push(DirEntry { name, len });
+        }
+        Ok(out)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// The file system a store runs on and the faults injected into it: what every module
+/// that touches files is handed.
+#[derive(Clone, Debug)]
+pub(crate) struct Disk<F> {
+    pub(crate) fs: F,
+    pub(crate) faults: crate::fault::FaultInjector,
+}
+
+impl<F: FileSystem> Disk<F> {
+    /// Writes all of `buf` at `offset`, unless the injected plan says the disk is full.
+    pub(crate) fn write_all_at(&self, file: &F::File, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.faults.write_all_at(file, buf, offset)
+    }
+
+    /// `fdatasync`, unless the injected plan says syncs fail.
+    pub(crate) fn sync_data(&self, file: &F::File) -> io::Result<()> {
+        self.faults.sync_data(file)
+    }
+
+    /// fsyncs a directory so that file creations, renames and removals in it are durable.
+    pub(crate) fn sync_dir(&self, dir: &Path) -> Result<(), crate::StorageError> {
+        self.faults
+            .sync_dir(&self.fs, dir)
+            .map_err(|e| crate::StorageError::io("fsync directory", dir, e))
+    }
+}
