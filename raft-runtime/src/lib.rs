@@ -156,7 +156,7 @@ pub use raft_host::{AddressBook, Consistency, Init, PeerInfo};
 pub use status::{Lifecycle, NodeStatus};
 
 // What an embedder needs to host a state machine of its own, from this one crate.
-pub use raft_core::conformance::MemStorage;
+pub use raft_core::MemStorage;
 pub use raft_core::{Config, StateMachine, Storage};
 pub use raft_transport::{PeerError, Transport, TransportMetrics};
 #[cfg(feature = "tcp")]
