@@ -1,8 +1,8 @@
 //! Errors of starting a node. The client API's [`Error`] is the host engine's
 //! ([`raft_host::Error`]), re-exported. Every variant says what the caller should do next.
 
-use raft_core::{Index, NodeId};
-pub use raft_host::Error;
+use raft_core::NodeId;
+pub use raft_host::{Error, RestoreError};
 use thiserror::Error;
 
 use crate::config::RuntimeConfigError;
@@ -13,22 +13,17 @@ pub enum StartError {
     /// The configuration is invalid; fix the named field.
     #[error("invalid configuration: {0}")]
     Config(#[from] RuntimeConfigError),
-    /// The storage failed while restoring or bootstrapping; the message names the file.
-    #[error("storage failed during {operation}: {source}")]
-    Storage {
-        /// What the runtime was doing.
-        operation: &'static str,
-        /// The storage's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The stored snapshot could not be loaded into the state machine (corrupt or written by
-    /// an incompatible version). The node must not serve; restore the data directory.
-    #[error("cannot restore the state machine from the snapshot at index {index}: {reason}")]
-    Snapshot {
-        /// The snapshot's index.
-        index: Index,
-        /// What went wrong.
+    /// Restoring the node from its storage (or bootstrapping it) failed; the error says
+    /// what to do.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// A thread or task the node needs could not be started (the system is out of
+    /// resources); retry once resources are free.
+    #[error("cannot start {what}: {reason}")]
+    Spawn {
+        /// What was being started.
+        what: &'static str,
+        /// The system's complaint.
         reason: String,
     },
     /// The transport refused a peer from the start configuration.
@@ -39,8 +34,4 @@ pub enum StartError {
         /// The transport's complaint.
         reason: String,
     },
-    /// `bootstrap` was asked for but `peers` does not include this node's own id; list
-    /// every founding member, this node included.
-    #[error("bootstrap needs this node ({0}) among the founding members")]
-    BootstrapWithoutSelf(NodeId),
 }

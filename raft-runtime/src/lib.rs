@@ -149,7 +149,7 @@ mod node;
 mod status;
 
 pub use config::{RuntimeConfig, RuntimeConfigError, SnapshotPolicy};
-pub use error::{Error, StartError};
+pub use error::{Error, RestoreError, StartError};
 pub use metrics::{LatencySummary, Metrics};
 pub use node::RaftNode;
 pub use raft_host::{AddressBook, Consistency, Init, PeerInfo};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use raft_core::{Membership, MembershipChange, Message, NodeId, StateMachine, Storage};
 use raft_host::{
     AddressBook, Consistency, Engine, EngineConfig, EngineConfigError, Error, Init, PeerChange,
-    PeerInfo, Proposal, RestoreError, Startup,
+    PeerInfo, Proposal, Startup,
 };
 use raft_transport::Transport;
 use serde::Serialize;
@@ -51,18 +51,6 @@ struct Inner<M: StateMachine, A> {
     request_timeout: Duration,
 }
 
-impl From<RestoreError> for StartError {
-    fn from(error: RestoreError) -> Self {
-        match error {
-            RestoreError::Storage { operation, source } => {
-                StartError::Storage { operation, source }
-            }
-            RestoreError::Snapshot { index, reason } => StartError::Snapshot { index, reason },
-            RestoreError::BootstrapWithoutSelf(id) => StartError::BootstrapWithoutSelf(id),
-        }
-    }
-}
-
 impl From<EngineConfigError> for StartError {
     fn from(error: EngineConfigError) -> Self {
         StartError::Config(match error {
@@ -102,9 +90,9 @@ where
             Ok::<_, StartError>((storage, state_machine, startup))
         })
         .await
-        .map_err(|e| StartError::Snapshot {
-            index: 0,
-            reason: format!("restore task failed: {e}"),
+        .map_err(|e| StartError::Spawn {
+            what: "the restore task",
+            reason: e.to_string(),
         })??;
         let (storage, state_machine, startup) = restored;
         let (transport, inbound) = transport;
@@ -175,9 +163,9 @@ where
     let (events_sender, events) = mpsc::unbounded_channel();
     let lanes =
         lanes::spawn(&storage, state_machine, &events_sender, &counters, &span).map_err(|e| {
-            StartError::Storage {
-                operation: "spawning a lane thread",
-                source: Box::new(e),
+            StartError::Spawn {
+                what: "a lane thread",
+                reason: e.to_string(),
             }
         })?;
     let initial = NodeStatus {
