@@ -395,10 +395,7 @@ impl ClientJob {
                     headers.push((HEADER_CLIENT_ID, client_id.to_string()));
                     headers.push((HEADER_SEQUENCE, sequence.to_string()));
                 }
-                let value = self.value.clone();
-                self.connection
-                    .send(Method::PUT, &path, &headers, value)
-                    .await
+                self.write(&path, &headers).await
             };
             let ok = match result {
                 Ok(answer) if answer.status.is_success() => true,
@@ -432,6 +429,32 @@ impl ClientJob {
             }
         }
         totals
+    }
+
+    /// One put. A put under a client session is sent again (same client id and sequence,
+    /// so it applies at most once) while the answer is retryable, as a client would: the
+    /// user sees the success, and its latency includes the wait.
+    async fn write(
+        &mut self,
+        path: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<crate::server::client::Answer, ClientError> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let result = self
+                .connection
+                .send(Method::PUT, path, headers, self.value.clone())
+                .await;
+            let retryable = match &result {
+                Ok(answer) => matches!(answer.status.as_u16(), 503 | 504),
+                Err(error) => error.is_retryable(),
+            };
+            if headers.is_empty() || !retryable || self.shared.stop.load(Ordering::Relaxed) {
+                return result;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// xorshift64: cheap, and good enough to spread keys and choose reads.
