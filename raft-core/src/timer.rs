@@ -5,6 +5,8 @@
 //! host's question "when do you next need a tick?" so an idle node is not woken every tick.
 
 use crate::node::{Node, RoleState};
+use crate::progress::ReplicationState;
+use crate::reconfiguration::ChangePhase;
 
 /// One timer of the core. Each arm of [`Node::timer_deadline`] says when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,19 +18,37 @@ pub(crate) enum Timer {
     ForwardedProposal,
     /// A read forwarded to the leader times out if unanswered.
     ForwardedRead,
-    /// The leader's per-tick upkeep: heartbeats, check-quorum, read expiry, snapshot
-    /// retries, transfer and catch-up deadlines, and the replication re-check every tick
-    /// runs. The leader is ticked every tick, as before.
-    Leader,
+    /// The leader sends a heartbeat every `heartbeat_ticks`.
+    Heartbeat,
+    /// The leader checks every `election_ticks` that a quorum was active (check-quorum).
+    QuorumCheck,
+    /// A read waiting on the leader times out.
+    LeaderRead,
+    /// A stalled snapshot transfer resends its unacknowledged chunk.
+    SnapshotRetry,
+    /// A leadership transfer times out.
+    Transfer,
+    /// While newcomers catch up, every tick checks whether the joint phase can start, and
+    /// the change is abandoned at its timeout.
+    CatchUp,
+    /// Every leader tick re-checks what each follower's progress allows to send; due at
+    /// once while something could be sent.
+    Replication,
 }
 
 impl Timer {
     /// Every timer, in the order the table is read.
-    const ALL: [Timer; 4] = [
+    const ALL: [Timer; 10] = [
         Timer::Election,
         Timer::ForwardedProposal,
         Timer::ForwardedRead,
-        Timer::Leader,
+        Timer::Heartbeat,
+        Timer::QuorumCheck,
+        Timer::LeaderRead,
+        Timer::SnapshotRetry,
+        Timer::Transfer,
+        Timer::CatchUp,
+        Timer::Replication,
     ];
 }
 
@@ -76,15 +96,54 @@ impl Node {
 
     /// Ticks until `timer` fires, or `None` if it is not running.
     fn timer_deadline(&self, timer: Timer) -> Option<u64> {
-        let leader = matches!(self.role, RoleState::Leader(_));
-        let request_timeout = self.config.request_timeout_ticks;
+        let config = &self.config;
+        let leader = match &self.role {
+            RoleState::Leader(leader) => Some(leader),
+            _ => None,
+        };
         match timer {
-            Timer::Election => {
-                (!leader).then(|| remaining(self.election_elapsed, self.randomized_election_ticks))
+            Timer::Election => leader
+                .is_none()
+                .then(|| remaining(self.election_elapsed, self.randomized_election_ticks)),
+            Timer::ForwardedProposal => self.proposals.next_expiry(config.request_timeout_ticks),
+            Timer::ForwardedRead => self
+                .follower_reads
+                .next_expiry(config.request_timeout_ticks),
+            Timer::Heartbeat => {
+                leader.map(|l| remaining(l.heartbeat_elapsed, config.heartbeat_ticks))
             }
-            Timer::ForwardedProposal => self.proposals.next_expiry(request_timeout),
-            Timer::ForwardedRead => self.follower_reads.next_expiry(request_timeout),
-            Timer::Leader => leader.then_some(1),
+            Timer::QuorumCheck => {
+                leader.map(|l| remaining(l.quorum_check_elapsed, config.election_ticks))
+            }
+            Timer::LeaderRead => {
+                leader.and_then(|l| l.reads.next_expiry(config.request_timeout_ticks))
+            }
+            Timer::SnapshotRetry => leader.and_then(|l| {
+                l.progress
+                    .values()
+                    .filter_map(|p| match &p.state {
+                        ReplicationState::Snapshot(t) => {
+                            Some(remaining(t.idle_ticks, config.snapshot_retry_ticks))
+                        }
+                        _ => None,
+                    })
+                    .min()
+            }),
+            Timer::Transfer => leader.and_then(|l| {
+                let transfer = l.transfer.as_ref()?;
+                Some(remaining(transfer.elapsed_ticks, config.election_ticks))
+            }),
+            Timer::CatchUp => leader.and_then(|l| match &l.pending_change.as_ref()?.phase {
+                ChangePhase::CatchingUp { .. } => Some(1),
+                _ => None,
+            }),
+            Timer::Replication => leader.and_then(|l| {
+                let last_index = self.log.last_index();
+                l.progress
+                    .values()
+                    .any(|p| p.could_send(last_index))
+                    .then_some(1)
+            }),
         }
     }
 }
