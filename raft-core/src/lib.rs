@@ -185,6 +185,7 @@ mod read;
 mod reconfiguration;
 mod replication;
 mod snapshot;
+mod timer;
 mod transfer;
 mod validate;
 

@@ -91,6 +91,16 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// Whether the leader's replication pass might send this peer something (an append or
+    /// the start of a snapshot) with the log ending at `last_index`: a superset of what
+    /// `send_append` does without a probe, used only to bound [`crate::Node::next_deadline`].
+    pub(crate) fn could_send(&self, last_index: Index) -> bool {
+        !matches!(
+            self.state,
+            ReplicationState::Snapshot(_) | ReplicationState::Probe { paused: true }
+        ) && self.next_index <= last_index
+    }
+
     pub(crate) fn new(next_index: Index) -> Self {
         Progress {
             match_index: 0,

@@ -114,6 +114,14 @@ impl Proposals {
         }
     }
 
+    /// Ticks until the first forwarded proposal times out, if any waits.
+    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
+        self.forwarded
+            .values()
+            .map(|f| crate::timer::remaining(f.waited, timeout_ticks))
+            .min()
+    }
+
     /// Forwarded proposals sent to another leader or in another term than `(term, leader)`.
     fn stale(&self, term: Term, leader: Option<NodeId>) -> Vec<u64> {
         self.forwarded

@@ -90,6 +90,26 @@ pub(crate) struct FollowerReads {
     forwarded: BTreeMap<u64, ForwardedRead>,
 }
 
+impl LeaderReads {
+    /// Ticks until the first read waiting on this leader times out, if any waits.
+    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
+        self.pending
+            .iter()
+            .map(|r| crate::timer::remaining(r.waited_ticks, timeout_ticks))
+            .min()
+    }
+}
+
+impl FollowerReads {
+    /// Ticks until the first forwarded read times out, if any waits.
+    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
+        self.forwarded
+            .values()
+            .map(|r| crate::timer::remaining(r.waited, timeout_ticks))
+            .min()
+    }
+}
+
 /// Where a forwarded read was (last) sent, in which term, and the ticks waited since.
 #[derive(Debug)]
 struct ForwardedRead {

@@ -24,9 +24,13 @@ impl TickClock {
         }
     }
 
-    /// When the next tick is due.
-    pub(crate) fn next_deadline(&self) -> Duration {
-        self.next
+    /// When the `ticks`-th tick from now is due (`ticks` counted from 1; 0 counts as 1),
+    /// or the last tick one call to [`TickClock::due`] delivers without skipping any, if
+    /// that comes sooner.
+    pub(crate) fn deadline_after(&self, ticks: u64) -> Duration {
+        let ticks = ticks.clamp(1, u64::from(self.catch_up_max));
+        // Fits in u32: clamped to `catch_up_max` above.
+        self.next + self.interval * (ticks as u32 - 1)
     }
 
     /// The number of ticks due at `now`; advances the schedule past them.
@@ -64,8 +68,16 @@ mod tests {
             3,
             "a late wake-up delivers every due tick"
         );
-        assert_eq!(clock.next_deadline(), ms(50));
+        assert_eq!(clock.deadline_after(0), ms(50));
+        assert_eq!(clock.deadline_after(1), ms(50));
+        assert_eq!(clock.deadline_after(3), ms(70), "the third tick from now");
+        assert_eq!(
+            clock.deadline_after(1_000),
+            ms(440),
+            "capped at catch_up_max"
+        );
+        assert_eq!(clock.due(ms(70)), 3, "sleeping to a deadline skips no tick");
         assert_eq!(clock.due(ms(10_000)), 40, "a stall is capped");
-        assert_eq!(clock.next_deadline(), ms(10_010));
+        assert_eq!(clock.deadline_after(0), ms(10_010));
     }
 }

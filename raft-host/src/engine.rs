@@ -261,6 +261,11 @@ where
     // ----- inputs from the environment -----
 
     /// A message from a peer (as the transport delivered it).
+    ///
+    /// A driver that slept until [`Engine::poll_timeout`] calls [`Engine::handle_timeout`]
+    /// with the current time *before* handing over messages that woke it, so the core sees
+    /// every tick that elapsed before the message (its election timer and leader lease
+    /// depend on it).
     pub fn handle_message(&mut self, message: Message) {
         self.node.step(message);
         self.dirty = true;
@@ -280,12 +285,15 @@ where
         }
     }
 
-    /// When [`Engine::handle_timeout`] next has something to do. (The core is ticked at a
-    /// fixed interval today; should it ever report its own next deadline, only this
-    /// function changes.)
+    /// When [`Engine::handle_timeout`] next has something to do: the time of the core's
+    /// next deadline ([`raft_core::Node::next_deadline`]), so an idle follower sleeps until
+    /// its election timeout instead of waking every tick. The sleep is capped at the most
+    /// ticks one [`Engine::handle_timeout`] delivers (four election timeouts), and a halted
+    /// node wakes at that cap too. Ask again after every input: inputs move deadlines.
     #[must_use]
     pub fn poll_timeout(&self) -> Duration {
-        self.clock.next_deadline()
+        let ticks = self.node.next_deadline().unwrap_or(u64::MAX);
+        self.clock.deadline_after(ticks)
     }
 
     // ----- application commands -----

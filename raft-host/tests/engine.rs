@@ -309,3 +309,31 @@ fn restart_reapplies_committed_entries() {
     host.answers.clear();
     cluster.run_until(100, |c| c.hosts[&1].sm.0 == 12);
 }
+
+/// Goal: an idle follower sleeps until its election timeout instead of waking every tick,
+/// while the leader, which heartbeats every tick, wakes every tick; a follower that hears
+/// nothing meanwhile campaigns on that one wake-up, not before.
+#[test]
+fn an_idle_follower_sleeps_until_its_election_timeout() {
+    let tick = Duration::from_millis(10);
+    let mut cluster = Cluster::new(3, SnapshotPolicy::disabled());
+    let leader = cluster.elect();
+    cluster.step();
+    let now = cluster.now;
+    assert_eq!(cluster.host(leader).engine.poll_timeout(), now + tick);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let engine = &mut cluster.host(follower).engine;
+    let wake = engine.poll_timeout();
+    assert!(
+        wake >= now + 10 * tick,
+        "the follower heard the leader this tick; its timeout is at least 10 ticks away, yet it wakes at {wake:?} (now {now:?})"
+    );
+    engine.handle_timeout(wake - tick);
+    assert_eq!(engine.node().role(), raft_core::Role::Follower);
+    engine.handle_timeout(wake);
+    assert_ne!(
+        engine.node().role(),
+        raft_core::Role::Follower,
+        "the election timeout started a campaign at the promised time"
+    );
+}

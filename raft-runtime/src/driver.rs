@@ -212,14 +212,23 @@ where
             tokio::select! {
                 biased;
                 _ = self.inputs.shutdown.changed() => return Ok(()),
-                Some(event) = self.inputs.events.recv() => self.on_event(event),
+                Some(event) = self.inputs.events.recv() => {
+                    self.catch_up_time();
+                    self.on_event(event);
+                }
                 request = self.inputs.requests.recv() => match request {
-                    Some(request) => self.on_request(request),
+                    Some(request) => {
+                        self.catch_up_time();
+                        self.on_request(request);
+                    }
                     // Every handle is gone: nobody can use the node any more.
                     None => return Ok(()),
                 },
                 message = self.inputs.inbound.recv(), if self.inbound_open => match message {
-                    Some(message) => self.on_message(message),
+                    Some(message) => {
+                        self.catch_up_time();
+                        self.on_message(message);
+                    }
                     None => {
                         tracing::warn!("transport closed its inbound queue; no more peer messages");
                         self.inbound_open = false;
@@ -228,10 +237,17 @@ where
                 () = tokio::time::sleep_until(deadline) => {}
             }
             self.take_more_inputs();
-            self.engine.handle_timeout(self.now());
+            self.catch_up_time();
             self.flush()?;
             add(&self.shared.counters.driver_batches, 1);
         }
+    }
+
+    /// Delivers the ticks that elapsed while the driver slept, before the input that woke
+    /// it: the engine sleeps until the core's next deadline, and the core must see the time
+    /// a message arrived at (election timer, leader lease) as if it had been ticked all along.
+    fn catch_up_time(&mut self) {
+        self.engine.handle_timeout(self.now());
     }
 
     /// Takes whatever else is already queued, bounded per source, so one wake-up becomes

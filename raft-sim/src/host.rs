@@ -313,7 +313,18 @@ impl Host {
     /// One tick of the node's clock.
     pub fn tick(&mut self, ctx: &mut Ctx<'_>) {
         if let Some(node) = self.node.as_mut() {
+            // The contract of `next_deadline`, checked on every tick of every run: a tick
+            // before the deadline changes nothing anyone can see, so a host may skip it.
+            let quiet =
+                node.next_deadline().is_none_or(|due| due > 1) && !node.has_pending_actions();
+            let (role, term) = (node.role(), node.term());
             node.tick();
+            assert!(
+                !quiet
+                    || (!node.has_pending_actions() && node.role() == role && node.term() == term),
+                "node {} acted on a tick before its next deadline",
+                node.id()
+            );
             self.drive(ctx);
         }
     }

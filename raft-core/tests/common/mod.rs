@@ -321,8 +321,27 @@ impl Cluster {
         panic!("network did not settle");
     }
 
+    /// Ticks node `id` and carries out what it does, checking the contract of
+    /// [`Node::next_deadline`] on the way: a tick before the deadline changes nothing a
+    /// peer, the disk or a client could see.
     pub fn tick(&mut self, id: NodeId) {
-        self.node_mut(id).tick();
+        // Outputs of earlier inputs first, so that what the tick does can be told apart.
+        self.process(id);
+        let node = self.node_mut(id);
+        let quiet = node.next_deadline().is_none_or(|due| due > 1);
+        let (role, term) = (node.role(), node.term());
+        node.tick();
+        let mut actions = Vec::new();
+        node.drain_actions(&mut actions);
+        if quiet {
+            assert!(
+                actions.is_empty() && node.role() == role && node.term() == term,
+                "node {id} acted on a tick before its next deadline: {actions:?}"
+            );
+        }
+        for action in actions {
+            self.carry_out(id, action);
+        }
         self.process(id);
     }
 

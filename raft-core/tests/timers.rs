@@ -1,0 +1,72 @@
+//! `Node::next_deadline`: a host may skip every tick before the deadline and deliver them
+//! late, at once. The harness (`Cluster::tick`) asserts on every tick that a tick before
+//! the deadline emits nothing and changes neither role nor term; these tests drive leaders
+//! whose heartbeat is not every tick through the leader's timers.
+
+mod common;
+
+use common::{Cluster, config};
+use raft_core::{Config, NodeId, Role};
+
+/// Heartbeats every 3 ticks, check-quorum on: the leader's timers are not all due each tick.
+fn sparse(id: NodeId) -> Config {
+    Config {
+        heartbeat_ticks: 3,
+        check_quorum: true,
+        ..config(id)
+    }
+}
+
+/// Goal: an idle leader sleeps until its next heartbeat, which it then sends.
+#[test]
+fn an_idle_leader_sleeps_until_its_heartbeat() {
+    let mut cluster = Cluster::with_config(&[1, 2, 3], sparse);
+    cluster.elect(1);
+    for _ in 0..10 {
+        cluster.tick_all();
+        cluster.settle();
+    }
+    let due = cluster
+        .node(1)
+        .next_deadline()
+        .expect("a leader's timers run");
+    assert!((1..=3).contains(&due), "due in {due} ticks");
+    for _ in 1..due {
+        cluster.tick(1);
+    }
+    assert_eq!(cluster.node(1).next_deadline(), Some(1));
+    cluster.tick(1);
+    assert_eq!(
+        cluster.node(1).next_deadline(),
+        Some(3),
+        "after a heartbeat, the next one is heartbeat_ticks away"
+    );
+}
+
+/// Goal: through proposals, a partition, check-quorum step-down and a new election, no
+/// tick before a node's deadline does anything (checked by the harness on every tick).
+#[test]
+fn ticks_before_the_deadline_do_nothing_through_a_failover() {
+    let mut cluster = Cluster::with_config(&[1, 2, 3], sparse);
+    cluster.elect(1);
+    for round in 0..200 {
+        if round % 7 == 0 {
+            cluster.propose(1, b"x");
+        }
+        if round == 50 {
+            cluster.isolate(1);
+        }
+        if round == 120 {
+            cluster.heal();
+        }
+        cluster.tick_all();
+        cluster.settle();
+    }
+    assert_eq!(
+        cluster.node(1).role(),
+        Role::Follower,
+        "the isolated leader stepped down (check-quorum) and the others moved on"
+    );
+    assert!(cluster.leader().is_some(), "the cluster has a leader again");
+    cluster.assert_state_machine_safety();
+}
