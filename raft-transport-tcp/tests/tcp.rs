@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{
     CLUSTER_ID, PATIENCE, RESEND_INTERVAL, any_port, config, connect_all, endpoint, heartbeat,
-    heartbeat_round, init_logs, receive, receive_matching, resend_until_received, wait_connected,
+    heartbeat_gets_through, heartbeat_round, init_logs, receive, receive_matching, wait_connected,
     wait_until,
 };
 use raft_core::{Message, MessageBody};
@@ -35,13 +35,7 @@ async fn three_endpoints_exchange_messages() {
             if from == to {
                 continue;
             }
-            let message = resend_until_received(
-                sender,
-                inbound,
-                |round| heartbeat(from, to, round),
-                |message| message.from == from,
-            )
-            .await;
+            let message = heartbeat_gets_through(sender, inbound, from, to).await;
             assert_eq!(message.to, to);
         }
     }
@@ -309,14 +303,7 @@ async fn removed_peer_is_cut_off_and_can_return() {
     let (node1, mut inbound1) = endpoint(1).await;
     let (node2, _inbound2) = endpoint(2).await;
     connect_all(&[&node1, &node2]);
-    let from_node2 = |message: &Message| message.from == 2;
-    resend_until_received(
-        &node2,
-        &mut inbound1,
-        |round| heartbeat(2, 1, round),
-        from_node2,
-    )
-    .await;
+    heartbeat_gets_through(&node2, &mut inbound1, 2, 1).await;
 
     assert!(node1.remove_peer(2));
     assert!(!node1.remove_peer(2));
@@ -329,13 +316,7 @@ async fn removed_peer_is_cut_off_and_can_return() {
     .await;
 
     node1.add_peer(2, node2.local_addr()).expect("valid peer");
-    resend_until_received(
-        &node2,
-        &mut inbound1,
-        |round| heartbeat(2, 1, round),
-        from_node2,
-    )
-    .await;
+    heartbeat_gets_through(&node2, &mut inbound1, 2, 1).await;
     node1.shutdown().await;
     node2.shutdown().await;
 }
@@ -348,14 +329,7 @@ async fn shutdown_flushes_queued_messages() {
     let (node1, mut inbound1) = endpoint(1).await;
     let (node2, mut inbound2) = endpoint(2).await;
     connect_all(&[&node1, &node2]);
-    let from_node1 = |message: &Message| message.from == 1;
-    resend_until_received(
-        &node1,
-        &mut inbound2,
-        |round| heartbeat(1, 2, round),
-        from_node1,
-    )
-    .await;
+    heartbeat_gets_through(&node1, &mut inbound2, 1, 2).await;
     const FIRST_QUEUED: u64 = 1_000_000;
     for round in FIRST_QUEUED..FIRST_QUEUED + 50 {
         node1.send(heartbeat(1, 2, round));

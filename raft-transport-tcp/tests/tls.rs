@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::pki::{TestCa, raw_client_config};
 use common::{
-    CLUSTER_ID, any_port, config, connect_all, heartbeat, init_logs, resend_until_received,
-    tls_endpoint, wait_until,
+    CLUSTER_ID, any_port, config, connect_all, heartbeat, heartbeat_gets_through, init_logs,
+    resend_until_received, tls_endpoint, wait_until,
 };
 use raft_core::{Message, MessageBody};
 use raft_transport_tcp::handshake::{HELLO_BYTES, Hello};
@@ -121,14 +121,7 @@ async fn peer_claiming_an_id_its_certificate_does_not_name_is_refused() {
     let (node1, _inbound1) = tls_endpoint(1, &ca).await;
     let (node2, mut inbound2) = tls_endpoint(2, &ca).await;
     connect_all(&[&node1, &node2]);
-    let from_node1 = |message: &Message| message.from == 1;
-    resend_until_received(
-        &node1,
-        &mut inbound2,
-        |round| heartbeat(1, 2, round),
-        from_node1,
-    )
-    .await;
+    heartbeat_gets_through(&node1, &mut inbound2, 1, 2).await;
 
     let impostor = ca.issue(&[node_certificate_name(3)]);
     let connector = tokio_rustls::TlsConnector::from(raw_client_config(&ca, &impostor));
@@ -154,13 +147,7 @@ async fn peer_claiming_an_id_its_certificate_does_not_name_is_refused() {
         node2.metrics().identity_mismatches == 1
     })
     .await;
-    resend_until_received(
-        &node1,
-        &mut inbound2,
-        |round| heartbeat(1, 2, round),
-        from_node1,
-    )
-    .await;
+    heartbeat_gets_through(&node1, &mut inbound2, 1, 2).await;
     node1.shutdown().await;
     node2.shutdown().await;
 }
@@ -198,14 +185,7 @@ async fn plaintext_stranger_is_refused_without_learning_anything() {
         node2.metrics().tls_handshakes_failed == 1
     })
     .await;
-    let from_node1 = |message: &Message| message.from == 1;
-    resend_until_received(
-        &node1,
-        &mut inbound2,
-        |round| heartbeat(1, 2, round),
-        from_node1,
-    )
-    .await;
+    heartbeat_gets_through(&node1, &mut inbound2, 1, 2).await;
     node1.shutdown().await;
     node2.shutdown().await;
 }
@@ -252,14 +232,7 @@ async fn certificate_from_a_foreign_ca_is_refused() {
     })
     .await;
     assert_eq!(node3.metrics().peers[&2].messages_sent, 0);
-    let from_node1 = |message: &Message| message.from == 1;
-    let message = resend_until_received(
-        &node1,
-        &mut inbound2,
-        |round| heartbeat(1, 2, round),
-        from_node1,
-    )
-    .await;
+    let message = heartbeat_gets_through(&node1, &mut inbound2, 1, 2).await;
     assert_eq!(message.from, 1);
     for node in [node1, node2, node3] {
         node.shutdown().await;

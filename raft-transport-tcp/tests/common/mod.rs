@@ -135,6 +135,23 @@ pub async fn resend_until_received(
     }
 }
 
+/// Sends heartbeats from `from` to `to` until one arrives at `inbound` (the receiver of
+/// node `to`); returns it.
+pub async fn heartbeat_gets_through(
+    sender: &TcpTransport,
+    inbound: &mut mpsc::Receiver<Message>,
+    from: NodeId,
+    to: NodeId,
+) -> Message {
+    resend_until_received(
+        sender,
+        inbound,
+        |round| heartbeat(from, to, round),
+        |message| message.from == from,
+    )
+    .await
+}
+
 /// Waits until both lanes from `node` to `peer` are connected.
 pub async fn wait_connected(node: &TcpTransport, peer: NodeId) {
     wait_until("both lanes connect", || {
