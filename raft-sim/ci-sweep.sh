@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SIM_SEEDS:-0..1000}"
-cargo build --release -p raft-sim --bin raft-sim
+cargo build --release -p raft-sim-kv --bin raft-sim
 target_dir="${CARGO_TARGET_DIR:-target}"
 "$target_dir/release/raft-sim" sweep --seeds "$seeds" --quiet
 if [[ "${SIM_BUGS:-0}" == "1" ]]; then

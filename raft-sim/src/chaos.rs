@@ -5,12 +5,13 @@ use raft_core::{Membership, MembershipChange, NodeId};
 use crate::faults::Fault;
 use crate::host::Liveness;
 use crate::sim::{Event, Simulation};
+use crate::workload::Workload;
 
 /// During [`Fault::DivergeLogs`], new leaders last at most this long: long enough to send
 /// a few appends, too short to bring every follower up to date.
 const DIVERGE_KNOCKOUT_MAX_US: u64 = 30_000;
 
-impl Simulation {
+impl<W: Workload> Simulation<W> {
     /// Fires schedule entry `index`.
     pub(crate) fn apply_fault(&mut self, index: usize) {
         if self.healed_at_us.is_some() {
@@ -176,7 +177,7 @@ impl Simulation {
         links
     }
 
-    fn node_ids(&self) -> impl Iterator<Item = NodeId> + use<> {
+    fn node_ids(&self) -> impl Iterator<Item = NodeId> + use<W> {
         1..=self.hosts.len() as NodeId
     }
 

@@ -40,6 +40,8 @@ pub enum ViolationKind {
     Liveness,
     /// A node stopped on its own (corruption it was not told about).
     UnexpectedHalt,
+    /// An invariant of the workload's own failed ([`crate::Invariant`]).
+    Invariant,
 }
 
 impl fmt::Display for ViolationKind {
@@ -56,6 +58,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::Client => "client",
             ViolationKind::Liveness => "liveness",
             ViolationKind::UnexpectedHalt => "unexpected-halt",
+            ViolationKind::Invariant => "invariant",
         };
         f.write_str(name)
     }

@@ -12,22 +12,21 @@
 //! asks for it (see [`crate::bugs`]).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
 
 use bytes::Bytes;
 use raft_core::{
     Action, Config, Entry, EntryPayload, Index, Message, MessageBody, Node, NodeId, PersistBatch,
     ProposalError, ProposalId, ReadConsistency, ReadError, ReadId, Role, SnapshotChunkWrite,
-    SnapshotMeta, Term,
+    SnapshotMeta, StateMachine, Term,
 };
-use raft_kv::Response;
 
 use crate::bugs::Bug;
 use crate::checker::{Fingerprint, SafetyChecker, ViolationKind};
 use crate::disk::{Disk, Record};
-use crate::kv::Replica;
-use crate::linearizability::Key;
+use crate::replica::Replica;
 use crate::rng::SimRng;
-use crate::workload::{ClientRequest, Reply, RequestBody};
+use crate::workload::{ClientRequest, Reply, ReplyOf, RequestBody, SimMachine};
 
 /// Whether the process runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,9 +39,10 @@ pub enum Liveness {
     Halted(String),
 }
 
-/// Something the simulator must schedule or record for a host.
+/// Something the simulator must schedule or record for a host of a state machine whose
+/// command responses are `R` and query answers `Q`.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Effect {
+pub enum Effect<R, Q> {
     /// Send a message through the network.
     Send(Message),
     /// Answer a client.
@@ -52,7 +52,7 @@ pub enum Effect {
         /// Its operation.
         op_serial: u64,
         /// The answer.
-        reply: Reply,
+        reply: Reply<R, Q>,
     },
     /// The disk lane's current sync completes at this time.
     DiskDone(u64),
@@ -65,7 +65,7 @@ pub enum Effect {
         /// Digest of the command bytes.
         digest: u64,
         /// The state machine's response.
-        response: Response,
+        response: R,
     },
     /// The node's role or term changed.
     Role {
@@ -80,8 +80,11 @@ pub enum Effect {
     Note(String),
 }
 
-/// The simulator's view of time and randomness, lent to a host for one event.
-pub struct Ctx<'a> {
+/// The effects of a host of `M`.
+pub type EffectOf<M> = Effect<<M as StateMachine>::Response, <M as StateMachine>::QueryResponse>;
+
+/// The simulator's view of time and randomness, lent to a host of `M` for one event.
+pub struct Ctx<'a, M: StateMachine> {
     /// Virtual now.
     pub now_us: u64,
     /// Disk randomness (latencies, crash-before-notice).
@@ -89,7 +92,9 @@ pub struct Ctx<'a> {
     /// Safety checks.
     pub checker: &'a mut SafetyChecker,
     /// What the host asks of the simulator.
-    pub effects: &'a mut Vec<Effect>,
+    pub effects: &'a mut Vec<EffectOf<M>>,
+    /// Makes an empty state machine (for a start and an empty snapshot).
+    pub machine: &'a dyn Fn() -> M,
     /// Disk latency base.
     pub disk_latency_us: u64,
     /// Probability of crashing between a sync and its notice.
@@ -98,7 +103,7 @@ pub struct Ctx<'a> {
     pub notes: bool,
 }
 
-impl Ctx<'_> {
+impl<M: StateMachine> Ctx<'_, M> {
     fn note(&mut self, text: impl FnOnce() -> String) {
         if self.notes {
             self.effects.push(Effect::Note(text()));
@@ -121,15 +126,15 @@ enum ApplyOp {
 }
 
 /// What a pending read is for.
-#[derive(Clone, Copy, Debug)]
-struct ReadWaiter {
+#[derive(Clone, Debug)]
+struct ReadWaiter<Q> {
     client: usize,
     op_serial: u64,
-    key: Key,
+    query: Q,
 }
 
-/// One server.
-pub struct Host {
+/// One server running state machine `M`.
+pub struct Host<M: StateMachine> {
     id: NodeId,
     config: Config,
     /// The node while up.
@@ -146,7 +151,7 @@ pub struct Host {
     pub tick_us: u64,
     /// The disk.
     pub disk: Disk,
-    replica: Replica,
+    replica: Replica<M>,
     /// Index the replica has applied (may run ahead of what the core was told).
     replica_applied: Index,
     /// The replica skipped elided (witness) payloads since its last full restore, so its
@@ -167,20 +172,22 @@ pub struct Host {
     proposals: BTreeMap<ProposalId, (usize, u64)>,
     awaiting_apply: BTreeMap<Index, Vec<(usize, u64)>>,
     /// Recent responses by index, for proposals whose outcome arrives after the apply.
-    recent_responses: BTreeMap<Index, Response>,
-    reads: BTreeMap<ReadId, ReadWaiter>,
-    reads_waiting: Vec<(Index, ReadWaiter)>,
+    recent_responses: BTreeMap<Index, M::Response>,
+    reads: BTreeMap<ReadId, ReadWaiter<M::Query>>,
+    reads_waiting: Vec<(Index, ReadWaiter<M::Query>)>,
     actions: Vec<Action>,
 }
 
 /// Responses kept for late proposal outcomes.
 const RECENT_RESPONSES_MAX: usize = 4096;
 
-impl Host {
-    /// A host whose disk holds `initial` and which starts `node` from it.
+impl<M: SimMachine> Host<M> {
+    /// A host whose disk holds `initial` and which starts `node` from it; `machine` is its
+    /// (empty) state machine.
     pub fn new(
         config: Config,
         disk: Disk,
+        machine: M,
         bug: Option<Bug>,
         lease_reads: bool,
         tick_us: u64,
@@ -195,7 +202,7 @@ impl Host {
             paused_at_us: 0,
             tick_us,
             disk,
-            replica: Replica::new(),
+            replica: Replica::new(machine),
             replica_applied: 0,
             replica_incomplete: false,
             held_witness_data: false,
@@ -229,9 +236,20 @@ impl Host {
         self.liveness == Liveness::Up && self.paused_until.is_none()
     }
 
+    /// The state machine, when it holds the cluster's state (not a witness's partial one).
+    pub fn machine(&self) -> Option<&M> {
+        (!self.replica_incomplete).then(|| self.replica.machine())
+    }
+
+    /// The index the state machine has applied through (it may run ahead of what the core
+    /// was told).
+    pub fn applied_index(&self) -> Index {
+        self.replica_applied
+    }
+
     /// Starts (or restarts) the node from its disk. Returns false when the disk is corrupt
     /// and the node stays halted.
-    pub fn start(&mut self, ctx: &mut Ctx<'_>) -> bool {
+    pub fn start(&mut self, ctx: &mut Ctx<'_, M>) -> bool {
         let verify = self.bug != Some(Bug::SkipCorruptionCheck);
         let image = match self.disk.restore(verify) {
             Ok(image) => image,
@@ -256,9 +274,9 @@ impl Host {
                 return false;
             }
         };
-        self.replica = Replica::new();
+        self.replica = Replica::new((ctx.machine)());
         self.replica_incomplete = image.snapshot_data.is_empty() && image.state.snapshot.index > 0;
-        if let Err(error) = self.replica.restore(&image.snapshot_data) {
+        if let Err(error) = self.replica.restore(&image.snapshot_data, ctx.machine) {
             let reason = format!("snapshot on disk does not restore: {error}");
             ctx.checker
                 .report(ctx.now_us, ViolationKind::UnexpectedHalt, reason.clone());
@@ -311,7 +329,7 @@ impl Host {
     }
 
     /// One tick of the node's clock.
-    pub fn tick(&mut self, ctx: &mut Ctx<'_>) {
+    pub fn tick(&mut self, ctx: &mut Ctx<'_, M>) {
         if let Some(node) = self.node.as_mut() {
             // The contract of `next_deadline`, checked on every tick of every run: a tick
             // before the deadline changes nothing anyone can see, so a host may skip it.
@@ -330,7 +348,7 @@ impl Host {
     }
 
     /// A message arrives.
-    pub fn receive(&mut self, message: Message, ctx: &mut Ctx<'_>) {
+    pub fn receive(&mut self, message: Message, ctx: &mut Ctx<'_, M>) {
         if let Some(node) = self.node.as_mut() {
             node.step(message);
             self.drive(ctx);
@@ -338,7 +356,7 @@ impl Host {
     }
 
     /// A client request arrives.
-    pub fn client_request(&mut self, request: ClientRequest, ctx: &mut Ctx<'_>) {
+    pub fn client_request(&mut self, request: ClientRequest<M::Query>, ctx: &mut Ctx<'_, M>) {
         let Some(node) = self.node.as_mut() else {
             return;
         };
@@ -358,11 +376,11 @@ impl Host {
                 self.proposals
                     .insert(id, (request.client, request.op_serial));
             }
-            RequestBody::Read(key) => {
+            RequestBody::Read(query) => {
                 let waiter = ReadWaiter {
                     client: request.client,
                     op_serial: request.op_serial,
-                    key,
+                    query,
                 };
                 if self.bug == Some(Bug::StaleReads) {
                     // Broken variant: answer from local state without confirming leadership.
@@ -380,7 +398,7 @@ impl Host {
     pub fn change_membership(
         &mut self,
         changes: Vec<raft_core::MembershipChange>,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'_, M>,
     ) {
         if let Some(node) = self.node.as_mut() {
             node.change_membership(changes);
@@ -389,7 +407,7 @@ impl Host {
     }
 
     /// Asks the node (if it leads) to hand leadership to `target`.
-    pub fn transfer_leadership(&mut self, target: NodeId, ctx: &mut Ctx<'_>) {
+    pub fn transfer_leadership(&mut self, target: NodeId, ctx: &mut Ctx<'_, M>) {
         if let Some(node) = self.node.as_mut() {
             node.transfer_leadership(Some(target));
             self.drive(ctx);
@@ -397,7 +415,7 @@ impl Host {
     }
 
     /// Takes a snapshot of the state machine and saves it through the disk lane.
-    pub fn take_snapshot(&mut self, ctx: &mut Ctx<'_>) {
+    pub fn take_snapshot(&mut self, ctx: &mut Ctx<'_, M>) {
         let Some(node) = self.node.as_ref() else {
             return;
         };
@@ -416,7 +434,7 @@ impl Host {
     }
 
     /// Carries out every action the node has, then starts idle lanes.
-    fn drive(&mut self, ctx: &mut Ctx<'_>) {
+    fn drive(&mut self, ctx: &mut Ctx<'_, M>) {
         let Some(node) = self.node.as_mut() else {
             return;
         };
@@ -432,7 +450,7 @@ impl Host {
         self.pump_apply(ctx);
     }
 
-    fn observe(&mut self, ctx: &mut Ctx<'_>) {
+    fn observe(&mut self, ctx: &mut Ctx<'_, M>) {
         let Some(node) = self.node.as_ref() else {
             return;
         };
@@ -455,7 +473,7 @@ impl Host {
         );
     }
 
-    fn carry_out(&mut self, action: Action, ctx: &mut Ctx<'_>) {
+    fn carry_out(&mut self, action: Action, ctx: &mut Ctx<'_, M>) {
         match action {
             Action::Persist(batch) => {
                 self.observe_append(&batch, ctx);
@@ -513,7 +531,7 @@ impl Host {
         }
     }
 
-    fn observe_append(&self, batch: &PersistBatch, ctx: &mut Ctx<'_>) {
+    fn observe_append(&self, batch: &PersistBatch, ctx: &mut Ctx<'_, M>) {
         let (Some(node), Some(first)) = (self.node.as_ref(), batch.entries.first()) else {
             return;
         };
@@ -522,7 +540,7 @@ impl Host {
             .observe_append(ctx.now_us, self.id, prev_term, &batch.entries);
     }
 
-    fn role_changed(&mut self, role: Role, term: Term, ctx: &mut Ctx<'_>) {
+    fn role_changed(&mut self, role: Role, term: Term, ctx: &mut Ctx<'_, M>) {
         ctx.effects.push(Effect::Role { role, term });
         let Some(node) = self.node.as_ref() else {
             return;
@@ -556,7 +574,7 @@ impl Host {
         }
     }
 
-    fn send(&mut self, message: Message, ctx: &mut Ctx<'_>) {
+    fn send(&mut self, message: Message, ctx: &mut Ctx<'_, M>) {
         match &message.body {
             MessageBody::VoteResponse {
                 pre_vote: false,
@@ -582,7 +600,7 @@ impl Host {
         meta: SnapshotMeta,
         offset: u64,
         max_bytes: u64,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'_, M>,
     ) {
         let Some((current, data)) = self.disk.current_snapshot() else {
             return;
@@ -610,7 +628,7 @@ impl Host {
         &mut self,
         id: ProposalId,
         result: Result<Index, ProposalError>,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'_, M>,
     ) {
         ctx.note(|| format!("n{} proposal {} outcome {result:?}", self.id, id.0));
         let Some((client, op_serial)) = self.proposals.remove(&id) else {
@@ -638,7 +656,7 @@ impl Host {
         });
     }
 
-    fn read_outcome(&mut self, id: ReadId, result: Result<Index, ReadError>, ctx: &mut Ctx<'_>) {
+    fn read_outcome(&mut self, id: ReadId, result: Result<Index, ReadError>, ctx: &mut Ctx<'_, M>) {
         let role = self.node.as_ref().map(|n| (n.role(), n.term()));
         ctx.note(|| {
             format!(
@@ -665,22 +683,23 @@ impl Host {
         }
     }
 
-    fn answer_read(&self, waiter: ReadWaiter, ctx: &mut Ctx<'_>) {
+    fn answer_read(&self, waiter: ReadWaiter<M::Query>, ctx: &mut Ctx<'_, M>) {
+        let answer = self.replica.query(&waiter.query);
         ctx.note(|| {
             format!(
-                "n{} answers client {} op {}: key {} = {:?} at applied {}",
+                "n{} answers client {} op {}: {:?} = {:?} at applied {}",
                 self.id,
                 waiter.client,
                 waiter.op_serial,
-                waiter.key,
-                self.replica.get(waiter.key),
+                waiter.query,
+                answer,
                 self.replica_applied
             )
         });
-        let reply = if self.replica_incomplete {
+        let reply: ReplyOf<M> = if self.replica_incomplete {
             Reply::Redirect(self.node.as_ref().and_then(|n| n.leader()))
         } else {
-            Reply::Read(self.replica.get(waiter.key))
+            Reply::Read(answer)
         };
         ctx.effects.push(Effect::Reply {
             client: waiter.client,
@@ -690,7 +709,7 @@ impl Host {
     }
 
     /// Starts the next group of disk writes if the disk is idle.
-    fn pump_disk(&mut self, ctx: &mut Ctx<'_>) {
+    fn pump_disk(&mut self, ctx: &mut Ctx<'_, M>) {
         if !self.disk_in_flight.is_empty() || self.liveness != Liveness::Up {
             return;
         }
@@ -753,7 +772,7 @@ impl Host {
     }
 
     /// The sync in flight completed: everything written is durable; tell the core.
-    pub fn disk_done(&mut self, ctx: &mut Ctx<'_>) {
+    pub fn disk_done(&mut self, ctx: &mut Ctx<'_, M>) {
         if self.node.is_none() || self.disk_in_flight.is_empty() {
             return;
         }
@@ -778,7 +797,7 @@ impl Host {
     }
 
     /// Starts the next apply-lane action if the lane is idle.
-    fn pump_apply(&mut self, ctx: &mut Ctx<'_>) {
+    fn pump_apply(&mut self, ctx: &mut Ctx<'_, M>) {
         if self.apply_in_flight.is_some() || self.liveness != Liveness::Up {
             return;
         }
@@ -801,7 +820,7 @@ impl Host {
         ctx.effects.push(Effect::ApplyDone(ctx.now_us + latency));
     }
 
-    fn apply_entries(&mut self, entries: &[Entry], ctx: &mut Ctx<'_>) -> Index {
+    fn apply_entries(&mut self, entries: &[Entry], ctx: &mut Ctx<'_, M>) -> Index {
         let mut through = self.replica_applied;
         for entry in entries {
             if entry.index != through + 1 {
@@ -870,14 +889,14 @@ impl Host {
         through
     }
 
-    fn remember_response(&mut self, index: Index, response: Response) {
+    fn remember_response(&mut self, index: Index, response: M::Response) {
         self.recent_responses.insert(index, response);
         while self.recent_responses.len() > RECENT_RESPONSES_MAX {
             self.recent_responses.pop_first();
         }
     }
 
-    fn restore_state_machine(&mut self, meta: &SnapshotMeta, ctx: &mut Ctx<'_>) -> Index {
+    fn restore_state_machine(&mut self, meta: &SnapshotMeta, ctx: &mut Ctx<'_, M>) -> Index {
         ctx.note(|| {
             format!(
                 "n{} restores its state machine from snapshot {}",
@@ -898,7 +917,7 @@ impl Host {
                 return self.replica_applied;
             }
         };
-        if let Err(error) = self.replica.restore(&data) {
+        if let Err(error) = self.replica.restore(&data, ctx.machine) {
             ctx.checker.report(
                 ctx.now_us,
                 ViolationKind::StateMachineSafety,
@@ -919,7 +938,7 @@ impl Host {
     }
 
     /// The apply in flight completed: report it and answer whoever waited for it.
-    pub fn apply_done(&mut self, ctx: &mut Ctx<'_>) {
+    pub fn apply_done(&mut self, ctx: &mut Ctx<'_, M>) {
         let Some(through) = self.apply_in_flight.take() else {
             return;
         };

@@ -3,13 +3,23 @@
 //! pause and other fault markers; a lane per client with its operations; violations in red.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{Debug, Write as _};
 
 use raft_core::{NodeId, Role};
 
 use crate::checker::Violation;
 use crate::host::{Host, Liveness};
 use crate::linearizability::Operation;
+use crate::workload::SimMachine;
+
+/// A client operation as the page shows it.
+#[derive(Clone, Debug)]
+struct OpBar {
+    client: u64,
+    call_us: u64,
+    return_us: Option<u64>,
+    text: String,
+}
 
 /// A node's visible state at some time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +35,7 @@ pub struct Timeline {
     nodes: Vec<NodeId>,
     samples: BTreeMap<NodeId, Vec<(u64, NodeState)>>,
     marks: Vec<(u64, Option<NodeId>, String)>,
-    operations: Vec<Operation>,
+    operations: Vec<OpBar>,
     violations: Vec<Violation>,
     end_us: u64,
 }
@@ -44,7 +54,7 @@ impl Timeline {
     }
 
     /// Records the host's state if it changed.
-    pub fn sample(&mut self, now_us: u64, host: &Host) {
+    pub fn sample<M: SimMachine>(&mut self, now_us: u64, host: &Host<M>) {
         let state = match (&host.liveness, host.node.as_ref()) {
             (Liveness::Up, Some(node)) => NodeState::Running {
                 role: node.role(),
@@ -66,9 +76,22 @@ impl Timeline {
     }
 
     /// Closes the timeline with the client history and the violations.
-    pub fn finish(&mut self, end_us: u64, history: &[Operation], violations: &[Violation]) {
+    pub fn finish<I: Debug, O: Debug>(
+        &mut self,
+        end_us: u64,
+        history: &[Operation<I, O>],
+        violations: &[Violation],
+    ) {
         self.end_us = end_us.max(1);
-        self.operations = history.to_vec();
+        self.operations = history
+            .iter()
+            .map(|op| OpBar {
+                client: op.client,
+                call_us: op.call_us,
+                return_us: op.return_us,
+                text: op.to_string(),
+            })
+            .collect();
         self.violations = violations.to_vec();
     }
 
@@ -281,7 +304,7 @@ impl Timeline {
                 y + 4.0,
                 x1 - x0,
                 lane - 10.0,
-                escape(&op.to_string())
+                escape(&op.text)
             );
         }
     }

@@ -1,85 +1,43 @@
-//! Linearizability checking of a key-value history (Wing & Gong's search with Lowe's
-//! just-in-time linearization and memoization, as Porcupine does it).
+//! Linearizability checking of a client history against a sequential [`Model`] (Wing &
+//! Gong's search with Lowe's just-in-time linearization and memoization, as Porcupine does
+//! it).
 //!
-//! Every operation touches one key, and linearizability is compositional, so the history is
-//! split per key and each key is checked on its own with a register-like model: state
-//! `Option<Value>`, operations get, put, delete and compare-and-set.
+//! Linearizability is compositional, so when the model splits operations into partitions
+//! ([`Model::partition`], the keys of a key-value store) each partition is checked on its
+//! own, which keeps every search small.
 //!
 //! An operation whose outcome the client never learned (it timed out, or its client gave up)
 //! is *indeterminate*: it may have taken effect at any moment after its invocation, or never.
 //! It is modelled with a return time of infinity and an unconstrained output. "Never" needs
 //! no special case: the search may linearize such an operation after everything else, where
 //! its effect is unobservable, so the search succeeds once every *completed* operation is
-//! linearized. Indeterminate reads constrain nothing and are dropped up front.
+//! linearized. Indeterminate reads ([`Model::is_read`]) constrain nothing and are dropped up
+//! front.
 //!
-//! The search is bounded by [`CheckLimits::max_steps_per_key`]; a key that exhausts it is
-//! reported as inconclusive rather than as a violation.
+//! The search is bounded by [`CheckLimits::max_steps_per_partition`]; a partition that
+//! exhausts it is reported as inconclusive rather than as a violation.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-/// A value stored under a key. The simulator writes each value at most once, so a read
-/// names the write it observed.
-pub type Value = u64;
-
-/// A key of the small key space the clients use.
-pub type Key = u64;
-
-/// What a client asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KvInput {
-    /// Read the key.
-    Get,
-    /// Set the key to a value.
-    Put(Value),
-    /// Remove the key (succeeds whether or not it exists).
-    Delete,
-    /// Set the key to `new` if it currently holds `expected`.
-    Cas {
-        /// The value the key must hold.
-        expected: Value,
-        /// The value to store.
-        new: Value,
-    },
-}
-
-/// What the client was told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KvOutput {
-    /// The value read (`None`: absent).
-    Get(Option<Value>),
-    /// The put happened.
-    Put,
-    /// The delete happened; `existed` tells whether there was a key to remove.
-    Delete {
-        /// Whether the key existed.
-        existed: bool,
-    },
-    /// The compare-and-set answered.
-    Cas {
-        /// Whether the key held the expected value (and now holds the new one).
-        swapped: bool,
-    },
-}
+use crate::model::Model;
 
 /// One client operation as recorded by the simulator.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Operation {
+pub struct Operation<I, O> {
     /// The client that issued it.
     pub client: u64,
-    /// The key it touched.
-    pub key: Key,
     /// What was asked.
-    pub input: KvInput,
+    pub input: I,
     /// What was answered; `None` when the outcome is unknown (indeterminate).
-    pub output: Option<KvOutput>,
+    pub output: Option<O>,
     /// Virtual time of the invocation.
     pub call_us: u64,
     /// Virtual time the answer arrived; `None` when indeterminate.
     pub return_us: Option<u64>,
 }
 
-impl fmt::Display for Operation {
+impl<I: fmt::Debug, O: fmt::Debug> fmt::Display for Operation<I, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let end = match self.return_us {
             Some(t) => t.to_string(),
@@ -87,53 +45,24 @@ impl fmt::Display for Operation {
         };
         write!(
             f,
-            "client {} key {} {:?} -> {:?} [{}us, {}us]",
-            self.client, self.key, self.input, self.output, self.call_us, end
+            "client {} {:?} -> {:?} [{}us, {}us]",
+            self.client, self.input, self.output, self.call_us, end
         )
-    }
-}
-
-/// Applies one operation to the model state. Returns the new state, or `None` when the
-/// recorded output is impossible from `state`. An unknown output (`None`) is always possible.
-pub fn model_step(
-    state: Option<Value>,
-    input: KvInput,
-    output: Option<KvOutput>,
-) -> Option<Option<Value>> {
-    match (input, output) {
-        (KvInput::Get, None) => Some(state),
-        (KvInput::Get, Some(KvOutput::Get(read))) => (read == state).then_some(state),
-        (KvInput::Put(value), None | Some(KvOutput::Put)) => Some(Some(value)),
-        (KvInput::Delete, None) => Some(None),
-        (KvInput::Delete, Some(KvOutput::Delete { existed })) => {
-            (existed == state.is_some()).then_some(None)
-        }
-        (KvInput::Cas { expected, new }, output) => {
-            let swapped = state == Some(expected);
-            match output {
-                None => Some(if swapped { Some(new) } else { state }),
-                Some(KvOutput::Cas { swapped: told }) if told == swapped => {
-                    Some(if swapped { Some(new) } else { state })
-                }
-                Some(_) => None,
-            }
-        }
-        _ => None,
     }
 }
 
 /// Bounds on the search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckLimits {
-    /// Search steps (linearization attempts plus backtracks) allowed per key before the key
-    /// is declared inconclusive.
-    pub max_steps_per_key: u64,
+    /// Search steps (linearization attempts plus backtracks) allowed per partition before
+    /// the partition is declared inconclusive.
+    pub max_steps_per_partition: u64,
 }
 
 impl Default for CheckLimits {
     fn default() -> Self {
         CheckLimits {
-            max_steps_per_key: 2_000_000,
+            max_steps_per_partition: 2_000_000,
         }
     }
 }
@@ -141,20 +70,20 @@ impl Default for CheckLimits {
 /// The verdict for a whole history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every key's history is linearizable.
+    /// Every partition's history is linearizable.
     Linearizable,
-    /// Some key's history is not linearizable.
+    /// Some partition's history is not linearizable.
     Violation {
-        /// The key.
-        key: Key,
+        /// The partition ([`Model::partition`]).
+        partition: u64,
         /// A human explanation: the longest linearizable prefix found and the operation that
         /// could not be placed.
         detail: String,
     },
-    /// No violation found, but some key exhausted the search budget.
+    /// No violation found, but some partition exhausted the search budget.
     Inconclusive {
-        /// The first key that ran out of budget.
-        key: Key,
+        /// The first partition that ran out of budget.
+        partition: u64,
     },
 }
 
@@ -163,49 +92,55 @@ pub enum Verdict {
 pub struct CheckReport {
     /// The verdict.
     pub verdict: Verdict,
-    /// Keys examined.
-    pub keys: usize,
-    /// Search steps taken over all keys.
+    /// Partitions examined.
+    pub partitions: usize,
+    /// Search steps taken over all partitions.
     pub steps: u64,
 }
 
-/// Checks that `history` is linearizable with respect to the key-value model.
-pub fn check_history(history: &[Operation], limits: CheckLimits) -> CheckReport {
-    let mut keys: Vec<Key> = history.iter().map(|op| op.key).collect();
-    keys.sort_unstable();
-    keys.dedup();
+/// An operation of model `M`'s history.
+pub type ModelOperation<M> = Operation<<M as Model>::Input, <M as Model>::Output>;
+
+/// Checks that `history` is linearizable with respect to `model`.
+pub fn check_history<M: Model>(
+    model: &M,
+    history: &[ModelOperation<M>],
+    limits: CheckLimits,
+) -> CheckReport {
+    let mut partitions: BTreeMap<u64, Vec<&ModelOperation<M>>> = BTreeMap::new();
+    for op in history {
+        let ops = partitions.entry(model.partition(&op.input)).or_default();
+        // An unanswered read constrains nothing.
+        if !(op.output.is_none() && model.is_read(&op.input)) {
+            ops.push(op);
+        }
+    }
     let mut steps_total = 0;
     let mut inconclusive = None;
-    for &key in &keys {
-        let ops: Vec<&Operation> = history
-            .iter()
-            .filter(|op| op.key == key)
-            // An unanswered read constrains nothing.
-            .filter(|op| !(op.input == KvInput::Get && op.output.is_none()))
-            .collect();
-        let outcome = KeySearch::new(&ops).run(limits.max_steps_per_key);
+    for (&partition, ops) in &partitions {
+        let outcome = PartitionSearch::new(model, ops).run(limits.max_steps_per_partition);
         steps_total += outcome.steps;
         match outcome.result {
             SearchResult::Linearizable => {}
             SearchResult::Exhausted => {
-                inconclusive.get_or_insert(key);
+                inconclusive.get_or_insert(partition);
             }
             SearchResult::Violation(detail) => {
                 return CheckReport {
-                    verdict: Verdict::Violation { key, detail },
-                    keys: keys.len(),
+                    verdict: Verdict::Violation { partition, detail },
+                    partitions: partitions.len(),
                     steps: steps_total,
                 };
             }
         }
     }
     let verdict = match inconclusive {
-        Some(key) => Verdict::Inconclusive { key },
+        Some(partition) => Verdict::Inconclusive { partition },
         None => Verdict::Linearizable,
     };
     CheckReport {
         verdict,
-        keys: keys.len(),
+        partitions: partitions.len(),
         steps: steps_total,
     }
 }
@@ -241,15 +176,16 @@ struct ListEntry {
 /// Set of linearized operations, as bits.
 type Bits = Vec<u64>;
 
-struct KeySearch<'a> {
-    ops: &'a [&'a Operation],
+struct PartitionSearch<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [&'a ModelOperation<M>],
     /// Index 0 is the head sentinel; events follow in time order.
     list: Vec<ListEntry>,
     completed_ops: usize,
 }
 
-impl<'a> KeySearch<'a> {
-    fn new(ops: &'a [&'a Operation]) -> Self {
+impl<'a, M: Model> PartitionSearch<'a, M> {
+    fn new(model: &'a M, ops: &'a [&'a ModelOperation<M>]) -> Self {
         // (time, kind, op): calls sort before returns at equal times, so operations that
         // touch at one instant count as concurrent (the lenient reading).
         let mut events: Vec<(u64, u8, usize)> = Vec::with_capacity(ops.len() * 2);
@@ -290,7 +226,8 @@ impl<'a> KeySearch<'a> {
             }
         }
         let completed_ops = ops.iter().filter(|op| op.return_us.is_some()).count();
-        KeySearch {
+        PartitionSearch {
+            model,
             ops,
             list,
             completed_ops,
@@ -322,7 +259,7 @@ impl<'a> KeySearch<'a> {
         }
     }
 
-    /// Undoes [`KeySearch::lift`] (in reverse order, as dancing links require).
+    /// Undoes [`PartitionSearch::lift`] (in reverse order, as dancing links require).
     fn unlift(&mut self, call: usize) {
         let partner = self.list[call].partner;
         if partner != NONE {
@@ -332,11 +269,12 @@ impl<'a> KeySearch<'a> {
     }
 
     fn run(mut self, max_steps: u64) -> SearchOutcome {
-        let mut state: Option<Value> = None;
+        let mut state = self.model.init();
         let mut linearized: Bits = vec![0; self.ops.len().div_ceil(64)];
-        let mut cache: HashSet<(Bits, Option<Value>)> = HashSet::new();
+        // Lookup only (never iterated), so hash order cannot leak into results.
+        let mut cache: HashSet<(Bits, M::State)> = HashSet::new();
         // Each frame: (call entry lifted, state before it).
-        let mut stack: Vec<(usize, Option<Value>)> = Vec::new();
+        let mut stack: Vec<(usize, M::State)> = Vec::new();
         let mut completed_done = 0;
         let mut steps = 0u64;
         let mut deepest: Vec<usize> = Vec::new();
@@ -362,15 +300,14 @@ impl<'a> KeySearch<'a> {
             let entry = self.list[cursor];
             if entry.is_call {
                 let op = self.ops[entry.op];
-                let next_state = model_step(state, op.input, op.output);
+                let next_state = self.model.step(&state, &op.input, op.output.as_ref());
                 let mut advanced = false;
                 if let Some(next_state) = next_state {
                     let mut bits = linearized.clone();
                     bits[entry.op / 64] |= 1 << (entry.op % 64);
-                    if cache.insert((bits.clone(), next_state)) {
+                    if cache.insert((bits.clone(), next_state.clone())) {
                         linearized = bits;
-                        stack.push((cursor, state));
-                        state = next_state;
+                        stack.push((cursor, std::mem::replace(&mut state, next_state)));
                         if op.return_us.is_some() {
                             completed_done += 1;
                         }
@@ -411,10 +348,13 @@ impl<'a> KeySearch<'a> {
             self.ops.len(),
             deepest.len()
         );
-        let mut state = None;
+        let mut state = self.model.init();
         for &op in deepest {
             let op = self.ops[op];
-            state = model_step(state, op.input, op.output).unwrap_or(state);
+            state = self
+                .model
+                .step(&state, &op.input, op.output.as_ref())
+                .unwrap_or(state);
             text.push_str(&format!("\n  {op}  => state {state:?}"));
         }
         if blocked_at != NONE {
@@ -431,47 +371,73 @@ impl<'a> KeySearch<'a> {
 mod tests {
     use super::*;
 
-    fn op(
-        client: u64,
-        input: KvInput,
-        output: Option<KvOutput>,
-        call: u64,
-        ret: Option<u64>,
-    ) -> Operation {
+    /// A register per key: `(key, Some(v))` writes v, `(key, None)` reads.
+    struct Registers;
+
+    impl Model for Registers {
+        type State = Option<u64>;
+        type Input = (u64, Option<u64>);
+        type Output = Option<u64>;
+
+        fn init(&self) -> Option<u64> {
+            None
+        }
+
+        fn step(
+            &self,
+            state: &Option<u64>,
+            input: &(u64, Option<u64>),
+            output: Option<&Option<u64>>,
+        ) -> Option<Option<u64>> {
+            match input.1 {
+                Some(value) => Some(Some(value)),
+                None => output.is_none_or(|read| read == state).then_some(*state),
+            }
+        }
+
+        fn partition(&self, input: &(u64, Option<u64>)) -> u64 {
+            input.0
+        }
+
+        fn is_read(&self, input: &(u64, Option<u64>)) -> bool {
+            input.1.is_none()
+        }
+    }
+
+    type Op = Operation<(u64, Option<u64>), Option<u64>>;
+
+    fn write(client: u64, value: u64, call: u64, ret: Option<u64>) -> Op {
         Operation {
             client,
-            key: 0,
-            input,
-            output,
+            input: (0, Some(value)),
+            output: ret.map(|_| None),
             call_us: call,
             return_us: ret,
         }
     }
 
-    fn verdict(history: &[Operation]) -> Verdict {
-        check_history(history, CheckLimits::default()).verdict
+    fn read(client: u64, seen: Option<u64>, call: u64, ret: u64) -> Op {
+        Operation {
+            client,
+            input: (0, None),
+            output: Some(seen),
+            call_us: call,
+            return_us: Some(ret),
+        }
+    }
+
+    fn verdict(history: &[Op]) -> Verdict {
+        check_history(&Registers, history, CheckLimits::default()).verdict
     }
 
     #[test]
-    fn sequential_put_then_get_is_linearizable() {
-        let h = [
-            op(1, KvInput::Put(7), Some(KvOutput::Put), 0, Some(10)),
-            op(2, KvInput::Get, Some(KvOutput::Get(Some(7))), 20, Some(30)),
-        ];
-        assert_eq!(verdict(&h), Verdict::Linearizable);
-    }
-
-    #[test]
-    fn stale_read_after_completed_put_is_a_violation() {
-        // Goal: the classic stale read. The put finished before the read began, yet the
-        // read saw the old (absent) value.
-        let h = [
-            op(1, KvInput::Put(7), Some(KvOutput::Put), 0, Some(10)),
-            op(2, KvInput::Get, Some(KvOutput::Get(None)), 20, Some(30)),
-        ];
-        match verdict(&h) {
-            Verdict::Violation { key, detail } => {
-                assert_eq!(key, 0);
+    fn a_read_after_a_completed_write_must_see_it() {
+        let ok = [write(1, 7, 0, Some(10)), read(2, Some(7), 20, 30)];
+        assert_eq!(verdict(&ok), Verdict::Linearizable);
+        let stale = [write(1, 7, 0, Some(10)), read(2, None, 20, 30)];
+        match verdict(&stale) {
+            Verdict::Violation { partition, detail } => {
+                assert_eq!(partition, 0);
                 assert!(detail.contains("cannot"), "{detail}");
             }
             other => panic!("expected a violation, got {other:?}"),
@@ -479,144 +445,41 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_reads_may_see_either_value() {
-        let h = [
-            op(1, KvInput::Put(1), Some(KvOutput::Put), 0, Some(100)),
-            op(2, KvInput::Get, Some(KvOutput::Get(Some(1))), 10, Some(20)),
-            op(3, KvInput::Get, Some(KvOutput::Get(None)), 30, Some(40)),
-        ];
-        // Read 3 starts after read 2 returned 1, so it may not see the older state.
-        assert!(matches!(verdict(&h), Verdict::Violation { .. }));
-        let h = [
-            op(1, KvInput::Put(1), Some(KvOutput::Put), 0, Some(100)),
-            op(2, KvInput::Get, Some(KvOutput::Get(None)), 10, Some(20)),
-            op(3, KvInput::Get, Some(KvOutput::Get(Some(1))), 30, Some(40)),
-        ];
-        assert_eq!(verdict(&h), Verdict::Linearizable);
-    }
-
-    #[test]
-    fn indeterminate_put_may_apply_late_or_never() {
-        let lost = op(1, KvInput::Put(5), None, 0, None);
-        // Seen much later: allowed (applied late).
-        let h = [
+    fn an_indeterminate_write_may_apply_late_or_never_but_not_vanish() {
+        let lost = write(1, 5, 0, None);
+        let late = [
             lost.clone(),
-            op(2, KvInput::Get, Some(KvOutput::Get(None)), 10, Some(20)),
-            op(
-                2,
-                KvInput::Get,
-                Some(KvOutput::Get(Some(5))),
-                1000,
-                Some(1010),
-            ),
+            read(2, None, 10, 20),
+            read(2, Some(5), 30, 40),
         ];
-        assert_eq!(verdict(&h), Verdict::Linearizable);
-        // Never seen: allowed.
-        let h = [
-            lost.clone(),
-            op(2, KvInput::Get, Some(KvOutput::Get(None)), 1000, Some(1010)),
-        ];
-        assert_eq!(verdict(&h), Verdict::Linearizable);
-        // Seen, then unseen without any other write: not allowed.
-        let h = [
-            lost,
-            op(2, KvInput::Get, Some(KvOutput::Get(Some(5))), 10, Some(20)),
-            op(2, KvInput::Get, Some(KvOutput::Get(None)), 30, Some(40)),
-        ];
-        assert!(matches!(verdict(&h), Verdict::Violation { .. }));
+        assert_eq!(verdict(&late), Verdict::Linearizable);
+        let never = [lost.clone(), read(2, None, 1000, 1010)];
+        assert_eq!(verdict(&never), Verdict::Linearizable);
+        let vanished = [lost, read(2, Some(5), 10, 20), read(2, None, 30, 40)];
+        assert!(matches!(verdict(&vanished), Verdict::Violation { .. }));
     }
 
     #[test]
-    fn cas_and_delete_outputs_are_checked() {
-        let h = [
-            op(1, KvInput::Put(1), Some(KvOutput::Put), 0, Some(10)),
-            op(
-                1,
-                KvInput::Cas {
-                    expected: 1,
-                    new: 2,
-                },
-                Some(KvOutput::Cas { swapped: true }),
-                20,
-                Some(30),
-            ),
-            op(
-                1,
-                KvInput::Delete,
-                Some(KvOutput::Delete { existed: true }),
-                40,
-                Some(50),
-            ),
-            op(
-                1,
-                KvInput::Cas {
-                    expected: 2,
-                    new: 3,
-                },
-                Some(KvOutput::Cas { swapped: false }),
-                60,
-                Some(70),
-            ),
-        ];
-        assert_eq!(verdict(&h), Verdict::Linearizable);
-        let h = [
-            op(1, KvInput::Put(1), Some(KvOutput::Put), 0, Some(10)),
-            // Both swaps from 1 cannot succeed.
-            op(
-                2,
-                KvInput::Cas {
-                    expected: 1,
-                    new: 2,
-                },
-                Some(KvOutput::Cas { swapped: true }),
-                20,
-                Some(30),
-            ),
-            op(
-                3,
-                KvInput::Cas {
-                    expected: 1,
-                    new: 3,
-                },
-                Some(KvOutput::Cas { swapped: true }),
-                20,
-                Some(30),
-            ),
-        ];
-        assert!(matches!(verdict(&h), Verdict::Violation { .. }));
+    fn partitions_are_checked_independently() {
+        let mut a = write(1, 1, 0, Some(10));
+        a.input.0 = 1;
+        let mut b = read(2, None, 20, 30);
+        b.input.0 = 2;
+        let report = check_history(&Registers, &[a, b], CheckLimits::default());
+        assert_eq!(report.verdict, Verdict::Linearizable);
+        assert_eq!(report.partitions, 2);
     }
 
     #[test]
-    fn keys_are_checked_independently() {
-        let mut a = op(1, KvInput::Put(1), Some(KvOutput::Put), 0, Some(10));
-        a.key = 1;
-        let mut b = op(2, KvInput::Get, Some(KvOutput::Get(None)), 20, Some(30));
-        b.key = 2;
-        assert_eq!(verdict(&[a, b]), Verdict::Linearizable);
-    }
-
-    #[test]
-    fn exhausted_budget_is_inconclusive_not_a_violation() {
-        // Many concurrent indeterminate writes and a read that matches none: the search
-        // must try many orders; with a budget of 3 steps it gives up.
-        let mut h: Vec<Operation> = (0..8)
-            .map(|i| op(i, KvInput::Put(i), None, 0, None))
-            .collect();
-        h.push(op(
-            99,
-            KvInput::Get,
-            Some(KvOutput::Get(Some(1000))),
-            5,
-            Some(6),
-        ));
-        let report = check_history(
-            &h,
-            CheckLimits {
-                max_steps_per_key: 3,
-            },
-        );
-        assert_eq!(report.verdict, Verdict::Inconclusive { key: 0 });
-        let report = check_history(&h, CheckLimits::default());
+    fn an_exhausted_budget_is_inconclusive_not_a_violation() {
+        let mut history: Vec<Op> = (0..8).map(|i| write(i, i, 0, None)).collect();
+        history.push(read(99, Some(1000), 5, 6));
+        let limits = CheckLimits {
+            max_steps_per_partition: 3,
+        };
+        let report = check_history(&Registers, &history, limits);
+        assert_eq!(report.verdict, Verdict::Inconclusive { partition: 0 });
+        let report = check_history(&Registers, &history, CheckLimits::default());
         assert!(matches!(report.verdict, Verdict::Violation { .. }));
     }
 }

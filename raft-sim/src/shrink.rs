@@ -2,7 +2,7 @@
 //! profile, the schedule and every other random stream) stays the same; only the set of
 //! schedule entries in force gets smaller, as long as the run still fails.
 
-use crate::sim::{RunReport, SimOptions, Simulation};
+use crate::sim::{RunReport, SimOptions};
 
 /// The result of shrinking.
 #[derive(Debug)]
@@ -15,18 +15,24 @@ pub struct Shrunk {
     pub runs: usize,
 }
 
-/// Runs `options` restricted to `faults`.
-fn run_with(options: &SimOptions, faults: &[usize]) -> RunReport {
-    let mut options = options.clone();
-    options.only_faults = Some(faults.to_vec());
-    options.trace = false;
-    options.timeline = false;
-    Simulation::new(options).run()
-}
-
 /// Shrinks the failing run `failed` (made with `options`), spending at most `max_runs`
-/// simulations. Returns `None` if the run did not fail.
-pub fn shrink(options: &SimOptions, failed: RunReport, max_runs: usize) -> Option<Shrunk> {
+/// simulations, each made by `run` (for example
+/// `|options| Simulation::new(options, MyWorkload::new()).run()`). Returns `None` if the
+/// run did not fail.
+pub fn shrink(
+    options: &SimOptions,
+    failed: RunReport,
+    max_runs: usize,
+    mut run: impl FnMut(SimOptions) -> RunReport,
+) -> Option<Shrunk> {
+    // Runs `options` restricted to `faults`.
+    let mut run_with = |options: &SimOptions, faults: &[usize]| {
+        let mut options = options.clone();
+        options.only_faults = Some(faults.to_vec());
+        options.trace = false;
+        options.timeline = false;
+        run(options)
+    };
     if failed.passed() {
         return None;
     }

@@ -3,21 +3,25 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt::Debug;
 
-use raft_core::{Config, Membership, Message, NodeId, Role, SnapshotMeta};
+use raft_core::{Config, Membership, Message, NodeId, Role, SnapshotMeta, StateMachine};
 
 use crate::bugs::{Bug, Mutator};
 use crate::checker::{SafetyChecker, Violation, ViolationKind};
 use crate::disk::Disk;
 use crate::faults::{self, ScheduledFault};
-use crate::host::{Ctx, Effect, Host, Liveness};
+use crate::host::{Ctx, Effect, EffectOf, Host, Liveness};
 use crate::html::Timeline;
-use crate::kv::changed_state;
+use crate::invariant::{Applied, Cluster, Invariant};
+use crate::linearizability::{self, CheckLimits, Verdict};
 use crate::network::{InFlight, Network};
 use crate::profile::{ELECTION_TICKS, FaultProfile, LEASE_DRIFT_TICKS, TICK_US};
 use crate::rng::{SimRng, Stream};
 use crate::trace::Trace;
-use crate::workload::{ClientRequest, ClientStep, Reply, Workload, WorkloadConfig};
+use crate::workload::{
+    ClientConfig, ClientRequest, ClientStep, Clients, Reply, SimMachine, Workload,
+};
 
 /// After healing, a leader must be seen within this much virtual time.
 pub const LEADER_BOUND_US: u64 = 5_000_000;
@@ -50,8 +54,6 @@ pub struct SimOptions {
     pub operations: u64,
     /// Concurrent clients.
     pub clients: u64,
-    /// Size of the key space.
-    pub keys: u64,
     /// A deliberately broken variant, if any.
     pub bug: Option<Bug>,
     /// Keep only these fault-schedule entries (by index); `None` keeps all.
@@ -74,7 +76,6 @@ impl SimOptions {
             nodes: 5,
             operations: 1_000,
             clients: 5,
-            keys: 5,
             bug: None,
             only_faults: None,
             calm: false,
@@ -125,11 +126,55 @@ impl RunReport {
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
     }
+
+    /// One line: `seed=.. result=pass|FAIL events=.. virtual=..ms ops=.. unknown=..
+    /// lin_steps=.. trace=<digest>`. Two runs with the same seed and options print the same
+    /// line.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed={} result={} events={} virtual={}ms ops={} unknown={} lin_steps={}{} trace={}",
+            self.seed,
+            if self.passed() { "pass" } else { "FAIL" },
+            self.events,
+            self.end_us / 1000,
+            self.ops_done,
+            self.ops_unknown,
+            self.lin_steps,
+            if self.lin_inconclusive {
+                " lin=inconclusive"
+            } else {
+                ""
+            },
+            self.digest
+        )
+    }
+
+    /// The readable trace (of a run with [`SimOptions::trace`]): the fault schedule, one
+    /// line per event and notable host action, the violations.
+    pub fn trace_text(&self) -> String {
+        let mut text = String::new();
+        for (i, fault) in self.schedule.iter().enumerate() {
+            let kept = self.kept_faults.contains(&i);
+            text.push_str(&format!(
+                "schedule #{i} at {}us{}: {}\n",
+                fault.at_us,
+                if kept { "" } else { " (dropped)" },
+                fault.fault
+            ));
+        }
+        text.push_str(&self.trace_lines.join("\n"));
+        text.push('\n');
+        for v in &self.violations {
+            text.push_str(&format!("VIOLATION {v}\n"));
+        }
+        text
+    }
 }
 
-/// A simulated event.
+/// A simulated event; `R` and `Q` are the state machine's command responses and query
+/// answers (client replies carry them), `Q` also its queries.
 #[derive(Clone, Debug)]
-pub(crate) enum Event {
+pub(crate) enum Event<R, Q, Query> {
     Tick {
         node: NodeId,
         incarnation: u64,
@@ -145,12 +190,12 @@ pub(crate) enum Event {
     },
     ClientRequest {
         node: NodeId,
-        request: ClientRequest,
+        request: ClientRequest<Query>,
     },
     ClientReply {
         client: usize,
         op_serial: u64,
-        reply: Reply,
+        reply: Reply<R, Q>,
     },
     ClientTimeout {
         client: usize,
@@ -178,7 +223,14 @@ pub(crate) enum Event {
     },
 }
 
-impl Event {
+/// The events of a simulation of `M`.
+pub(crate) type EventOf<M> = Event<
+    <M as StateMachine>::Response,
+    <M as StateMachine>::QueryResponse,
+    <M as StateMachine>::Query,
+>;
+
+impl<R, Q, Query> Event<R, Q, Query> {
     /// (kind code, detail a, detail b) for the digest.
     fn digest_words(&self) -> (u64, u64, u64) {
         match self {
@@ -204,41 +256,43 @@ impl Event {
     }
 }
 
-struct Scheduled {
+struct Scheduled<E> {
     at_us: u64,
     seq: u64,
-    event: Event,
+    event: E,
 }
 
-impl PartialEq for Scheduled {
+impl<E> PartialEq for Scheduled<E> {
     fn eq(&self, other: &Self) -> bool {
         (self.at_us, self.seq) == (other.at_us, other.seq)
     }
 }
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
+impl<E> Eq for Scheduled<E> {}
+impl<E> PartialOrd for Scheduled<E> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Scheduled {
+impl<E> Ord for Scheduled<E> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at_us, self.seq).cmp(&(other.at_us, other.seq))
     }
 }
 
-/// One run of the simulator.
-pub struct Simulation {
+/// One run of the simulator: a cluster running workload `W`'s state machine under the
+/// faults the seed draws, checked all along. See the [crate docs](crate) for an example.
+pub struct Simulation<W: Workload> {
     pub(crate) options: SimOptions,
     pub(crate) profile: FaultProfile,
     pub(crate) schedule: Vec<ScheduledFault>,
     pub(crate) now_us: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: BinaryHeap<Reverse<Scheduled<EventOf<W::Machine>>>>,
     seq: u64,
-    pub(crate) hosts: Vec<Host>,
+    pub(crate) hosts: Vec<Host<W::Machine>>,
     pub(crate) network: Network,
     pub(crate) checker: SafetyChecker,
-    pub(crate) workload: Workload,
+    pub(crate) clients: Clients<W>,
+    invariants: Vec<Box<dyn Invariant<W>>>,
     pub(crate) mutator: Mutator,
     pub(crate) net_rng: SimRng,
     pub(crate) client_rng: SimRng,
@@ -247,19 +301,17 @@ pub struct Simulation {
     pub(crate) trace: Trace,
     pub(crate) timeline: Option<Timeline>,
     /// Events deferred while a node is paused, in arrival order.
-    pub(crate) deferred: BTreeMap<NodeId, Vec<Event>>,
+    pub(crate) deferred: BTreeMap<NodeId, Vec<EventOf<W::Machine>>>,
     /// Extra delay of each node's next tick (a backward clock jump).
     pub(crate) tick_lag_us: BTreeMap<NodeId, u64>,
     client_attempts: Vec<u64>,
     /// Ticks seen per node (for the slow leader clock of `lease-beyond-bound`).
     slow_ticks: BTreeMap<NodeId, u64>,
-    /// History index -> log index of the write's one state-changing apply.
-    fresh_applies: BTreeMap<usize, u64>,
     pub(crate) corrupted: Vec<NodeId>,
     pub(crate) healed_at_us: Option<u64>,
     leader_after_heal: bool,
     ops_deadline_us: u64,
-    effects: Vec<Effect>,
+    effects: Vec<EffectOf<W::Machine>>,
     in_flight: Vec<InFlight>,
     pub(crate) kept_faults: Vec<usize>,
     /// Leader churn is on until this time, knocking new leaders out within
@@ -271,9 +323,10 @@ pub struct Simulation {
     pub(crate) diverge_armed: Option<(u64, u64)>,
 }
 
-impl Simulation {
-    /// Builds the cluster for `options`: draws the profile first, then the schedule.
-    pub fn new(options: SimOptions) -> Self {
+impl<W: Workload> Simulation<W> {
+    /// Builds the cluster for `options`, whose clients run `workload`: draws the profile
+    /// first, then the schedule.
+    pub fn new(options: SimOptions, workload: W) -> Self {
         let seed = options.seed;
         let nodes = options.nodes.clamp(1, 7);
         let profile = if options.calm {
@@ -298,21 +351,23 @@ impl Simulation {
         };
         let mut node_rng = SimRng::new(seed, Stream::Nodes);
         let hosts = (1..=max_node)
-            .map(|id| build_host(id, nodes, &profile, options.bug, &mut node_rng))
+            .map(|id| {
+                let machine = workload.machine();
+                build_host(id, nodes, &profile, options.bug, machine, &mut node_rng)
+            })
             .collect();
-        let workload = Workload::new(
-            WorkloadConfig {
+        let clients = Clients::new(
+            ClientConfig {
                 clients: options.clients.max(1),
                 operations: options.operations,
-                keys: options.keys.max(1),
                 think_mean_us: (profile.fault_phase_us * options.clients.max(1))
                     .checked_div(options.operations.max(1))
                     .unwrap_or(1_000)
                     .max(100),
                 request_timeout_us: 100_000,
                 give_up_us: 1_500_000,
-                no_sessions: options.bug == Some(Bug::NoSessions),
             },
+            workload,
             max_node,
         );
         let timeline = options
@@ -320,7 +375,7 @@ impl Simulation {
             .then(|| Timeline::new((1..=max_node).collect()));
         Simulation {
             trace: Trace::new(options.trace),
-            client_attempts: vec![0; workload.client_count()],
+            client_attempts: vec![0; clients.client_count()],
             slow_ticks: BTreeMap::new(),
             options,
             profile,
@@ -331,7 +386,8 @@ impl Simulation {
             hosts,
             network: Network::default(),
             checker: SafetyChecker::default(),
-            workload,
+            clients,
+            invariants: Vec::new(),
             mutator: Mutator::default(),
             net_rng: SimRng::new(seed, Stream::Network),
             client_rng: SimRng::new(seed, Stream::Clients),
@@ -340,7 +396,6 @@ impl Simulation {
             timeline,
             deferred: BTreeMap::new(),
             tick_lag_us: BTreeMap::new(),
-            fresh_applies: BTreeMap::new(),
             corrupted: Vec::new(),
             healed_at_us: None,
             leader_after_heal: false,
@@ -355,7 +410,13 @@ impl Simulation {
         }
     }
 
-    pub(crate) fn schedule(&mut self, at_us: u64, event: Event) {
+    /// Adds a check of the workload's own (any number; checked in the order added).
+    pub fn with_invariant(mut self, invariant: impl Invariant<W> + 'static) -> Self {
+        self.invariants.push(Box::new(invariant));
+        self
+    }
+
+    pub(crate) fn schedule(&mut self, at_us: u64, event: EventOf<W::Machine>) {
         self.seq += 1;
         self.queue.push(Reverse(Scheduled {
             at_us: at_us.max(self.now_us),
@@ -376,6 +437,9 @@ impl Simulation {
                 self.trace.line(self.now_us, || text);
             }
             self.handle(next.event);
+            if !self.invariants.is_empty() && self.checker.violations().is_empty() {
+                self.check_invariants(|invariant, cluster| invariant.on_event(cluster));
+            }
             if !self.checker.violations().is_empty() || self.finished() {
                 break;
             }
@@ -418,14 +482,14 @@ impl Simulation {
             self.schedule(at, Event::Fault(i));
         }
         self.schedule(self.profile.fault_phase_us, Event::Heal);
-        for client in 0..self.workload.client_count() {
+        for client in 0..self.clients.client_count() {
             let at = self.client_rng.range(0, 20_000);
             self.schedule(at, Event::ClientIssue { client });
         }
     }
 
     fn finished(&mut self) -> bool {
-        if self.healed_at_us.is_none() || self.workload.outstanding() != (0, 0) {
+        if self.healed_at_us.is_none() || self.clients.outstanding() != (0, 0) {
             return false;
         }
         if !self.leader_after_heal && self.current_leader().is_some() {
@@ -435,7 +499,7 @@ impl Simulation {
     }
 
     fn report_stall(&mut self) {
-        let (pending, unissued) = self.workload.outstanding();
+        let (pending, unissued) = self.clients.outstanding();
         let detail = format!(
             "after healing at {}us: {pending} operations pending and {unissued} not issued at \
              {}us (bound {}us), {} events",
@@ -448,17 +512,46 @@ impl Simulation {
             .report(self.now_us, ViolationKind::Liveness, detail);
     }
 
+    /// Runs every invariant's `check` on the cluster as it is now; reports the first
+    /// failure.
+    fn check_invariants(
+        &mut self,
+        check: impl Fn(&mut dyn Invariant<W>, &Cluster<'_, W>) -> Result<(), String>,
+    ) {
+        let cluster = Cluster {
+            now_us: self.now_us,
+            hosts: &self.hosts,
+            checker: &self.checker,
+            history: self.clients.history(),
+        };
+        let failure = self
+            .invariants
+            .iter_mut()
+            .find_map(|invariant| check(invariant.as_mut(), &cluster).err());
+        if let Some(detail) = failure {
+            self.checker
+                .report(self.now_us, ViolationKind::Invariant, detail);
+        }
+    }
+
     /// Runs `f` on host `node` with a context, then carries out what it asked for.
-    pub(crate) fn with_host(&mut self, node: NodeId, f: impl FnOnce(&mut Host, &mut Ctx<'_>)) {
+    pub(crate) fn with_host(
+        &mut self,
+        node: NodeId,
+        f: impl FnOnce(&mut Host<W::Machine>, &mut Ctx<'_, W::Machine>),
+    ) {
         let Some(host) = self.hosts.get_mut(node as usize - 1) else {
             return;
         };
         let mut effects = std::mem::take(&mut self.effects);
+        let workload = self.clients.workload();
+        let machine = || workload.machine();
         let mut ctx = Ctx {
             now_us: self.now_us,
             rng: &mut self.disk_rng,
             checker: &mut self.checker,
             effects: &mut effects,
+            machine: &machine,
             disk_latency_us: self.profile.disk_latency_us,
             crash_before_notice: if self.healed_at_us.is_some() {
                 0.0
@@ -507,7 +600,7 @@ impl Simulation {
         }
     }
 
-    fn carry_out(&mut self, node: NodeId, effect: Effect) {
+    fn carry_out(&mut self, node: NodeId, effect: EffectOf<W::Machine>) {
         let incarnation = self.hosts[node as usize - 1].incarnation;
         match effect {
             Effect::Send(message) => self.send(message),
@@ -534,7 +627,7 @@ impl Simulation {
                 index,
                 digest,
                 response,
-            } => self.check_exactly_once(index, digest, &response),
+            } => self.on_applied(node, index, digest, &response),
             Effect::Role { role, term } => {
                 if role == Role::Leader && self.healed_at_us.is_some() {
                     self.leader_after_heal = true;
@@ -589,21 +682,31 @@ impl Simulation {
         }
     }
 
-    fn check_exactly_once(&mut self, index: u64, digest: u64, response: &raft_kv::Response) {
-        if !changed_state(response, index) {
+    /// Tells the invariants about an applied command.
+    fn on_applied(
+        &mut self,
+        node: NodeId,
+        index: u64,
+        digest: u64,
+        response: &<W::Machine as StateMachine>::Response,
+    ) {
+        if self.invariants.is_empty() {
             return;
         }
-        let Some(op) = self.workload.write_by_digest(digest) else {
-            return;
+        let applied = Applied {
+            node,
+            index,
+            response,
+            operation: self.clients.write_by_digest(digest),
+            history: self.clients.history(),
         };
-        let first = *self.fresh_applies.entry(op).or_insert(index);
-        if first != index {
-            let detail = format!(
-                "write {} took effect twice, at index {first} and at index {index}",
-                self.workload.history()[op]
-            );
+        let failure = self
+            .invariants
+            .iter_mut()
+            .find_map(|invariant| invariant.on_apply(&applied).err());
+        if let Some(detail) = failure {
             self.checker
-                .report(self.now_us, ViolationKind::Client, detail);
+                .report(self.now_us, ViolationKind::Invariant, detail);
         }
     }
 
@@ -625,7 +728,7 @@ impl Simulation {
         }
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: EventOf<W::Machine>) {
         match event {
             Event::Tick { .. }
             | Event::Deliver(_)
@@ -639,14 +742,14 @@ impl Simulation {
             } => {
                 let rng = &mut self.client_rng;
                 let step = self
-                    .workload
+                    .clients
                     .on_reply(client, op_serial, reply, self.now_us, rng);
                 self.client_step(client, step, true);
             }
             Event::ClientTimeout { client, attempt } => self.client_timeout(client, attempt),
             Event::ClientIssue { client } => {
                 let rng = &mut self.client_rng;
-                let step = self.workload.issue(client, self.now_us, rng);
+                let step = self.clients.issue(client, self.now_us, rng);
                 self.client_step(client, step, false);
             }
             Event::Fault(index) => self.apply_fault(index),
@@ -666,7 +769,7 @@ impl Simulation {
     }
 
     /// Events addressed to one node: dropped when stale, deferred while it is paused.
-    fn handle_node_event(&mut self, event: Event) {
+    fn handle_node_event(&mut self, event: EventOf<W::Machine>) {
         match event {
             Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
             Event::Deliver(message) => {
@@ -704,13 +807,13 @@ impl Simulation {
         if self.client_attempts[client] != attempt {
             return;
         }
-        let Some(serial) = self.workload.pending_serial(client) else {
+        let Some(serial) = self.clients.pending_serial(client) else {
             return;
         };
         let may_give_up = self.healed_at_us.is_none();
         let rng = &mut self.client_rng;
         let step = self
-            .workload
+            .clients
             .on_timeout(client, serial, self.now_us, may_give_up, rng);
         self.client_step(client, step, false);
     }
@@ -770,7 +873,7 @@ impl Simulation {
         leads && !(*count).is_multiple_of(4)
     }
 
-    fn defer_if_paused(&mut self, node: NodeId, event: &Event) -> bool {
+    fn defer_if_paused(&mut self, node: NodeId, event: &EventOf<W::Machine>) -> bool {
         let Some(host) = self.hosts.get(node as usize - 1) else {
             return true;
         };
@@ -781,7 +884,12 @@ impl Simulation {
         false
     }
 
-    fn client_step(&mut self, client: usize, step: ClientStep, after_reply: bool) {
+    fn client_step(
+        &mut self,
+        client: usize,
+        step: ClientStep<<W::Machine as StateMachine>::Query>,
+        after_reply: bool,
+    ) {
         match step {
             ClientStep::Send { to, request } => {
                 self.client_attempts[client] += 1;
@@ -800,7 +908,7 @@ impl Simulation {
                         Event::ClientRequest { node: to, request },
                     );
                 }
-                let timeout = self.workload.config().request_timeout_us;
+                let timeout = self.clients.config().request_timeout_us;
                 self.schedule(
                     self.now_us + backoff + timeout,
                     Event::ClientTimeout { client, attempt },
@@ -941,35 +1049,34 @@ impl Simulation {
             self.leader_after_heal = true;
             self.retire_removed(leader);
         }
-        let (_, unissued) = self.workload.outstanding();
-        let clients = self.workload.client_count().max(1) as u64;
+        let (_, unissued) = self.clients.outstanding();
+        let clients = self.clients.client_count().max(1) as u64;
         // Each unissued operation also waits out a client's think time first.
-        let per_op_us = PER_OP_BOUND_US + self.workload.config().think_mean_us;
+        let per_op_us = PER_OP_BOUND_US + self.clients.config().think_mean_us;
         self.ops_deadline_us = now + OPS_BOUND_US + unissued * per_op_us / clients;
         self.schedule(now + LEADER_BOUND_US, Event::LeaderDeadline);
     }
 
     fn finish(mut self) -> RunReport {
-        let history = self.workload.history().to_vec();
-        let report = crate::linearizability::check_history(&history, Default::default());
-        let lin_inconclusive = matches!(
-            report.verdict,
-            crate::linearizability::Verdict::Inconclusive { .. }
-        );
-        if let crate::linearizability::Verdict::Violation { key, detail } = &report.verdict
+        let history = self.clients.history();
+        let model = self.clients.workload().model();
+        let report = linearizability::check_history(model, history, CheckLimits::default());
+        let lin_inconclusive = matches!(report.verdict, Verdict::Inconclusive { .. });
+        if let Verdict::Violation { partition, detail } = &report.verdict
             && self.checker.violations().is_empty()
         {
-            let detail = format!("history of key {key} is not linearizable: {detail}");
+            let detail = format!("history of partition {partition} is not linearizable: {detail}");
             self.checker
                 .report(self.now_us, ViolationKind::Client, detail);
         }
         if self.checker.violations().is_empty() {
-            self.check_acknowledged_writes(&history);
+            self.check_invariants(|invariant, cluster| invariant.at_end(cluster));
         }
+        let history = self.clients.history();
         let ops_unknown = history.iter().filter(|op| op.output.is_none()).count();
         let mut timeline = self.timeline.take();
         if let Some(t) = timeline.as_mut() {
-            t.finish(self.now_us, &history, self.checker.violations());
+            t.finish(self.now_us, history, self.checker.violations());
         }
         RunReport {
             seed: self.options.seed,
@@ -988,44 +1095,10 @@ impl Simulation {
             timeline,
         }
     }
-
-    /// No acknowledged write is lost: every acknowledged put (and every acknowledged
-    /// state-changing write) took effect at one index, and that entry is committed.
-    fn check_acknowledged_writes(&mut self, history: &[crate::linearizability::Operation]) {
-        use crate::linearizability::{KvInput, KvOutput};
-        for (i, op) in history.iter().enumerate() {
-            let changed = matches!(
-                (op.input, op.output),
-                (KvInput::Put(_), Some(KvOutput::Put))
-                    | (KvInput::Cas { .. }, Some(KvOutput::Cas { swapped: true }))
-                    | (KvInput::Delete, Some(KvOutput::Delete { existed: true }))
-            );
-            if !changed {
-                continue;
-            }
-            match self.fresh_applies.get(&i) {
-                None => {
-                    let detail = format!("acknowledged write {op} never took effect");
-                    self.checker
-                        .report(self.now_us, ViolationKind::Client, detail);
-                    return;
-                }
-                Some(&index) if self.checker.committed_at(index).is_none() => {
-                    let detail = format!(
-                        "acknowledged write {op} applied at {index}, which is not committed"
-                    );
-                    self.checker
-                        .report(self.now_us, ViolationKind::Client, detail);
-                    return;
-                }
-                Some(_) => {}
-            }
-        }
-    }
 }
 
 /// One readable line for an event.
-fn describe(event: &Event) -> String {
+fn describe<R: Debug, Q: Debug, Query: Debug>(event: &Event<R, Q, Query>) -> String {
     match event {
         Event::Tick { node, .. } => format!("n{node} tick"),
         Event::Deliver(m) => format!("n{} -> n{} t{} {:?}", m.from, m.to, m.term, m.body),
@@ -1059,13 +1132,14 @@ fn describe(event: &Event) -> String {
     }
 }
 
-fn build_host(
+fn build_host<M: SimMachine>(
     id: NodeId,
     founders: u64,
     profile: &FaultProfile,
     bug: Option<Bug>,
+    machine: M,
     rng: &mut SimRng,
-) -> Host {
+) -> Host<M> {
     let membership = if id <= founders {
         Membership::with_voters(1..=founders)
     } else {
@@ -1097,5 +1171,5 @@ fn build_host(
         rng.range_f64(-profile.clock_drift, profile.clock_drift + f64::EPSILON)
     };
     let tick_us = ((TICK_US as f64) * (1.0 + drift)).round().max(1.0) as u64;
-    Host::new(config, disk, bug, profile.lease_reads, tick_us)
+    Host::new(config, disk, machine, bug, profile.lease_reads, tick_us)
 }

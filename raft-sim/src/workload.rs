@@ -1,30 +1,116 @@
-//! Simulated clients: each issues one operation at a time (get, put, delete,
-//! compare-and-set) on a small key space, retries through timeouts and redirects with a
-//! client session (so a retried write applies once), and records the history that the
-//! linearizability checker reads.
+//! What clients do: the [`Workload`] trait a user implements for their state machine, and
+//! the simulated clients ([`Clients`]) that run it.
+//!
+//! Each client issues one operation at a time, sends it to a node, follows redirects,
+//! resends through timeouts and refusals (to another node), and records the history the
+//! linearizability checker reads. During the fault phase a client gives up on an operation
+//! unanswered for too long (its outcome becomes unknown); after healing it never gives up.
+//! A resent command carries the very same bytes, so a state machine that must apply a
+//! retried write once needs a session in its commands (as `raft-kv` has).
 //!
 //! The simulator owns time and delivery; this module decides what a client does next.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::fmt::Debug;
 
 use bytes::Bytes;
-use raft_core::NodeId;
-use raft_kv::{CommandError, Response};
+use raft_core::{NodeId, StateMachine};
 
 use crate::checker::fnv1a;
-use crate::kv::{encode_write, write_output};
-use crate::linearizability::{Key, KvInput, KvOutput, Operation, Value};
+use crate::linearizability::Operation;
+use crate::model::Model;
 use crate::rng::SimRng;
 
-/// Client timing and mix.
+/// The input type of a workload's model.
+pub type InputOf<W> = <<W as Workload>::Model as Model>::Input;
+/// The output type of a workload's model.
+pub type OutputOf<W> = <<W as Workload>::Model as Model>::Output;
+/// One recorded operation of a workload's history.
+pub type OperationOf<W> = Operation<InputOf<W>, OutputOf<W>>;
+/// A node's answer to a client of a workload's state machine.
+pub type ReplyOf<M> = Reply<<M as StateMachine>::Response, <M as StateMachine>::QueryResponse>;
+
+/// A [`StateMachine`] the simulator can run: its responses, queries and query answers are
+/// `Debug` (the readable trace prints them) and its queries and answers `Clone` (clients
+/// resend queries, paused nodes hold answers). Implemented for every such state machine.
+pub trait SimMachine:
+    StateMachine<Response: Debug, Query: Clone + Debug, QueryResponse: Clone + Debug>
+{
+}
+
+impl<M> SimMachine for M where
+    M: StateMachine<Response: Debug, Query: Clone + Debug, QueryResponse: Clone + Debug>
+{
+}
+
+/// The system under test, from the clients' side: the state machine every node runs, what
+/// clients ask of it, how they read its answers, and the sequential model the answers are
+/// checked against.
+pub trait Workload {
+    /// The replicated state machine (see [`SimMachine`] for what it must allow).
+    type Machine: SimMachine;
+    /// The sequential specification of the answers.
+    type Model: Model;
+
+    /// A new, empty state machine: every node starts from one, and a node restoring an
+    /// empty snapshot gets one.
+    fn machine(&self) -> Self::Machine;
+
+    /// The model the history is checked against.
+    fn model(&self) -> &Self::Model;
+
+    /// The next operation of `client` (numbered from 0), issued at `now_us`: what the model
+    /// sees, and the command or query sent. `None` skips the operation. Every random
+    /// choice must come from `rng`, so that a seed replays the same run.
+    fn next_call(
+        &mut self,
+        client: usize,
+        now_us: u64,
+        rng: &mut SimRng,
+    ) -> Option<Call<Self::Machine, InputOf<Self>>>;
+
+    /// What a client learns from its command's response; `None` when the response does not
+    /// tell whether the command took effect (the outcome is then unknown).
+    fn command_output(
+        &mut self,
+        client: usize,
+        input: &InputOf<Self>,
+        response: &<Self::Machine as StateMachine>::Response,
+    ) -> Option<OutputOf<Self>>;
+
+    /// What a client learns from its query's answer; `None`: unknown.
+    fn query_output(
+        &mut self,
+        client: usize,
+        input: &InputOf<Self>,
+        response: &<Self::Machine as StateMachine>::QueryResponse,
+    ) -> Option<OutputOf<Self>>;
+}
+
+/// One operation a client issues: what the model sees and what is sent.
+pub struct Call<M: StateMachine, I> {
+    /// The operation as the model sees it.
+    pub input: I,
+    /// What the client sends to a node.
+    pub request: Request<M>,
+}
+
+/// A command (proposed through the log) or a query (a linearizable or lease read, as the
+/// run's profile draws).
+pub enum Request<M: StateMachine> {
+    /// Propose this command.
+    Command(M::Command),
+    /// Read with this query.
+    Query(M::Query),
+}
+
+/// Client timing.
 #[derive(Clone, Debug, PartialEq)]
-pub struct WorkloadConfig {
+pub struct ClientConfig {
     /// Number of clients.
     pub clients: u64,
     /// Total operations over all clients.
     pub operations: u64,
-    /// Keys are `0..keys`.
-    pub keys: u64,
     /// Mean think time between a client's operations.
     pub think_mean_us: u64,
     /// A request without an answer for this long is sent again (to another node).
@@ -32,37 +118,35 @@ pub struct WorkloadConfig {
     /// During the fault phase, an operation unanswered for this long is abandoned (its
     /// outcome becomes unknown). After healing, clients never give up.
     pub give_up_us: u64,
-    /// Retries do not carry a session (the `no-sessions` broken variant).
-    pub no_sessions: bool,
 }
 
 /// What a node is asked to do for a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RequestBody {
-    /// Propose this write command.
+pub enum RequestBody<Q> {
+    /// Propose this command (postcard bytes).
     Write(Bytes),
-    /// Read a key (linearizable or lease read, as the run is configured).
-    Read(Key),
+    /// Read with this query.
+    Read(Q),
 }
 
 /// A client request on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientRequest {
+pub struct ClientRequest<Q> {
     /// Index of the client.
     pub client: usize,
     /// The client's operation serial number (for matching answers).
     pub op_serial: u64,
     /// The request.
-    pub body: RequestBody,
+    pub body: RequestBody<Q>,
 }
 
 /// A node's answer to a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
-    /// The write's response from the state machine.
-    Write(Response),
-    /// The value read.
-    Read(Option<Value>),
+pub enum Reply<R, Q> {
+    /// The command's response from the state machine.
+    Write(R),
+    /// The query's answer.
+    Read(Q),
     /// Not the leader; try the hinted node.
     Redirect(Option<NodeId>),
     /// Could not be served now (lost leadership, overload, unknown outcome); retry.
@@ -71,13 +155,13 @@ pub enum Reply {
 
 /// What the simulator must do after a client decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClientStep {
+pub enum ClientStep<Q> {
     /// Send a request to a node (and arm a timeout).
     Send {
         /// The node.
         to: NodeId,
         /// The request.
-        request: ClientRequest,
+        request: ClientRequest<Q>,
     },
     /// The operation finished; issue the next one after `think_us` if any remain.
     Finished {
@@ -89,65 +173,65 @@ pub enum ClientStep {
 }
 
 #[derive(Clone, Debug)]
-struct Pending {
+struct Pending<Q> {
     op_serial: u64,
     history_index: usize,
-    body: RequestBody,
+    body: RequestBody<Q>,
     started_us: u64,
 }
 
 #[derive(Clone, Debug)]
-struct Client {
+struct Client<Q> {
     target: NodeId,
-    session_epoch: u64,
-    next_sequence: u64,
     remaining: u64,
     next_op_serial: u64,
-    pending: Option<Pending>,
-    last_seen: BTreeMap<Key, Value>,
+    pending: Option<Pending<Q>>,
 }
 
-/// All clients and the recorded history.
-#[derive(Debug)]
-pub struct Workload {
-    config: WorkloadConfig,
-    clients: Vec<Client>,
-    history: Vec<Operation>,
-    /// Digest of a write's command bytes -> history index, to recognise a command in the
-    /// log whatever node applied it. Lookup only.
+type QueryOf<W> = <<W as Workload>::Machine as StateMachine>::Query;
+
+/// The simulated clients of one run, the workload they run and the recorded history.
+pub struct Clients<W: Workload> {
+    config: ClientConfig,
+    workload: W,
+    clients: Vec<Client<QueryOf<W>>>,
+    history: Vec<OperationOf<W>>,
+    /// Digest of a command's bytes -> history index, to recognise a command in the log
+    /// whatever node applied it. Lookup only.
     writes: HashMap<u64, usize>,
-    next_value: Value,
     max_node: NodeId,
 }
 
-impl Workload {
-    /// Clients spread over the nodes `1..=max_node`.
-    pub fn new(config: WorkloadConfig, max_node: NodeId) -> Self {
+impl<W: Workload> Clients<W> {
+    /// Clients spread over the nodes `1..=max_node`, running `workload`.
+    pub fn new(config: ClientConfig, workload: W, max_node: NodeId) -> Self {
         let clients = (0..config.clients)
             .map(|i| Client {
                 target: 1 + i % max_node,
-                session_epoch: 0,
-                next_sequence: 1,
                 remaining: config.operations / config.clients
                     + u64::from(i < config.operations % config.clients),
                 next_op_serial: 0,
                 pending: None,
-                last_seen: BTreeMap::new(),
             })
             .collect();
-        Workload {
+        Clients {
             config,
+            workload,
             clients,
             history: Vec::new(),
             writes: HashMap::new(),
-            next_value: 1,
             max_node,
         }
     }
 
     /// The configuration.
-    pub fn config(&self) -> &WorkloadConfig {
+    pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The workload.
+    pub fn workload(&self) -> &W {
+        &self.workload
     }
 
     /// Number of clients.
@@ -156,11 +240,11 @@ impl Workload {
     }
 
     /// The recorded history (unfinished operations have no return time).
-    pub fn history(&self) -> &[Operation] {
+    pub fn history(&self) -> &[OperationOf<W>] {
         &self.history
     }
 
-    /// The history operation whose write command has this digest.
+    /// The history operation whose command has this digest ([`fnv1a`] of its bytes).
     pub fn write_by_digest(&self, digest: u64) -> Option<usize> {
         self.writes.get(&digest).copied()
     }
@@ -178,43 +262,36 @@ impl Workload {
     }
 
     /// Starts the client's next operation, if it has any left.
-    pub fn issue(&mut self, client: usize, now_us: u64, rng: &mut SimRng) -> ClientStep {
-        let keys = self.config.keys.max(1);
+    pub fn issue(
+        &mut self,
+        client: usize,
+        now_us: u64,
+        rng: &mut SimRng,
+    ) -> ClientStep<QueryOf<W>> {
         let c = &mut self.clients[client];
         if c.pending.is_some() || c.remaining == 0 {
             return ClientStep::Nothing;
         }
         c.remaining -= 1;
-        let key = rng.range(0, keys);
-        let input = match rng.range(0, 10) {
-            0..=3 => KvInput::Get,
-            4..=6 => KvInput::Put(self.next_value),
-            7 => KvInput::Delete,
-            _ => {
-                // Compare against a value this client saw, so swaps succeed now and then.
-                let expected = c.last_seen.get(&key).copied().unwrap_or(self.next_value);
-                KvInput::Cas {
-                    expected,
-                    new: self.next_value,
-                }
-            }
+        let Some(call) = self.workload.next_call(client, now_us, rng) else {
+            return ClientStep::Nothing;
         };
-        self.next_value += 1;
-        let body = match input {
-            KvInput::Get => RequestBody::Read(key),
-            _ => {
-                let session = (!self.config.no_sessions).then(|| {
-                    let sequence = c.next_sequence;
-                    c.next_sequence += 1;
-                    (client as u64 + 1 + 1_000 * c.session_epoch, sequence)
-                });
-                let Some(bytes) = encode_write(key, input, session, now_us / 1000) else {
+        let body = match call.request {
+            Request::Query(query) => RequestBody::Read(query),
+            Request::Command(command) => {
+                // Encoding a command into a Vec fails only for types postcard cannot
+                // express (a map with non-string keys is fine; a `serialize_any` type is
+                // not): such a workload issues no commands.
+                let Ok(bytes) = postcard::to_allocvec(&command) else {
+                    tracing::warn!(client, "command does not encode with postcard; skipped");
                     return ClientStep::Nothing;
                 };
+                let bytes = Bytes::from(bytes);
                 self.writes.insert(fnv1a(&bytes), self.history.len());
                 RequestBody::Write(bytes)
             }
         };
+        let c = &mut self.clients[client];
         let op_serial = c.next_op_serial;
         c.next_op_serial += 1;
         c.pending = Some(Pending {
@@ -225,8 +302,7 @@ impl Workload {
         });
         self.history.push(Operation {
             client: client as u64,
-            key,
-            input,
+            input: call.input,
             output: None,
             call_us: now_us,
             return_us: None,
@@ -246,69 +322,35 @@ impl Workload {
         &mut self,
         client: usize,
         op_serial: u64,
-        reply: Reply,
+        reply: ReplyOf<W::Machine>,
         now_us: u64,
         rng: &mut SimRng,
-    ) -> ClientStep {
+    ) -> ClientStep<QueryOf<W>> {
         let max_node = self.max_node;
         let c = &mut self.clients[client];
         let Some(pending) = c.pending.as_ref().filter(|p| p.op_serial == op_serial) else {
             return ClientStep::Nothing;
         };
-        let input = self.history[pending.history_index].input;
+        let index = pending.history_index;
+        let input = &self.history[index].input;
         let output = match reply {
-            Reply::Read(value) => Some(KvOutput::Get(value)),
-            Reply::Write(Response::Rejected(CommandError::SessionUnknown { .. })) => {
-                // The session was lost (its first write never applied): the outcome is
-                // unknown and later writes need a fresh session.
-                c.session_epoch += 1;
-                c.next_sequence = 1;
-                None
-            }
-            Reply::Write(response) => write_output(input, &response),
+            Reply::Read(answer) => self.workload.query_output(client, input, &answer),
+            Reply::Write(response) => self.workload.command_output(client, input, &response),
             Reply::Redirect(hint) => {
                 c.target = hint.unwrap_or_else(|| rng.range(1, max_node + 1));
-                let request = ClientRequest {
-                    client,
-                    op_serial,
-                    body: pending.body.clone(),
-                };
-                return ClientStep::Send {
-                    to: c.target,
-                    request,
-                };
+                return resend(c.target, client, op_serial, &pending.body);
             }
             Reply::Retry => {
                 // Try elsewhere: the node may be cut off from the cluster for good (e.g.
                 // removed from the membership while it still believes in an old leader).
                 c.target = rng.range(1, max_node + 1);
-                let request = ClientRequest {
-                    client,
-                    op_serial,
-                    body: pending.body.clone(),
-                };
-                return ClientStep::Send {
-                    to: c.target,
-                    request,
-                };
+                return resend(c.target, client, op_serial, &pending.body);
             }
         };
-        let index = pending.history_index;
         c.pending = None;
-        let key = self.history[index].key;
-        match (input, output) {
-            (_, Some(KvOutput::Get(Some(v)))) => {
-                c.last_seen.insert(key, v);
-            }
-            (KvInput::Put(v), Some(_))
-            | (KvInput::Cas { new: v, .. }, Some(KvOutput::Cas { swapped: true })) => {
-                c.last_seen.insert(key, v);
-            }
-            _ => {}
-        }
         let op = &mut self.history[index];
+        op.return_us = output.is_some().then_some(now_us);
         op.output = output;
-        op.return_us = output.map(|_| now_us);
         ClientStep::Finished {
             think_us: rng.range(0, 2 * self.config.think_mean_us + 1),
         }
@@ -322,7 +364,7 @@ impl Workload {
         now_us: u64,
         may_give_up: bool,
         rng: &mut SimRng,
-    ) -> ClientStep {
+    ) -> ClientStep<QueryOf<W>> {
         let give_up_us = self.config.give_up_us;
         let max_node = self.max_node;
         let c = &mut self.clients[client];
@@ -337,96 +379,22 @@ impl Workload {
             };
         }
         c.target = rng.range(1, max_node + 1);
-        ClientStep::Send {
-            to: c.target,
-            request: ClientRequest {
-                client,
-                op_serial,
-                body: pending.body.clone(),
-            },
-        }
+        resend(c.target, client, op_serial, &pending.body)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rng::Stream;
-
-    fn config() -> WorkloadConfig {
-        WorkloadConfig {
-            clients: 2,
-            operations: 5,
-            keys: 2,
-            think_mean_us: 100,
-            request_timeout_us: 1000,
-            give_up_us: 5000,
-            no_sessions: false,
-        }
-    }
-
-    #[test]
-    fn budget_is_split_and_one_operation_is_pending_per_client() {
-        let mut rng = SimRng::new(1, Stream::Clients);
-        let mut w = Workload::new(config(), 3);
-        assert_eq!(w.outstanding(), (0, 5));
-        assert!(matches!(w.issue(0, 0, &mut rng), ClientStep::Send { .. }));
-        assert_eq!(
-            w.issue(0, 0, &mut rng),
-            ClientStep::Nothing,
-            "second op while one pending"
-        );
-        assert_eq!(w.outstanding(), (1, 4));
-    }
-
-    #[test]
-    fn timeouts_resend_then_give_up_leaving_the_outcome_unknown() {
-        let mut rng = SimRng::new(2, Stream::Clients);
-        let mut w = Workload::new(config(), 3);
-        let ClientStep::Send { request, .. } = w.issue(1, 10, &mut rng) else {
-            panic!("expected a send");
-        };
-        let step = w.on_timeout(1, request.op_serial, 1000, true, &mut rng);
-        assert!(matches!(step, ClientStep::Send { .. }));
-        let step = w.on_timeout(1, request.op_serial, 9000, false, &mut rng);
-        assert!(
-            matches!(step, ClientStep::Send { .. }),
-            "after healing clients never give up"
-        );
-        assert!(matches!(
-            w.on_timeout(1, request.op_serial, 9000, true, &mut rng),
-            ClientStep::Finished { .. }
-        ));
-        assert_eq!(w.history()[0].return_us, None);
-        // A late answer to the abandoned operation is ignored.
-        assert_eq!(
-            w.on_reply(1, request.op_serial, Reply::Read(None), 9100, &mut rng),
-            ClientStep::Nothing
-        );
-    }
-
-    #[test]
-    fn answers_complete_the_operation_and_redirects_follow_the_hint() {
-        let mut rng = SimRng::new(3, Stream::Clients);
-        let mut w = Workload::new(config(), 3);
-        let ClientStep::Send { request, .. } = w.issue(0, 10, &mut rng) else {
-            panic!("expected a send");
-        };
-        match w.on_reply(0, request.op_serial, Reply::Redirect(Some(3)), 20, &mut rng) {
-            ClientStep::Send { to, .. } => assert_eq!(to, 3),
-            other => panic!("{other:?}"),
-        }
-        let reply = match request.body {
-            RequestBody::Read(_) => Reply::Read(Some(4)),
-            RequestBody::Write(_) => Reply::Write(Response::Delete {
-                revision: 1,
-                previous: None,
-            }),
-        };
-        assert!(matches!(
-            w.on_reply(0, request.op_serial, reply, 30, &mut rng),
-            ClientStep::Finished { .. }
-        ));
-        assert_eq!(w.history()[0].call_us, 10);
+fn resend<Q: Clone>(
+    to: NodeId,
+    client: usize,
+    op_serial: u64,
+    body: &RequestBody<Q>,
+) -> ClientStep<Q> {
+    ClientStep::Send {
+        to,
+        request: ClientRequest {
+            client,
+            op_serial,
+            body: body.clone(),
+        },
     }
 }

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use raft_kv::server::client::ClientError;
-use raft_sim::linearizability::{CheckLimits, Operation, Verdict, check_history};
+use raft_sim::linearizability::{CheckLimits, Verdict, check_history};
+use raft_sim_kv::{KvModel, KvOperation as Operation};
 
 use crate::cluster::Cluster;
 use crate::faults::Plan;
@@ -74,11 +75,16 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
     failures.extend(cluster_failures(&mut cluster, &acked, present).await);
     write_history(&history, nodes);
     let started = Instant::now();
-    let check = check_history(&history, CheckLimits::default());
+    let check = check_history(&KvModel, &history, CheckLimits::default());
     let verdict = match &check.verdict {
         Verdict::Linearizable => "linearizable".to_string(),
-        Verdict::Inconclusive { key } => format!("inconclusive (key {key} exhausted the search)"),
-        Verdict::Violation { key, detail } => {
+        Verdict::Inconclusive { partition: key } => {
+            format!("inconclusive (key {key} exhausted the search)")
+        }
+        Verdict::Violation {
+            partition: key,
+            detail,
+        } => {
             failures.push(violation(*key, detail));
             format!("VIOLATION on key {key}")
         }
@@ -97,7 +103,7 @@ async fn nemesis(nodes: u64, membership: bool, default_seconds: u64, seed: u64) 
         tally.not_applied,
         tally.failed_reads,
         acked.len(),
-        check.keys,
+        check.partitions,
         check.steps,
         started.elapsed(),
     );

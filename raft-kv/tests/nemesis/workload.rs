@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raft_kv::server::client::{ClientError, ClientOptions, ClusterClient, WriteCondition};
 use raft_kv::server::wire::ReadConsistency;
-use raft_sim::linearizability::{KvInput, KvOutput, Operation};
+use raft_sim_kv::{KvInput, KvOp, KvOperation as Operation, KvOutput};
 
 /// Retry budget of a workload client: long enough to ride out a failover, short enough
 /// that a client stuck behind a partition records an unknown outcome and moves on.
@@ -109,8 +109,7 @@ pub(crate) async fn register_client(
         }
         history.push(Operation {
             client,
-            key,
-            input,
+            input: KvOp { key, input },
             output,
             call_us,
             return_us,

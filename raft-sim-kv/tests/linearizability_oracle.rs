@@ -10,8 +10,9 @@
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use raft_sim::linearizability::{
-    CheckLimits, KvInput, KvOutput, Operation, Value, Verdict, check_history, model_step,
+use raft_sim::linearizability::{CheckLimits, Verdict, check_history};
+use raft_sim_kv::model::{
+    KvInput, KvModel, KvOp, KvOperation as Operation, KvOutput, Value, model_step,
 };
 use todc_utils::linearizability::WGLChecker;
 use todc_utils::linearizability::history::{Action, History};
@@ -55,7 +56,7 @@ fn brute_force(ops: &[&Operation]) -> bool {
             if blocked {
                 continue;
             }
-            if let Some(next) = model_step(state, ops[i].input, ops[i].output) {
+            if let Some(next) = model_step(state, ops[i].input.input, ops[i].output) {
                 used[i] = true;
                 if search(ops, used, next) {
                     return true;
@@ -103,7 +104,7 @@ fn todc_linearizable(ops: &[&Operation]) -> bool {
     let actions = events
         .into_iter()
         .map(|(_, kind, i)| {
-            let operation = (ops[i].input, ops[i].output);
+            let operation = (ops[i].input.input, ops[i].output);
             let action = if kind == 0 {
                 Action::Call(operation)
             } else {
@@ -150,8 +151,7 @@ fn build_history(
             let indeterminate = unknown < 2 && input != KvInput::Get;
             let op = Operation {
                 client: i as u64,
-                key: 0,
-                input,
+                input: KvOp { key: 0, input },
                 output: None,
                 call_us: start,
                 return_us: (!indeterminate).then_some(start + length),
@@ -162,7 +162,7 @@ fn build_history(
     ops.sort_by_key(|(point, op)| (*point, op.client));
     let mut state: Option<Value> = None;
     for (_, op) in &mut ops {
-        let output = match op.input {
+        let output = match op.input.input {
             KvInput::Get => KvOutput::Get(state),
             KvInput::Put(_) => KvOutput::Put,
             KvInput::Delete => KvOutput::Delete {
@@ -175,7 +175,8 @@ fn build_history(
         // An indeterminate operation sometimes never takes effect.
         let takes_effect = op.return_us.is_some() || !noise.is_multiple_of(3);
         if takes_effect {
-            state = model_step(state, op.input, Some(output)).expect("output computed from state");
+            state = model_step(state, op.input.input, Some(output))
+                .expect("output computed from state");
         }
         if op.return_us.is_some() {
             op.output = Some(output);
@@ -200,7 +201,7 @@ proptest! {
     /// Goal: our checker agrees with both independent oracles on every small history.
     #[test]
     fn checker_agrees_with_brute_force_and_todc(history in history_strategy(7)) {
-        let ours = match check_history(&history, CheckLimits::default()).verdict {
+        let ours = match check_history(&KvModel, &history, CheckLimits::default()).verdict {
             Verdict::Linearizable => true,
             Verdict::Violation { .. } => false,
             Verdict::Inconclusive { .. } => panic!("tiny history exhausted the budget"),
@@ -222,7 +223,7 @@ fn generated_histories_cover_both_verdicts() {
     let (mut yes, mut no) = (0, 0);
     for _ in 0..300 {
         let history = strategy.new_tree(&mut runner).expect("strategy").current();
-        match check_history(&history, CheckLimits::default()).verdict {
+        match check_history(&KvModel, &history, CheckLimits::default()).verdict {
             Verdict::Linearizable => yes += 1,
             _ => no += 1,
         }

@@ -1,12 +1,12 @@
-//! The replicated state machine under test: the real `raft_kv::KvStateMachine`, plus the
-//! translation between the simulator's abstract operations (keys and values are numbers)
-//! and the store's commands, responses and queries.
+//! The replicated state machine under test, the real `raft_kv::KvStateMachine`: the
+//! translation between the model's operations (keys and values are numbers) and the
+//! store's commands, responses and queries.
 
 use bytes::Bytes;
-use raft_core::{Index, StateMachine};
+use raft_core::Index;
 use raft_kv::{Command, Condition, KvConfig, KvStateMachine, Op, Query, QueryResponse, Response};
 
-use crate::linearizability::{Key, KvInput, KvOutput, Value};
+use crate::model::{Key, KvInput, KvOutput, Value};
 
 /// The bytes of key `key`.
 pub fn key_bytes(key: Key) -> Bytes {
@@ -21,14 +21,14 @@ fn value_of(bytes: &[u8]) -> Option<Value> {
     Some(Value::from_be_bytes(bytes.try_into().ok()?))
 }
 
-/// Encodes a write as the log command the host proposes. `session` is (client id,
-/// sequence). Reads are not commands and yield `None`.
-pub fn encode_write(
+/// The store command of a write. `session` is (client id, sequence). Reads are not
+/// commands and yield `None`.
+pub fn write_command(
     key: Key,
     input: KvInput,
     session: Option<(u64, u64)>,
     now_ms: u64,
-) -> Option<Bytes> {
+) -> Option<Command> {
     let key = key_bytes(key);
     let op = match input {
         KvInput::Get => return None,
@@ -51,8 +51,7 @@ pub fn encode_write(
     if let Some((client, sequence)) = session {
         command = command.with_session(client, sequence);
     }
-    // Encoding a plain struct of byte strings into a Vec cannot fail.
-    postcard::to_allocvec(&command).ok().map(Bytes::from)
+    Some(command)
 }
 
 /// What the client learns from a write's response; `None` when the response does not tell
@@ -81,79 +80,58 @@ pub fn changed_state(response: &Response, index: Index) -> bool {
     }
 }
 
-/// One replica's state machine.
-#[derive(Debug, Clone)]
-pub struct Replica {
-    machine: KvStateMachine,
+/// A key-value store with the default limits, as every node of the simulation runs it.
+pub fn new_store() -> KvStateMachine {
+    // The default configuration is valid by construction (checked by raft-kv's tests).
+    KvStateMachine::new(KvConfig::default())
+        .unwrap_or_else(|error| unreachable!("default KvConfig is valid: {error}"))
 }
 
-impl Default for Replica {
-    fn default() -> Self {
-        Self::new()
+/// The query that reads `key`.
+pub fn get_query(key: Key) -> Query {
+    Query::Get {
+        key: key_bytes(key),
     }
 }
 
-impl Replica {
-    /// An empty store with the default limits.
-    pub fn new() -> Self {
-        // The default configuration is valid by construction (checked by raft-kv's tests);
-        // fall back to nothing else.
-        let machine = KvStateMachine::new(KvConfig::default())
-            .unwrap_or_else(|error| unreachable!("default KvConfig is valid: {error}"));
-        Replica { machine }
-    }
-
-    /// Applies the command bytes at `index`. `None` when the bytes do not decode (the host
-    /// never proposes such bytes, so this means a corrupted entry).
-    pub fn apply(&mut self, index: Index, bytes: &[u8]) -> Option<Response> {
-        let command: Command = postcard::from_bytes(bytes).ok()?;
-        Some(self.machine.apply(index, command))
-    }
-
-    /// Reads one key.
-    pub fn get(&self, key: Key) -> Option<Value> {
-        match self.machine.query(&Query::Get {
-            key: key_bytes(key),
-        }) {
-            QueryResponse::Get(get) => get.entry.and_then(|kv| value_of(&kv.value)),
-            QueryResponse::Range(_) | QueryResponse::Changes(_) => None,
-        }
-    }
-
-    /// The store's bytes, for a snapshot.
-    pub fn snapshot_bytes(&self) -> Bytes {
-        let mut out = Vec::new();
-        // Writing into a Vec cannot fail.
-        let _ = KvStateMachine::write_snapshot(self.machine.snapshot(), &mut out);
-        Bytes::from(out)
-    }
-
-    /// Replaces the store with a snapshot's bytes; empty bytes mean the empty store.
-    pub fn restore(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if bytes.is_empty() {
-            *self = Replica::new();
-            return Ok(());
-        }
-        let mut reader = bytes;
-        self.machine.restore(&mut reader)
+/// What a client learns from the answer to [`get_query`].
+pub fn read_output(response: &QueryResponse) -> Option<KvOutput> {
+    match response {
+        QueryResponse::Get(get) => Some(KvOutput::Get(
+            get.entry.as_ref().and_then(|kv| value_of(&kv.value)),
+        )),
+        QueryResponse::Range(_) | QueryResponse::Changes(_) => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raft_sim::replica::Replica;
+
+    fn encode(key: Key, input: KvInput, session: Option<(u64, u64)>) -> Bytes {
+        let command = write_command(key, input, session, 0).expect("a write");
+        Bytes::from(postcard::to_allocvec(&command).expect("encodes"))
+    }
+
+    fn get(replica: &Replica<KvStateMachine>, key: Key) -> Option<Value> {
+        match read_output(&replica.query(&get_query(key))) {
+            Some(KvOutput::Get(value)) => value,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn writes_round_trip_through_the_real_store() {
-        let mut replica = Replica::new();
-        let put = encode_write(1, KvInput::Put(7), Some((1, 1)), 0).expect("write");
+        let mut replica = Replica::new(new_store());
+        let put = encode(1, KvInput::Put(7), Some((1, 1)));
         let response = replica.apply(1, &put).expect("decodes");
         assert_eq!(
             write_output(KvInput::Put(7), &response),
             Some(KvOutput::Put)
         );
         assert!(changed_state(&response, 1));
-        assert_eq!(replica.get(1), Some(7));
+        assert_eq!(get(&replica, 1), Some(7));
         // A retry with the same session is answered from the session, not applied again.
         let again = replica.apply(2, &put).expect("decodes");
         assert!(!changed_state(&again, 2));
@@ -161,28 +139,31 @@ mod tests {
             expected: 7,
             new: 8,
         };
-        let bytes = encode_write(1, cas, Some((1, 2)), 0).expect("write");
-        let response = replica.apply(3, &bytes).expect("decodes");
+        let response = replica
+            .apply(3, &encode(1, cas, Some((1, 2))))
+            .expect("decodes");
         assert_eq!(
             write_output(cas, &response),
             Some(KvOutput::Cas { swapped: true })
         );
-        let bytes = encode_write(1, cas, Some((1, 3)), 0).expect("write");
-        let response = replica.apply(4, &bytes).expect("decodes");
+        let response = replica
+            .apply(4, &encode(1, cas, Some((1, 3))))
+            .expect("decodes");
         assert_eq!(
             write_output(cas, &response),
             Some(KvOutput::Cas { swapped: false })
         );
         let snapshot = replica.snapshot_bytes();
-        let mut other = Replica::new();
-        other.restore(&snapshot).expect("restore");
-        assert_eq!(other.get(1), Some(8));
-        let delete = encode_write(1, KvInput::Delete, None, 0).expect("write");
-        let response = other.apply(5, &delete).expect("decodes");
+        let mut other = Replica::new(new_store());
+        other.restore(&snapshot, new_store).expect("restore");
+        assert_eq!(get(&other, 1), Some(8));
+        let response = other
+            .apply(5, &encode(1, KvInput::Delete, None))
+            .expect("decodes");
         assert_eq!(
             write_output(KvInput::Delete, &response),
             Some(KvOutput::Delete { existed: true })
         );
-        assert_eq!(other.get(1), None);
+        assert_eq!(get(&other, 1), None);
     }
 }

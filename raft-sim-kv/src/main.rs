@@ -1,4 +1,5 @@
-//! `raft-sim`: run one seed, or sweep a range of seeds on all cores.
+//! `raft-sim`: run one seed of the key-value store's simulation, or sweep a range of seeds
+//! on all cores.
 //!
 //! ```text
 //! raft-sim run --seed 42                    # exit 0 if every check holds, 1 otherwise
@@ -18,9 +19,8 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use raft_sim::bugs::Bug;
-use raft_sim::shrink::shrink;
-use raft_sim::sim::{RunReport, SimOptions, Simulation};
+use raft_sim::{Bug, RunReport, SimOptions, shrink};
+use raft_sim_kv::{DEFAULT_KEYS, simulate};
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +108,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 5)]
     clients: u64,
     /// Number of keys.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_KEYS)]
     keys: u64,
     /// Turn on a deliberately broken variant (see the crate docs).
     #[arg(long)]
@@ -124,13 +124,17 @@ struct RunArgs {
 }
 
 impl RunArgs {
+    /// Runs these options (and `seed`).
+    fn run(&self, options: SimOptions) -> RunReport {
+        simulate(options, self.keys)
+    }
+
     fn options(&self, seed: u64) -> SimOptions {
         SimOptions {
             seed,
             nodes: self.nodes,
             operations: self.ops,
             clients: self.clients,
-            keys: self.keys,
             bug: self.bug,
             only_faults: self.faults.as_ref().map(|f| f.0.clone()),
             calm: self.calm,
@@ -151,7 +155,7 @@ impl RunArgs {
         if self.clients != defaults.clients {
             out.push_str(&format!(" --clients {}", self.clients));
         }
-        if self.keys != defaults.keys {
+        if self.keys != DEFAULT_KEYS {
             out.push_str(&format!(" --keys {}", self.keys));
         }
         if let Some(bug) = self.bug {
@@ -236,25 +240,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn summary(report: &RunReport) -> String {
-    format!(
-        "seed={} result={} events={} virtual={}ms ops={} unknown={} lin_steps={}{} trace={}",
-        report.seed,
-        if report.passed() { "pass" } else { "FAIL" },
-        report.events,
-        report.end_us / 1000,
-        report.ops_done,
-        report.ops_unknown,
-        report.lin_steps,
-        if report.lin_inconclusive {
-            " lin=inconclusive"
-        } else {
-            ""
-        },
-        report.digest
-    )
-}
-
 fn run(
     seed: u64,
     args: &RunArgs,
@@ -267,7 +252,7 @@ fn run(
     options.trace = trace.is_some();
     options.timeline = html.is_some();
     let started = Instant::now();
-    let report = Simulation::new(options.clone()).run();
+    let report = args.run(options.clone());
     let elapsed = started.elapsed();
     println!("profile: {}", report.profile);
     println!(
@@ -277,7 +262,7 @@ fn run(
         report.events as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     if let Some(path) = trace {
-        write_file(&path, &trace_text(&report));
+        write_file(&path, &report.trace_text());
     }
     if let (Some(path), Some(timeline)) = (html, report.timeline.as_ref()) {
         let title = format!("raft-sim seed {seed}{}", args.flags(None));
@@ -286,11 +271,11 @@ fn run(
     for v in &report.violations {
         println!("VIOLATION {v}");
     }
-    let last_line = summary(&report);
+    let last_line = report.summary();
     let passed = report.passed();
     if !passed && shrink_on_failure {
         let full = report.kept_faults.len();
-        if let Some(shrunk) = shrink(&options, report, shrink_runs) {
+        if let Some(shrunk) = shrink(&options, report, shrink_runs, |o| args.run(o)) {
             println!(
                 "shrunk: {} -> {} faults in {} runs; first violation now: {}",
                 full,
@@ -315,26 +300,6 @@ fn run(
     } else {
         ExitCode::from(1)
     }
-}
-
-/// The readable trace: the fault schedule, one line per event, the violations.
-fn trace_text(report: &RunReport) -> String {
-    let mut text = String::new();
-    for (i, fault) in report.schedule.iter().enumerate() {
-        let kept = report.kept_faults.contains(&i);
-        text.push_str(&format!(
-            "schedule #{i} at {}us{}: {}\n",
-            fault.at_us,
-            if kept { "" } else { " (dropped)" },
-            fault.fault
-        ));
-    }
-    text.push_str(&report.trace_lines.join("\n"));
-    text.push('\n');
-    for v in &report.violations {
-        text.push_str(&format!("VIOLATION {v}\n"));
-    }
-    text
 }
 
 fn write_file(path: &std::path::Path, text: &str) {
@@ -366,7 +331,7 @@ fn run_seeds(
                     if seed >= end {
                         break;
                     }
-                    let report = Simulation::new(args.options(seed)).run();
+                    let report = args.run(args.options(seed));
                     let first = report.violations.first().map(|v| v.to_string());
                     let outcome = (
                         seed,
@@ -419,8 +384,8 @@ struct Shrinking {
 /// The fault schedule entries a shrunk failure of `seed` keeps, if shrinking helped.
 fn shrunk_faults(args: &RunArgs, seed: u64, runs: usize) -> Option<Vec<usize>> {
     let options = args.options(seed);
-    let report = Simulation::new(options.clone()).run();
-    shrink(&options, report, runs).map(|shrunk| shrunk.kept_faults)
+    let report = args.run(options.clone());
+    shrink(&options, report, runs, |o| args.run(o)).map(|shrunk| shrunk.kept_faults)
 }
 
 fn worker_count(jobs: Option<usize>) -> usize {

@@ -5,10 +5,11 @@ use std::process::Command;
 
 use raft_sim::bugs::{ALL_BUGS, Bug};
 use raft_sim::checker::ViolationKind;
-use raft_sim::sim::{RunReport, SimOptions, Simulation};
+use raft_sim::{RunReport, SimOptions};
+use raft_sim_kv::DEFAULT_KEYS;
 
 fn run(options: SimOptions) -> RunReport {
-    Simulation::new(options).run()
+    raft_sim_kv::simulate(options, DEFAULT_KEYS)
 }
 
 fn small(seed: u64) -> SimOptions {
@@ -102,7 +103,7 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
         };
         let expected: &[ViolationKind] = match bug {
             Bug::StaleReads | Bug::LeaseBeyondBound => &[ViolationKind::Client],
-            Bug::NoSessions => &[ViolationKind::Client],
+            Bug::NoSessions => &[ViolationKind::Client, ViolationKind::Invariant],
             Bug::VoteWithoutLogCheck | Bug::CommitWithoutQuorum | Bug::CommitPreviousTerm => &[
                 ViolationKind::LeaderCompleteness,
                 ViolationKind::CommitSafety,
@@ -116,6 +117,7 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
                 ViolationKind::CommitSafety,
                 ViolationKind::StateMachineSafety,
                 ViolationKind::Client,
+                ViolationKind::Invariant,
             ],
         };
         assert!(
@@ -224,7 +226,7 @@ fn failing_run_shrinks_to_fewer_faults() {
     let report = run(options.clone());
     assert!(!report.passed());
     let before = report.kept_faults.len();
-    let shrunk = raft_sim::shrink::shrink(&options, report, 30).expect("it failed");
+    let shrunk = raft_sim::shrink(&options, report, 30, run).expect("it failed");
     assert!(
         !shrunk.report.passed(),
         "the shrunk schedule must still fail"
