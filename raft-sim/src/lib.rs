@@ -1,30 +1,144 @@
 //! # raft-sim
 //!
-//! A deterministic whole-cluster simulator for `raft-core`: 1 to 7 real
-//! [`raft_core::Node`]s, each with the real key-value state machine of `raft-kv`, a
+//! A deterministic whole-cluster simulator for `raft-core` and any state machine: 1 to 7
+//! real [`raft_core::Node`]s, each with a replica of the state machine under test, a
 //! simulated disk and a simulated network, driven by one queue of events ordered by
 //! (virtual time, sequence number). Every random choice comes from ChaCha streams of one
 //! seed ([`rng`]); nothing depends on wall-clock time, threads or hash-map order, so a seed
-//! and its options replay the same run, event for event.
+//! and its options replay the same run, event for event (the [`RunReport::digest`] proves
+//! it).
 //!
-//! ## Running, replaying, viewing
+//! ## Simulating your own state machine
+//!
+//! Bring four things and get seeds, swarm faults, replay, shrinking, a readable trace and
+//! an HTML timeline:
+//!
+//! * a [`raft_core::StateMachine`], the very type your servers run;
+//! * a [`Workload`]: what each client sends next ([`Workload::next_call`], a command
+//!   through the log or a query) and what it learns from the answer;
+//! * a [`Model`]: the sequential specification the client history must be linearizable
+//!   against ([`linearizability`]); [`Model::partition`] splits it by key when operations
+//!   on different keys are independent, which keeps the check fast;
+//! * optionally [`Invariant`]s of your own, told about every apply, shown the cluster
+//!   after every event ([`invariant::Cluster`]: each node's role, log and state machine)
+//!   and at the end.
+//!
+//! Clients resend a command through timeouts and redirects with the same bytes, so a state
+//! machine must apply a retried command once (sessions, as below); the protocol checks,
+//! faults and liveness bounds are those of the key-value runs described further down. A
+//! counter, its model, its clients, and a broken variant whose `restore` forgets the total:
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use raft_core::{Index, StateMachine};
+//! use raft_sim::{Call, Model, Request, SimOptions, SimRng, Simulation, Workload};
+//!
+//! /// Adds numbers; a command is (client, sequence, amount) and applies once per sequence.
+//! #[derive(Default)]
+//! struct Counter { total: u64, sessions: BTreeMap<u64, (u64, u64)>, broken: bool }
+//!
+//! impl StateMachine for Counter {
+//!     type Command = (u64, u64, u64);
+//!     type Response = u64;
+//!     type Query = ();
+//!     type QueryResponse = u64;
+//!     type Snapshot = (u64, BTreeMap<u64, (u64, u64)>);
+//!     fn apply(&mut self, _: Index, (client, seq, amount): (u64, u64, u64)) -> u64 {
+//!         match self.sessions.get(&client) {
+//!             Some(&(last, total)) if seq <= last => total, // a retry: answered, not applied
+//!             _ => {
+//!                 self.total += amount;
+//!                 self.sessions.insert(client, (seq, self.total));
+//!                 self.total
+//!             }
+//!         }
+//!     }
+//!     fn query(&self, _: &()) -> u64 { self.total }
+//!     fn snapshot(&self) -> Self::Snapshot { (self.total, self.sessions.clone()) }
+//!     fn write_snapshot(s: Self::Snapshot, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+//!         w.write_all(&postcard::to_allocvec(&s).map_err(std::io::Error::other)?)
+//!     }
+//!     fn restore(&mut self, r: &mut dyn std::io::Read) -> std::io::Result<()> {
+//!         let mut bytes = Vec::new();
+//!         r.read_to_end(&mut bytes)?;
+//!         let (total, sessions): Self::Snapshot =
+//!             postcard::from_bytes(&bytes).map_err(std::io::Error::other)?;
+//!         if !self.broken { self.total = total; } // the bug: the total is not restored
+//!         self.sessions = sessions;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// The specification: an add answers the new total, a read (`None`) the current one.
+//! struct Sum;
+//! impl Model for Sum {
+//!     type State = u64;
+//!     type Input = Option<u64>;
+//!     type Output = u64;
+//!     fn init(&self) -> u64 { 0 }
+//!     fn step(&self, total: &u64, input: &Option<u64>, told: Option<&u64>) -> Option<u64> {
+//!         let next = total + input.unwrap_or(0);
+//!         told.is_none_or(|told| *told == next).then_some(next)
+//!     }
+//! }
+//!
+//! struct Clients { sequence: u64, broken: bool }
+//! impl Workload for Clients {
+//!     type Machine = Counter;
+//!     type Model = Sum;
+//!     fn machine(&self) -> Counter { Counter { broken: self.broken, ..Counter::default() } }
+//!     fn model(&self) -> &Sum { &Sum }
+//!     fn next_call(&mut self, client: usize, _: u64, rng: &mut SimRng) -> Option<Call<Counter, Option<u64>>> {
+//!         if rng.chance(0.3) {
+//!             return Some(Call { input: None, request: Request::Query(()) });
+//!         }
+//!         self.sequence += 1;
+//!         let amount = rng.range(1, 10);
+//!         let command = (client as u64, self.sequence, amount);
+//!         Some(Call { input: Some(amount), request: Request::Command(command) })
+//!     }
+//!     fn command_output(&mut self, _: usize, _: &Option<u64>, total: &u64) -> Option<u64> { Some(*total) }
+//!     fn query_output(&mut self, _: usize, _: &Option<u64>, total: &u64) -> Option<u64> { Some(*total) }
+//! }
+//!
+//! let run = |seed, broken| {
+//!     let options = SimOptions { operations: 100, ..SimOptions::standard(seed) };
+//!     Simulation::new(options, Clients { sequence: 0, broken }).run()
+//! };
+//! let report = run(1, false);
+//! assert!(report.passed(), "{:?}", report.violations);
+//! assert_eq!(run(1, false).digest, report.digest); // replay, bit for bit
+//! assert!((0..20).any(|seed| !run(seed, true).passed()), "the broken counter is caught");
+//! ```
+//!
+//! `SimOptions` chooses the cluster size, the client count and operations, a broken
+//! protocol variant ([`Bug`]), a subset of the fault schedule (what [`shrink`] narrows
+//! down) and whether to keep a trace ([`RunReport::trace_text`]) and a timeline
+//! ([`html::Timeline::render_html`]). `examples/examples/simulate.rs` is a runnable version
+//! that prints a line per seed: `cargo run -p examples --example simulate -- 0..20`.
+//!
+//! ## The key-value runs and the command line
+//!
+//! The `raft-sim-kv` crate runs the real `raft-kv` store through this API (its workload,
+//! model and invariants) and holds the `raft-sim` command line:
 //!
 //! ```text
-//! cargo run --release -p raft-sim -- run --seed 42              # exit 0: every check held; 1: a violation
-//! cargo run --release -p raft-sim -- run --seed 42 --trace t.log --html t.html
-//! cargo run --release -p raft-sim -- sweep --seeds 0..10000     # all cores, progress bar
-//! cargo run --release -p raft-sim -- run --seed 42 --bug stale-reads   # a broken variant
+//! cargo run --release -p raft-sim-kv -- run --seed 42              # exit 0: every check held; 1: a violation
+//! cargo run --release -p raft-sim-kv -- run --seed 42 --trace t.log --html t.html
+//! cargo run --release -p raft-sim-kv -- sweep --seeds 0..10000     # all cores, progress bar
+//! cargo run --release -p raft-sim-kv -- run --seed 42 --bug stale-reads   # a broken variant
 //! ```
 //!
 //! `run` prints the profile, the violations, and as its last line
-//! `seed=.. result=pass|FAIL events=.. trace=<digest>`; the digest covers every event, so two
-//! runs with the same seed and options print the same line. A failing run is shrunk (delta
-//! debugging over the fault schedule, [`shrink`]) and the command that replays the smaller
-//! schedule is printed (`--faults=3,7,12`). `sweep` ends with `passed=<n> failed=<m>` and
-//! prints the replay command of every failure. `--trace` writes a readable log (the fault
-//! schedule, then one line per event and per notable host action); `--html` writes a
-//! self-contained page with a lane per node (role, term, commit index, faults) and per
-//! client (operations, green when answered, red when their outcome is unknown).
+//! `seed=.. result=pass|FAIL events=.. trace=<digest>` ([`RunReport::summary`]); the
+//! digest covers every event, so two runs with the same seed and options print the same
+//! line. A failing run is shrunk (delta debugging over the fault schedule, [`shrink`]) and
+//! the command that replays the smaller schedule is printed (`--faults=3,7,12`). `sweep`
+//! ends with `passed=<n> failed=<m>` and prints the replay command of every failure.
+//! `--trace` writes a readable log (the fault schedule, then one line per event and per
+//! notable host action); `--html` writes a self-contained page with a lane per node (role,
+//! term, commit index, faults) and per client (operations, green when answered, red when
+//! their outcome is unknown).
 //!
 //! ## A run
 //!
