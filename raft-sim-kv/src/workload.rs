@@ -146,3 +146,106 @@ impl Workload for KvWorkload {
         output
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_sim::rng::Stream;
+    use raft_sim::workload::{ClientConfig, ClientStep, Clients, Reply, RequestBody};
+
+    fn clients() -> Clients<KvWorkload> {
+        let config = ClientConfig {
+            clients: 2,
+            operations: 5,
+            think_mean_us: 100,
+            request_timeout_us: 1000,
+            give_up_us: 5000,
+        };
+        Clients::new(config, KvWorkload::new(2, false), 3)
+    }
+
+    #[test]
+    fn budget_is_split_and_one_operation_is_pending_per_client() {
+        let mut rng = SimRng::new(1, Stream::Clients);
+        let mut w = clients();
+        assert_eq!(w.outstanding(), (0, 5));
+        assert!(matches!(w.issue(0, 0, &mut rng), ClientStep::Send { .. }));
+        assert_eq!(
+            w.issue(0, 0, &mut rng),
+            ClientStep::Nothing,
+            "second op while one pending"
+        );
+        assert_eq!(w.outstanding(), (1, 4));
+    }
+
+    #[test]
+    fn timeouts_resend_then_give_up_leaving_the_outcome_unknown() {
+        let mut rng = SimRng::new(2, Stream::Clients);
+        let mut w = clients();
+        let ClientStep::Send { request, .. } = w.issue(1, 10, &mut rng) else {
+            panic!("expected a send");
+        };
+        let step = w.on_timeout(1, request.op_serial, 1000, true, &mut rng);
+        assert!(matches!(step, ClientStep::Send { .. }));
+        let step = w.on_timeout(1, request.op_serial, 9000, false, &mut rng);
+        assert!(
+            matches!(step, ClientStep::Send { .. }),
+            "after healing clients never give up"
+        );
+        assert!(matches!(
+            w.on_timeout(1, request.op_serial, 9000, true, &mut rng),
+            ClientStep::Finished { .. }
+        ));
+        assert_eq!(w.history()[0].return_us, None);
+        // A late answer to the abandoned operation is ignored.
+        assert_eq!(
+            w.on_reply(1, request.op_serial, Reply::Retry, 9100, &mut rng),
+            ClientStep::Nothing
+        );
+    }
+
+    #[test]
+    fn answers_complete_the_operation_and_redirects_follow_the_hint() {
+        let mut rng = SimRng::new(3, Stream::Clients);
+        let mut w = clients();
+        let ClientStep::Send { request, .. } = w.issue(0, 10, &mut rng) else {
+            panic!("expected a send");
+        };
+        match w.on_reply(0, request.op_serial, Reply::Redirect(Some(3)), 20, &mut rng) {
+            ClientStep::Send { to, .. } => assert_eq!(to, 3),
+            other => panic!("{other:?}"),
+        }
+        let reply = match request.body {
+            RequestBody::Read(_) => Reply::Read(QueryResponse::Get(raft_kv::GetResponse {
+                entry: None,
+                revision: 0,
+            })),
+            RequestBody::Write(_) => Reply::Write(Response::Delete {
+                revision: 1,
+                previous: None,
+            }),
+        };
+        assert!(matches!(
+            w.on_reply(0, request.op_serial, reply, 30, &mut rng),
+            ClientStep::Finished { .. }
+        ));
+        assert_eq!(w.history()[0].call_us, 10);
+        assert!(w.history()[0].output.is_some());
+    }
+
+    #[test]
+    fn a_forgotten_session_makes_the_outcome_unknown_and_starts_a_new_one() {
+        let mut w = KvWorkload::new(1, false);
+        let op = KvOp {
+            key: 0,
+            input: KvInput::Put(1),
+        };
+        let rejected = Response::Rejected(CommandError::SessionUnknown {
+            client_id: 1,
+            sequence: 3,
+        });
+        assert_eq!(w.command_output(0, &op, &rejected), None);
+        assert_eq!(w.sessions[0].epoch, 1);
+        assert_eq!(w.sessions[0].next_sequence, 1);
+    }
+}
