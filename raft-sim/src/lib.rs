@@ -122,7 +122,6 @@
 pub mod bugs;
 mod chaos;
 pub mod checker;
-pub mod disk;
 pub mod faults;
 pub mod host;
 pub mod html;
@@ -133,5 +132,7 @@ pub mod profile;
 pub mod rng;
 pub mod shrink;
 pub mod sim;
+pub mod store;
 pub mod trace;
+mod watch;
 pub mod workload;

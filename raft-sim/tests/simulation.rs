@@ -6,6 +6,7 @@ use std::process::Command;
 use raft_sim::bugs::{ALL_BUGS, Bug};
 use raft_sim::checker::ViolationKind;
 use raft_sim::sim::{RunReport, SimOptions, Simulation};
+use raft_sim::store::StorageKind;
 
 fn run(options: SimOptions) -> RunReport {
     Simulation::new(options).run()
@@ -93,6 +94,11 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
         let caught = (0..40).find_map(|seed| {
             let report = run(SimOptions {
                 bug: Some(bug),
+                storage: if bug.needs_file_storage() {
+                    StorageKind::File
+                } else {
+                    StorageKind::Memory
+                },
                 ..small(seed)
             });
             report.violations.first().cloned().map(|v| (seed, v))
@@ -101,7 +107,10 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
             panic!("{bug} was not caught in 40 seeds");
         };
         let expected: &[ViolationKind] = match bug {
-            Bug::StaleReads | Bug::LeaseBeyondBound => &[ViolationKind::Client],
+            Bug::StaleReads | Bug::LeaseBeyondBound | Bug::ReplyBeforeApply => {
+                &[ViolationKind::Client]
+            }
+            Bug::ApplyBeforeCommit => &[ViolationKind::StateMachineSafety],
             Bug::NoSessions => &[ViolationKind::Client],
             Bug::VoteWithoutLogCheck | Bug::CommitWithoutQuorum | Bug::CommitPreviousTerm => &[
                 ViolationKind::LeaderCompleteness,
@@ -109,7 +118,11 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
                 ViolationKind::StateMachineSafety,
                 ViolationKind::Client,
             ],
-            Bug::AckBeforeDurable | Bug::SkipCorruptionCheck => &[
+            Bug::AckBeforeDurable
+            | Bug::SkipCorruptionCheck
+            | Bug::DurableBeforeSync
+            | Bug::SkipSync
+            | Bug::LoseUnsyncedSegment => &[
                 ViolationKind::TermRegressed,
                 ViolationKind::DoubleVote,
                 ViolationKind::LeaderCompleteness,
