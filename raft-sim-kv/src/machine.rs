@@ -107,15 +107,21 @@ pub fn read_output(response: &QueryResponse) -> Option<KvOutput> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft_sim::replica::Replica;
+    use raft_core::StateMachine;
 
-    fn encode(key: Key, input: KvInput, session: Option<(u64, u64)>) -> Bytes {
+    fn apply(
+        store: &mut KvStateMachine,
+        index: Index,
+        key: Key,
+        input: KvInput,
+        session: Option<(u64, u64)>,
+    ) -> Response {
         let command = write_command(key, input, session, 0).expect("a write");
-        Bytes::from(postcard::to_allocvec(&command).expect("encodes"))
+        store.apply(index, command)
     }
 
-    fn get(replica: &Replica<KvStateMachine>, key: Key) -> Option<Value> {
-        match read_output(&replica.query(&get_query(key))) {
+    fn get(store: &KvStateMachine, key: Key) -> Option<Value> {
+        match read_output(&store.query(&get_query(key))) {
             Some(KvOutput::Get(value)) => value,
             other => panic!("{other:?}"),
         }
@@ -123,43 +129,37 @@ mod tests {
 
     #[test]
     fn writes_round_trip_through_the_real_store() {
-        let mut replica = Replica::new(new_store());
-        let put = encode(1, KvInput::Put(7), Some((1, 1)));
-        let response = replica.apply(1, &put).expect("decodes");
+        let mut store = new_store();
+        let response = apply(&mut store, 1, 1, KvInput::Put(7), Some((1, 1)));
         assert_eq!(
             write_output(KvInput::Put(7), &response),
             Some(KvOutput::Put)
         );
         assert!(changed_state(&response, 1));
-        assert_eq!(get(&replica, 1), Some(7));
+        assert_eq!(get(&store, 1), Some(7));
         // A retry with the same session is answered from the session, not applied again.
-        let again = replica.apply(2, &put).expect("decodes");
+        let again = apply(&mut store, 2, 1, KvInput::Put(7), Some((1, 1)));
         assert!(!changed_state(&again, 2));
         let cas = KvInput::Cas {
             expected: 7,
             new: 8,
         };
-        let response = replica
-            .apply(3, &encode(1, cas, Some((1, 2))))
-            .expect("decodes");
+        let response = apply(&mut store, 3, 1, cas, Some((1, 2)));
         assert_eq!(
             write_output(cas, &response),
             Some(KvOutput::Cas { swapped: true })
         );
-        let response = replica
-            .apply(4, &encode(1, cas, Some((1, 3))))
-            .expect("decodes");
+        let response = apply(&mut store, 4, 1, cas, Some((1, 3)));
         assert_eq!(
             write_output(cas, &response),
             Some(KvOutput::Cas { swapped: false })
         );
-        let snapshot = replica.snapshot_bytes();
-        let mut other = Replica::new(new_store());
-        other.restore(&snapshot, new_store).expect("restore");
+        let mut snapshot = Vec::new();
+        KvStateMachine::write_snapshot(store.snapshot(), &mut snapshot).expect("written");
+        let mut other = new_store();
+        other.restore(&mut snapshot.as_slice()).expect("restore");
         assert_eq!(get(&other, 1), Some(8));
-        let response = other
-            .apply(5, &encode(1, KvInput::Delete, None))
-            .expect("decodes");
+        let response = apply(&mut other, 5, 1, KvInput::Delete, None);
         assert_eq!(
             write_output(KvInput::Delete, &response),
             Some(KvOutput::Delete { existed: true })

@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+use raft_sim::store::StorageKind;
 use raft_sim::{Bug, RunReport, SimOptions, shrink};
 use raft_sim_kv::{DEFAULT_KEYS, simulate};
 
@@ -121,6 +122,11 @@ struct RunArgs {
     /// No faults at all.
     #[arg(long)]
     calm: bool,
+    /// The store every node runs on: `memory` (MemStorage, fast) or `file` (the real
+    /// FileStorage on a simulated disk). Default: memory, or file for a bug that lives in
+    /// the file store (skip-corruption-check, lose-unsynced-segment).
+    #[arg(long)]
+    storage: Option<StorageKind>,
 }
 
 impl RunArgs {
@@ -138,8 +144,17 @@ impl RunArgs {
             bug: self.bug,
             only_faults: self.faults.as_ref().map(|f| f.0.clone()),
             calm: self.calm,
+            storage: self.storage_for(self.bug),
             ..SimOptions::standard(seed)
         }
+    }
+
+    /// The store a run uses: the one asked for, else the one `bug` needs.
+    fn storage_for(&self, bug: Option<Bug>) -> StorageKind {
+        self.storage.unwrap_or(match bug {
+            Some(bug) if bug.needs_file_storage() => StorageKind::File,
+            _ => StorageKind::Memory,
+        })
     }
 
     /// The flags that reproduce these options (besides the seed).
@@ -163,6 +178,9 @@ impl RunArgs {
         }
         if self.calm {
             out.push_str(" --calm");
+        }
+        if let Some(storage) = self.storage {
+            out.push_str(&format!(" --storage {storage}"));
         }
         if let Some(faults) = faults.or(self.faults.as_ref().map(|f| f.0.as_slice())) {
             let list: Vec<String> = faults.iter().map(|f| f.to_string()).collect();

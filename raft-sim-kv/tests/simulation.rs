@@ -5,6 +5,7 @@ use std::process::Command;
 
 use raft_sim::bugs::{ALL_BUGS, Bug};
 use raft_sim::checker::ViolationKind;
+use raft_sim::store::StorageKind;
 use raft_sim::{RunReport, SimOptions};
 use raft_sim_kv::DEFAULT_KEYS;
 
@@ -94,6 +95,11 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
         let caught = (0..40).find_map(|seed| {
             let report = run(SimOptions {
                 bug: Some(bug),
+                storage: if bug.needs_file_storage() {
+                    StorageKind::File
+                } else {
+                    StorageKind::Memory
+                },
                 ..small(seed)
             });
             report.violations.first().cloned().map(|v| (seed, v))
@@ -103,6 +109,8 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
         };
         let expected: &[ViolationKind] = match bug {
             Bug::StaleReads | Bug::LeaseBeyondBound => &[ViolationKind::Client],
+            Bug::ReplyBeforeApply => &[ViolationKind::Client, ViolationKind::Invariant],
+            Bug::ApplyBeforeCommit => &[ViolationKind::StateMachineSafety],
             Bug::NoSessions => &[ViolationKind::Client, ViolationKind::Invariant],
             Bug::VoteWithoutLogCheck | Bug::CommitWithoutQuorum | Bug::CommitPreviousTerm => &[
                 ViolationKind::LeaderCompleteness,
@@ -110,7 +118,11 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
                 ViolationKind::StateMachineSafety,
                 ViolationKind::Client,
             ],
-            Bug::AckBeforeDurable | Bug::SkipCorruptionCheck => &[
+            Bug::AckBeforeDurable
+            | Bug::SkipCorruptionCheck
+            | Bug::DurableBeforeSync
+            | Bug::SkipSync
+            | Bug::LoseUnsyncedSegment => &[
                 ViolationKind::TermRegressed,
                 ViolationKind::DoubleVote,
                 ViolationKind::LeaderCompleteness,

@@ -122,8 +122,7 @@ impl<W: Workload> Simulation<W> {
         let host = &self.hosts[node as usize - 1];
         let leads = host.liveness == Liveness::Up
             && host
-                .node
-                .as_ref()
+                .node()
                 .is_some_and(|n| n.role() == raft_core::Role::Leader && n.term() == term);
         if !leads {
             return;
@@ -192,9 +191,7 @@ impl<W: Workload> Simulation<W> {
             return;
         }
         if forward {
-            for _ in 0..ticks {
-                self.with_host(node, |host, ctx| host.tick(ctx));
-            }
+            self.with_host(node, |host, ctx| host.advance_clock(ticks, ctx));
         } else {
             let lag = ticks * host.tick_us;
             *self.tick_lag_us.entry(node).or_default() += lag;
@@ -207,7 +204,7 @@ impl<W: Workload> Simulation<W> {
         // no member runs, there is no answer and the caller skips its fault.
         self.hosts
             .iter()
-            .filter_map(|h| h.node.as_ref())
+            .filter_map(|h| h.node())
             .filter(|n| n.membership().node_count() > 0)
             .max_by_key(|n| (n.term(), n.last_index()))
             .map(|n| n.membership().clone())
@@ -253,16 +250,17 @@ impl<W: Workload> Simulation<W> {
         let views: Vec<Membership> = self
             .hosts
             .iter()
-            .filter_map(|h| h.node.as_ref())
+            .filter_map(|h| h.node())
             .map(|n| n.membership().clone())
             .filter(|m| m.node_count() > 0)
             .collect();
         if views.iter().any(|m| !self.survivable(m, &[node])) {
             return;
         }
-        if !self.hosts[node as usize - 1].disk.corrupt(pick) {
+        if !self.hosts[node as usize - 1].corrupt(pick) {
             return;
         }
+        self.storage_sensitive = true;
         self.corrupted.push(node);
         if self.hosts[node as usize - 1].liveness == Liveness::Up {
             self.crash(node, "disk corrupted", 1_000);
@@ -273,7 +271,7 @@ impl<W: Workload> Simulation<W> {
         let Some(leader) = self.current_leader() else {
             return;
         };
-        let Some(node) = self.hosts[leader as usize - 1].node.as_ref() else {
+        let Some(node) = self.hosts[leader as usize - 1].node() else {
             return;
         };
         let m = node.membership().clone();
@@ -301,13 +299,14 @@ impl<W: Workload> Simulation<W> {
     /// A node that ever held a witness's log must be wiped before it joins again (the core
     /// halts otherwise): the operator's procedure, carried out here.
     fn wipe_if_former_witness(&mut self, id: NodeId) {
-        let host = &mut self.hosts[id as usize - 1];
+        let host = &self.hosts[id as usize - 1];
         if !host.held_witness_data || matches!(host.liveness, Liveness::Halted(_)) {
             return;
         }
+        let pick = self.disk_rng.next_u64();
+        let host = &mut self.hosts[id as usize - 1];
         host.held_witness_data = false;
-        host.crash(&mut self.disk_rng, 0.0);
-        host.disk = crate::disk::Disk::new(raft_core::SnapshotMeta::default());
+        host.wipe(pick);
         self.checker.observe_wipe(id);
         self.trace.line(self.now_us, || {
             format!("n{id} wiped before joining again (it was a witness)")
@@ -348,7 +347,7 @@ impl<W: Workload> Simulation<W> {
         let Some(leader) = self.current_leader() else {
             return;
         };
-        let Some(node) = self.hosts[leader as usize - 1].node.as_ref() else {
+        let Some(node) = self.hosts[leader as usize - 1].node() else {
             return;
         };
         let m = node.membership();

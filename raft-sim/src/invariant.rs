@@ -88,7 +88,7 @@ impl<'a, W: Workload> Cluster<'a, W> {
             NodeView {
                 id: host.id(),
                 up,
-                node: host.node.as_ref().filter(|_| up),
+                node: host.node().filter(|_| up),
                 machine: host.machine().filter(|_| up),
                 applied_index: host.applied_index(),
             }

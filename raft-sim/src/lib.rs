@@ -236,7 +236,6 @@
 pub mod bugs;
 mod chaos;
 pub mod checker;
-pub mod disk;
 pub mod faults;
 pub mod host;
 pub mod html;
@@ -245,11 +244,12 @@ pub mod linearizability;
 pub mod model;
 pub mod network;
 pub mod profile;
-pub mod replica;
 pub mod rng;
 pub mod shrink;
 pub mod sim;
+pub mod store;
 pub mod trace;
+mod watch;
 pub mod workload;
 
 pub use bugs::Bug;

@@ -5,11 +5,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Debug;
 
-use raft_core::{Config, Membership, Message, NodeId, Role, SnapshotMeta, StateMachine};
+use raft_core::{Config, Message, NodeId, Role, StateMachine};
+use raft_host::{AddressBook, PeerInfo};
 
 use crate::bugs::{Bug, Mutator};
 use crate::checker::{SafetyChecker, Violation, ViolationKind};
-use crate::disk::Disk;
 use crate::faults::{self, ScheduledFault};
 use crate::host::{Ctx, Effect, EffectOf, Host, Liveness};
 use crate::html::Timeline;
@@ -18,6 +18,7 @@ use crate::linearizability::{self, CheckLimits, Verdict};
 use crate::network::{InFlight, Network};
 use crate::profile::{ELECTION_TICKS, FaultProfile, LEASE_DRIFT_TICKS, TICK_US};
 use crate::rng::{SimRng, Stream};
+use crate::store::StorageKind;
 use crate::trace::Trace;
 use crate::workload::{
     ClientConfig, ClientRequest, ClientStep, Clients, Reply, SimMachine, Workload,
@@ -38,6 +39,10 @@ const CHURN_AT_ONCE: f64 = 0.4;
 /// More events than this waiting at once is a message storm: the run stops with a liveness
 /// failure instead of slowing to a crawl (healthy runs keep a few thousand queued).
 const QUEUED_EVENTS_MAX: usize = 1_000_000;
+
+/// Probability that a sync fails, and that a write finds the disk full, on the file store
+/// while disk faults are on (the node stops and restarts; the store recovers).
+const FILE_DISK_ERROR: f64 = 0.002;
 
 /// Most ticks fired at once when a paused node resumes (more than an election timeout's
 /// worth changes nothing).
@@ -66,6 +71,8 @@ pub struct SimOptions {
     pub timeline: bool,
     /// Give up (as a liveness failure) after this many events.
     pub max_events: u64,
+    /// The store every node runs on.
+    pub storage: StorageKind,
 }
 
 impl SimOptions {
@@ -84,6 +91,7 @@ impl SimOptions {
             // Healthy runs take 30-200 thousand events; a livelocked one would take minutes to
             // reach a higher cap.
             max_events: 3_000_000,
+            storage: StorageKind::Memory,
         }
     }
 }
@@ -119,6 +127,14 @@ pub struct RunReport {
     pub trace_lines: Vec<String>,
     /// Timeline (when asked for).
     pub timeline: Option<Timeline>,
+    /// The store the nodes ran on.
+    pub storage: StorageKind,
+    /// Something happened whose outcome depends on the store: a crash with writes not yet
+    /// synced (`MemStorage` keeps a prefix of whole writes, `SimFs` a prefix of bytes, with
+    /// its own randomness), a corruption, or a fault only the file store has (a failing
+    /// fsync, a full disk). Runs of one seed on the two stores have the same trace digest
+    /// up to the first such event and usually differ after it.
+    pub storage_sensitive: bool,
 }
 
 impl RunReport {
@@ -127,13 +143,14 @@ impl RunReport {
         self.violations.is_empty()
     }
 
-    /// One line: `seed=.. result=pass|FAIL events=.. virtual=..ms ops=.. unknown=..
-    /// lin_steps=.. trace=<digest>`. Two runs with the same seed and options print the same
+    /// One line: `seed=.. storage=.. result=pass|FAIL events=.. virtual=..ms ops=..
+    /// unknown=.. lin_steps=.. trace=<digest>`. Two runs with the same seed and options print the same
     /// line.
     pub fn summary(&self) -> String {
         format!(
-            "seed={} result={} events={} virtual={}ms ops={} unknown={} lin_steps={}{} trace={}",
+            "seed={} storage={} result={} events={} virtual={}ms ops={} unknown={} lin_steps={}{} trace={}",
             self.seed,
+            self.storage,
             if self.passed() { "pass" } else { "FAIL" },
             self.events,
             self.end_us / 1000,
@@ -185,6 +202,10 @@ pub(crate) enum Event<R, Q, Query> {
         incarnation: u64,
     },
     ApplyDone {
+        node: NodeId,
+        incarnation: u64,
+    },
+    SnapshotDone {
         node: NodeId,
         incarnation: u64,
     },
@@ -252,6 +273,7 @@ impl<R, Q, Query> Event<R, Q, Query> {
             Event::Heal => (14, 0, 0),
             Event::LeaderDeadline => (15, 0, 0),
             Event::KnockOut { node, term } => (16, *node, *term),
+            Event::SnapshotDone { node, incarnation } => (17, *node, *incarnation),
         }
     }
 }
@@ -321,6 +343,8 @@ pub struct Simulation<W: Workload> {
     pub(crate) churn_rng: SimRng,
     /// A `DivergeLogs` fault that found no leader: it cuts off the next one.
     pub(crate) diverge_armed: Option<(u64, u64)>,
+    /// See [`RunReport::storage_sensitive`].
+    pub(crate) storage_sensitive: bool,
 }
 
 impl<W: Workload> Simulation<W> {
@@ -353,7 +377,7 @@ impl<W: Workload> Simulation<W> {
         let hosts = (1..=max_node)
             .map(|id| {
                 let machine = workload.machine();
-                build_host(id, nodes, &profile, options.bug, machine, &mut node_rng)
+                build_host(id, nodes, &profile, &options, machine, &mut node_rng)
             })
             .collect();
         let clients = Clients::new(
@@ -407,6 +431,7 @@ impl<W: Workload> Simulation<W> {
             churn_knockout_max_us: 0,
             churn_rng: SimRng::new(seed, Stream::Churn),
             diverge_armed: None,
+            storage_sensitive: false,
         }
     }
 
@@ -558,9 +583,15 @@ impl<W: Workload> Simulation<W> {
             } else {
                 self.profile.crash_before_notice
             },
+            disk_error: if self.healed_at_us.is_some() || self.profile.torn_write <= 0.0 {
+                0.0
+            } else {
+                FILE_DISK_ERROR
+            },
             notes: self.trace.readable(),
         };
         f(host, &mut ctx);
+        self.storage_sensitive |= std::mem::take(&mut host.diverges);
         // A node that just won an election may be knocked out before anything it sent
         // in the same step leaves (leader churn).
         for effect in &effects {
@@ -623,6 +654,9 @@ impl<W: Workload> Simulation<W> {
             }
             Effect::DiskDone(at) => self.schedule(at, Event::DiskDone { node, incarnation }),
             Effect::ApplyDone(at) => self.schedule(at, Event::ApplyDone { node, incarnation }),
+            Effect::SnapshotDone(at) => {
+                self.schedule(at, Event::SnapshotDone { node, incarnation })
+            }
             Effect::Applied {
                 index,
                 digest,
@@ -637,9 +671,9 @@ impl<W: Workload> Simulation<W> {
                     format!("n{node} is {role:?} in term {term}")
                 });
             }
-            Effect::CrashNow => {
+            Effect::CrashNow(why) => {
                 let down_us = self.disk_rng.range(1_000, 500_000);
-                self.crash(node, "crash between sync and notice", down_us);
+                self.crash(node, &why, down_us);
             }
             Effect::Note(text) => self.trace.line(self.now_us, || text),
         }
@@ -673,7 +707,7 @@ impl<W: Workload> Simulation<W> {
 
     /// The sender's last index and voters when it leads (for the commit sabotage).
     fn leader_view(&self, node: NodeId) -> (u64, Vec<NodeId>) {
-        match self.hosts[node as usize - 1].node.as_ref() {
+        match self.hosts[node as usize - 1].node() {
             Some(n) if n.role() == Role::Leader => (
                 n.last_index(),
                 n.membership().incoming.iter().copied().collect(),
@@ -712,13 +746,12 @@ impl<W: Workload> Simulation<W> {
 
     /// Crashes a node now and schedules its restart.
     pub(crate) fn crash(&mut self, node: NodeId, why: &str, down_us: u64) {
-        let host = &mut self.hosts[node as usize - 1];
-        if host.liveness != Liveness::Up {
+        if self.hosts[node as usize - 1].liveness != Liveness::Up {
             return;
         }
-        host.crash(&mut self.disk_rng, self.profile.torn_write);
+        self.power_off(node, self.profile.torn_write);
         self.deferred.remove(&node);
-        let incarnation = host.incarnation;
+        let incarnation = self.hosts[node as usize - 1].incarnation;
         self.schedule(self.now_us + down_us, Event::Restart { node, incarnation });
         self.trace
             .line(self.now_us, || format!("n{node} crashes ({why})"));
@@ -728,12 +761,26 @@ impl<W: Workload> Simulation<W> {
         }
     }
 
+    /// Crashes host `node` (if up): the store keeps what its kind keeps. The randomness is
+    /// drawn the same way whatever the store.
+    pub(crate) fn power_off(&mut self, node: NodeId, torn_write: f64) {
+        let pick = self.disk_rng.next_u64();
+        let torn = self.disk_rng.chance(torn_write);
+        let host = &mut self.hosts[node as usize - 1];
+        if host.liveness != Liveness::Up {
+            return;
+        }
+        self.storage_sensitive |= host.unsynced;
+        host.crash(pick, torn);
+    }
+
     fn handle(&mut self, event: EventOf<W::Machine>) {
         match event {
             Event::Tick { .. }
             | Event::Deliver(_)
             | Event::DiskDone { .. }
             | Event::ApplyDone { .. }
+            | Event::SnapshotDone { .. }
             | Event::ClientRequest { .. } => self.handle_node_event(event),
             Event::ClientReply {
                 client,
@@ -789,6 +836,11 @@ impl<W: Workload> Simulation<W> {
                 if self.current(node, incarnation) && !self.defer_if_paused(node, &event) =>
             {
                 self.with_host(node, |host, ctx| host.apply_done(ctx));
+            }
+            Event::SnapshotDone { node, incarnation }
+                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) =>
+            {
+                self.with_host(node, |host, ctx| host.snapshot_done(ctx));
             }
             Event::ClientRequest { node, request } => {
                 let deferred = Event::ClientRequest {
@@ -865,8 +917,7 @@ impl<W: Workload> Simulation<W> {
             return false;
         }
         let leads = self.hosts[node as usize - 1]
-            .node
-            .as_ref()
+            .node()
             .is_some_and(|n| n.role() == Role::Leader);
         let count = self.slow_ticks.entry(node).or_default();
         *count += 1;
@@ -974,9 +1025,8 @@ impl<W: Workload> Simulation<W> {
             format!("n{node} resumes ({missed} ticks missed)")
         });
         if self.options.bug != Some(Bug::LeaseBeyondBound) {
-            for _ in 0..missed.min(MISSED_TICKS_MAX) {
-                self.with_host(node, |host, ctx| host.tick(ctx));
-            }
+            let ticks = missed.min(MISSED_TICKS_MAX);
+            self.with_host(node, |host, ctx| host.advance_clock(ticks, ctx));
         }
         for event in self.deferred.remove(&node).unwrap_or_default() {
             self.schedule(self.now_us, event);
@@ -988,7 +1038,7 @@ impl<W: Workload> Simulation<W> {
         self.hosts
             .iter()
             .filter(|h| h.liveness == Liveness::Up)
-            .filter_map(|h| h.node.as_ref().map(|n| (n.term(), n.role(), h.id())))
+            .filter_map(|h| h.node().map(|n| (n.term(), n.role(), h.id())))
             .filter(|(_, role, _)| *role == Role::Leader)
             .max()
             .map(|(_, _, id)| id)
@@ -1000,23 +1050,19 @@ impl<W: Workload> Simulation<W> {
     /// section 4.2.3); that is a known limit of those settings, not a bug to report.
     fn retire_removed(&mut self, leader: NodeId) {
         let Some(members) = self.hosts[leader as usize - 1]
-            .node
-            .as_ref()
+            .node()
             .map(|n| n.membership().members())
         else {
             return;
         };
         for id in 1..=self.hosts.len() as NodeId {
-            let host = &mut self.hosts[id as usize - 1];
+            let host = &self.hosts[id as usize - 1];
             if members.contains(&id) || host.liveness != Liveness::Up {
                 continue;
             }
-            let knows_members = host
-                .node
-                .as_ref()
-                .is_some_and(|n| n.membership().node_count() > 0);
+            let knows_members = host.node().is_some_and(|n| n.membership().node_count() > 0);
             if knows_members {
-                host.crash(&mut self.disk_rng, 0.0);
+                self.power_off(id, 0.0);
                 self.trace.line(self.now_us, || {
                     format!("n{id} retired: not in the configuration of leader n{leader}")
                 });
@@ -1093,6 +1139,8 @@ impl<W: Workload> Simulation<W> {
             lin_inconclusive,
             trace_lines: self.trace.take_lines(),
             timeline,
+            storage: self.options.storage,
+            storage_sensitive: self.storage_sensitive,
         }
     }
 }
@@ -1104,6 +1152,7 @@ fn describe<R: Debug, Q: Debug, Query: Debug>(event: &Event<R, Q, Query>) -> Str
         Event::Deliver(m) => format!("n{} -> n{} t{} {:?}", m.from, m.to, m.term, m.body),
         Event::DiskDone { node, .. } => format!("n{node} disk sync done"),
         Event::ApplyDone { node, .. } => format!("n{node} apply done"),
+        Event::SnapshotDone { node, .. } => format!("n{node} snapshot work done"),
         Event::ClientRequest { node, request } => {
             format!(
                 "client {} -> n{node} op {} {:?}",
@@ -1136,19 +1185,15 @@ fn build_host<M: SimMachine>(
     id: NodeId,
     founders: u64,
     profile: &FaultProfile,
-    bug: Option<Bug>,
+    options: &SimOptions,
     machine: M,
     rng: &mut SimRng,
 ) -> Host<M> {
-    let membership = if id <= founders {
-        Membership::with_voters(1..=founders)
-    } else {
-        Membership::default()
-    };
-    let disk = Disk::new(SnapshotMeta {
-        index: 0,
-        term: 0,
-        membership,
+    let bug = options.bug;
+    let members = (id <= founders).then(|| {
+        (1..=founders)
+            .map(|member| (member, PeerInfo::new(())))
+            .collect::<AddressBook<()>>()
     });
     let mut config = Config::new(id, rng.next_u64());
     config.election_ticks = ELECTION_TICKS;
@@ -1171,5 +1216,19 @@ fn build_host<M: SimMachine>(
         rng.range_f64(-profile.clock_drift, profile.clock_drift + f64::EPSILON)
     };
     let tick_us = ((TICK_US as f64) * (1.0 + drift)).round().max(1.0) as u64;
-    Host::new(config, disk, machine, bug, profile.lease_reads, tick_us)
+    // The simulated disk's own randomness (which unsynced bytes survive a crash, where a
+    // torn write tears) comes from the seed too, one stream per node.
+    let fs_seed = options.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut host = Host::new(
+        config,
+        members,
+        options.storage,
+        fs_seed,
+        machine,
+        bug,
+        profile.lease_reads,
+        tick_us,
+    );
+    host.set_torn_write(profile.torn_write);
+    host
 }
