@@ -1,27 +1,45 @@
 //! Golden trace digests: the key-value simulation replays recorded runs bit for bit.
 
+use raft_sim::store::StorageKind;
 use raft_sim::{Bug, SimOptions};
 use raft_sim_kv::{DEFAULT_KEYS, simulate};
 
-/// (seed, bug, digest) of `raft-sim run --seed <seed> --ops 200 [--bug <bug>]`.
+/// (seed, bug, storage, digest) of
+/// `raft-sim run --seed <seed> --ops 200 [--bug <bug>] [--storage file]`.
 ///
-/// Recorded with the simulator before it became generic (raft-sim 6c7f79a, where the KV
-/// workload was built in): moving the KV workload onto the public API changed no event.
-/// A change to the host, the faults, the network or the workload changes the runs on
-/// purpose; then re-record (the failure message prints the new table).
-const GOLDEN: &[(u64, Option<Bug>, &str)] = &[
-    (0, None, "d1c2c6e9bfcb67bb"),
-    (1, None, "67193cfadb56191e"),
-    (2, None, "ec4382e5b968d80d"),
-    (3, None, "2873912e5cb37c81"),
-    (4, None, "f98d8875b801dc7c"),
-    (5, None, "bf9e23b42ef34939"),
-    (6, None, "f1faf99a605f4fde"),
-    (7, None, "74bdf9f8b037c201"),
-    (0, Some(Bug::NoSessions), "83e0b7c8643d6f25"),
-    (1, Some(Bug::NoSessions), "9a9d6ff57e358a76"),
-    (0, Some(Bug::StaleReads), "c0fbe63df9763a5e"),
-    (1, Some(Bug::StaleReads), "b00aab36a481318f"),
+/// Recorded with the simulator before the KV workload moved onto the public generic API
+/// (sim-engine 08dd2a8, KV built into raft-sim): the move changed no event. (Before the
+/// engine-driven host, main 6c7f79a, the same held against that host's digests.) A change
+/// to the host, the faults, the network or the workload changes the runs on purpose; then
+/// re-record (the failure message prints the new table).
+const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
+    (0, None, StorageKind::Memory, "0e08dba9fdc61e4f"),
+    (1, None, StorageKind::Memory, "41d91e5b67d24ff6"),
+    (2, None, StorageKind::Memory, "6c74771f4221f32d"),
+    (3, None, StorageKind::Memory, "5c8df7b312e90370"),
+    (4, None, StorageKind::Memory, "6f24790626b8078a"),
+    (5, None, StorageKind::Memory, "84a1e49287ef80ff"),
+    (6, None, StorageKind::Memory, "78f5617a05f2ff6f"),
+    (7, None, StorageKind::Memory, "6bfd5575e61bc99a"),
+    (1, None, StorageKind::File, "cc693ec35cdb521b"),
+    (
+        0,
+        Some(Bug::NoSessions),
+        StorageKind::Memory,
+        "b4371d3d211ff33e",
+    ),
+    (
+        1,
+        Some(Bug::NoSessions),
+        StorageKind::Memory,
+        "8fdbdf1ef267a721",
+    ),
+    (
+        0,
+        Some(Bug::StaleReads),
+        StorageKind::Memory,
+        "c2a7f93f4b03d54a",
+    ),
 ];
 
 /// Goal: the same seed and options give the same run as recorded, event for event, so a
@@ -29,26 +47,28 @@ const GOLDEN: &[(u64, Option<Bug>, &str)] = &[
 /// Method: run each recorded case and compare the trace digest.
 #[test]
 fn key_value_runs_replay_the_recorded_digests() {
-    let actual: Vec<(u64, Option<Bug>, String)> = GOLDEN
+    let actual: Vec<String> = GOLDEN
         .iter()
-        .map(|&(seed, bug, _)| {
+        .map(|&(seed, bug, storage, _)| {
             let options = SimOptions {
                 operations: 200,
                 bug,
+                storage,
                 ..SimOptions::standard(seed)
             };
-            (seed, bug, simulate(options, DEFAULT_KEYS).digest)
+            simulate(options, DEFAULT_KEYS).digest
         })
         .collect();
     let same = GOLDEN
         .iter()
         .zip(&actual)
-        .all(|(golden, actual)| golden.2 == actual.2);
-    let table: Vec<String> = actual
+        .all(|(golden, actual)| golden.3 == actual);
+    let table: Vec<String> = GOLDEN
         .iter()
-        .map(|(seed, bug, digest)| {
+        .zip(&actual)
+        .map(|((seed, bug, storage, _), digest)| {
             let bug = bug.map_or("None".to_string(), |b| format!("Some(Bug::{b:?})"));
-            format!("    ({seed}, {bug}, \"{digest}\"),")
+            format!("    ({seed}, {bug}, StorageKind::{storage:?}, \"{digest}\"),")
         })
         .collect();
     assert!(
