@@ -7,7 +7,7 @@
 //! Run: `cargo run -p examples --example simulate -- 0..20`
 //! A broken variant (its snapshot restore keeps the old counts) that the checks catch:
 //! `cargo run -p examples --example simulate -- 0..20 --broken`
-//! Keep the trace and the HTML timeline of one seed:
+//! Keep the trace and the HTML timeline of one seed (with several, the last one's):
 //! `cargo run -p examples --example simulate -- 3..4 --broken --trace t.log --html t.html`
 #![forbid(unsafe_code)]
 // An example reports what happens on stdout.
@@ -196,15 +196,16 @@ fn main() -> ExitCode {
         args.get(at + 1).cloned()
     };
     let (trace, html) = (path_after("--trace"), path_after("--html"));
-    let mut failed = 0;
-    for seed in seeds.clone() {
+    // Seeds are independent: run them on every core, print them in order.
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let reports = raft_sim::sweep(seeds.clone(), jobs, |seed| {
         let options = SimOptions {
             operations: 300,
             trace: trace.is_some(),
             timeline: html.is_some(),
             ..SimOptions::standard(seed)
         };
-        let report = Simulation::new(
+        Simulation::new(
             options,
             Clients {
                 sequence: 0,
@@ -212,7 +213,10 @@ fn main() -> ExitCode {
             },
         )
         .with_invariant(EveryEvent(replicas_agree))
-        .run();
+        .run()
+    });
+    let mut failed = 0;
+    for report in &reports {
         println!("{}", report.summary());
         if let Some(violation) = report.violations.first() {
             failed += 1;
@@ -225,10 +229,8 @@ fn main() -> ExitCode {
             write(path, &report.trace_text());
         }
         if let (Some(path), Some(timeline)) = (&html, &report.timeline) {
-            write(
-                path,
-                &timeline.render_html(&format!("counters, seed {seed}")),
-            );
+            let title = format!("counters, seed {}", report.seed);
+            write(path, &timeline.render_html(&title));
         }
     }
     let total = seeds.end - seeds.start;

@@ -111,10 +111,12 @@
 //! assert!((0..20).any(|seed| !run(seed, true).passed()), "the broken counter is caught");
 //! ```
 //!
-//! `SimOptions` chooses the cluster size, the client count and operations, a broken
-//! protocol variant ([`Bug`]), a subset of the fault schedule (what [`shrink`] narrows
-//! down) and whether to keep a trace ([`RunReport::trace_text`]) and a timeline
-//! ([`html::Timeline::render_html`]). `examples/examples/simulate.rs` is a runnable version
+//! `SimOptions` chooses the cluster size, the client count and operations, the store every
+//! node runs on ([`store::StorageKind`]: `MemStorage`, or the real `FileStorage` on a
+//! simulated disk), a broken protocol or host variant ([`Bug`]), a subset of the fault
+//! schedule (what [`shrink()`] narrows down) and whether to keep a trace
+//! ([`RunReport::trace_text`]) and a timeline ([`html::Timeline::render_html`]).
+//! [`sweep()`] runs many seeds on all cores. `examples/examples/simulate.rs` is a runnable version
 //! that prints a line per seed: `cargo run -p examples --example simulate -- 0..20`.
 //!
 //! ## The key-value runs and the command line
@@ -132,7 +134,7 @@
 //! `run` prints the profile, the violations, and as its last line
 //! `seed=.. result=pass|FAIL events=.. trace=<digest>` ([`RunReport::summary`]); the
 //! digest covers every event, so two runs with the same seed and options print the same
-//! line. A failing run is shrunk (delta debugging over the fault schedule, [`shrink`]) and
+//! line. A failing run is shrunk (delta debugging over the fault schedule, [`shrink()`]) and
 //! the command that replays the smaller schedule is printed (`--faults=3,7,12`). `sweep`
 //! ends with `passed=<n> failed=<m>` and prints the replay command of every failure.
 //! `--trace` writes a readable log (the fault schedule, then one line per event and per
@@ -248,6 +250,7 @@ pub mod rng;
 pub mod shrink;
 pub mod sim;
 pub mod store;
+pub mod sweep;
 pub mod trace;
 mod watch;
 pub mod workload;
@@ -260,4 +263,5 @@ pub use model::Model;
 pub use rng::SimRng;
 pub use shrink::shrink;
 pub use sim::{RunReport, SimOptions, Simulation};
+pub use sweep::sweep;
 pub use workload::{Call, Request, SimMachine, Workload};

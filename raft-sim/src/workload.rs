@@ -32,7 +32,13 @@ pub type ReplyOf<M> = Reply<<M as StateMachine>::Response, <M as StateMachine>::
 
 /// A [`StateMachine`] the simulator can run: its responses, queries and query answers are
 /// `Debug` (the readable trace prints them) and its queries and answers `Clone` (clients
-/// resend queries, paused nodes hold answers). Implemented for every such state machine.
+/// resend queries, answers wait in the simulated network). Implemented for every such
+/// state machine.
+///
+/// Each node runs its own instance through the production host engine (`raft-host`):
+/// commands are applied in log order, queries answered once their read index is applied,
+/// snapshots taken, sent and restored. A snapshot must hold at least one byte: an empty one
+/// is a witness's, and a node holding it serves no client.
 pub trait SimMachine:
     StateMachine<Response: Debug, Query: Clone + Debug, QueryResponse: Clone + Debug>
 {
@@ -52,8 +58,8 @@ pub trait Workload {
     /// The sequential specification of the answers.
     type Model: Model;
 
-    /// A new, empty state machine: every node starts from one, and a node restoring an
-    /// empty snapshot gets one.
+    /// A new, empty state machine: every node starts (and restarts, before restoring its
+    /// snapshot) from one.
     fn machine(&self) -> Self::Machine;
 
     /// The model the history is checked against.

@@ -294,6 +294,20 @@ fn a_seed_replays_bit_for_bit() {
     assert_eq!((x.digest, x.violations), (y.digest, y.violations));
 }
 
+/// Goal: a sweep over many seeds on several threads gives each seed's own run, in seed
+/// order, whatever the thread count.
+#[test]
+fn a_sweep_on_threads_gives_the_same_runs_as_one_by_one() {
+    let one_by_one: Vec<String> = (0..4)
+        .map(|seed| run(options(seed), Flaw::None).summary())
+        .collect();
+    let swept: Vec<String> = raft_sim::sweep(0..4, 3, |seed| run(options(seed), Flaw::None))
+        .iter()
+        .map(RunReport::summary)
+        .collect();
+    assert_eq!(swept, one_by_one);
+}
+
 /// Goal: a failing run of a user workload shrinks to fewer faults that still fail, and the
 /// shrunk schedule replays.
 #[test]
