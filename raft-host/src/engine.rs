@@ -19,8 +19,8 @@ use crate::disk::{ChunkWriter, DiskOp};
 use crate::envelope::{self, AddressBook, PeerInfo};
 use crate::error::Error;
 use crate::observe::{Observation, Observations};
-use crate::planted::Planted;
 use crate::pending::{Pending, ProposalKind, Reply, RequestId};
+use crate::planted::Planted;
 use crate::snapshot::{Cursor, WorkKind};
 use crate::start::Startup;
 

@@ -169,8 +169,8 @@ pub use engine::{Answer, Consistency, Engine, EngineMetrics, Proposal};
 pub use envelope::{AddressBook, PeerInfo};
 pub use error::{Error, RestoreError};
 pub use observe::Observation;
-pub use planted::PlantedBug;
 pub use pending::{Reply, RequestId};
+pub use planted::PlantedBug;
 pub use snapshot::{SnapshotDone, SnapshotWork};
 pub use start::{Init, Startup, founding_membership, restore};
 

@@ -86,7 +86,12 @@ pub enum Observation<M: StateMachine> {
 impl<M: StateMachine> std::fmt::Debug for Observation<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Observation::Persist { entries, token, sync_required, .. } => f
+            Observation::Persist {
+                entries,
+                token,
+                sync_required,
+                ..
+            } => f
                 .debug_struct("Persist")
                 .field("entries", &entries.len())
                 .field("sync_required", sync_required)

@@ -12,8 +12,8 @@ use crate::book::PeerChange;
 use crate::disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskOp, DiskWork, writes_chunks};
 use crate::engine::{Answer, Engine};
 use crate::observe::Observation;
-use crate::planted::PlantedBug;
 use crate::pending::{EntryResult, Reply};
+use crate::planted::PlantedBug;
 use crate::snapshot::{DoneKind, SnapshotDone, SnapshotWork, WorkKind};
 
 impl<M, S, A> Engine<M, S, A>
@@ -429,7 +429,9 @@ where
         if self.planted.has(PlantedBug::ApplyBeforeCommit) && !batch.entries.is_empty() {
             // Planted bug: appended entries go to the state machine at once. The core is
             // still told only of what it handed out (`queued_index` is not moved).
-            self.apply.steps.push(ApplyStep::Entries(batch.entries.clone()));
+            self.apply
+                .steps
+                .push(ApplyStep::Entries(batch.entries.clone()));
         }
         self.disk.ops.push(DiskOp::Persist(batch));
     }

@@ -19,9 +19,9 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use raft_sim::bugs::Bug;
-use raft_sim::store::StorageKind;
 use raft_sim::shrink::shrink;
 use raft_sim::sim::{RunReport, SimOptions, Simulation};
+use raft_sim::store::StorageKind;
 
 #[derive(Parser)]
 #[command(

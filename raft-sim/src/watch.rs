@@ -59,7 +59,12 @@ impl Host {
                 response,
             } => self.watch_apply(index, term, payload, response, ctx),
             Observation::Restored { index, has_state } => {
-                ctx.note(|| format!("n{} restored its state machine from snapshot {index}", self.id));
+                ctx.note(|| {
+                    format!(
+                        "n{} restored its state machine from snapshot {index}",
+                        self.id
+                    )
+                });
                 self.applied = index;
                 // A snapshot without state is a witness's: the state it leaves is not the
                 // cluster's.
@@ -84,7 +89,8 @@ impl Host {
             } => {
                 // A failed fsync or a full disk: the process exits and is restarted, as
                 // an operator's supervisor would; the store recovers what is durable.
-                ctx.effects.push(Effect::CrashNow(format!("storage failed: {reason}")));
+                ctx.effects
+                    .push(Effect::CrashNow(format!("storage failed: {reason}")));
             }
             Observation::Durable { .. } | Observation::Answered { .. } => {}
         }
@@ -245,20 +251,15 @@ impl Host {
             return;
         };
         let witness = node.membership().is_witness(id) || node.has_incomplete_state();
-        ctx.checker.observe_commit(
-            ctx.now_us,
-            id,
-            node.term(),
-            node.commit_index(),
-            |index| {
+        ctx.checker
+            .observe_commit(ctx.now_us, id, node.term(), node.commit_index(), |index| {
                 let term = node.entry_term(index)?;
                 if index < node.first_index() {
                     return None;
                 }
                 let entry = node.entries(index, index + 1).first()?;
                 Some((term, Fingerprint::of(&entry.payload)))
-            },
-        );
+            });
         if witness {
             self.held_witness_data = true;
         }
