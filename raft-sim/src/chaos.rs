@@ -260,7 +260,7 @@ impl<W: Workload> Simulation<W> {
         if !self.hosts[node as usize - 1].corrupt(pick) {
             return;
         }
-        self.storage_sensitive = true;
+
         self.corrupted.push(node);
         if self.hosts[node as usize - 1].liveness == Liveness::Up {
             self.crash(node, "disk corrupted", 1_000);

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use raft_core::{Config, Index, MembershipChange, Message, Node, NodeId, StateMachine};
+use raft_core::{Config, Index, MembershipChange, Message, Node, NodeId, StateMachine, Storage};
 use raft_host::{
     AddressBook, ApplyWork, DiskWritten, Engine, EngineConfig, Init, Proposal, RequestId,
     SnapshotPolicy, SnapshotWork,
@@ -170,9 +170,8 @@ pub struct Host<M: StateMachine> {
     snapshot_out: VecDeque<SnapshotWork<M, SimStore, ()>>,
     snapshot_free_at_us: u64,
     pub(crate) waiters: BTreeMap<RequestId, Waiter>,
-    /// Writes reached the store since the last sync the driver ran.
-    pub(crate) unsynced: bool,
-    /// A fault only the file store has was drawn (see `RunReport::storage_sensitive`).
+    /// A crash found writes not yet synced, or the disk filled up (see
+    /// `RunReport::storage_sensitive`).
     pub(crate) diverges: bool,
     /// The memory store was "corrupted": the next start detects it (as `FileStorage`
     /// detects a flipped bit) and refuses.
@@ -227,7 +226,6 @@ impl<M: SimMachine> Host<M> {
             snapshot_out: VecDeque::new(),
             snapshot_free_at_us: 0,
             waiters: BTreeMap::new(),
-            unsynced: false,
             diverges: false,
             corrupt: false,
             applied: 0,
@@ -241,9 +239,7 @@ impl<M: SimMachine> Host<M> {
     /// A fresh, empty disk.
     fn format_disk(&mut self) {
         match self.kind {
-            StorageKind::Memory => {
-                *self.store_mut() = SimStore::Memory(raft_core::MemStorage::new())
-            }
+            StorageKind::Memory => *self.store_mut() = SimStore::memory(),
             StorageKind::File => {
                 let fs = SimFs::new(self.fs_seed);
                 self.fs = Some(fs);
@@ -331,7 +327,8 @@ impl<M: SimMachine> Host<M> {
             snapshot_policy: SnapshotPolicy::disabled(),
         };
         let restored_index = startup.restored.snapshot.index;
-        let incomplete = startup.restored.snapshot.index > 0 && startup.book.is_empty();
+        // A snapshot without bytes is a witness's: the state it leaves is not the cluster's.
+        let incomplete = restored_index > 0 && !self.snapshot_has_state();
         let mut engine = match SimEngine::new(engine_config, startup, self.local_now()) {
             Ok(engine) => engine,
             Err(error) => {
@@ -368,6 +365,16 @@ impl<M: SimMachine> Host<M> {
         true
     }
 
+    /// True if the store's snapshot carries state (a witness's carries none).
+    fn snapshot_has_state(&mut self) -> bool {
+        use std::io::Read as _;
+        let Ok(Some((_, mut reader))) = self.store_mut().open_snapshot() else {
+            return false;
+        };
+        let mut byte = [0u8; 1];
+        reader.read(&mut byte).is_ok_and(|n| n > 0)
+    }
+
     fn refuse(&mut self, ctx: &mut Ctx<'_, M>, reason: String) -> bool {
         ctx.checker
             .report(ctx.now_us, ViolationKind::UnexpectedHalt, reason.clone());
@@ -388,7 +395,6 @@ impl<M: SimMachine> Host<M> {
             // One thread: recovery stays deterministic.
             recovery_threads: Some(0),
             faults: self.faults.clone(),
-            ..Options::default()
         };
         if let Some(bug) = self.bug.and_then(Bug::storage_bug) {
             options.faults.plant(bug);
@@ -413,9 +419,9 @@ impl<M: SimMachine> Host<M> {
         self.apply_out.clear();
         self.snapshot_out.clear();
         self.waiters.clear();
-        self.unsynced = false;
+        self.diverges |= self.store_mut().has_unsynced_writes();
         match self.store_mut() {
-            SimStore::Memory(store) => {
+            SimStore::Memory(store, _) => {
                 let unsynced = store.unsynced_writes() as u64;
                 let mut keep = pick % (unsynced + 1);
                 if torn {
@@ -612,19 +618,18 @@ impl<M: SimMachine> Host<M> {
     }
 
     fn start_disk_work(&mut self, work: raft_host::DiskWork<SimStore>, ctx: &mut Ctx<'_, M>) {
-        // Drawn whatever the store, so both kinds see the same randomness.
         let full = ctx.rng.chance(ctx.disk_error);
-        self.diverges |= full;
         let budget = ctx.rng.range(0, 4096);
-        let inject = full && self.kind == StorageKind::File;
-        if inject {
-            self.faults.fill_disk_after(budget);
+        // How much of the work fits before the disk is full depends on the store's own
+        // encoding (the memory store fails at once): the runs part ways here.
+        self.diverges |= full;
+        if full {
+            self.inject(Some(budget), false);
         }
         let written = work.write(self.store_mut());
-        if inject {
-            self.faults.heal();
+        if full {
+            self.inject(None, false);
         }
-        self.unsynced = true;
         let latency = ctx
             .rng
             .range(ctx.disk_latency_us / 2, ctx.disk_latency_us * 2 + 1);
@@ -634,6 +639,27 @@ impl<M: SimMachine> Host<M> {
         ctx.effects.push(Effect::DiskDone(at));
     }
 
+    /// Makes the disk full (after `full_after` more bytes on the file store; at once on the
+    /// memory store) or its syncs fail, or (`None`, `false`) heals it. The same draws make
+    /// the same faults on either store.
+    fn inject(&mut self, full_after: Option<u64>, fail_syncs: bool) {
+        match self.kind {
+            StorageKind::Memory => self.store_mut().set_mem_faults(crate::store::MemFaults {
+                disk_full: full_after.is_some(),
+                fail_syncs,
+            }),
+            StorageKind::File => {
+                self.faults.heal();
+                if let Some(bytes) = full_after {
+                    self.faults.fill_disk_after(bytes);
+                }
+                if fail_syncs {
+                    self.faults.fail_syncs();
+                }
+            }
+        }
+    }
+
     /// The oldest disk work finishes: its sync runs, then the engine hears of it (unless
     /// the process crashes in between).
     pub fn disk_done(&mut self, ctx: &mut Ctx<'_, M>) {
@@ -641,17 +667,12 @@ impl<M: SimMachine> Host<M> {
             return;
         };
         let fail_sync = ctx.rng.chance(ctx.disk_error) && written.needs_sync();
-        self.diverges |= fail_sync;
-        let inject = fail_sync && self.kind == StorageKind::File;
-        if inject {
-            self.faults.fail_syncs();
+        if fail_sync {
+            self.inject(None, true);
         }
         let done = written.sync(self.store_mut());
-        if inject {
-            self.faults.heal();
-        }
-        if done.synced() {
-            self.unsynced = false;
+        if fail_sync {
+            self.inject(None, false);
         }
         if ctx.rng.chance(ctx.crash_before_notice) {
             ctx.effects

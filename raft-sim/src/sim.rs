@@ -40,9 +40,15 @@ const CHURN_AT_ONCE: f64 = 0.4;
 /// failure instead of slowing to a crawl (healthy runs keep a few thousand queued).
 const QUEUED_EVENTS_MAX: usize = 1_000_000;
 
-/// Probability that a sync fails, and that a write finds the disk full, on the file store
-/// while disk faults are on (the node stops and restarts; the store recovers).
+/// Probability that a sync fails, and that a write finds the disk full, while disk faults
+/// are on (the node stops and restarts; the store recovers what is durable).
 const FILE_DISK_ERROR: f64 = 0.002;
+
+/// More than `STORM_EVENTS_MAX` events within `STORM_WINDOW_US` of virtual time is a
+/// livelock (healthy runs have at most a few thousand per 10 ms): stop at once rather
+/// than run to `max_events`.
+const STORM_EVENTS_MAX: u64 = 50_000;
+const STORM_WINDOW_US: u64 = 10_000;
 
 /// Most ticks fired at once when a paused node resumes (more than an election timeout's
 /// worth changes nothing).
@@ -129,11 +135,15 @@ pub struct RunReport {
     pub timeline: Option<Timeline>,
     /// The store the nodes ran on.
     pub storage: StorageKind,
-    /// Something happened whose outcome depends on the store: a crash with writes not yet
-    /// synced (`MemStorage` keeps a prefix of whole writes, `SimFs` a prefix of bytes, with
-    /// its own randomness), a corruption, or a fault only the file store has (a failing
-    /// fsync, a full disk). Runs of one seed on the two stores have the same trace digest
-    /// up to the first such event and usually differ after it.
+    /// A crash found the store holding writes not yet synced: `MemStorage` then keeps a
+    /// prefix of whole writes, `SimFs` a prefix of bytes, torn or not, from its own seeded
+    /// randomness, and the two cannot agree on what survives. Or the disk filled up: how
+    /// much of a write fits depends on the store's encoding. Every other step is the same
+    /// on both stores: fault draws never depend on the store, a failing fsync is injected
+    /// into both (it stops the node, which restarts), and a corruption makes both refuse
+    /// to open. So runs of one seed on the two stores have
+    /// the same trace digest when neither is storage-sensitive, and usually differ after
+    /// the first such crash.
     pub storage_sensitive: bool,
 }
 
@@ -453,7 +463,21 @@ impl<W: Workload> Simulation<W> {
     /// Runs to the end and checks everything.
     pub fn run(mut self) -> RunReport {
         self.start();
+        let (mut window_start_us, mut window_events) = (0u64, 0u64);
         while let Some(Reverse(next)) = self.queue.pop() {
+            if next.at_us >= window_start_us + STORM_WINDOW_US {
+                (window_start_us, window_events) = (next.at_us, 0);
+            }
+            window_events += 1;
+            if window_events > STORM_EVENTS_MAX {
+                let detail = format!(
+                    "{window_events} events within {STORM_WINDOW_US}us of virtual time \
+                     (messages bouncing with almost no delay: a livelock)"
+                );
+                self.checker
+                    .report(self.now_us, ViolationKind::Liveness, detail);
+                break;
+            }
             self.now_us = next.at_us;
             let (code, a, b) = next.event.digest_words();
             self.trace.event(self.now_us, code, a, b);
@@ -770,8 +794,8 @@ impl<W: Workload> Simulation<W> {
         if host.liveness != Liveness::Up {
             return;
         }
-        self.storage_sensitive |= host.unsynced;
         host.crash(pick, torn);
+        self.storage_sensitive |= std::mem::take(&mut host.diverges);
     }
 
     fn handle(&mut self, event: EventOf<W::Machine>) {

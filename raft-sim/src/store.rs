@@ -54,12 +54,58 @@ impl FromStr for StorageKind {
 /// file store; every call then fails.
 #[derive(Debug)]
 pub enum SimStore {
-    /// The in-memory store.
-    Memory(MemStorage),
+    /// The in-memory store, and the faults it injects.
+    Memory(MemStorage, MemFaults),
     /// The file store on a simulated disk.
     File(FileStorage<SimFs>),
     /// No store open.
     Closed,
+}
+
+impl SimStore {
+    /// True if a crash now could lose a write (the store holds writes not yet synced).
+    pub fn has_unsynced_writes(&self) -> bool {
+        match self {
+            SimStore::Memory(store, _) => store.unsynced_writes() > 0,
+            SimStore::File(store) => store
+                .unsynced_tail()
+                .is_some_and(|tail| tail.written_bytes > tail.synced_bytes),
+            SimStore::Closed => false,
+        }
+    }
+}
+
+/// Faults injected into the in-memory store, the same ones `FileStorage`'s
+/// `FaultInjector` injects into the file store, so a seed draws and suffers them on either.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemFaults {
+    /// Every write fails as on a full disk.
+    pub disk_full: bool,
+    /// Every sync fails.
+    pub fail_syncs: bool,
+}
+
+impl SimStore {
+    /// A new, empty in-memory store.
+    pub fn memory() -> Self {
+        SimStore::Memory(MemStorage::new(), MemFaults::default())
+    }
+
+    /// Sets the faults of an in-memory store (a file store takes its own injector's).
+    pub fn set_mem_faults(&mut self, faults: MemFaults) {
+        if let SimStore::Memory(_, current) = self {
+            *current = faults;
+        }
+    }
+
+    fn check_space(&self) -> Result<(), SimStoreError> {
+        match self {
+            SimStore::Memory(_, faults) if faults.disk_full => Err(SimStoreError::Injected(
+                "no space left on device (injected)",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An error of either store.
@@ -74,6 +120,9 @@ pub enum SimStoreError {
     /// The store is closed (the node crashed).
     #[error("the store is closed")]
     Closed,
+    /// A fault injected into the in-memory store.
+    #[error("{0}")]
+    Injected(&'static str),
     /// A snapshot writer of the other kind.
     #[error("snapshot writer of another store")]
     ForeignWriter,
@@ -135,7 +184,7 @@ impl Write for SimWriter {
 macro_rules! each {
     ($self:expr, $s:ident => $call:expr) => {
         match $self {
-            SimStore::Memory($s) => Ok($call?),
+            SimStore::Memory($s, _) => Ok($call?),
             SimStore::File($s) => Ok($call?),
             SimStore::Closed => Err(SimStoreError::Closed),
         }
@@ -152,6 +201,7 @@ impl Storage for SimStore {
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), SimStoreError> {
+        self.check_space()?;
         each!(self, s => s.append(entries))
     }
 
@@ -160,10 +210,16 @@ impl Storage for SimStore {
     }
 
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), SimStoreError> {
+        self.check_space()?;
         each!(self, s => s.save_hard_state(hard_state))
     }
 
     fn sync(&mut self) -> Result<(), SimStoreError> {
+        if let SimStore::Memory(_, faults) = self
+            && faults.fail_syncs
+        {
+            return Err(SimStoreError::Injected("fsync failed: EIO (injected)"));
+        }
         each!(self, s => s.sync())
     }
 
@@ -173,7 +229,7 @@ impl Storage for SimStore {
 
     fn first_index(&self) -> Index {
         match self {
-            SimStore::Memory(s) => s.first_index(),
+            SimStore::Memory(s, _) => s.first_index(),
             SimStore::File(s) => s.first_index(),
             SimStore::Closed => 1,
         }
@@ -181,7 +237,7 @@ impl Storage for SimStore {
 
     fn last_index(&self) -> Index {
         match self {
-            SimStore::Memory(s) => s.last_index(),
+            SimStore::Memory(s, _) => s.last_index(),
             SimStore::File(s) => s.last_index(),
             SimStore::Closed => 0,
         }
@@ -202,7 +258,7 @@ impl Storage for SimStore {
 
     fn begin_snapshot(&mut self, meta: &SnapshotMeta) -> Result<SimWriter, SimStoreError> {
         match self {
-            SimStore::Memory(s) => Ok(SimWriter::Memory(s.begin_snapshot(meta)?)),
+            SimStore::Memory(s, _) => Ok(SimWriter::Memory(s.begin_snapshot(meta)?)),
             SimStore::File(s) => Ok(SimWriter::File(s.begin_snapshot(meta)?)),
             SimStore::Closed => Err(SimStoreError::Closed),
         }
@@ -210,7 +266,7 @@ impl Storage for SimStore {
 
     fn commit_snapshot(&mut self, writer: SimWriter) -> Result<(), SimStoreError> {
         match (self, writer) {
-            (SimStore::Memory(s), SimWriter::Memory(w)) => Ok(s.commit_snapshot(w)?),
+            (SimStore::Memory(s, _), SimWriter::Memory(w)) => Ok(s.commit_snapshot(w)?),
             (SimStore::File(s), SimWriter::File(w)) => Ok(s.commit_snapshot(w)?),
             (SimStore::Closed, _) => Err(SimStoreError::Closed),
             _ => Err(SimStoreError::ForeignWriter),
@@ -219,7 +275,7 @@ impl Storage for SimStore {
 
     fn snapshot_meta(&self) -> SnapshotMeta {
         match self {
-            SimStore::Memory(s) => s.snapshot_meta(),
+            SimStore::Memory(s, _) => s.snapshot_meta(),
             SimStore::File(s) => s.snapshot_meta(),
             SimStore::Closed => SnapshotMeta::default(),
         }
@@ -227,7 +283,7 @@ impl Storage for SimStore {
 
     fn open_snapshot(&self) -> Result<Option<(SnapshotMeta, SimReader)>, SimStoreError> {
         match self {
-            SimStore::Memory(s) => Ok(s
+            SimStore::Memory(s, _) => Ok(s
                 .open_snapshot()?
                 .map(|(meta, r)| (meta, SimReader::Memory(r)))),
             SimStore::File(s) => Ok(s
