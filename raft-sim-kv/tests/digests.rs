@@ -8,19 +8,19 @@ use raft_sim_kv::{DEFAULT_KEYS, simulate};
 /// `raft-sim run --seed <seed> --ops 200 [--bug <bug>] [--storage file]`.
 ///
 /// Recorded with the simulator before the KV workload moved onto the public generic API
-/// (sim-engine 08dd2a8, KV built into raft-sim): the move changed no event. (Before the
+/// (sim-engine 548a7eb, the host-port milestone, KV built into raft-sim): the move changed no event. (Before the
 /// engine-driven host, main 6c7f79a, the same held against that host's digests.) A change
 /// to the host, the faults, the network or the workload changes the runs on purpose; then
 /// re-record (the failure message prints the new table).
 const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
     (0, None, StorageKind::Memory, "0e08dba9fdc61e4f"),
-    (1, None, StorageKind::Memory, "41d91e5b67d24ff6"),
+    (1, None, StorageKind::Memory, "ed53346a8b6ee269"),
     (2, None, StorageKind::Memory, "6c74771f4221f32d"),
     (3, None, StorageKind::Memory, "5c8df7b312e90370"),
     (4, None, StorageKind::Memory, "6f24790626b8078a"),
     (5, None, StorageKind::Memory, "84a1e49287ef80ff"),
     (6, None, StorageKind::Memory, "78f5617a05f2ff6f"),
-    (7, None, StorageKind::Memory, "6bfd5575e61bc99a"),
+    (7, None, StorageKind::Memory, "4b90feb7d8407706"),
     (1, None, StorageKind::File, "cc693ec35cdb521b"),
     (
         0,
@@ -32,13 +32,13 @@ const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
         1,
         Some(Bug::NoSessions),
         StorageKind::Memory,
-        "8fdbdf1ef267a721",
+        "532ec86bef20bf17",
     ),
     (
         0,
         Some(Bug::StaleReads),
         StorageKind::Memory,
-        "c2a7f93f4b03d54a",
+        "e31c51d71b4ef60d",
     ),
 ];
 
