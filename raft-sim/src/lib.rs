@@ -168,8 +168,9 @@
 //!   durability contract: writes not yet synced are lost on a crash except a random prefix,
 //!   whose last write may be torn; a durable record may be corrupted on a minority of nodes
 //!   (never more than the configuration survives). Records carry a checksum; on restore a
-//!   torn tail past the sync marker is dropped, a damaged durable record makes the node refuse to start, so it can neither
-//!   serve nor vote with a log that lost acknowledged entries.
+//!   torn tail past the sync marker is dropped, a damaged durable record makes the node
+//!   refuse to start, so it can neither serve nor vote with a log that lost acknowledged
+//!   entries.
 //! * Clock: per-node tick-rate drift and jumps. Lease reads depend on clocks, so when a
 //!   seed uses them its drift stays within the bound the lease margin covers
 //!   ([`profile::LEASE_SAFE_DRIFT`]: `(E - d)(1 + r) <= E(1 - r)` with E = 10 election
