@@ -218,6 +218,22 @@ fn a_correct_counter_passes_every_seed() {
     }
 }
 
+/// Goal: the user's state machine also runs on the real file store over the simulated
+/// disk (torn writes, lost unsynced data, failing syncs), and passes there too.
+#[test]
+fn a_correct_counter_passes_on_file_storage() {
+    for seed in 0..4 {
+        let report = run(
+            SimOptions {
+                storage: raft_sim::store::StorageKind::File,
+                ..options(seed)
+            },
+            Flaw::None,
+        );
+        assert!(report.passed(), "seed {seed}: {:?}", report.violations);
+    }
+}
+
 /// Goal: a counter whose snapshot restore loses the total is caught (replicas diverge after
 /// a restart or an install, and clients read wrong totals).
 #[test]
