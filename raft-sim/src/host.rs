@@ -436,7 +436,10 @@ impl Host {
             .durable_files(std::path::Path::new(STORE_DIR))
             .into_iter()
             .filter(|(path, len)| {
-                *len > 0 && path.file_name().is_some_and(|n| n.to_string_lossy() != "LOCK")
+                *len > 0
+                    && path
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy() != "LOCK")
             })
             .collect();
         let total: u64 = files.iter().map(|(_, len)| len).sum();
