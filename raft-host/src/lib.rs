@@ -84,7 +84,7 @@
 //! real disk could. [`Engine::set_observing`] turns on a feed of [`Observation`]s (writes
 //! handed out, durability reported, entries applied with their term and response, answers,
 //! role changes, stops) for a checker; off, it costs one branch. With the `planted-bugs`
-//! feature, [`Engine::plant`] gives an engine one of the [`PlantedBug`]s, so a simulator
+//! feature, `Engine::plant` gives an engine one of the [`PlantedBug`]s, so a simulator
 //! can show that its checks catch host bugs; without the feature none can be switched on.
 //!
 //! **Misuse panics.** Reporting a completion for work that was never handed out, twice,
