@@ -391,7 +391,7 @@ fn observation_feed_reports_writes_durability_applies_and_answers() {
     assert!(answered, "the proposal was never answered");
     let position = |pred: &dyn Fn(&Observation<Counter>) -> bool| {
         seen.iter()
-            .position(|o| pred(o))
+            .position(pred)
             .unwrap_or_else(|| panic!("missing observation in {seen:?}"))
     };
     let leader = position(&|o| {

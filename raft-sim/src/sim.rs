@@ -42,7 +42,7 @@ const QUEUED_EVENTS_MAX: usize = 1_000_000;
 
 /// Probability that a sync fails, and that a write finds the disk full, while disk faults
 /// are on (the node stops and restarts; the store recovers what is durable).
-const FILE_DISK_ERROR: f64 = 0.002;
+const DISK_ERROR: f64 = 0.002;
 
 /// More than `STORM_EVENTS_MAX` events within `STORM_WINDOW_US` of virtual time is a
 /// livelock (healthy runs average a few hundred per 100 ms): stop at once rather
@@ -610,7 +610,7 @@ impl<W: Workload> Simulation<W> {
             disk_error: if self.healed_at_us.is_some() || self.profile.torn_write <= 0.0 {
                 0.0
             } else {
-                FILE_DISK_ERROR
+                DISK_ERROR
             },
             notes: self.trace.readable(),
         };
