@@ -125,12 +125,39 @@ impl<M: StateMachine, A> std::fmt::Debug for Applied<M, A> {
     }
 }
 
+/// Entries at most in an apply work [`ApplyWork::is_light`] calls light.
+pub const APPLY_LIGHT_ENTRIES_MAX: usize = 1024;
+
+/// Payload bytes at most in an apply work [`ApplyWork::is_light`] calls light.
+pub const APPLY_LIGHT_BYTES_MAX: u64 = 1 << 20;
+
 impl<M: StateMachine, A> ApplyWork<M, A> {
     /// True if a step replaces the state from a snapshot.
     pub(crate) fn restores(&self) -> bool {
         self.steps
             .iter()
             .any(|step| matches!(step, ApplyStep::Restore(_)))
+    }
+
+    /// True if the work is cheap enough to run on the driver's own thread instead of
+    /// handing it to an apply thread: it applies at most [`APPLY_LIGHT_ENTRIES_MAX`] entries
+    /// of at most [`APPLY_LIGHT_BYTES_MAX`] bytes and answers queries, and neither restores
+    /// a snapshot (storage reads) nor takes a snapshot view. Handing a put's apply to
+    /// another thread costs two thread wake-ups, more than applying it.
+    pub fn is_light(&self) -> bool {
+        let mut entries = 0usize;
+        let mut bytes = 0u64;
+        for step in &self.steps {
+            match step {
+                ApplyStep::Entries(batch) => {
+                    entries += batch.len();
+                    bytes += batch.iter().map(Entry::size_bytes).sum::<u64>();
+                }
+                ApplyStep::Query { .. } => {}
+                ApplyStep::Restore(_) | ApplyStep::View => return false,
+            }
+        }
+        entries <= APPLY_LIGHT_ENTRIES_MAX && bytes <= APPLY_LIGHT_BYTES_MAX
     }
 }
 

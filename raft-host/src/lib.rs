@@ -170,7 +170,9 @@ mod start;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use apply::{APPLY_WORKS_IN_FLIGHT_MAX, Applied, ApplyWork};
+pub use apply::{
+    APPLY_LIGHT_BYTES_MAX, APPLY_LIGHT_ENTRIES_MAX, APPLY_WORKS_IN_FLIGHT_MAX, Applied, ApplyWork,
+};
 pub use book::PeerChange;
 pub use config::{EngineConfig, EngineConfigError, SnapshotPolicy};
 pub use disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskWork, DiskWritten};

@@ -34,14 +34,21 @@ impl Store {
                 current: current.map(|stored| stored.key_revision),
             };
         }
+        // The lookup above serves the put too: one search of the map fewer per write.
+        let previous = current.map(|stored| stored.key_revision);
         match op {
-            Op::Put { key, value, .. } => self.put(index, key, value),
+            Op::Put { key, value, .. } => self.put(index, key, value, previous),
             Op::Delete { key, .. } => self.delete(index, key),
         }
     }
 
-    fn put(&mut self, index: u64, key: &Bytes, value: &Bytes) -> Response {
-        let previous = self.entries.get(key).map(|stored| stored.key_revision);
+    fn put(
+        &mut self,
+        index: u64,
+        key: &Bytes,
+        value: &Bytes,
+        previous: Option<KeyRevision>,
+    ) -> Response {
         let key_revision = match previous {
             Some(before) => KeyRevision {
                 create_revision: before.create_revision,

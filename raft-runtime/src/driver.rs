@@ -156,6 +156,9 @@ pub(crate) struct Driver<M: StateMachine, S: Storage, T: Transport> {
     shared: DriverShared<T::Address>,
     waiters: HashMap<RequestId, Waiter<M>>,
     blocking: JoinSet<()>,
+    /// Apply work out with the apply thread; light work runs inline only when it is zero,
+    /// so the state machine sees the work in order.
+    apply_out: usize,
 }
 
 /// Everything a driver is built from.
@@ -190,6 +193,7 @@ where
             shared: parts.shared,
             waiters: HashMap::new(),
             blocking: JoinSet::new(),
+            apply_out: 0,
         }
     }
 
@@ -236,6 +240,11 @@ where
                 },
                 () = tokio::time::sleep_until(deadline) => {}
             }
+            // Let the tasks that are ready (client connections, peer readers) queue their
+            // inputs before taking them: tokio runs a task woken by a message right after
+            // the sender, so without this each wake-up would carry one proposal, and each
+            // batch costs a write and one message per peer.
+            tokio::task::yield_now().await;
             self.take_more_inputs();
             self.catch_up_time();
             self.flush()?;
@@ -282,7 +291,10 @@ where
     fn on_event(&mut self, event: LaneEvent<M, S, T::Address>) {
         match event {
             LaneEvent::Disk(done) => self.engine.handle_disk_done(done),
-            LaneEvent::Applied(done) => self.engine.handle_applied(done),
+            LaneEvent::Applied(done) => {
+                self.apply_out = self.apply_out.saturating_sub(1);
+                self.engine.handle_applied(done);
+            }
             LaneEvent::Snapshot(done) => self.engine.handle_snapshot_done(done),
         }
     }
@@ -325,14 +337,28 @@ where
     /// Drains every engine output once and hands each to its lane.
     fn flush(&mut self) -> Result<(), String> {
         let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
-        while let Some(work) = self.engine.poll_disk() {
-            lanes.disk.send(work).map_err(|_| "the disk lane stopped")?;
-        }
-        while let Some(work) = self.engine.poll_apply() {
-            lanes
-                .apply
-                .send(work)
-                .map_err(|_| "the apply lane stopped")?;
+        loop {
+            while let Some(work) = self.engine.poll_disk() {
+                lanes.disk.send(work).map_err(|_| "the disk lane stopped")?;
+            }
+            let mut applied_inline = false;
+            while let Some(work) = self.engine.poll_apply() {
+                if self.apply_out == 0 && work.is_light() {
+                    let done = lanes.apply_inline(work)?;
+                    self.engine.handle_applied(done);
+                    applied_inline = true;
+                } else {
+                    self.apply_out += 1;
+                    lanes
+                        .apply
+                        .send(work)
+                        .map_err(|_| "the apply lane stopped")?;
+                }
+            }
+            // What was applied here may release disk work (compaction) at once.
+            if !applied_inline {
+                break;
+            }
         }
         while let Some(work) = self.engine.poll_snapshot() {
             let storage = Arc::clone(&self.storage);
@@ -473,6 +499,7 @@ where
             disk_thread,
             apply,
             apply_thread,
+            ..
         } = lanes;
         drop(disk);
         drop(apply);

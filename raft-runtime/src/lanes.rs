@@ -1,16 +1,18 @@
 //! The lanes: one thread that runs the engine's disk work against the storage and one that
-//! owns the state machine and runs its apply work. Each runs the work it is given, in
-//! order, and sends the completion back to the driver; the engine decides everything else
-//! (it hands out one work item per lane at a time, which is what groups writes into one
-//! sync).
+//! runs the state machine's heavy apply work (snapshot restores and views, big batches).
+//! Each runs the work it is given, in order, and sends the completion back to the driver;
+//! the engine decides everything else (it hands out one work item per lane at a time,
+//! which is what groups writes into one sync). Light apply work runs on the driver itself
+//! ([`Lanes::apply_inline`]): two thread wake-ups cost more than applying a few puts.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use raft_core::{StateMachine, Storage};
-use raft_host::{ApplyWork, DiskWork};
+use raft_host::{Applied, ApplyWork, DiskWork};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -23,6 +25,36 @@ pub(crate) struct Lanes<M: StateMachine, S: Storage, A> {
     pub(crate) disk_thread: JoinHandle<()>,
     pub(crate) apply: Sender<ApplyWork<M, A>>,
     pub(crate) apply_thread: JoinHandle<()>,
+    /// The state machine: locked by the apply thread for its work and by the driver for
+    /// light work it runs itself (only while no work is out with the thread).
+    pub(crate) state_machine: Arc<Mutex<M>>,
+    pub(crate) storage: Arc<Mutex<S>>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<M, S, A> Lanes<M, S, A>
+where
+    M: StateMachine,
+    S: Storage,
+    A: Clone + DeserializeOwned + Send + 'static,
+{
+    /// Runs light apply work on the calling (driver) thread. A state machine that panicked
+    /// (now or earlier, on the thread) leaves its state unknown: that is an error, which
+    /// stops the node.
+    pub(crate) fn apply_inline(&self, work: ApplyWork<M, A>) -> Result<Applied<M, A>, String> {
+        let started = Instant::now();
+        let mut state_machine = self
+            .state_machine
+            .lock()
+            .map_err(|_| "the state machine panicked earlier; its state is unknown")?;
+        let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            work.run(&mut *state_machine, &self.storage)
+        }))
+        .map_err(|_| "the state machine panicked while applying".to_string())?;
+        drop(state_machine);
+        self.counters.apply_latency.record(started.elapsed());
+        Ok(done)
+    }
 }
 
 /// Starts both lanes' threads. Each ends when its sender is dropped, after finishing
@@ -50,15 +82,17 @@ where
                 run_disk(&storage, &receiver, &events, &counters);
             })?
     };
+    let state_machine = Arc::new(Mutex::new(state_machine));
     let (apply, receiver) = std::sync::mpsc::channel();
     let apply_thread = {
         let (storage, events, counters) = (storage.clone(), events.clone(), counters.clone());
+        let state_machine = Arc::clone(&state_machine);
         let span = span.clone();
         std::thread::Builder::new()
             .name("raft-apply".into())
             .spawn(move || {
                 let _entered = span.enter();
-                run_apply(state_machine, &storage, &receiver, &events, &counters);
+                run_apply(&state_machine, &storage, &receiver, &events, &counters);
             })?
     };
     Ok(Lanes {
@@ -66,6 +100,9 @@ where
         disk_thread,
         apply,
         apply_thread,
+        state_machine,
+        storage: Arc::clone(storage),
+        counters: Arc::clone(counters),
     })
 }
 
@@ -98,7 +135,7 @@ fn run_disk<M: StateMachine, S: Storage, A>(
 }
 
 fn run_apply<M, S, A>(
-    mut state_machine: M,
+    state_machine: &Mutex<M>,
     storage: &Mutex<S>,
     receiver: &Receiver<ApplyWork<M, A>>,
     events: &UnboundedSender<LaneEvent<M, S, A>>,
@@ -110,7 +147,14 @@ fn run_apply<M, S, A>(
 {
     while let Ok(work) = receiver.recv() {
         let started = Instant::now();
-        let done = work.run(&mut state_machine, storage);
+        // A poisoned lock means the state machine panicked: its state is unknown, so the
+        // lane stops and the driver, seeing it gone, stops the node.
+        let Ok(mut state_machine) = state_machine.lock() else {
+            tracing::error!("the state machine panicked earlier; apply lane stopped");
+            return;
+        };
+        let done = work.run(&mut *state_machine, storage);
+        drop(state_machine);
         counters.apply_latency.record(started.elapsed());
         let _ = events.send(LaneEvent::Applied(done));
     }

@@ -218,7 +218,10 @@ impl CpuSample {
 /// Deletes every key under the run's prefix (found by listing, so writes whose outcome was
 /// unknown are removed too), with up to 16 deletes in flight; returns how many.
 async fn remove_keys(options: &BenchOptions) -> Result<u64, ClientError> {
-    let client_options = ClientOptions::default();
+    let client_options = ClientOptions {
+        credentials: options.credentials.clone(),
+        ..ClientOptions::default()
+    };
     let mut lister = ClusterClient::new(&options.endpoints, client_options.clone())?;
     let prefix = options.key_prefix.as_str();
     if prefix.is_empty() {

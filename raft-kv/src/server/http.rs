@@ -59,9 +59,16 @@ impl Limits {
     }
 }
 
-/// Shared state of the handlers.
+/// Shared state of the handlers. Cloned for every request by each layer that holds it, so
+/// it is one `Arc`: one reference count to move per clone, not one per field.
 #[derive(Clone)]
 pub struct ApiState {
+    inner: Arc<ApiShared>,
+}
+
+/// What [`ApiState`] shares (reached through its `Deref`).
+#[derive(Clone)]
+pub struct ApiShared {
     backend: Arc<dyn KvBackend>,
     pub(crate) limits: Arc<Limits>,
     metrics: Arc<HttpMetrics>,
@@ -72,18 +79,28 @@ pub struct ApiState {
     watches: WatchHub,
 }
 
+impl std::ops::Deref for ApiState {
+    type Target = ApiShared;
+
+    fn deref(&self) -> &ApiShared {
+        &self.inner
+    }
+}
+
 impl ApiState {
     /// State over `backend` with `limits`, recording into `metrics`; open to everyone and
     /// with the default body limits until told otherwise.
     pub fn new(backend: Arc<dyn KvBackend>, limits: Limits, metrics: Arc<HttpMetrics>) -> Self {
         ApiState {
-            backend,
-            limits: Arc::new(limits),
-            metrics,
-            auth: Arc::new(Auth::open()),
-            budget: BodyBudget::new(BodyLimits::default()),
-            forward_tls: None,
-            watches: WatchHub::default(),
+            inner: Arc::new(ApiShared {
+                backend,
+                limits: Arc::new(limits),
+                metrics,
+                auth: Arc::new(Auth::open()),
+                budget: BodyBudget::new(BodyLimits::default()),
+                forward_tls: None,
+                watches: WatchHub::default(),
+            }),
         }
     }
 
@@ -95,15 +112,16 @@ impl ApiState {
         auth: Auth,
         forward_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
-        self.auth = Arc::new(auth);
-        self.forward_tls = forward_tls;
+        let shared = Arc::make_mut(&mut self.inner);
+        shared.auth = Arc::new(auth);
+        shared.forward_tls = forward_tls;
         self
     }
 
     /// The same state with these body limits.
     #[must_use]
     pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
-        self.budget = BodyBudget::new(limits);
+        Arc::make_mut(&mut self.inner).budget = BodyBudget::new(limits);
         self
     }
 
