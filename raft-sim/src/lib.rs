@@ -122,6 +122,7 @@
 pub mod bugs;
 mod chaos;
 pub mod checker;
+mod commit_point;
 pub mod disk;
 pub mod faults;
 pub mod host;
