@@ -247,7 +247,12 @@ impl FaultProfile {
         profile.leader_churn_rate = on(rng, 0.2, 1.5);
         profile.diverge_rate = on(rng, 0.2, 1.5);
         profile.commit_point_knockout = on(rng, 0.3, 1.0);
-        profile.inflight_window = if rng.chance(0.25) { 1 } else { 0 };
+        if rng.chance(0.25) {
+            // Entries one by one, one round trip apart: a new leader's old-term entries
+            // reach followers well before its own (the figure-8 moment lasts).
+            profile.inflight_window = 1;
+            profile.max_append_bytes = rng.range(64, 256);
+        }
         profile
     }
 
