@@ -64,6 +64,11 @@
 //!   first messages leave) and "cut the leader and one follower off, churning leaders
 //!   meanwhile" (the pair appends entries nobody else has; leaders on the other side are
 //!   knocked out before replicating theirs), the situation of the Raft paper's figure 8.
+//!   The figure-8 knockout (a watch on the wire) strikes at the
+//!   moment itself: a leader that has just brought a majority up to date on an uncommitted
+//!   entry of an earlier term, while a node with a later last term lacks it, is knocked out
+//!   there. Some seeds also send entries one by one with one append in flight, so that
+//!   moment lasts.
 //! * Operations: membership changes (add voter, learner or witness, promote, demote,
 //!   remove; only changes that leave a majority of healthy full voters), leadership
 //!   transfers, snapshots and compaction at random points. A former witness is wiped before
@@ -111,10 +116,12 @@
 //! | `lease-beyond-bound` | clocks beyond the lease bound: a leader's clock at a quarter rate, pauses stop clocks | linearizability (stale lease read) |
 //!
 //! Each variant's run draws a profile aimed at it ([`profile::FaultProfile::draw_for`]):
-//! `commit-previous-term` gets many divergent-log faults, small appends and a longer fault
-//! phase; `lease-beyond-bound` many leader isolations and a longer phase. `raft-sim bugs`
+//! `commit-previous-term` gets many divergent-log faults, one-by-one appends, the figure-8
+//! knockout always on and a longer fault phase; `lease-beyond-bound` many leader isolations,
+//! a longer phase and none of the faults that end a leader's reign early. `raft-sim bugs`
 //! prints the catch table (seeds caught of 100 and the first catching seed; `--require 10`
-//! fails below 10). `tests/simulation.rs` requires each to be caught within 40 seeds, and
+//! fails below 10; `--bug <name>` runs one variant; runs stop at 1,000,000 events there,
+//! five times what a healthy run takes, so a livelocked variant is caught sooner). `tests/simulation.rs` requires each to be caught within 40 seeds, and
 //! the real core to pass a short sweep; `ci-sweep.sh` runs 1,000 seeds in release mode. The linearizability checker is cross-checked against a brute-force search
 //! and the `todc-utils` crate in `tests/linearizability_oracle.rs`.
 #![forbid(unsafe_code)]
@@ -122,7 +129,7 @@
 pub mod bugs;
 mod chaos;
 pub mod checker;
-mod commit_point;
+pub mod commit_point;
 pub mod disk;
 pub mod faults;
 pub mod host;
