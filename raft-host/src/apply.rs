@@ -73,6 +73,13 @@ pub(crate) enum AppliedEvent<M: StateMachine, A> {
         index: Index,
         view: M::Snapshot,
     },
+    /// An entry was applied (only while the observation feed is on); its own event, if
+    /// any, follows.
+    Observed {
+        index: Index,
+        term: raft_core::Term,
+        payload: EntryPayload,
+    },
 }
 
 /// Steps for the state machine. Run it with [`ApplyWork::run`] wherever the state machine
@@ -84,6 +91,8 @@ pub struct ApplyWork<M: StateMachine, A> {
     /// skipped (a restore may have jumped past them).
     pub(crate) applied: Index,
     pub(crate) steps: Vec<ApplyStep<M>>,
+    /// Report every applied entry (the observation feed is on).
+    pub(crate) observe: bool,
     pub(crate) _address: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -159,7 +168,9 @@ where
         };
         for step in self.steps {
             match step {
-                ApplyStep::Entries(entries) => apply_entries(state_machine, entries, &mut done),
+                ApplyStep::Entries(entries) => {
+                    apply_entries(state_machine, entries, self.observe, &mut done)
+                }
                 ApplyStep::Restore(meta) => {
                     if let Err(reason) = restore(state_machine, storage, &meta, &mut done) {
                         done.error = Some(reason);
@@ -183,6 +194,7 @@ where
 fn apply_entries<M: StateMachine, A: DeserializeOwned>(
     sm: &mut M,
     entries: Vec<Entry>,
+    observe: bool,
     done: &mut Applied<M, A>,
 ) {
     for entry in entries {
@@ -191,6 +203,13 @@ fn apply_entries<M: StateMachine, A: DeserializeOwned>(
             continue;
         }
         let index = entry.index;
+        if observe {
+            done.events.push(AppliedEvent::Observed {
+                index,
+                term: entry.term,
+                payload: entry.payload.clone(),
+            });
+        }
         match entry.payload {
             EntryPayload::Command(bytes) => {
                 let outcome = apply_command(sm, index, &bytes);

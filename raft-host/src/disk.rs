@@ -18,6 +18,8 @@ use std::io::Write;
 
 use raft_core::{Index, PersistBatch, SnapshotChunkWrite, SnapshotMeta, Storage, WriteToken};
 
+use crate::planted::{Planted, PlantedBug};
+
 /// Disk work items out with the driver at once. A second item goes out only while the one
 /// out needs no sync (it only raises the commit index): then the next write starts the
 /// moment that cheap write is done, without a round trip through the driver. Behind an
@@ -48,6 +50,59 @@ pub struct DiskWork<S: Storage> {
     /// True if it holds the writer of the snapshot being received (it writes chunks).
     pub(crate) carries_writer: bool,
     pub(crate) chunk_writer: ChunkWriter<S>,
+    /// Bugs planted in this engine (none in production).
+    pub(crate) planted: Planted,
+}
+
+/// A [`DiskWork`] whose writes are done and whose sync (if it needs one) is not: call
+/// [`DiskWritten::sync`] to finish it.
+#[must_use = "finish the work with DiskWritten::sync and hand the completion to the engine"]
+pub struct DiskWritten<S: Storage> {
+    seq: u64,
+    result: Result<Option<WriteToken>, String>,
+    needs_sync: bool,
+    carries_writer: bool,
+    chunk_writer: ChunkWriter<S>,
+}
+
+impl<S: Storage> std::fmt::Debug for DiskWritten<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskWritten")
+            .field("seq", &self.seq)
+            .field("result", &self.result)
+            .field("needs_sync", &self.needs_sync)
+            .finish()
+    }
+}
+
+impl<S: Storage> DiskWritten<S> {
+    /// True if [`DiskWritten::sync`] will sync the storage.
+    pub fn needs_sync(&self) -> bool {
+        self.needs_sync && self.result.is_ok()
+    }
+
+    /// The second half of [`DiskWork::run`]: one `sync` if a write needs it, then the
+    /// completion for [`crate::Engine::handle_disk_done`].
+    pub fn sync(self, storage: &mut S) -> DiskDone<S> {
+        let mut synced = false;
+        let result = match self.result {
+            Ok(token) if self.needs_sync => match storage.sync() {
+                Ok(()) => {
+                    synced = true;
+                    Ok(token)
+                }
+                Err(e) => Err(format!("fsync failed (fatal, never retried): {e}")),
+            },
+            other => other,
+        };
+        DiskDone {
+            seq: self.seq,
+            result,
+            synced,
+            carries_writer: self.carries_writer,
+            chunk_writer: self.chunk_writer,
+        }
+    }
 }
 
 /// The completion of one [`DiskWork`].
@@ -93,6 +148,9 @@ impl<S: Storage> DiskWork<S> {
 
     /// True if it ends with a sync (some write in it needs durability).
     pub fn needs_sync(&self) -> bool {
+        if self.planted.has(PlantedBug::SkipSync) && self.is_lone_small_write() {
+            return false;
+        }
         self.ops.iter().any(|op| match op {
             DiskOp::Persist(batch) => batch.sync_required,
             DiskOp::Chunk(chunk) => chunk.done,
@@ -100,16 +158,39 @@ impl<S: Storage> DiskWork<S> {
         })
     }
 
+    /// One persist batch of at most one entry and nothing else (what the planted
+    /// `SkipSync` bug spares a sync).
+    fn is_lone_small_write(&self) -> bool {
+        matches!(self.ops.as_slice(), [DiskOp::Persist(batch)] if batch.entries.len() <= 1)
+    }
+
     /// Carries out the writes in order on `storage`, then one `sync` if any write needs it.
     /// Errors are not returned here: they travel in the completion, which stops the node.
-    pub fn run(mut self, storage: &mut S) -> DiskDone<S> {
+    pub fn run(self, storage: &mut S) -> DiskDone<S> {
+        self.write(storage).sync(storage)
+    }
+
+    /// The first half of [`DiskWork::run`]: the writes, without the sync. A simulator
+    /// calls it when the work starts and [`DiskWritten::sync`] when the disk would finish,
+    /// so a crash in between loses exactly what a real disk could lose.
+    pub fn write(mut self, storage: &mut S) -> DiskWritten<S> {
+        let mut needs_sync = self.needs_sync();
         let ops = std::mem::take(&mut self.ops);
-        let mut synced = false;
-        let result = self.write_all(storage, ops, &mut synced);
-        DiskDone {
+        let mut result = Ok(None);
+        if self.planted.has(PlantedBug::DurableBeforeSync) && needs_sync {
+            // Planted bug: the sync of the previous work runs now, this work's with the next.
+            needs_sync = false;
+            if let Err(e) = storage.sync() {
+                result = Err(format!("fsync failed (fatal, never retried): {e}"));
+            }
+        }
+        if result.is_ok() {
+            result = self.write_all(storage, ops);
+        }
+        DiskWritten {
             seq: self.seq,
             result,
-            synced,
+            needs_sync,
             carries_writer: self.carries_writer,
             chunk_writer: self.chunk_writer,
         }
@@ -119,21 +200,18 @@ impl<S: Storage> DiskWork<S> {
         &mut self,
         storage: &mut S,
         ops: Vec<DiskOp>,
-        synced: &mut bool,
     ) -> Result<Option<WriteToken>, String> {
         let mut highest: Option<WriteToken> = None;
-        let mut needs_sync = false;
         for op in ops {
             match op {
                 DiskOp::Persist(batch) => {
                     persist(storage, &batch)?;
-                    needs_sync |= batch.sync_required;
                     highest = highest.max(Some(batch.token));
                 }
                 DiskOp::Chunk(chunk) => {
                     // A final chunk commits the snapshot, which syncs everything before it;
                     // later removals of covered entries need the round's sync.
-                    needs_sync |= self.write_chunk(storage, &chunk)?;
+                    self.write_chunk(storage, &chunk)?;
                     highest = highest.max(Some(chunk.token));
                 }
                 DiskOp::Compact(through_index) => storage
@@ -141,17 +219,11 @@ impl<S: Storage> DiskWork<S> {
                     .map_err(|e| format!("compacting the log through {through_index}: {e}"))?,
             }
         }
-        if needs_sync {
-            storage
-                .sync()
-                .map_err(|e| format!("fsync failed (fatal, never retried): {e}"))?;
-            *synced = true;
-        }
         Ok(highest)
     }
 
     /// Writes one received snapshot chunk; true if it was the last (and was installed).
-    fn write_chunk(&mut self, store: &mut S, chunk: &SnapshotChunkWrite) -> Result<bool, String> {
+    fn write_chunk(&mut self, store: &mut S, chunk: &SnapshotChunkWrite) -> Result<(), String> {
         let index = chunk.meta.index;
         if chunk.offset == 0 {
             let writer = store
@@ -175,7 +247,7 @@ impl<S: Storage> DiskWork<S> {
             .write_all(&chunk.data)
             .map_err(|e| format!("writing snapshot {index} at offset {}: {e}", chunk.offset))?;
         if !chunk.done {
-            return Ok(false);
+            return Ok(());
         }
         let Some((meta, writer)) = self.chunk_writer.take() else {
             return Err(format!("snapshot {index} writer vanished"));
@@ -191,7 +263,7 @@ impl<S: Storage> DiskWork<S> {
             term = meta.term,
             "snapshot from the leader is durable"
         );
-        Ok(true)
+        Ok(())
     }
 }
 

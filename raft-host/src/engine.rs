@@ -18,7 +18,9 @@ use crate::config::{EngineConfig, EngineConfigError};
 use crate::disk::{ChunkWriter, DiskOp};
 use crate::envelope::{self, AddressBook, PeerInfo};
 use crate::error::Error;
+use crate::observe::{Observation, Observations};
 use crate::pending::{Pending, ProposalKind, Reply, RequestId};
+use crate::planted::Planted;
 use crate::snapshot::{Cursor, WorkKind};
 use crate::start::Startup;
 
@@ -150,6 +152,10 @@ pub struct Engine<M: StateMachine, S: Storage, A> {
     pub(crate) fatal: Option<String>,
     /// Set while a transfer request's own outcome may be among the drained actions.
     pub(crate) transfer_immediate: bool,
+    /// The observation feed (off unless a driver turns it on).
+    pub(crate) observations: Observations<M>,
+    /// Bugs planted on purpose (only with the `planted-bugs` feature; none otherwise).
+    pub(crate) planted: Planted,
 }
 
 impl<M, S, A> Engine<M, S, A>
@@ -214,7 +220,34 @@ where
             metrics: EngineMetrics::default(),
             fatal: None,
             transfer_immediate: false,
+            observations: Observations::new(),
+            planted: Planted::default(),
         })
+    }
+
+    // ----- observation and planted bugs -----
+
+    /// Turns the observation feed on or off (off by default; off costs nothing). While on,
+    /// drain it with [`Engine::poll_observation`] or it grows without bound.
+    pub fn set_observing(&mut self, on: bool) {
+        self.observations.on = on;
+        if !on {
+            self.observations.queue.clear();
+        }
+    }
+
+    /// The next observation of what the engine did, oldest first (see [`Observation`]).
+    #[must_use]
+    pub fn poll_observation(&mut self) -> Option<Observation<M>> {
+        self.pump_if_dirty();
+        self.observations.queue.pop_front()
+    }
+
+    /// Gives this engine a deliberate bug, to show that a simulator's checks catch it.
+    /// Never use outside such tests.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&mut self, bug: crate::PlantedBug) {
+        self.planted.add(bug);
     }
 
     // ----- getters -----
@@ -361,6 +394,12 @@ where
         if self.refuse_if_witness(request) {
             return request;
         }
+        let consistency = if self.planted.has(crate::PlantedBug::StaleReads) {
+            // Planted bug: every read is served from the local state at once.
+            Consistency::Stale
+        } else {
+            consistency
+        };
         let core = match consistency {
             Consistency::Stale => {
                 self.queue_query(0, request, query);
@@ -494,8 +533,17 @@ where
     }
 
     pub(crate) fn stop(&mut self, reason: String) {
+        self.stop_with(reason, false);
+    }
+
+    /// Stops the node; `core` when the core itself halted.
+    pub(crate) fn stop_with(&mut self, reason: String, core: bool) {
         tracing::error!(%reason, "node stopped on a fatal error");
         if self.fatal.is_none() {
+            self.observations.push(|| Observation::Stopped {
+                reason: reason.clone(),
+                core,
+            });
             self.fatal = Some(reason);
         }
     }

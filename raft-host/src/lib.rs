@@ -152,8 +152,10 @@ mod disk;
 mod engine;
 mod envelope;
 mod error;
+mod observe;
 mod outputs;
 mod pending;
+mod planted;
 mod snapshot;
 mod start;
 
@@ -162,11 +164,13 @@ use std::sync::{Mutex, MutexGuard};
 pub use apply::{APPLY_WORKS_IN_FLIGHT_MAX, Applied, ApplyWork};
 pub use book::PeerChange;
 pub use config::{EngineConfig, EngineConfigError, SnapshotPolicy};
-pub use disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskWork};
+pub use disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskWork, DiskWritten};
 pub use engine::{Answer, Consistency, Engine, EngineMetrics, Proposal};
 pub use envelope::{AddressBook, PeerInfo};
 pub use error::{Error, RestoreError};
+pub use observe::Observation;
 pub use pending::{Reply, RequestId};
+pub use planted::PlantedBug;
 pub use snapshot::{SnapshotDone, SnapshotWork};
 pub use start::{Init, Startup, founding_membership, restore};
 

@@ -11,7 +11,9 @@ use crate::apply::{
 use crate::book::PeerChange;
 use crate::disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskOp, DiskWork, writes_chunks};
 use crate::engine::{Answer, Engine};
+use crate::observe::Observation;
 use crate::pending::{EntryResult, Reply};
+use crate::planted::PlantedBug;
 use crate::snapshot::{DoneKind, SnapshotDone, SnapshotWork, WorkKind};
 
 impl<M, S, A> Engine<M, S, A>
@@ -54,6 +56,7 @@ where
             ops,
             carries_writer,
             chunk_writer,
+            planted: self.planted,
         };
         self.disk.in_flight.push_back((seq, work.needs_sync()));
         Some(work)
@@ -77,6 +80,7 @@ where
             seq,
             applied: self.apply.applied,
             steps: std::mem::take(&mut self.apply.steps),
+            observe: self.observations.on,
             _address: std::marker::PhantomData,
         };
         self.apply.in_flight.push_back((seq, work.restores()));
@@ -108,7 +112,12 @@ where
     #[must_use]
     pub fn poll_reply(&mut self) -> Option<Answer<M>> {
         self.pump_if_dirty();
-        self.pending.answers.pop_front()
+        let answer = self.pending.answers.pop_front()?;
+        self.observations.push(|| Observation::Answered {
+            request: answer.0,
+            ok: answer.1.is_ok(),
+        });
+        Some(answer)
     }
 
     /// The next change of the address book to make in the transport.
@@ -151,7 +160,13 @@ where
         self.metrics.disk_works += 1;
         self.metrics.disk_syncs += u64::from(done.synced);
         match done.result {
-            Ok(Some(token)) => self.node.on_persisted(token),
+            Ok(Some(token)) => {
+                self.observations.push(|| Observation::Durable {
+                    token,
+                    synced: done.synced,
+                });
+                self.node.on_persisted(token)
+            }
             Ok(None) => {}
             Err(reason) => self.stop(reason),
         }
@@ -187,9 +202,30 @@ where
 
     fn on_applied_event(&mut self, event: AppliedEvent<M, A>) {
         match event {
+            AppliedEvent::Observed {
+                index,
+                term,
+                payload,
+            } => self.observations.push(|| Observation::Applied {
+                index,
+                term,
+                payload,
+                response: None,
+            }),
             AppliedEvent::Entry { index, outcome } => {
                 let result = match outcome {
-                    EntryOutcome::Response(response) => EntryResult::Response(response),
+                    EntryOutcome::Response(response) => {
+                        if let Some(Observation::Applied {
+                            index: observed,
+                            response: slot,
+                            ..
+                        }) = self.observations.queue.back_mut()
+                            && *observed == index
+                        {
+                            *slot = Some(response.clone());
+                        }
+                        EntryResult::Response(response)
+                    }
                     EntryOutcome::Peers(records) => {
                         self.book.on_records(records);
                         EntryResult::PeersUpdated
@@ -209,6 +245,10 @@ where
                 book,
             } => {
                 self.metrics.snapshots_restored += 1;
+                self.observations.push(|| Observation::Restored {
+                    index: stored.index,
+                    has_state: book.is_some(),
+                });
                 self.book.on_restored(book, stored.membership);
                 self.pending.on_restored(requested.max(stored.index));
             }
@@ -264,7 +304,7 @@ where
 
     // ----- the core's actions -----
 
-    fn pump_if_dirty(&mut self) {
+    pub(crate) fn pump_if_dirty(&mut self) {
         if self.dirty {
             self.pump();
         }
@@ -286,7 +326,7 @@ where
 
     fn dispatch(&mut self, action: Action) {
         match action {
-            Action::Persist(batch) => self.disk.ops.push(DiskOp::Persist(batch)),
+            Action::Persist(batch) => self.queue_persist(batch),
             Action::WriteSnapshotChunk(chunk) => self.disk.ops.push(DiskOp::Chunk(chunk)),
             Action::CompactLog { through_index } => {
                 self.disk.ops.push(DiskOp::Compact(through_index))
@@ -330,6 +370,12 @@ where
             }
             Action::ReadOutcome { id, result } => {
                 if let Some((index, request, query)) = self.pending.on_read_outcome(id, result) {
+                    // Planted bug: the read does not wait for its index to be applied.
+                    let index = if self.planted.has(PlantedBug::ReplyBeforeApply) {
+                        0
+                    } else {
+                        index
+                    };
                     self.queue_query(index, request, query);
                 }
             }
@@ -345,6 +391,8 @@ where
             }
             Action::RoleChanged { role, term, leader } => {
                 self.metrics.role_changes += 1;
+                self.observations
+                    .push(|| Observation::Role { role, term, leader });
                 tracing::info!(?role, term, ?leader, "role changed");
                 if role != Role::Leader {
                     // Each cursor may pin a replaced snapshot; a follower sends none.
@@ -352,11 +400,40 @@ where
                 }
             }
             Action::Halted { reason } => {
-                self.stop(format!("the core halted on an inconsistency: {reason}"));
+                self.stop_with(
+                    format!("the core halted on an inconsistency: {reason}"),
+                    true,
+                );
             }
             // The lanes' actions are sorted in `dispatch`.
             _ => {}
         }
+    }
+
+    fn queue_persist(&mut self, batch: raft_core::PersistBatch) {
+        self.observations.push(|| Observation::Persist {
+            truncate_from: batch.truncate_from,
+            entries: batch.entries.clone(),
+            prev_term: batch
+                .entries
+                .first()
+                .and_then(|first| self.node.entry_term(first.index - 1)),
+            hard_state: batch.hard_state,
+            sync_required: batch.sync_required,
+            token: batch.token,
+        });
+        if self.planted.has(PlantedBug::AckBeforeDurable) {
+            // Planted bug: durable before it is even written.
+            self.node.on_persisted(batch.token);
+        }
+        if self.planted.has(PlantedBug::ApplyBeforeCommit) && !batch.entries.is_empty() {
+            // Planted bug: appended entries go to the state machine at once. The core is
+            // still told only of what it handed out (`queued_index` is not moved).
+            self.apply
+                .steps
+                .push(ApplyStep::Entries(batch.entries.clone()));
+        }
+        self.disk.ops.push(DiskOp::Persist(batch));
     }
 
     fn queue_entries(&mut self, entries: Vec<Entry>) {

@@ -1,8 +1,12 @@
-//! Deliberately broken protocol variants, to show the checkers are not vacuous.
+//! Deliberately broken variants, to show the checkers are not vacuous.
 //!
-//! raft-core is not changed: each variant is sabotage at the host or message level with the
-//! same effect as the protocol bug it stands for. `raft-sim run --bug <name>` turns one on;
-//! the test `tests/non_vacuity.rs` requires each to be caught within a few seeds.
+//! raft-core is not changed: protocol bugs are sabotage on the wire with the same effect
+//! as the protocol bug they stand for. Host bugs are planted in the production code they
+//! belong to, the host engine (`raft_host::PlantedBug`) and the file store's recovery
+//! (`raft_storage_file::PlantedBug`), behind their `planted-bugs` features (only this crate
+//! enables them) and switched on per node at run time; the simulator's driver is never
+//! sabotaged. `raft-sim run --bug <name>` turns one on; `tests/simulation.rs` requires each
+//! to be caught within a few seeds.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,10 +39,22 @@ pub enum Bug {
     NoSessions,
     /// Lease reads under clock drift and jumps beyond the configured bound.
     LeaseBeyondBound,
+    /// The disk lane reports a write durable before its sync (the sync runs with the next
+    /// write).
+    DurableBeforeSync,
+    /// The disk lane skips the sync of a lone small write that needs one.
+    SkipSync,
+    /// Entries are applied as soon as they are appended, before they commit.
+    ApplyBeforeCommit,
+    /// Reads are answered before the entries up to their read index are applied.
+    ReplyBeforeApply,
+    /// File-store recovery drops a last segment with a torn tail whole, synced records
+    /// too, without reporting it.
+    LoseUnsyncedSegment,
 }
 
 /// Every variant, for sweeps and tests.
-pub const ALL_BUGS: [Bug; 8] = [
+pub const ALL_BUGS: [Bug; 13] = [
     Bug::AckBeforeDurable,
     Bug::VoteWithoutLogCheck,
     Bug::CommitPreviousTerm,
@@ -47,6 +63,11 @@ pub const ALL_BUGS: [Bug; 8] = [
     Bug::SkipCorruptionCheck,
     Bug::NoSessions,
     Bug::LeaseBeyondBound,
+    Bug::DurableBeforeSync,
+    Bug::SkipSync,
+    Bug::ApplyBeforeCommit,
+    Bug::ReplyBeforeApply,
+    Bug::LoseUnsyncedSegment,
 ];
 
 impl Bug {
@@ -61,7 +82,41 @@ impl Bug {
             Bug::SkipCorruptionCheck => "skip-corruption-check",
             Bug::NoSessions => "no-sessions",
             Bug::LeaseBeyondBound => "lease-beyond-bound",
+            Bug::DurableBeforeSync => "durable-before-sync",
+            Bug::SkipSync => "skip-sync",
+            Bug::ApplyBeforeCommit => "apply-before-commit",
+            Bug::ReplyBeforeApply => "reply-before-apply",
+            Bug::LoseUnsyncedSegment => "lose-unsynced-segment",
         }
+    }
+
+    /// The bug planted in the host engine, if it is one.
+    pub fn engine_bug(self) -> Option<raft_host::PlantedBug> {
+        use raft_host::PlantedBug as P;
+        Some(match self {
+            Bug::AckBeforeDurable => P::AckBeforeDurable,
+            Bug::StaleReads => P::StaleReads,
+            Bug::DurableBeforeSync => P::DurableBeforeSync,
+            Bug::SkipSync => P::SkipSync,
+            Bug::ApplyBeforeCommit => P::ApplyBeforeCommit,
+            Bug::ReplyBeforeApply => P::ReplyBeforeApply,
+            _ => return None,
+        })
+    }
+
+    /// The bug planted in the file store, if it is one.
+    pub fn storage_bug(self) -> Option<raft_storage_file::PlantedBug> {
+        use raft_storage_file::PlantedBug as P;
+        match self {
+            Bug::SkipCorruptionCheck => Some(P::SkipCorruptionCheck),
+            Bug::LoseUnsyncedSegment => Some(P::LoseUnsyncedSegment),
+            _ => None,
+        }
+    }
+
+    /// True if the bug lives in the file store, so only a run on it can show it.
+    pub fn needs_file_storage(self) -> bool {
+        self.storage_bug().is_some()
     }
 }
 

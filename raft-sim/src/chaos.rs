@@ -121,8 +121,7 @@ impl Simulation {
         let host = &self.hosts[node as usize - 1];
         let leads = host.liveness == Liveness::Up
             && host
-                .node
-                .as_ref()
+                .node()
                 .is_some_and(|n| n.role() == raft_core::Role::Leader && n.term() == term);
         if !leads {
             return;
@@ -191,9 +190,7 @@ impl Simulation {
             return;
         }
         if forward {
-            for _ in 0..ticks {
-                self.with_host(node, |host, ctx| host.tick(ctx));
-            }
+            self.with_host(node, |host, ctx| host.advance_clock(ticks, ctx));
         } else {
             let lag = ticks * host.tick_us;
             *self.tick_lag_us.entry(node).or_default() += lag;
@@ -206,7 +203,7 @@ impl Simulation {
         // no member runs, there is no answer and the caller skips its fault.
         self.hosts
             .iter()
-            .filter_map(|h| h.node.as_ref())
+            .filter_map(|h| h.node())
             .filter(|n| n.membership().node_count() > 0)
             .max_by_key(|n| (n.term(), n.last_index()))
             .map(|n| n.membership().clone())
@@ -252,16 +249,17 @@ impl Simulation {
         let views: Vec<Membership> = self
             .hosts
             .iter()
-            .filter_map(|h| h.node.as_ref())
+            .filter_map(|h| h.node())
             .map(|n| n.membership().clone())
             .filter(|m| m.node_count() > 0)
             .collect();
         if views.iter().any(|m| !self.survivable(m, &[node])) {
             return;
         }
-        if !self.hosts[node as usize - 1].disk.corrupt(pick) {
+        if !self.hosts[node as usize - 1].corrupt(pick) {
             return;
         }
+
         self.corrupted.push(node);
         if self.hosts[node as usize - 1].liveness == Liveness::Up {
             self.crash(node, "disk corrupted", 1_000);
@@ -272,7 +270,7 @@ impl Simulation {
         let Some(leader) = self.current_leader() else {
             return;
         };
-        let Some(node) = self.hosts[leader as usize - 1].node.as_ref() else {
+        let Some(node) = self.hosts[leader as usize - 1].node() else {
             return;
         };
         let m = node.membership().clone();
@@ -300,13 +298,14 @@ impl Simulation {
     /// A node that ever held a witness's log must be wiped before it joins again (the core
     /// halts otherwise): the operator's procedure, carried out here.
     fn wipe_if_former_witness(&mut self, id: NodeId) {
-        let host = &mut self.hosts[id as usize - 1];
+        let host = &self.hosts[id as usize - 1];
         if !host.held_witness_data || matches!(host.liveness, Liveness::Halted(_)) {
             return;
         }
+        let pick = self.disk_rng.next_u64();
+        let host = &mut self.hosts[id as usize - 1];
         host.held_witness_data = false;
-        host.crash(&mut self.disk_rng, 0.0);
-        host.disk = crate::disk::Disk::new(raft_core::SnapshotMeta::default());
+        host.wipe(pick);
         self.checker.observe_wipe(id);
         self.trace.line(self.now_us, || {
             format!("n{id} wiped before joining again (it was a witness)")
@@ -347,7 +346,7 @@ impl Simulation {
         let Some(leader) = self.current_leader() else {
             return;
         };
-        let Some(node) = self.hosts[leader as usize - 1].node.as_ref() else {
+        let Some(node) = self.hosts[leader as usize - 1].node() else {
             return;
         };
         let m = node.membership();

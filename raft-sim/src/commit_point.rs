@@ -43,7 +43,7 @@ impl Simulation {
         };
         let (leader, term) = (message.to, message.term);
         let host = &self.hosts[leader as usize - 1];
-        let Some(node) = host.node.as_ref() else {
+        let Some(node) = host.node() else {
             return;
         };
         if host.liveness != Liveness::Up || node.role() != Role::Leader || node.term() != term {
@@ -80,7 +80,7 @@ impl Simulation {
         let threat = self.hosts.iter().any(|h| {
             h.id() != leader
                 && h.liveness == Liveness::Up
-                && h.node.as_ref().is_some_and(|n| {
+                && h.node().is_some_and(|n| {
                     n.entry_term(n.last_index()).is_some_and(|t| t > old_term)
                         && n.entry_term(match_index) != Some(old_term)
                 })

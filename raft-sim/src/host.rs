@@ -1,33 +1,45 @@
-//! One simulated server: a `raft_core::Node`, its disk, its state machine and the host
-//! contract of `CORE-API.md` carried out exactly:
+//! One simulated server: the production host engine ([`raft_host::Engine`]) around a real
+//! `raft_core::Node`, the real key-value state machine and a real store ([`SimStore`]:
+//! `MemStorage`, or `FileStorage` on a simulated disk). This file is only the driver: it
+//! feeds the engine time, messages, client requests and the completions of its work, and
+//! carries the work out at virtual times with simulated latencies, crashes in between.
+//! Every rule of the host contract (group commit, token reporting, apply order, joining
+//! outcomes with results, snapshots) is the engine's, so a seed finds bugs in the code a
+//! user ships. What the checker needs to see comes from the engine's observation feed
+//! (`watch.rs`).
 //!
-//! * disk lane (persist, snapshot chunk, compaction, own snapshots) in order; a token is
-//!   handed back only after the write is durable (one sync covers the queued batch);
-//! * apply lane (apply, restore) in order, `on_applied` afterwards;
-//! * messages sent at once;
-//! * a read is served once the state machine has applied its index.
-//!
-//! Crash drops the node and the volatile part of the disk; restart rebuilds the node from
-//! what the disk restores. Sabotage for the broken variants is applied here when the run
-//! asks for it (see [`crate::bugs`]).
+//! Timing of the lanes: a disk work's writes reach the store when the engine hands it out
+//! and its sync runs when the simulated disk finishes, so a crash in between loses what a
+//! real disk may lose; apply and snapshot work runs when it finishes. Completions are
+//! reported in order per lane; a crash drops the engine with everything out, so a
+//! completion of an earlier life is never reported to a later one.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use bytes::Bytes;
-use raft_core::{
-    Action, Config, Entry, EntryPayload, Index, Message, MessageBody, Node, NodeId, PersistBatch,
-    ProposalError, ProposalId, ReadConsistency, ReadError, ReadId, Role, SnapshotChunkWrite,
-    SnapshotMeta, Term,
+use raft_core::{Config, Index, MembershipChange, Message, Node, NodeId, Storage};
+use raft_host::{
+    AddressBook, ApplyWork, DiskWritten, Engine, EngineConfig, Init, Proposal, RequestId,
+    SnapshotPolicy, SnapshotWork,
 };
-use raft_kv::Response;
+use raft_kv::{KvConfig, KvStateMachine, Response};
+use raft_storage_file::{FaultInjector, FileStorage, Options, SimFaults, SimFs};
 
 use crate::bugs::Bug;
-use crate::checker::{Fingerprint, SafetyChecker, ViolationKind};
-use crate::disk::{Disk, Record};
-use crate::kv::Replica;
-use crate::linearizability::Key;
+use crate::checker::{SafetyChecker, ViolationKind};
+use crate::profile::TICK_US;
 use crate::rng::SimRng;
+use crate::store::{SimStore, StorageKind};
 use crate::workload::{ClientRequest, Reply, RequestBody};
+
+/// The engine every simulated node runs.
+pub type SimEngine = Engine<KvStateMachine, SimStore, ()>;
+
+/// Where a file store lives on its node's simulated disk.
+const STORE_DIR: &str = "/raft";
+/// Segments small enough that a run rolls over a few of them.
+const SEGMENT_BYTES_MAX: u64 = 256 << 10;
 
 /// Whether the process runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,15 +66,17 @@ pub enum Effect {
         /// The answer.
         reply: Reply,
     },
-    /// The disk lane's current sync completes at this time.
+    /// The oldest disk work out finishes at this time.
     DiskDone(u64),
-    /// The apply lane's current batch completes at this time.
+    /// The oldest apply work out finishes at this time.
     ApplyDone(u64),
+    /// The oldest snapshot work out finishes at this time.
+    SnapshotDone(u64),
     /// A command was applied at `index` with this response (for the exactly-once check).
     Applied {
         /// Log index.
         index: Index,
-        /// Digest of the command bytes.
+        /// Digest of the command bytes as the client encoded them.
         digest: u64,
         /// The state machine's response.
         response: Response,
@@ -70,12 +84,12 @@ pub enum Effect {
     /// The node's role or term changed.
     Role {
         /// New role.
-        role: Role,
+        role: raft_core::Role,
         /// Its term.
-        term: Term,
+        term: raft_core::Term,
     },
-    /// Crash now, before the core learns that the last sync completed.
-    CrashNow,
+    /// Crash now (between a sync and its notice, or after a fatal storage error).
+    CrashNow(String),
     /// A human note for the trace (membership and transfer outcomes, halts).
     Note(String),
 }
@@ -84,7 +98,7 @@ pub enum Effect {
 pub struct Ctx<'a> {
     /// Virtual now.
     pub now_us: u64,
-    /// Disk randomness (latencies, crash-before-notice).
+    /// Disk randomness (latencies, crash-before-notice, file-store faults).
     pub rng: &'a mut SimRng,
     /// Safety checks.
     pub checker: &'a mut SafetyChecker,
@@ -94,49 +108,45 @@ pub struct Ctx<'a> {
     pub disk_latency_us: u64,
     /// Probability of crashing between a sync and its notice.
     pub crash_before_notice: f64,
+    /// Probability that a sync fails, and that a write finds the disk full (file store).
+    pub disk_error: f64,
     /// Whether readable trace notes are wanted (they cost formatting).
     pub notes: bool,
 }
 
 impl Ctx<'_> {
-    fn note(&mut self, text: impl FnOnce() -> String) {
+    pub(crate) fn note(&mut self, text: impl FnOnce() -> String) {
         if self.notes {
             self.effects.push(Effect::Note(text()));
         }
     }
 }
 
-#[derive(Clone, Debug)]
-enum DiskOp {
-    Persist(PersistBatch),
-    Chunk(SnapshotChunkWrite),
-    Compact(Index),
-    SaveSnapshot { meta: SnapshotMeta, data: Bytes },
-}
-
-#[derive(Clone, Debug)]
-enum ApplyOp {
-    Entries(Vec<Entry>),
-    Restore(SnapshotMeta),
-}
-
-/// What a pending read is for.
+/// Who waits for an engine answer.
 #[derive(Clone, Copy, Debug)]
-struct ReadWaiter {
-    client: usize,
-    op_serial: u64,
-    key: Key,
+pub(crate) struct Waiter {
+    pub(crate) client: usize,
+    pub(crate) op_serial: u64,
 }
 
 /// One server.
 pub struct Host {
-    id: NodeId,
+    pub(crate) id: NodeId,
     config: Config,
-    /// The node while up.
-    pub node: Option<Node>,
+    /// Founding members bootstrap from this membership; others join empty.
+    founders: Option<AddressBook<()>>,
+    pub(crate) kind: StorageKind,
+    pub(crate) engine: Option<SimEngine>,
+    pub(crate) store: Mutex<SimStore>,
+    /// The node's simulated disk (file stores); survives crashes.
+    fs: Option<SimFs>,
+    fs_seed: u64,
+    /// Faults the file store injects on demand (a full disk, a failing sync).
+    faults: FaultInjector,
+    pub(crate) sm: KvStateMachine,
     /// Process state.
     pub liveness: Liveness,
-    /// Bumped on every crash so that stale timers are ignored.
+    /// Bumped on every crash so that stale timers and completions are ignored.
     pub incarnation: u64,
     /// Until when the process is paused, if it is.
     pub paused_until: Option<u64>,
@@ -144,79 +154,97 @@ pub struct Host {
     pub paused_at_us: u64,
     /// Nominal tick interval of this node, after drift.
     pub tick_us: u64,
-    /// The disk.
-    pub disk: Disk,
-    replica: Replica,
-    /// Index the replica has applied (may run ahead of what the core was told).
-    replica_applied: Index,
-    /// The replica skipped elided (witness) payloads since its last full restore, so its
-    /// state is incomplete and must not serve clients.
-    replica_incomplete: bool,
-    /// This node's data was ever a witness's (elided entries, a payload-less snapshot, or a
-    /// configuration naming it a witness) since its disk was last wiped: an operator wipes
-    /// such a node before adding it back.
+    /// The node's own clock, in ticks (drift, jumps and pauses move it).
+    local_ticks: u64,
+    pub(crate) bug: Option<Bug>,
+    lease_reads: bool,
+    disk_out: VecDeque<DiskWritten<SimStore>>,
+    disk_free_at_us: u64,
+    apply_out: VecDeque<ApplyWork<KvStateMachine, ()>>,
+    apply_free_at_us: u64,
+    snapshot_out: VecDeque<SnapshotWork<KvStateMachine, SimStore, ()>>,
+    snapshot_free_at_us: u64,
+    pub(crate) waiters: BTreeMap<RequestId, Waiter>,
+    /// A crash found writes not yet synced, or the disk filled up (see
+    /// `RunReport::storage_sensitive`).
+    pub(crate) diverges: bool,
+    /// The memory store was "corrupted": the next start detects it (as `FileStorage`
+    /// detects a flipped bit) and refuses.
+    corrupt: bool,
+    /// Highest index the state machine applied (or restored) in this life.
+    pub(crate) applied: Index,
+    /// The state machine skipped elided (witness) payloads since its last full restore.
+    pub(crate) replica_incomplete: bool,
+    /// This node's data was ever a witness's since its disk was last wiped: an operator
+    /// wipes such a node before adding it back.
     pub held_witness_data: bool,
-    bug: Option<Bug>,
-    consistency: ReadConsistency,
-    disk_queue: VecDeque<DiskOp>,
-    /// Ops written and waiting for the sync in flight.
-    disk_in_flight: Vec<DiskOp>,
-    apply_queue: VecDeque<ApplyOp>,
-    apply_in_flight: Option<Index>,
-    receiving: Option<(SnapshotMeta, Vec<u8>)>,
-    proposals: BTreeMap<ProposalId, (usize, u64)>,
-    awaiting_apply: BTreeMap<Index, Vec<(usize, u64)>>,
-    /// Recent responses by index, for proposals whose outcome arrives after the apply.
-    recent_responses: BTreeMap<Index, Response>,
-    reads: BTreeMap<ReadId, ReadWaiter>,
-    reads_waiting: Vec<(Index, ReadWaiter)>,
-    actions: Vec<Action>,
 }
 
-/// Responses kept for late proposal outcomes.
-const RECENT_RESPONSES_MAX: usize = 4096;
-
 impl Host {
-    /// A host whose disk holds `initial` and which starts `node` from it.
+    /// A host that has never run. `founders` is the founding membership for a founding
+    /// member, `None` for a spare that joins later.
     pub fn new(
         config: Config,
-        disk: Disk,
+        founders: Option<AddressBook<()>>,
+        kind: StorageKind,
+        fs_seed: u64,
         bug: Option<Bug>,
         lease_reads: bool,
         tick_us: u64,
     ) -> Self {
-        Host {
+        let mut host = Host {
             id: config.id,
             config,
-            node: None,
+            founders,
+            kind,
+            engine: None,
+            store: Mutex::new(SimStore::Closed),
+            fs: None,
+            fs_seed,
+            faults: FaultInjector::new(),
+            sm: new_state_machine(),
             liveness: Liveness::Down,
             incarnation: 0,
             paused_until: None,
             paused_at_us: 0,
             tick_us,
-            disk,
-            replica: Replica::new(),
-            replica_applied: 0,
+            local_ticks: 0,
+            bug,
+            lease_reads,
+            disk_out: VecDeque::new(),
+            disk_free_at_us: 0,
+            apply_out: VecDeque::new(),
+            apply_free_at_us: 0,
+            snapshot_out: VecDeque::new(),
+            snapshot_free_at_us: 0,
+            waiters: BTreeMap::new(),
+            diverges: false,
+            corrupt: false,
+            applied: 0,
             replica_incomplete: false,
             held_witness_data: false,
-            bug,
-            consistency: if lease_reads {
-                ReadConsistency::Lease
-            } else {
-                ReadConsistency::Linearizable
-            },
-            disk_queue: VecDeque::new(),
-            disk_in_flight: Vec::new(),
-            apply_queue: VecDeque::new(),
-            apply_in_flight: None,
-            receiving: None,
-            proposals: BTreeMap::new(),
-            awaiting_apply: BTreeMap::new(),
-            recent_responses: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            reads_waiting: Vec::new(),
-            actions: Vec::new(),
+        };
+        host.format_disk();
+        host
+    }
+
+    /// A fresh, empty disk.
+    fn format_disk(&mut self) {
+        match self.kind {
+            StorageKind::Memory => *self.store_mut() = SimStore::memory(),
+            StorageKind::File => {
+                let fs = SimFs::new(self.fs_seed);
+                self.fs = Some(fs);
+                *self.store_mut() = SimStore::Closed;
+            }
         }
+        self.corrupt = false;
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut SimStore {
+        // The lock is only ever taken on this thread and never across a panic that is
+        // caught, so it cannot be poisoned; recover the data if it ever were.
+        self.store.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The node's id.
@@ -224,737 +252,449 @@ impl Host {
         self.id
     }
 
+    /// The core node while the process runs.
+    pub fn node(&self) -> Option<&Node> {
+        self.engine.as_ref().map(|e| e.node())
+    }
+
     /// True when the node runs and is not paused.
     pub fn is_running(&self) -> bool {
         self.liveness == Liveness::Up && self.paused_until.is_none()
     }
 
-    /// Starts (or restarts) the node from its disk. Returns false when the disk is corrupt
-    /// and the node stays halted.
+    fn local_now(&self) -> Duration {
+        Duration::from_micros(self.local_ticks * TICK_US)
+    }
+
+    /// Sets the faults the file store's disk injects on its own (torn writes on a crash).
+    pub fn set_torn_write(&mut self, torn_write: f64) {
+        if let Some(fs) = &self.fs {
+            fs.set_faults(SimFaults {
+                torn_write,
+                ..SimFaults::default()
+            });
+        }
+    }
+
+    /// Starts (or restarts) the node from its store. Returns false when the store does not
+    /// open (corrupt) and the node stays halted.
     pub fn start(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let verify = self.bug != Some(Bug::SkipCorruptionCheck);
-        let image = match self.disk.restore(verify) {
-            Ok(image) => image,
-            Err(error) => {
-                self.liveness = Liveness::Halted(error.to_string());
-                ctx.effects.push(Effect::Note(format!(
-                    "n{} refuses to start: {error}",
-                    self.id
-                )));
-                return false;
-            }
+        if let Err(reason) = self.open_store() {
+            self.liveness = Liveness::Halted(reason.clone());
+            ctx.effects.push(Effect::Note(format!(
+                "n{} refuses to start: {reason}",
+                self.id
+            )));
+            return false;
+        }
+        let mut sm = new_state_machine();
+        let init = match &self.founders {
+            Some(members) => Init::Bootstrap {
+                members: members.clone(),
+            },
+            None => Init::Join {
+                peers: AddressBook::new(),
+            },
+        };
+        let startup = match raft_host::restore(self.id, &self.store, &mut sm, &init) {
+            Ok(startup) => startup,
+            Err(error) => return self.refuse(ctx, format!("restore failed: {error}")),
         };
         let mut config = self.config.clone();
         config.seed = config.seed.wrapping_add(self.incarnation);
-        let node = match Node::new(config, image.state.clone()) {
-            Ok(node) => node,
+        let engine_config = EngineConfig {
+            raft: config,
+            tick_interval: Duration::from_micros(TICK_US),
+            // Snapshots come from the fault schedule, as the checks were tuned for.
+            snapshot_policy: SnapshotPolicy::disabled(),
+        };
+        let restored_index = startup.restored.snapshot.index;
+        // A snapshot without bytes is a witness's: the state it leaves is not the cluster's.
+        let incomplete = restored_index > 0 && !self.snapshot_has_state();
+        let mut engine = match SimEngine::new(engine_config, startup, self.local_now()) {
+            Ok(engine) => engine,
             Err(error) => {
-                let reason = format!("Node::new refused the restored state: {error}");
-                ctx.checker
-                    .report(ctx.now_us, ViolationKind::UnexpectedHalt, reason.clone());
-                self.liveness = Liveness::Halted(reason);
-                return false;
+                return self.refuse(
+                    ctx,
+                    format!("the engine refused the restored state: {error}"),
+                );
             }
         };
-        self.replica = Replica::new();
-        self.replica_incomplete = image.snapshot_data.is_empty() && image.state.snapshot.index > 0;
-        if let Err(error) = self.replica.restore(&image.snapshot_data) {
-            let reason = format!("snapshot on disk does not restore: {error}");
-            ctx.checker
-                .report(ctx.now_us, ViolationKind::UnexpectedHalt, reason.clone());
-            self.liveness = Liveness::Halted(reason);
-            return false;
+        engine.set_observing(true);
+        if let Some(bug) = self.bug.and_then(Bug::engine_bug) {
+            engine.plant(bug);
         }
-        self.replica_applied = image.state.snapshot.index;
+        self.sm = sm;
+        self.applied = restored_index;
+        self.replica_incomplete = incomplete;
+        let node = engine.node();
         ctx.note(|| {
             format!(
-                "n{} restored: snapshot {}@t{} ({} bytes), {} entries, hard state {:?}; node applied {} commit {}",
+                "n{} restored: snapshot {}, log {}..={}, term {}, commit {}",
                 self.id,
-                image.state.snapshot.index,
-                image.state.snapshot.term,
-                image.snapshot_data.len(),
-                image.state.entries.len(),
-                image.state.hard_state,
-                node.applied_index(),
+                node.snapshot_meta().index,
+                node.first_index(),
+                node.last_index(),
+                node.term(),
                 node.commit_index()
             )
         });
         ctx.checker
             .observe_restart(ctx.now_us, self.id, node.commit_index(), node.term());
-        self.node = Some(node);
+        self.engine = Some(engine);
         self.liveness = Liveness::Up;
         self.drive(ctx);
         true
     }
 
-    /// Power loss: the node and its volatile state are gone; part of the unsynced writes
-    /// may survive, the last one possibly torn.
-    pub fn crash(&mut self, rng: &mut SimRng, torn_write: f64) {
+    /// True if the store's snapshot carries state (a witness's carries none).
+    fn snapshot_has_state(&mut self) -> bool {
+        use std::io::Read as _;
+        let Ok(Some((_, mut reader))) = self.store_mut().open_snapshot() else {
+            return false;
+        };
+        let mut byte = [0u8; 1];
+        reader.read(&mut byte).is_ok_and(|n| n > 0)
+    }
+
+    fn refuse(&mut self, ctx: &mut Ctx<'_>, reason: String) -> bool {
+        ctx.checker
+            .report(ctx.now_us, ViolationKind::UnexpectedHalt, reason.clone());
+        self.liveness = Liveness::Halted(reason);
+        false
+    }
+
+    /// Opens the store after a crash; an error means the disk is corrupt.
+    fn open_store(&mut self) -> Result<(), String> {
+        if self.corrupt {
+            return Err("the store fails its checksums: the disk is corrupt".into());
+        }
+        let Some(fs) = self.fs.clone() else {
+            return Ok(());
+        };
+        let options = Options {
+            segment_bytes_max: SEGMENT_BYTES_MAX,
+            // One thread: recovery stays deterministic.
+            recovery_threads: Some(0),
+            faults: self.faults.clone(),
+        };
+        if let Some(bug) = self.bug.and_then(Bug::storage_bug) {
+            options.faults.plant(bug);
+        }
+        let store = FileStorage::open_on(fs, STORE_DIR, options).map_err(|e| e.to_string())?;
+        *self.store_mut() = SimStore::File(store);
+        Ok(())
+    }
+
+    /// Power loss: the engine and everything it had out are gone; the store keeps what was
+    /// synced plus, perhaps, part of what was not. `pick` and `torn` are drawn by the
+    /// caller whatever the store, so both kinds consume the same randomness.
+    pub fn crash(&mut self, pick: u64, torn: bool) {
         if self.liveness != Liveness::Up {
             return;
         }
-        self.node = None;
+        self.engine = None;
         self.liveness = Liveness::Down;
         self.incarnation += 1;
         self.paused_until = None;
-        self.disk.crash(rng, torn_write);
-        self.disk_queue.clear();
-        self.disk_in_flight.clear();
-        self.apply_queue.clear();
-        self.apply_in_flight = None;
-        self.receiving = None;
-        self.proposals.clear();
-        self.awaiting_apply.clear();
-        self.recent_responses.clear();
-        self.reads.clear();
-        self.reads_waiting.clear();
+        self.disk_out.clear();
+        self.apply_out.clear();
+        self.snapshot_out.clear();
+        self.waiters.clear();
+        self.diverges |= self.store_mut().has_unsynced_writes();
+        match self.store_mut() {
+            SimStore::Memory(store, _) => {
+                let unsynced = store.unsynced_writes() as u64;
+                let mut keep = pick % (unsynced + 1);
+                if torn {
+                    // A torn last write fails its checksum and is dropped on restart.
+                    keep = keep.saturating_sub(1);
+                }
+                store.crash_keeping(keep as usize);
+            }
+            store => {
+                *store = SimStore::Closed;
+                if let Some(fs) = &self.fs {
+                    fs.crash();
+                }
+            }
+        }
     }
+
+    /// Damages durable data (a bit flip at rest). Returns false when there is nothing
+    /// durable to damage.
+    pub fn corrupt(&mut self, pick: u64) -> bool {
+        let Some(fs) = &self.fs else {
+            // MemStorage has no checksums to fail: model the outcome, a store that
+            // refuses to open.
+            self.corrupt = true;
+            return true;
+        };
+        let files: Vec<_> = fs
+            .durable_files(std::path::Path::new(STORE_DIR))
+            .into_iter()
+            .filter(|(path, len)| {
+                *len > 0
+                    && path
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy() != "LOCK")
+            })
+            .collect();
+        if files.is_empty() {
+            return false;
+        }
+        let (path, _) = &files[(pick % files.len() as u64) as usize];
+        fs.flip_durable_bit(path, pick.rotate_left(17))
+    }
+
+    /// An operator wipes the node's disk (it joins again as a new, empty node).
+    pub fn wipe(&mut self, pick: u64) {
+        self.crash(pick, false);
+        self.founders = None;
+        self.fs_seed = self.fs_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.format_disk();
+        if self.liveness != Liveness::Up {
+            self.liveness = Liveness::Down;
+        }
+    }
+
+    // ----- inputs -----
 
     /// One tick of the node's clock.
     pub fn tick(&mut self, ctx: &mut Ctx<'_>) {
-        if let Some(node) = self.node.as_mut() {
-            // The contract of `next_deadline`, checked on every tick of every run: a tick
-            // before the deadline changes nothing anyone can see, so a host may skip it.
-            let quiet =
-                node.next_deadline().is_none_or(|due| due > 1) && !node.has_pending_actions();
-            let (role, term) = (node.role(), node.term());
-            node.tick();
-            assert!(
-                !quiet
-                    || (!node.has_pending_actions() && node.role() == role && node.term() == term),
-                "node {} acted on a tick before its next deadline",
-                node.id()
-            );
+        self.advance_clock(1, ctx);
+    }
+
+    /// The node's clock moves `ticks` ahead (a tick, a jump, ticks missed in a pause).
+    pub fn advance_clock(&mut self, ticks: u64, ctx: &mut Ctx<'_>) {
+        self.local_ticks += ticks;
+        let now = self.local_now();
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle_timeout(now);
             self.drive(ctx);
         }
     }
 
     /// A message arrives.
     pub fn receive(&mut self, message: Message, ctx: &mut Ctx<'_>) {
-        if let Some(node) = self.node.as_mut() {
-            node.step(message);
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle_message(message);
             self.drive(ctx);
         }
     }
 
     /// A client request arrives.
     pub fn client_request(&mut self, request: ClientRequest, ctx: &mut Ctx<'_>) {
-        let Some(node) = self.node.as_mut() else {
+        let Some(engine) = self.engine.as_mut() else {
             return;
         };
-        if node.membership().is_witness(self.id) || self.replica_incomplete {
-            // A witness keeps no command payloads, so its state machine is incomplete (also
-            // for a while after it stops being one): it serves no client.
-            ctx.effects.push(Effect::Reply {
-                client: request.client,
-                op_serial: request.op_serial,
-                reply: Reply::Redirect(node.leader()),
-            });
-            return;
-        }
-        match request.body {
+        let waiter = Waiter {
+            client: request.client,
+            op_serial: request.op_serial,
+        };
+        let id = match request.body {
             RequestBody::Write(bytes) => {
-                let id = node.propose(bytes);
-                self.proposals
-                    .insert(id, (request.client, request.op_serial));
+                let proposal = postcard::from_bytes::<raft_kv::Command>(&bytes)
+                    .ok()
+                    .and_then(|command| Proposal::command(&command).ok());
+                let Some(proposal) = proposal else {
+                    // The workload only sends commands it encoded itself.
+                    ctx.effects.push(Effect::Reply {
+                        client: waiter.client,
+                        op_serial: waiter.op_serial,
+                        reply: Reply::Retry,
+                    });
+                    return;
+                };
+                engine.handle_propose(proposal)
             }
             RequestBody::Read(key) => {
-                let waiter = ReadWaiter {
-                    client: request.client,
-                    op_serial: request.op_serial,
-                    key,
+                let consistency = if self.lease_reads {
+                    raft_host::Consistency::Lease
+                } else {
+                    raft_host::Consistency::Linearizable
                 };
-                if self.bug == Some(Bug::StaleReads) {
-                    // Broken variant: answer from local state without confirming leadership.
-                    self.answer_read(waiter, ctx);
-                    return;
-                }
-                let id = node.read(self.consistency);
-                self.reads.insert(id, waiter);
+                engine.handle_read(crate::kv::get_query(key), consistency)
             }
-        }
+        };
+        self.waiters.insert(id, waiter);
         self.drive(ctx);
     }
 
     /// Asks the node (if it leads) for a membership change.
-    pub fn change_membership(
-        &mut self,
-        changes: Vec<raft_core::MembershipChange>,
-        ctx: &mut Ctx<'_>,
-    ) {
-        if let Some(node) = self.node.as_mut() {
-            node.change_membership(changes);
+    pub fn change_membership(&mut self, changes: Vec<MembershipChange>, ctx: &mut Ctx<'_>) {
+        if let Some(engine) = self.engine.as_mut() {
+            let _ = engine.handle_change_membership(changes);
             self.drive(ctx);
         }
     }
 
     /// Asks the node (if it leads) to hand leadership to `target`.
     pub fn transfer_leadership(&mut self, target: NodeId, ctx: &mut Ctx<'_>) {
-        if let Some(node) = self.node.as_mut() {
-            node.transfer_leadership(Some(target));
+        if let Some(engine) = self.engine.as_mut() {
+            let _ = engine.handle_transfer(Some(target));
             self.drive(ctx);
         }
     }
 
-    /// Takes a snapshot of the state machine and saves it through the disk lane.
+    /// Asks the engine for a snapshot now.
     pub fn take_snapshot(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(node) = self.node.as_ref() else {
-            return;
-        };
-        // Only a state the core was told about can be described by it, and only with no
-        // apply in flight is the replica exactly at that index.
-        if self.apply_in_flight.is_some() || self.replica_applied <= node.snapshot_meta().index {
-            return;
-        }
-        let Some(meta) = node.snapshot_meta_at(self.replica_applied) else {
-            return;
-        };
-        let data = self.replica.snapshot_bytes();
-        self.disk_queue
-            .push_back(DiskOp::SaveSnapshot { meta, data });
-        self.pump_disk(ctx);
-    }
-
-    /// Carries out every action the node has, then starts idle lanes.
-    fn drive(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(node) = self.node.as_mut() else {
-            return;
-        };
-        node.drain_actions(&mut self.actions);
-        let actions = std::mem::take(&mut self.actions);
-        for action in &actions {
-            self.carry_out(action.clone(), ctx);
-        }
-        self.actions = actions;
-        self.actions.clear();
-        self.observe(ctx);
-        self.pump_disk(ctx);
-        self.pump_apply(ctx);
-    }
-
-    fn observe(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(node) = self.node.as_ref() else {
-            return;
-        };
-        if node.membership().is_witness(self.id) {
-            self.held_witness_data = true;
-        }
-        ctx.checker.observe_commit(
-            ctx.now_us,
-            self.id,
-            node.term(),
-            node.commit_index(),
-            |index| {
-                let term = node.entry_term(index)?;
-                if index < node.first_index() {
-                    return None;
-                }
-                let entry = node.entries(index, index + 1).first()?;
-                Some((term, Fingerprint::of(&entry.payload)))
-            },
-        );
-    }
-
-    fn carry_out(&mut self, action: Action, ctx: &mut Ctx<'_>) {
-        match action {
-            Action::Persist(batch) => {
-                self.observe_append(&batch, ctx);
-                if self.bug == Some(Bug::AckBeforeDurable) {
-                    // Broken variant: the token is reported before the write is durable.
-                    if let Some(node) = self.node.as_mut() {
-                        node.on_persisted(batch.token);
-                    }
-                }
-                self.disk_queue.push_back(DiskOp::Persist(batch));
-            }
-            Action::WriteSnapshotChunk(chunk) => self.disk_queue.push_back(DiskOp::Chunk(*chunk)),
-            Action::CompactLog { through_index } => {
-                self.disk_queue.push_back(DiskOp::Compact(through_index))
-            }
-            Action::Send(message) => self.send(message, ctx),
-            Action::SendSnapshotChunk {
-                to,
-                term,
-                meta,
-                offset,
-                max_bytes,
-            } => self.send_snapshot_chunk(to, term, *meta, offset, max_bytes, ctx),
-            Action::Apply(entries) => self.apply_queue.push_back(ApplyOp::Entries(entries)),
-            Action::RestoreStateMachine { meta } => {
-                self.apply_queue.push_back(ApplyOp::Restore(*meta))
-            }
-            Action::ProposalOutcome { id, result } => self.proposal_outcome(id, result, ctx),
-            Action::ReadOutcome { id, result } => self.read_outcome(id, result, ctx),
-            Action::MembershipOutcome { id, result } => ctx.effects.push(Effect::Note(format!(
-                "n{} membership change {} -> {}",
-                self.id,
-                id.0,
-                match result {
-                    Ok(m) => m.describe(),
-                    Err(e) => e.to_string(),
-                }
-            ))),
-            Action::TransferOutcome { target, result } => ctx.effects.push(Effect::Note(format!(
-                "n{} transfer to n{target}: {result:?}",
-                self.id
-            ))),
-            Action::RoleChanged { role, term, .. } => self.role_changed(role, term, ctx),
-            Action::Halted { reason } => {
-                ctx.effects
-                    .push(Effect::Note(format!("n{} halted: {reason}", self.id)));
-                ctx.checker.report(
-                    ctx.now_us,
-                    ViolationKind::UnexpectedHalt,
-                    format!("n{} halted itself: {reason}", self.id),
-                );
-                self.liveness = Liveness::Halted(reason);
-                self.node = None;
-            }
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle_trigger_snapshot();
+            self.drive(ctx);
         }
     }
 
-    fn observe_append(&self, batch: &PersistBatch, ctx: &mut Ctx<'_>) {
-        let (Some(node), Some(first)) = (self.node.as_ref(), batch.entries.first()) else {
-            return;
-        };
-        let prev_term = node.entry_term(first.index - 1);
-        ctx.checker
-            .observe_append(ctx.now_us, self.id, prev_term, &batch.entries);
-    }
+    // ----- the lanes -----
 
-    fn role_changed(&mut self, role: Role, term: Term, ctx: &mut Ctx<'_>) {
-        ctx.effects.push(Effect::Role { role, term });
-        let Some(node) = self.node.as_ref() else {
-            return;
-        };
-        if role == Role::Leader {
-            ctx.checker.observe_leader(ctx.now_us, self.id, term);
-            let elided = node
-                .entries(node.first_index(), node.last_index() + 1)
-                .iter()
-                .find(|e| e.payload == EntryPayload::Elided)
-                .map(|e| e.index);
-            if let Some(index) = elided {
-                ctx.checker.report(
-                    ctx.now_us,
-                    ViolationKind::LeaderCompleteness,
-                    format!(
-                        "n{} leads term {term} but holds only an elided payload at index {index} \
-                         (it was a witness once); its log and state machine are incomplete",
-                        self.id
-                    ),
-                );
-            }
-            ctx.checker.observe_new_leader(
-                ctx.now_us,
-                self.id,
-                term,
-                node.last_index(),
-                node.first_index(),
-                |index| node.entry_term(index),
-            );
-        }
-    }
-
-    fn send(&mut self, message: Message, ctx: &mut Ctx<'_>) {
-        match &message.body {
-            MessageBody::VoteResponse {
-                pre_vote: false,
-                granted: true,
-            } => ctx
-                .checker
-                .observe_vote(ctx.now_us, self.id, message.term, message.to),
-            MessageBody::VoteRequest {
-                pre_vote: false, ..
-            }
-            | MessageBody::AppendResponse { success: true, .. } => {
-                ctx.checker.promise(self.id, message.term)
-            }
-            _ => {}
-        }
-        ctx.effects.push(Effect::Send(message));
-    }
-
-    fn send_snapshot_chunk(
-        &mut self,
-        to: NodeId,
-        term: Term,
-        meta: SnapshotMeta,
-        offset: u64,
-        max_bytes: u64,
-        ctx: &mut Ctx<'_>,
-    ) {
-        let Some((current, data)) = self.disk.current_snapshot() else {
-            return;
-        };
-        if *current != meta {
-            return;
-        }
-        let start = (offset as usize).min(data.len());
-        let end = start.saturating_add(max_bytes as usize).min(data.len());
-        let message = Message {
-            from: self.id,
-            to,
-            term,
-            body: MessageBody::SnapshotChunk {
-                meta: Box::new(meta),
-                offset,
-                data: data.slice(start..end),
-                done: end == data.len(),
-            },
-        };
-        ctx.effects.push(Effect::Send(message));
-    }
-
-    fn proposal_outcome(
-        &mut self,
-        id: ProposalId,
-        result: Result<Index, ProposalError>,
-        ctx: &mut Ctx<'_>,
-    ) {
-        ctx.note(|| format!("n{} proposal {} outcome {result:?}", self.id, id.0));
-        let Some((client, op_serial)) = self.proposals.remove(&id) else {
-            return;
-        };
-        let reply = match result {
-            Ok(index) => {
-                if let Some(response) = self.recent_responses.get(&index) {
-                    Reply::Write(response.clone())
-                } else {
-                    self.awaiting_apply
-                        .entry(index)
-                        .or_default()
-                        .push((client, op_serial));
-                    return;
-                }
-            }
-            Err(ProposalError::NotLeader { leader_hint }) => Reply::Redirect(leader_hint),
-            Err(_) => Reply::Retry,
-        };
-        ctx.effects.push(Effect::Reply {
-            client,
-            op_serial,
-            reply,
-        });
-    }
-
-    fn read_outcome(&mut self, id: ReadId, result: Result<Index, ReadError>, ctx: &mut Ctx<'_>) {
-        let role = self.node.as_ref().map(|n| (n.role(), n.term()));
-        ctx.note(|| {
-            format!(
-                "n{} read {} outcome {result:?} as {role:?}, applied {}",
-                self.id, id.0, self.replica_applied
-            )
-        });
-        let Some(waiter) = self.reads.remove(&id) else {
-            return;
-        };
-        match result {
-            Ok(index) if index <= self.replica_applied => self.answer_read(waiter, ctx),
-            Ok(index) => self.reads_waiting.push((index, waiter)),
-            Err(ReadError::NotLeader { leader_hint }) => ctx.effects.push(Effect::Reply {
-                client: waiter.client,
-                op_serial: waiter.op_serial,
-                reply: Reply::Redirect(leader_hint),
-            }),
-            Err(_) => ctx.effects.push(Effect::Reply {
-                client: waiter.client,
-                op_serial: waiter.op_serial,
-                reply: Reply::Retry,
-            }),
-        }
-    }
-
-    fn answer_read(&self, waiter: ReadWaiter, ctx: &mut Ctx<'_>) {
-        ctx.note(|| {
-            format!(
-                "n{} answers client {} op {}: key {} = {:?} at applied {}",
-                self.id,
-                waiter.client,
-                waiter.op_serial,
-                waiter.key,
-                self.replica.get(waiter.key),
-                self.replica_applied
-            )
-        });
-        let reply = if self.replica_incomplete {
-            Reply::Redirect(self.node.as_ref().and_then(|n| n.leader()))
-        } else {
-            Reply::Read(self.replica.get(waiter.key))
-        };
-        ctx.effects.push(Effect::Reply {
-            client: waiter.client,
-            op_serial: waiter.op_serial,
-            reply,
-        });
-    }
-
-    /// Starts the next group of disk writes if the disk is idle.
-    fn pump_disk(&mut self, ctx: &mut Ctx<'_>) {
-        if !self.disk_in_flight.is_empty() || self.liveness != Liveness::Up {
-            return;
-        }
-        while let Some(op) = self.disk_queue.pop_front() {
-            match &op {
-                DiskOp::Compact(through) => {
-                    // Dropping covered entries needs no sync and reports nothing.
-                    self.disk.write(Record::Compact(*through));
-                    continue;
-                }
-                DiskOp::Persist(batch) => {
-                    if let Some(from) = batch.truncate_from {
-                        self.disk.write(Record::Truncate(from));
-                    }
-                    if !batch.entries.is_empty() {
-                        self.disk.write(Record::Entries(batch.entries.clone()));
-                    }
-                    if let Some(hard_state) = batch.hard_state {
-                        self.disk.write(Record::HardState(hard_state));
-                    }
-                }
-                DiskOp::Chunk(chunk) => self.write_chunk(chunk),
-                DiskOp::SaveSnapshot { meta, data } => self.disk.write(Record::Snapshot {
-                    meta: meta.clone(),
-                    data: data.clone(),
-                }),
-            }
-            self.disk_in_flight.push(op);
-        }
-        if !self.disk_in_flight.is_empty() {
-            let latency = ctx
-                .rng
-                .range(ctx.disk_latency_us / 2, ctx.disk_latency_us * 2 + 1);
-            ctx.effects.push(Effect::DiskDone(ctx.now_us + latency));
-        }
-    }
-
-    fn write_chunk(&mut self, chunk: &SnapshotChunkWrite) {
-        if chunk.offset == 0
-            || self
-                .receiving
-                .as_ref()
-                .is_none_or(|(meta, _)| *meta != chunk.meta)
-        {
-            self.receiving = Some((chunk.meta.clone(), Vec::new()));
-        }
-        if let Some((_, buffer)) = self.receiving.as_mut() {
-            buffer.truncate(chunk.offset as usize);
-            buffer.extend_from_slice(&chunk.data);
-        }
-        if chunk.done
-            && let Some((meta, buffer)) = self.receiving.take()
-        {
-            self.disk.write(Record::Snapshot {
-                meta: meta.clone(),
-                data: Bytes::from(buffer),
-            });
-            self.disk.write(Record::InstallLog(meta));
-        }
-    }
-
-    /// The sync in flight completed: everything written is durable; tell the core.
-    pub fn disk_done(&mut self, ctx: &mut Ctx<'_>) {
-        if self.node.is_none() || self.disk_in_flight.is_empty() {
-            return;
-        }
-        self.disk.sync();
-        if ctx.rng.chance(ctx.crash_before_notice) {
-            ctx.effects.push(Effect::CrashNow);
-            return;
-        }
-        let done = std::mem::take(&mut self.disk_in_flight);
-        let ack_early = self.bug == Some(Bug::AckBeforeDurable);
-        if let Some(node) = self.node.as_mut() {
-            for op in done {
-                match op {
-                    DiskOp::Persist(batch) if !ack_early => node.on_persisted(batch.token),
-                    DiskOp::Persist(_) | DiskOp::Compact(_) => {}
-                    DiskOp::Chunk(chunk) => node.on_persisted(chunk.token),
-                    DiskOp::SaveSnapshot { meta, .. } => node.on_snapshot_saved(meta),
-                }
-            }
-        }
-        self.drive(ctx);
-    }
-
-    /// Starts the next apply-lane action if the lane is idle.
-    fn pump_apply(&mut self, ctx: &mut Ctx<'_>) {
-        if self.apply_in_flight.is_some() || self.liveness != Liveness::Up {
-            return;
-        }
-        let Some(op) = self.apply_queue.pop_front() else {
-            return;
-        };
-        let through = match op {
-            ApplyOp::Entries(entries) => {
-                ctx.note(|| {
-                    let first = entries.first().map_or(0, |e| e.index);
-                    let last = entries.last().map_or(0, |e| e.index);
-                    format!("n{} applies {first}..={last}", self.id)
-                });
-                self.apply_entries(&entries, ctx)
-            }
-            ApplyOp::Restore(meta) => self.restore_state_machine(&meta, ctx),
-        };
-        self.apply_in_flight = Some(through);
-        let latency = ctx.rng.range(0, 200);
-        ctx.effects.push(Effect::ApplyDone(ctx.now_us + latency));
-    }
-
-    fn apply_entries(&mut self, entries: &[Entry], ctx: &mut Ctx<'_>) -> Index {
-        let mut through = self.replica_applied;
-        for entry in entries {
-            if entry.index != through + 1 {
-                ctx.checker.report(
-                    ctx.now_us,
-                    ViolationKind::StateMachineSafety,
-                    format!(
-                        "n{} asked to apply entry {} after applying through {through}: entries \
-                         skipped or applied twice",
-                        self.id, entry.index
-                    ),
-                );
-            }
-            ctx.checker.observe_apply(
-                ctx.now_us,
-                self.id,
-                entry.index,
-                entry.term,
-                Fingerprint::of(&entry.payload),
-            );
-            if entry.payload == EntryPayload::Elided {
-                self.replica_incomplete = true;
-                self.held_witness_data = true;
-            }
-            if let EntryPayload::Command(bytes) = &entry.payload {
-                // A witness (or a node becoming one) may get a mix of elided and full
-                // payloads around the configuration change; its state machine never serves.
-                let full_member = self.node.as_ref().is_some_and(|n| {
-                    n.membership().contains(self.id) && !n.membership().is_witness(self.id)
-                });
-                if self.replica_incomplete && full_member {
-                    ctx.checker.report(
-                        ctx.now_us,
-                        ViolationKind::StateMachineSafety,
-                        format!(
-                            "n{} applies command {} onto a state machine that skipped elided \
-                             payloads (it was a witness and got full entries again without a \
-                             snapshot)",
-                            self.id, entry.index
-                        ),
-                    );
-                }
-                match self.replica.apply(entry.index, bytes) {
-                    Some(response) => {
-                        ctx.note(|| format!("n{} applied {}: {response:?}", self.id, entry.index));
-                        ctx.effects.push(Effect::Applied {
-                            index: entry.index,
-                            digest: crate::checker::fnv1a(bytes),
-                            response: response.clone(),
-                        });
-                        self.remember_response(entry.index, response);
-                    }
-                    None => ctx.checker.report(
-                        ctx.now_us,
-                        ViolationKind::StateMachineSafety,
-                        format!(
-                            "n{} applied undecodable command at {}",
-                            self.id, entry.index
-                        ),
-                    ),
-                }
-            }
-            through = entry.index;
-        }
-        self.replica_applied = through;
-        through
-    }
-
-    fn remember_response(&mut self, index: Index, response: Response) {
-        self.recent_responses.insert(index, response);
-        while self.recent_responses.len() > RECENT_RESPONSES_MAX {
-            self.recent_responses.pop_first();
-        }
-    }
-
-    fn restore_state_machine(&mut self, meta: &SnapshotMeta, ctx: &mut Ctx<'_>) -> Index {
-        ctx.note(|| {
-            format!(
-                "n{} restores its state machine from snapshot {}",
-                self.id, meta.index
-            )
-        });
-        let data = match self.disk.current_snapshot() {
-            Some((current, data)) if current == meta => data.clone(),
-            _ => {
-                ctx.checker.report(
-                    ctx.now_us,
-                    ViolationKind::StateMachineSafety,
-                    format!(
-                        "n{} asked to restore snapshot {} it does not hold",
-                        self.id, meta.index
-                    ),
-                );
-                return self.replica_applied;
-            }
-        };
-        if let Err(error) = self.replica.restore(&data) {
-            ctx.checker.report(
-                ctx.now_us,
-                ViolationKind::StateMachineSafety,
-                format!(
-                    "n{} cannot restore snapshot {}: {error}",
-                    self.id, meta.index
-                ),
-            );
-            return self.replica_applied;
-        }
-        self.replica_applied = meta.index;
-        // A snapshot without bytes is a witness's (the leader sends no payloads to a
-        // present or future witness): the state machine it leaves is not the cluster's.
-        self.replica_incomplete = data.is_empty() && meta.index > 0;
-        self.held_witness_data |= self.replica_incomplete;
-        self.recent_responses.clear();
-        meta.index
-    }
-
-    /// The apply in flight completed: report it and answer whoever waited for it.
-    pub fn apply_done(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(through) = self.apply_in_flight.take() else {
-            return;
-        };
-        let Some(node) = self.node.as_mut() else {
-            return;
-        };
-        node.on_applied(through);
-        let ready: Vec<Index> = self
-            .awaiting_apply
-            .range(..=through)
-            .map(|(i, _)| *i)
-            .collect();
-        for index in ready {
-            let waiters = self.awaiting_apply.remove(&index).unwrap_or_default();
-            let reply = match self.recent_responses.get(&index) {
-                Some(response) => Reply::Write(response.clone()),
-                // Covered by a restored snapshot: the outcome cannot be told.
-                None => Reply::Retry,
+    /// Takes every output of the engine until it is quiet.
+    pub(crate) fn drive(&mut self, ctx: &mut Ctx<'_>) {
+        let mut observations = Vec::new();
+        let mut answers = Vec::new();
+        loop {
+            let Some(engine) = self.engine.as_mut() else {
+                return;
             };
-            for (client, op_serial) in waiters {
-                ctx.effects.push(Effect::Reply {
-                    client,
-                    op_serial,
-                    reply: reply.clone(),
-                });
+            observations.extend(std::iter::from_fn(|| engine.poll_observation()));
+            let mut busy = !observations.is_empty();
+            for observation in observations.drain(..) {
+                self.watch(observation, ctx);
+            }
+            let Some(engine) = self.engine.as_mut() else {
+                return;
+            };
+            while let Some(message) = engine.poll_transmit() {
+                crate::watch::sent(self.id, &message, ctx);
+                ctx.effects.push(Effect::Send(message));
+                busy = true;
+            }
+            while let Some(work) = engine.poll_apply() {
+                let at = self.apply_free_at_us.max(ctx.now_us) + ctx.rng.range(0, 200);
+                self.apply_free_at_us = at;
+                self.apply_out.push_back(work);
+                ctx.effects.push(Effect::ApplyDone(at));
+                busy = true;
+            }
+            while let Some(work) = engine.poll_snapshot() {
+                let at = self.snapshot_free_at_us.max(ctx.now_us) + ctx.rng.range(0, 500);
+                self.snapshot_free_at_us = at;
+                self.snapshot_out.push_back(work);
+                ctx.effects.push(Effect::SnapshotDone(at));
+                busy = true;
+            }
+            while engine.poll_peer_change().is_some() {}
+            answers.extend(std::iter::from_fn(|| engine.poll_reply()));
+            busy |= !answers.is_empty();
+            for (request, result) in answers.drain(..) {
+                self.answer(request, result, ctx);
+            }
+            while let Some(work) = self.engine.as_mut().and_then(|e| e.poll_disk()) {
+                self.start_disk_work(work, ctx);
+                busy = true;
+            }
+            if !busy {
+                break;
             }
         }
-        let (ready, waiting): (Vec<_>, Vec<_>) = self
-            .reads_waiting
-            .drain(..)
-            .partition(|(index, _)| *index <= through);
-        self.reads_waiting = waiting;
-        for (_, waiter) in ready {
-            self.answer_read(waiter, ctx);
-        }
-        self.drive(ctx);
+        self.after_drive(ctx);
     }
+
+    fn start_disk_work(&mut self, work: raft_host::DiskWork<SimStore>, ctx: &mut Ctx<'_>) {
+        let full = ctx.rng.chance(ctx.disk_error);
+        let budget = ctx.rng.range(0, 4096);
+        // How much of the work fits before the disk is full depends on the store's own
+        // encoding (the memory store fails at once): the runs part ways here.
+        self.diverges |= full;
+        if full {
+            self.inject(Some(budget), false);
+        }
+        let written = work.write(self.store_mut());
+        if full {
+            self.inject(None, false);
+        }
+        let latency = ctx
+            .rng
+            .range(ctx.disk_latency_us / 2, ctx.disk_latency_us * 2 + 1);
+        let at = self.disk_free_at_us.max(ctx.now_us) + latency;
+        self.disk_free_at_us = at;
+        self.disk_out.push_back(written);
+        ctx.effects.push(Effect::DiskDone(at));
+    }
+
+    /// Makes the disk full (after `full_after` more bytes on the file store; at once on the
+    /// memory store) or its syncs fail, or (`None`, `false`) heals it. The same draws make
+    /// the same faults on either store.
+    fn inject(&mut self, full_after: Option<u64>, fail_syncs: bool) {
+        match self.kind {
+            StorageKind::Memory => self.store_mut().set_mem_faults(crate::store::MemFaults {
+                disk_full: full_after.is_some(),
+                fail_syncs,
+            }),
+            StorageKind::File => {
+                self.faults.heal();
+                if let Some(bytes) = full_after {
+                    self.faults.fill_disk_after(bytes);
+                }
+                if fail_syncs {
+                    self.faults.fail_syncs();
+                }
+            }
+        }
+    }
+
+    /// The oldest disk work finishes: its sync runs, then the engine hears of it (unless
+    /// the process crashes in between).
+    pub fn disk_done(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(written) = self.disk_out.pop_front() else {
+            return;
+        };
+        let fail_sync = ctx.rng.chance(ctx.disk_error) && written.needs_sync();
+        if fail_sync {
+            self.inject(None, true);
+        }
+        let done = written.sync(self.store_mut());
+        if fail_sync {
+            self.inject(None, false);
+        }
+        if ctx.rng.chance(ctx.crash_before_notice) {
+            ctx.effects
+                .push(Effect::CrashNow("crash between sync and notice".into()));
+            return;
+        }
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle_disk_done(done);
+            self.drive(ctx);
+        }
+    }
+
+    /// The oldest apply work finishes.
+    pub fn apply_done(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(work) = self.apply_out.pop_front() else {
+            return;
+        };
+        let done = work.run(&mut self.sm, &self.store);
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle_applied(done);
+            self.drive(ctx);
+        }
+    }
+
+    /// The oldest snapshot work finishes.
+    pub fn snapshot_done(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(work) = self.snapshot_out.pop_front() else {
+            return;
+        };
+        let done = work.run(&self.store);
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle_snapshot_done(done);
+            self.drive(ctx);
+        }
+    }
+}
+
+/// The state machine every replica runs.
+fn new_state_machine() -> KvStateMachine {
+    // The default configuration is valid by construction (checked by raft-kv's tests).
+    KvStateMachine::new(KvConfig::default())
+        .unwrap_or_else(|error| unreachable!("default KvConfig is valid: {error}"))
 }

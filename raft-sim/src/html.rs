@@ -45,7 +45,7 @@ impl Timeline {
 
     /// Records the host's state if it changed.
     pub fn sample(&mut self, now_us: u64, host: &Host) {
-        let state = match (&host.liveness, host.node.as_ref()) {
+        let state = match (&host.liveness, host.node()) {
             (Liveness::Up, Some(node)) => NodeState::Running {
                 role: node.role(),
                 term: node.term(),

@@ -81,6 +81,21 @@ pub fn changed_state(response: &Response, index: Index) -> bool {
     }
 }
 
+/// The query that reads one key.
+pub fn get_query(key: Key) -> Query {
+    Query::Get {
+        key: key_bytes(key),
+    }
+}
+
+/// The value a read's answer carries.
+pub fn read_output(response: &QueryResponse) -> Option<Value> {
+    match response {
+        QueryResponse::Get(get) => get.entry.as_ref().and_then(|kv| value_of(&kv.value)),
+        QueryResponse::Range(_) | QueryResponse::Changes(_) => None,
+    }
+}
+
 /// One replica's state machine.
 #[derive(Debug, Clone)]
 pub struct Replica {

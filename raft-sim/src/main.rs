@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use raft_sim::bugs::Bug;
 use raft_sim::shrink::shrink;
 use raft_sim::sim::{RunReport, SimOptions, Simulation};
+use raft_sim::store::StorageKind;
 
 #[derive(Parser)]
 #[command(
@@ -126,6 +127,11 @@ struct RunArgs {
     /// livelocks is caught sooner).
     #[arg(long)]
     max_events: Option<u64>,
+    /// The store every node runs on: `memory` (MemStorage, fast) or `file` (the real
+    /// FileStorage on a simulated disk). Default: memory, or file for a bug that lives in
+    /// the file store (skip-corruption-check, lose-unsynced-segment).
+    #[arg(long)]
+    storage: Option<StorageKind>,
 }
 
 impl RunArgs {
@@ -142,8 +148,17 @@ impl RunArgs {
             max_events: self
                 .max_events
                 .unwrap_or(SimOptions::standard(seed).max_events),
+            storage: self.storage_for(self.bug),
             ..SimOptions::standard(seed)
         }
+    }
+
+    /// The store a run uses: the one asked for, else the one `bug` needs.
+    fn storage_for(&self, bug: Option<Bug>) -> StorageKind {
+        self.storage.unwrap_or(match bug {
+            Some(bug) if bug.needs_file_storage() => StorageKind::File,
+            _ => StorageKind::Memory,
+        })
     }
 
     /// The flags that reproduce these options (besides the seed).
@@ -170,6 +185,9 @@ impl RunArgs {
         }
         if let Some(max) = self.max_events {
             out.push_str(&format!(" --max-events {max}"));
+        }
+        if let Some(storage) = self.storage {
+            out.push_str(&format!(" --storage {storage}"));
         }
         if let Some(faults) = faults.or(self.faults.as_ref().map(|f| f.0.as_slice())) {
             let list: Vec<String> = faults.iter().map(|f| f.to_string()).collect();
@@ -249,8 +267,9 @@ fn main() -> ExitCode {
 
 fn summary(report: &RunReport) -> String {
     format!(
-        "seed={} result={} events={} virtual={}ms ops={} unknown={} lin_steps={}{} trace={}",
+        "seed={} storage={} result={} events={} virtual={}ms ops={} unknown={} lin_steps={}{} trace={}",
         report.seed,
+        report.storage,
         if report.passed() { "pass" } else { "FAIL" },
         report.events,
         report.end_us / 1000,

@@ -4,11 +4,11 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use raft_core::{Config, Membership, Message, NodeId, Role, SnapshotMeta};
+use raft_core::{Config, Message, NodeId, Role};
+use raft_host::{AddressBook, PeerInfo};
 
 use crate::bugs::{Bug, Mutator};
 use crate::checker::{SafetyChecker, Violation, ViolationKind};
-use crate::disk::Disk;
 use crate::faults::{self, ScheduledFault};
 use crate::host::{Ctx, Effect, Host, Liveness};
 use crate::html::Timeline;
@@ -16,6 +16,7 @@ use crate::kv::changed_state;
 use crate::network::{InFlight, Network};
 use crate::profile::{ELECTION_TICKS, FaultProfile, LEASE_DRIFT_TICKS, TICK_US};
 use crate::rng::{SimRng, Stream};
+use crate::store::StorageKind;
 use crate::trace::Trace;
 use crate::workload::{ClientRequest, ClientStep, Reply, Workload, WorkloadConfig};
 
@@ -34,6 +35,16 @@ const CHURN_AT_ONCE: f64 = 0.4;
 /// More events than this waiting at once is a message storm: the run stops with a liveness
 /// failure instead of slowing to a crawl (healthy runs keep a few thousand queued).
 const QUEUED_EVENTS_MAX: usize = 1_000_000;
+
+/// Probability that a sync fails, and that a write finds the disk full, while disk faults
+/// are on (the node stops and restarts; the store recovers what is durable).
+const FILE_DISK_ERROR: f64 = 0.002;
+
+/// More than `STORM_EVENTS_MAX` events within `STORM_WINDOW_US` of virtual time is a
+/// livelock (healthy runs have at most a few thousand per 10 ms): stop at once rather
+/// than run to `max_events`.
+const STORM_EVENTS_MAX: u64 = 50_000;
+const STORM_WINDOW_US: u64 = 10_000;
 
 /// Most ticks fired at once when a paused node resumes (more than an election timeout's
 /// worth changes nothing).
@@ -64,6 +75,8 @@ pub struct SimOptions {
     pub timeline: bool,
     /// Give up (as a liveness failure) after this many events.
     pub max_events: u64,
+    /// The store every node runs on.
+    pub storage: StorageKind,
 }
 
 impl SimOptions {
@@ -83,6 +96,7 @@ impl SimOptions {
             // Healthy runs take 30-200 thousand events; a livelocked one would take minutes to
             // reach a higher cap.
             max_events: 3_000_000,
+            storage: StorageKind::Memory,
         }
     }
 }
@@ -118,6 +132,18 @@ pub struct RunReport {
     pub trace_lines: Vec<String>,
     /// Timeline (when asked for).
     pub timeline: Option<Timeline>,
+    /// The store the nodes ran on.
+    pub storage: StorageKind,
+    /// A crash found the store holding writes not yet synced: `MemStorage` then keeps a
+    /// prefix of whole writes, `SimFs` a prefix of bytes, torn or not, from its own seeded
+    /// randomness, and the two cannot agree on what survives. Or the disk filled up: how
+    /// much of a write fits depends on the store's encoding. Every other step is the same
+    /// on both stores: fault draws never depend on the store, a failing fsync is injected
+    /// into both (it stops the node, which restarts), and a corruption makes both refuse
+    /// to open. So runs of one seed on the two stores have
+    /// the same trace digest when neither is storage-sensitive, and usually differ after
+    /// the first such crash.
+    pub storage_sensitive: bool,
 }
 
 impl RunReport {
@@ -140,6 +166,10 @@ pub(crate) enum Event {
         incarnation: u64,
     },
     ApplyDone {
+        node: NodeId,
+        incarnation: u64,
+    },
+    SnapshotDone {
         node: NodeId,
         incarnation: u64,
     },
@@ -200,6 +230,7 @@ impl Event {
             Event::Heal => (14, 0, 0),
             Event::LeaderDeadline => (15, 0, 0),
             Event::KnockOut { node, term } => (16, *node, *term),
+            Event::SnapshotDone { node, incarnation } => (17, *node, *incarnation),
         }
     }
 }
@@ -271,6 +302,8 @@ pub struct Simulation {
     pub(crate) diverge_armed: Option<(u64, u64)>,
     /// Watch for the figure-8 moment (see [`crate::commit_point`]).
     pub(crate) commit_watch: crate::commit_point::CommitPointWatch,
+    /// See [`RunReport::storage_sensitive`].
+    pub(crate) storage_sensitive: bool,
 }
 
 impl Simulation {
@@ -300,7 +333,7 @@ impl Simulation {
         };
         let mut node_rng = SimRng::new(seed, Stream::Nodes);
         let hosts = (1..=max_node)
-            .map(|id| build_host(id, nodes, &profile, options.bug, &mut node_rng))
+            .map(|id| build_host(id, nodes, &profile, &options, &mut node_rng))
             .collect();
         let workload = Workload::new(
             WorkloadConfig {
@@ -355,6 +388,7 @@ impl Simulation {
             churn_rng: SimRng::new(seed, Stream::Churn),
             diverge_armed: None,
             commit_watch: Default::default(),
+            storage_sensitive: false,
         }
     }
 
@@ -370,7 +404,21 @@ impl Simulation {
     /// Runs to the end and checks everything.
     pub fn run(mut self) -> RunReport {
         self.start();
+        let (mut window_start_us, mut window_events) = (0u64, 0u64);
         while let Some(Reverse(next)) = self.queue.pop() {
+            if next.at_us >= window_start_us + STORM_WINDOW_US {
+                (window_start_us, window_events) = (next.at_us, 0);
+            }
+            window_events += 1;
+            if window_events > STORM_EVENTS_MAX {
+                let detail = format!(
+                    "{window_events} events within {STORM_WINDOW_US}us of virtual time \
+                     (messages bouncing with almost no delay: a livelock)"
+                );
+                self.checker
+                    .report(self.now_us, ViolationKind::Liveness, detail);
+                break;
+            }
             self.now_us = next.at_us;
             let (code, a, b) = next.event.digest_words();
             self.trace.event(self.now_us, code, a, b);
@@ -468,9 +516,15 @@ impl Simulation {
             } else {
                 self.profile.crash_before_notice
             },
+            disk_error: if self.healed_at_us.is_some() || self.profile.torn_write <= 0.0 {
+                0.0
+            } else {
+                FILE_DISK_ERROR
+            },
             notes: self.trace.readable(),
         };
         f(host, &mut ctx);
+        self.storage_sensitive |= std::mem::take(&mut host.diverges);
         // A node that just won an election may be knocked out before anything it sent
         // in the same step leaves (leader churn).
         for effect in &effects {
@@ -533,6 +587,9 @@ impl Simulation {
             }
             Effect::DiskDone(at) => self.schedule(at, Event::DiskDone { node, incarnation }),
             Effect::ApplyDone(at) => self.schedule(at, Event::ApplyDone { node, incarnation }),
+            Effect::SnapshotDone(at) => {
+                self.schedule(at, Event::SnapshotDone { node, incarnation })
+            }
             Effect::Applied {
                 index,
                 digest,
@@ -547,9 +604,9 @@ impl Simulation {
                     format!("n{node} is {role:?} in term {term}")
                 });
             }
-            Effect::CrashNow => {
+            Effect::CrashNow(why) => {
                 let down_us = self.disk_rng.range(1_000, 500_000);
-                self.crash(node, "crash between sync and notice", down_us);
+                self.crash(node, &why, down_us);
             }
             Effect::Note(text) => self.trace.line(self.now_us, || text),
         }
@@ -583,7 +640,7 @@ impl Simulation {
 
     /// The sender's last index and voters when it leads (for the commit sabotage).
     fn leader_view(&self, node: NodeId) -> (u64, Vec<NodeId>) {
-        match self.hosts[node as usize - 1].node.as_ref() {
+        match self.hosts[node as usize - 1].node() {
             Some(n) if n.role() == Role::Leader => (
                 n.last_index(),
                 n.membership().incoming.iter().copied().collect(),
@@ -612,13 +669,12 @@ impl Simulation {
 
     /// Crashes a node now and schedules its restart.
     pub(crate) fn crash(&mut self, node: NodeId, why: &str, down_us: u64) {
-        let host = &mut self.hosts[node as usize - 1];
-        if host.liveness != Liveness::Up {
+        if self.hosts[node as usize - 1].liveness != Liveness::Up {
             return;
         }
-        host.crash(&mut self.disk_rng, self.profile.torn_write);
+        self.power_off(node, self.profile.torn_write);
         self.deferred.remove(&node);
-        let incarnation = host.incarnation;
+        let incarnation = self.hosts[node as usize - 1].incarnation;
         self.schedule(self.now_us + down_us, Event::Restart { node, incarnation });
         self.trace
             .line(self.now_us, || format!("n{node} crashes ({why})"));
@@ -628,12 +684,26 @@ impl Simulation {
         }
     }
 
+    /// Crashes host `node` (if up): the store keeps what its kind keeps. The randomness is
+    /// drawn the same way whatever the store.
+    pub(crate) fn power_off(&mut self, node: NodeId, torn_write: f64) {
+        let pick = self.disk_rng.next_u64();
+        let torn = self.disk_rng.chance(torn_write);
+        let host = &mut self.hosts[node as usize - 1];
+        if host.liveness != Liveness::Up {
+            return;
+        }
+        host.crash(pick, torn);
+        self.storage_sensitive |= std::mem::take(&mut host.diverges);
+    }
+
     fn handle(&mut self, event: Event) {
         match event {
             Event::Tick { .. }
             | Event::Deliver(_)
             | Event::DiskDone { .. }
             | Event::ApplyDone { .. }
+            | Event::SnapshotDone { .. }
             | Event::ClientRequest { .. } => self.handle_node_event(event),
             Event::ClientReply {
                 client,
@@ -690,6 +760,11 @@ impl Simulation {
                 if self.current(node, incarnation) && !self.defer_if_paused(node, &event) =>
             {
                 self.with_host(node, |host, ctx| host.apply_done(ctx));
+            }
+            Event::SnapshotDone { node, incarnation }
+                if self.current(node, incarnation) && !self.defer_if_paused(node, &event) =>
+            {
+                self.with_host(node, |host, ctx| host.snapshot_done(ctx));
             }
             Event::ClientRequest { node, request } => {
                 let deferred = Event::ClientRequest {
@@ -766,8 +841,7 @@ impl Simulation {
             return false;
         }
         let leads = self.hosts[node as usize - 1]
-            .node
-            .as_ref()
+            .node()
             .is_some_and(|n| n.role() == Role::Leader);
         let count = self.slow_ticks.entry(node).or_default();
         *count += 1;
@@ -870,9 +944,8 @@ impl Simulation {
             format!("n{node} resumes ({missed} ticks missed)")
         });
         if self.options.bug != Some(Bug::LeaseBeyondBound) {
-            for _ in 0..missed.min(MISSED_TICKS_MAX) {
-                self.with_host(node, |host, ctx| host.tick(ctx));
-            }
+            let ticks = missed.min(MISSED_TICKS_MAX);
+            self.with_host(node, |host, ctx| host.advance_clock(ticks, ctx));
         }
         for event in self.deferred.remove(&node).unwrap_or_default() {
             self.schedule(self.now_us, event);
@@ -884,7 +957,7 @@ impl Simulation {
         self.hosts
             .iter()
             .filter(|h| h.liveness == Liveness::Up)
-            .filter_map(|h| h.node.as_ref().map(|n| (n.term(), n.role(), h.id())))
+            .filter_map(|h| h.node().map(|n| (n.term(), n.role(), h.id())))
             .filter(|(_, role, _)| *role == Role::Leader)
             .max()
             .map(|(_, _, id)| id)
@@ -896,23 +969,19 @@ impl Simulation {
     /// section 4.2.3); that is a known limit of those settings, not a bug to report.
     fn retire_removed(&mut self, leader: NodeId) {
         let Some(members) = self.hosts[leader as usize - 1]
-            .node
-            .as_ref()
+            .node()
             .map(|n| n.membership().members())
         else {
             return;
         };
         for id in 1..=self.hosts.len() as NodeId {
-            let host = &mut self.hosts[id as usize - 1];
+            let host = &self.hosts[id as usize - 1];
             if members.contains(&id) || host.liveness != Liveness::Up {
                 continue;
             }
-            let knows_members = host
-                .node
-                .as_ref()
-                .is_some_and(|n| n.membership().node_count() > 0);
+            let knows_members = host.node().is_some_and(|n| n.membership().node_count() > 0);
             if knows_members {
-                host.crash(&mut self.disk_rng, 0.0);
+                self.power_off(id, 0.0);
                 self.trace.line(self.now_us, || {
                     format!("n{id} retired: not in the configuration of leader n{leader}")
                 });
@@ -990,6 +1059,8 @@ impl Simulation {
             lin_inconclusive,
             trace_lines: self.trace.take_lines(),
             timeline,
+            storage: self.options.storage,
+            storage_sensitive: self.storage_sensitive,
         }
     }
 
@@ -1035,6 +1106,7 @@ fn describe(event: &Event) -> String {
         Event::Deliver(m) => format!("n{} -> n{} t{} {:?}", m.from, m.to, m.term, m.body),
         Event::DiskDone { node, .. } => format!("n{node} disk sync done"),
         Event::ApplyDone { node, .. } => format!("n{node} apply done"),
+        Event::SnapshotDone { node, .. } => format!("n{node} snapshot work done"),
         Event::ClientRequest { node, request } => {
             format!(
                 "client {} -> n{node} op {} {:?}",
@@ -1067,18 +1139,14 @@ fn build_host(
     id: NodeId,
     founders: u64,
     profile: &FaultProfile,
-    bug: Option<Bug>,
+    options: &SimOptions,
     rng: &mut SimRng,
 ) -> Host {
-    let membership = if id <= founders {
-        Membership::with_voters(1..=founders)
-    } else {
-        Membership::default()
-    };
-    let disk = Disk::new(SnapshotMeta {
-        index: 0,
-        term: 0,
-        membership,
+    let bug = options.bug;
+    let members = (id <= founders).then(|| {
+        (1..=founders)
+            .map(|member| (member, PeerInfo::new(())))
+            .collect::<AddressBook<()>>()
     });
     let mut config = Config::new(id, rng.next_u64());
     config.election_ticks = ELECTION_TICKS;
@@ -1105,5 +1173,18 @@ fn build_host(
         rng.range_f64(-profile.clock_drift, profile.clock_drift + f64::EPSILON)
     };
     let tick_us = ((TICK_US as f64) * (1.0 + drift)).round().max(1.0) as u64;
-    Host::new(config, disk, bug, profile.lease_reads, tick_us)
+    // The simulated disk's own randomness (which unsynced bytes survive a crash, where a
+    // torn write tears) comes from the seed too, one stream per node.
+    let fs_seed = options.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut host = Host::new(
+        config,
+        members,
+        options.storage,
+        fs_seed,
+        bug,
+        profile.lease_reads,
+        tick_us,
+    );
+    host.set_torn_write(profile.torn_write);
+    host
 }

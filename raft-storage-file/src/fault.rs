@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::fs::{FileSystem, FsFile};
 
@@ -25,6 +25,8 @@ struct FaultPlan {
     /// Bytes that may still be written; `u64::MAX` means unlimited.
     write_budget_bytes: AtomicU64,
     fail_syncs: AtomicBool,
+    /// Planted bugs, one bit each (see [`PlantedBug`]).
+    planted: AtomicU8,
 }
 
 impl Default for FaultPlan {
@@ -32,7 +34,26 @@ impl Default for FaultPlan {
         FaultPlan {
             write_budget_bytes: AtomicU64::new(u64::MAX),
             fail_syncs: AtomicBool::new(false),
+            planted: AtomicU8::new(0),
         }
+    }
+}
+
+/// A deliberate bug in the store's recovery, to show that a simulator's checks catch it
+/// (switched on with `FaultInjector::plant`, feature `planted-bugs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PlantedBug {
+    /// A checksum failure anywhere in the last segment is taken for a torn tail and cut off
+    /// silently, durable records with it.
+    SkipCorruptionCheck,
+    /// A last segment that ends in a torn tail is dropped whole, synced records with it,
+    /// and nothing is reported.
+    LoseUnsyncedSegment,
+}
+
+impl PlantedBug {
+    fn bit(self) -> u8 {
+        1 << (self as u8)
     }
 }
 
@@ -51,6 +72,19 @@ impl FaultInjector {
     /// Every sync fails with `EIO` until [`FaultInjector::heal`].
     pub fn fail_syncs(&self) {
         self.plan.fail_syncs.store(true, Ordering::SeqCst);
+    }
+
+    /// Gives the store a deliberate bug (see [`PlantedBug`]). Never use outside tests
+    /// that show a checker catches it.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant(&self, bug: PlantedBug) {
+        self.plan.planted.fetch_or(bug.bit(), Ordering::SeqCst);
+    }
+
+    /// True if `bug` was planted (always false without the `planted-bugs` feature).
+    #[inline]
+    pub(crate) fn has_bug(&self, bug: PlantedBug) -> bool {
+        cfg!(feature = "planted-bugs") && self.plan.planted.load(Ordering::Relaxed) & bug.bit() != 0
     }
 
     /// Stops injecting faults.

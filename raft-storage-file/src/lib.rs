@@ -77,7 +77,7 @@ mod snapshot;
 mod store;
 
 pub use error::StorageError;
-pub use fault::FaultInjector;
+pub use fault::{FaultInjector, PlantedBug};
 pub use format::FORMAT_VERSION;
 pub use fs::{DirEntry, FileSystem, FsFile, StdFile, StdFs};
 pub use recovery::{RecoveryReport, TornTail};

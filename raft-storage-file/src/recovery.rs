@@ -17,6 +17,7 @@ use raft_core::{Entry, HardState, Index, SnapshotMeta, Term};
 
 use crate::chain::{Built, Found, LogBuilder};
 use crate::error::StorageError;
+use crate::fault::PlantedBug;
 use crate::fs::{Disk, FileSystem, FsFile};
 use crate::scan::{self, Scan};
 use crate::segment::{self, Segment};
@@ -190,7 +191,7 @@ fn scan_all<F: FileSystem>(
     if threads == 0 {
         for (position, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment::file_name(seq));
-            let read = read_segment(&disk.fs, path, position + 1 == seqs.len())?;
+            let read = read_segment(disk, path, position + 1 == seqs.len())?;
             if let Some(found) = settle(dir, read, disk, report)? {
                 accept(found)?;
             }
@@ -204,8 +205,7 @@ fn scan_all<F: FileSystem>(
         let receivers: Vec<mpsc::Receiver<Received<F>>> = (0..threads)
             .map(|first| {
                 let (sender, receiver) = mpsc::sync_channel(1);
-                let fs = &disk.fs;
-                scope.spawn(move || read_every_nth(fs, dir, seqs, first, threads, &sender));
+                scope.spawn(move || read_every_nth(disk, dir, seqs, first, threads, &sender));
                 receiver
             })
             .collect();
@@ -229,7 +229,7 @@ fn scan_all<F: FileSystem>(
 
 /// The body of reader thread `first` of `step`.
 fn read_every_nth<F: FileSystem>(
-    fs: &F,
+    disk: &Disk<F>,
     dir: &Path,
     seqs: &[u64],
     first: usize,
@@ -238,7 +238,7 @@ fn read_every_nth<F: FileSystem>(
 ) {
     for position in (first..seqs.len()).step_by(step) {
         let path = dir.join(segment::file_name(seqs[position]));
-        let read = read_segment(fs, path, position + 1 == seqs.len());
+        let read = read_segment(disk, path, position + 1 == seqs.len());
         let failed = read.is_err();
         if sender.send(read).is_err() || failed {
             return;
@@ -248,11 +248,12 @@ fn read_every_nth<F: FileSystem>(
 
 /// Reads a whole segment into one buffer and parses it.
 fn read_segment<F: FileSystem>(
-    fs: &F,
+    disk: &Disk<F>,
     path: PathBuf,
     is_last: bool,
 ) -> Result<ReadSegment<F>, StorageError> {
-    let file = fs
+    let file = disk
+        .fs
         .open(&path)
         .map_err(|e| StorageError::io("open segment", &path, e))?;
     let file_len = file
@@ -268,7 +269,8 @@ fn read_segment<F: FileSystem>(
     let mut bytes = vec![0u8; len];
     file.read_exact_at(&mut bytes, 0)
         .map_err(|e| StorageError::io("read segment", &path, e))?;
-    let scan = scan::scan_segment(&path, Bytes::from(bytes), is_last)?;
+    let skip_checks = disk.faults.has_bug(PlantedBug::SkipCorruptionCheck);
+    let scan = scan::scan_segment_with(&path, Bytes::from(bytes), is_last, skip_checks)?;
     Ok(ReadSegment {
         path,
         file,
@@ -300,6 +302,17 @@ fn settle<F: FileSystem>(
             disk.sync_dir(dir)?;
             tracing::warn!(path = %path.display(), reason, "removed a last segment whose header was never written");
             report.removed_files.push(path);
+            Ok(None)
+        }
+        Scan::Segment(scanned)
+            if scanned.torn.is_some() && disk.faults.has_bug(PlantedBug::LoseUnsyncedSegment) =>
+        {
+            // Planted bug: the whole segment goes, synced records too, and nobody is told.
+            drop(file);
+            disk.fs
+                .remove_file(&path)
+                .map_err(|e| StorageError::io("remove torn segment", &path, e))?;
+            disk.sync_dir(dir)?;
             Ok(None)
         }
         Scan::Segment(scanned) => {

@@ -129,7 +129,15 @@ pub(crate) fn header_error(path: &Path, offset: u64, error: HeaderError) -> Stor
 /// record that a crash could have left half-written ends the log there: it was never
 /// synced, because a sync covers every earlier write and the segment before this one was
 /// synced before this one was created.
-pub(crate) fn scan_segment(path: &Path, bytes: Bytes, is_last: bool) -> Result<Scan, StorageError> {
+///
+/// `skip_checks` is the planted `SkipCorruptionCheck` bug (always false in production): any
+/// bad record of the last segment is taken for a torn tail.
+pub(crate) fn scan_segment_with(
+    path: &Path,
+    bytes: Bytes,
+    is_last: bool,
+    skip_checks: bool,
+) -> Result<Scan, StorageError> {
     let file_len = bytes.len() as u64;
     if is_last && bytes.len() < SEGMENT_HEADER_BYTES {
         return Ok(Scan::TornHeader(format!(
@@ -152,6 +160,13 @@ pub(crate) fn scan_segment(path: &Path, bytes: Bytes, is_last: bool) -> Result<S
             match tear(&frame, &bytes[pos..], offset, file_len) {
                 Some(reason) if is_last => {
                     torn = Some(Torn { offset, reason });
+                    break;
+                }
+                None if is_last && skip_checks => {
+                    torn = Some(Torn {
+                        offset,
+                        reason: describe(&frame),
+                    });
                     break;
                 }
                 _ => return Err(StorageError::corrupt(path, offset, describe(&frame))),
