@@ -106,8 +106,6 @@ pub struct Ctx<'a> {
     pub effects: &'a mut Vec<Effect>,
     /// Disk latency base.
     pub disk_latency_us: u64,
-    /// Longest time the state machine takes for one batch of entries.
-    pub apply_latency_us: u64,
     /// Probability of crashing between a sync and its notice.
     pub crash_before_notice: f64,
     /// Probability that a sync fails, and that a write finds the disk full (file store).
@@ -571,8 +569,7 @@ impl Host {
                 busy = true;
             }
             while let Some(work) = engine.poll_apply() {
-                let at =
-                    self.apply_free_at_us.max(ctx.now_us) + ctx.rng.range(0, ctx.apply_latency_us);
+                let at = self.apply_free_at_us.max(ctx.now_us) + ctx.rng.range(0, 200);
                 self.apply_free_at_us = at;
                 self.apply_out.push_back(work);
                 ctx.effects.push(Effect::ApplyDone(at));

@@ -43,9 +43,6 @@ pub struct FaultProfile {
     pub corruption_rate: f64,
     /// Disk write latency base (fsync).
     pub disk_latency_us: u64,
-    /// Longest time the state machine takes to apply one batch (a slow state machine
-    /// lets apply fall behind commit).
-    pub apply_latency_us: u64,
     /// Largest relative deviation of a node's tick rate from nominal.
     pub clock_drift: f64,
     /// Clock jumps per second.
@@ -253,18 +250,11 @@ impl FaultProfile {
             diverge_rate: 0.0,
             commit_point_knockout: 0.0,
             inflight_window: 0,
-            apply_latency_us: 200,
         };
         // Drawn last, so that the fields above are what they were before churn existed.
         profile.leader_churn_rate = on(rng, 0.2, 1.5);
         profile.diverge_rate = on(rng, 0.2, 1.5);
         profile.commit_point_knockout = on(rng, 0.3, 1.0);
-        if rng.chance(0.5) {
-            // A slow state machine: apply falls behind commit, so whatever waits for
-            // apply (reads, client answers) must really wait (measured: reply-before-apply
-            // caught by 31 of 100 seeds, against 13 with applies of at most 0.2 ms).
-            profile.apply_latency_us = rng.range(1_000, 100_000);
-        }
         if rng.chance(0.25) {
             // Entries one by one, one round trip apart: a new leader's old-term entries
             // reach followers well before its own (the figure-8 moment lasts).
@@ -309,7 +299,6 @@ impl FaultProfile {
             snapshot_chunk_bytes: 1024,
             max_append_bytes: 64 * 1024,
             inflight_window: 0,
-            apply_latency_us: 200,
         }
     }
 }
@@ -322,7 +311,7 @@ impl fmt::Display for FaultProfile {
              isolate={:.2}/s clog={:.2}/s crash={:.2}/s crash_before_notice={:.3} pause={:.2}/s \
              torn={:.2} corrupt={:.2}/s drift={:.3} jumps={:.2}/s membership={:.2}/s \
              transfer={:.2}/s snapshot={:.2}/s lag={} churn={:.2}/s diverge={:.2}/s strike={:.2} lease={} pre_vote={} check_quorum={} \
-             chunk={}B append={}B window={} apply={}us",
+             chunk={}B append={}B window={}",
             self.fault_phase_us / 1000,
             self.loss,
             self.duplicate,
@@ -350,8 +339,7 @@ impl fmt::Display for FaultProfile {
             self.check_quorum,
             self.snapshot_chunk_bytes,
             self.max_append_bytes,
-            self.inflight_window,
-            self.apply_latency_us
+            self.inflight_window
         )
     }
 }

@@ -511,12 +511,6 @@ impl Simulation {
             checker: &mut self.checker,
             effects: &mut effects,
             disk_latency_us: self.profile.disk_latency_us,
-            // A slow state machine is a fault: healing ends it like the others.
-            apply_latency_us: if self.healed_at_us.is_some() {
-                FaultProfile::calm().apply_latency_us
-            } else {
-                self.profile.apply_latency_us
-            },
             crash_before_notice: if self.healed_at_us.is_some() {
                 0.0
             } else {
