@@ -125,6 +125,25 @@ impl FaultProfile {
             profile.snapshot_rate = 0.0;
             profile.lag_follower = false;
         }
+        if bug == Some(Bug::ReplyBeforeApply) {
+            // A read answered before its index is applied is stale only where apply lags
+            // behind a write another client already saw answered: at a follower whose
+            // log arrives late. Slow and held links make followers lag; crashes,
+            // partitions, isolations, churn and membership changes mostly stop the reads
+            // instead. Measured over seeds 0..100: 36 caught, against 13 with the swarm
+            // mix, 27 with only the calming and 30 with calming and the long tail.
+            profile.delay_tail = profile.delay_tail.max(0.05);
+            profile.clog_rate = profile.clog_rate.max(2.0);
+            profile.crash_rate = 0.0;
+            profile.pause_rate = 0.0;
+            profile.partition_rate = 0.0;
+            profile.isolate_leader_rate = 0.0;
+            profile.leader_churn_rate = 0.0;
+            profile.diverge_rate = 0.0;
+            profile.commit_point_knockout = 0.0;
+            profile.membership_rate = 0.0;
+            profile.corruption_rate = 0.0;
+        }
         if bug == Some(Bug::SkipCorruptionCheck) {
             // Recovery that skips a damaged record shows when the damage hits what the
             // node promised (its term and vote, its newest entries), mostly early in the
