@@ -78,6 +78,15 @@
 //! elapsed time. Restart: [`restore`] loads the snapshot, and the core re-hands entries up
 //! to the persisted commit index for re-apply, so the state machine never goes backwards.
 //!
+//! **Watching and simulating.** A driver that runs the disk at simulated times may split
+//! [`DiskWork::run`] into [`DiskWork::write`] (when the work starts) and
+//! [`DiskWritten::sync`] (when the disk would finish), so a crash in between loses what a
+//! real disk could. [`Engine::set_observing`] turns on a feed of [`Observation`]s (writes
+//! handed out, durability reported, entries applied with their term and response, answers,
+//! role changes, stops) for a checker; off, it costs one branch. With the `planted-bugs`
+//! feature, `Engine::plant` gives an engine one of the [`PlantedBug`]s, so a simulator
+//! can show that its checks catch host bugs; without the feature none can be switched on.
+//!
 //! **Misuse panics.** Reporting a completion for work that was never handed out, twice,
 //! or out of order is a driver bug, not an input: the `handle_*_done` methods panic with a
 //! message naming the misuse (see their `# Panics` sections). A storage, apply or core

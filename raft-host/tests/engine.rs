@@ -337,3 +337,90 @@ fn an_idle_follower_sleeps_until_its_election_timeout() {
         "the election timeout started a campaign at the promised time"
     );
 }
+
+/// Goal: the observation feed tells a watcher what the engine did, in order: the write the
+/// core handed out, that it became durable after a sync, the entry applied with its term and
+/// response, the role change and the answer; and it is silent when off.
+#[test]
+fn observation_feed_reports_writes_durability_applies_and_answers() {
+    use raft_host::Observation;
+    let (mut engine, storage) = lone_engine();
+    assert!(
+        engine.poll_observation().is_none(),
+        "the feed is off by default"
+    );
+    engine.set_observing(true);
+    let mut counter = Counter::default();
+    let mut seen = Vec::new();
+    let mut request = None;
+    let mut answered = false;
+    for tick in 1..1000u64 {
+        engine.handle_timeout(Duration::from_millis(10 * tick));
+        if request.is_none() && engine.node().leader() == Some(1) {
+            request = Some(engine.handle_propose(Proposal::command(&5u64).unwrap()));
+        }
+        loop {
+            let mut busy = false;
+            while let Some(work) = engine.poll_disk() {
+                // The split run: writes first, the sync at "completion".
+                let written = work.write(&mut storage.lock().unwrap());
+                let done = written.sync(&mut storage.lock().unwrap());
+                engine.handle_disk_done(done);
+                busy = true;
+            }
+            while let Some(work) = engine.poll_apply() {
+                engine.handle_applied(work.run(&mut counter, &storage));
+                busy = true;
+            }
+            while let Some((id, _)) = engine.poll_reply() {
+                answered |= Some(id) == request;
+                busy = true;
+            }
+            while let Some(observation) = engine.poll_observation() {
+                seen.push(observation);
+                busy = true;
+            }
+            if !busy {
+                break;
+            }
+        }
+        if answered {
+            break;
+        }
+    }
+    assert!(answered, "the proposal was never answered");
+    let position = |pred: &dyn Fn(&Observation<Counter>) -> bool| {
+        seen.iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("missing observation in {seen:?}"))
+    };
+    let leader = position(&|o| {
+        matches!(
+            o,
+            Observation::Role {
+                role: raft_core::Role::Leader,
+                ..
+            }
+        )
+    });
+    let persisted = position(&|o| {
+        matches!(o, Observation::Persist { entries, sync_required: true, .. }
+            if entries.iter().any(|e| matches!(e.payload, raft_core::EntryPayload::Command(_))))
+    });
+    let Observation::Persist { token, .. } = &seen[persisted] else {
+        unreachable!()
+    };
+    let token = *token;
+    let durable =
+        position(&|o| matches!(o, Observation::Durable { token: t, synced: true } if *t >= token));
+    let applied = position(
+        &|o| matches!(o, Observation::Applied { response: Some(5), term, .. } if *term >= 1),
+    );
+    let answer = position(&|o| matches!(o, Observation::Answered { ok: true, .. }));
+    assert!(leader < persisted && persisted < durable && durable < applied && applied < answer);
+    engine.set_observing(false);
+    assert!(
+        engine.poll_observation().is_none(),
+        "turning the feed off drops it"
+    );
+}

@@ -38,8 +38,8 @@ pub type SimEngine = Engine<KvStateMachine, SimStore, ()>;
 
 /// Where a file store lives on its node's simulated disk.
 const STORE_DIR: &str = "/raft";
-/// Segments small enough that a run rolls over a few of them.
-const SEGMENT_BYTES_MAX: u64 = 256 << 10;
+/// Segments of 1 MiB: long runs roll over to new segments, most runs write one.
+const SEGMENT_BYTES_MAX: u64 = 1 << 20;
 
 /// Whether the process runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -430,6 +430,8 @@ impl Host {
             self.corrupt = true;
             return true;
         };
+        // A bit at rest anywhere in the store's durable bytes, every byte equally likely
+        // (so mostly in the log, as on a real disk).
         let files: Vec<_> = fs
             .durable_files(std::path::Path::new(STORE_DIR))
             .into_iter()
@@ -440,11 +442,19 @@ impl Host {
                         .is_some_and(|n| n.to_string_lossy() != "LOCK")
             })
             .collect();
-        if files.is_empty() {
+        let total: u64 = files.iter().map(|(_, len)| len).sum();
+        if total == 0 {
             return false;
         }
-        let (path, _) = &files[(pick % files.len() as u64) as usize];
-        fs.flip_durable_bit(path, pick.rotate_left(17))
+        let mut at = pick % total;
+        for (path, len) in &files {
+            if at < *len {
+                let bit = (pick >> 56) % 8;
+                return fs.flip_durable_bit(path, (bit << 32) | at);
+            }
+            at -= len;
+        }
+        false
     }
 
     /// An operator wipes the node's disk (it joins again as a new, empty node).

@@ -1,8 +1,9 @@
 //! # raft-sim
 //!
 //! A deterministic whole-cluster simulator for `raft-core`: 1 to 7 real
-//! [`raft_core::Node`]s, each with the real key-value state machine of `raft-kv`, a
-//! simulated disk and a simulated network, driven by one queue of events ordered by
+//! [`raft_core::Node`]s, each hosted by the production host engine of `raft-host` with the
+//! real key-value state machine of `raft-kv` and a real store (`MemStorage`, or
+//! `FileStorage` on a simulated disk), and a simulated network, driven by one queue of events ordered by
 //! (virtual time, sequence number). Every random choice comes from ChaCha streams of one
 //! seed ([`rng`]); nothing depends on wall-clock time, threads or hash-map order, so a seed
 //! and its options replay the same run, event for event.
@@ -14,6 +15,7 @@
 //! cargo run --release -p raft-sim -- run --seed 42 --trace t.log --html t.html
 //! cargo run --release -p raft-sim -- sweep --seeds 0..10000     # all cores, progress bar
 //! cargo run --release -p raft-sim -- run --seed 42 --bug stale-reads   # a broken variant
+//! cargo run --release -p raft-sim -- sweep --seeds 0..500 --storage file  # the real FileStorage
 //! ```
 //!
 //! `run` prints the profile, the violations, and as its last line
@@ -48,12 +50,21 @@
 //! * Process: crash and restart at any moment, including right after a sync completed and
 //!   before the core was told; pause and resume (a stalled node whose timers fire late: the
 //!   ticks it missed fire in a burst before anything that arrived meanwhile).
-//! * Disk ([`disk`]), below the core's durability contract: writes not yet synced are lost
-//!   on a crash except a random prefix, whose last write may be torn; a durable record may be
-//!   corrupted on a minority of nodes (never more than the configuration survives). Records
-//!   carry a checksum (modelled as a flag); on restore a torn tail past the sync marker is
-//!   dropped, a damaged durable record makes the node refuse to start, so it can neither
-//!   serve nor vote with a log that lost acknowledged entries.
+//! * Disk ([`store`]), below the core's durability contract, on the real stores:
+//!   `--storage memory` runs `raft_core::MemStorage` (a crash keeps a random prefix of the
+//!   unsynced writes), `--storage file` the real `raft_storage_file::FileStorage` on a
+//!   seeded `SimFs` per node (a crash keeps a random prefix of each file's unsynced bytes,
+//!   its last sector possibly torn; recovery must cut the torn tail). On both, syncs fail
+//!   and the disk fills up now and then (the node stops and is restarted; the store
+//!   recovers what is durable), and a durable bit may be flipped on a minority of nodes
+//!   (never more than the configuration survives): the store must refuse to open, so the
+//!   node can neither serve nor vote with a log that lost acknowledged entries
+//!   (`MemStorage` has no checksums, so there the refusal is modelled). Read-time bit flips
+//!   of `SimFs` stay off: a node that refuses to start is out for good, and only the
+//!   corruption fault keeps such losses survivable. The same seed gives the same trace
+//!   digest on both stores unless the run is storage-sensitive
+//!   ([`sim::RunReport::storage_sensitive`]: a crash that finds unsynced writes, or a full
+//!   disk, where the stores keep different bytes by design).
 //! * Clock: per-node tick-rate drift and jumps. Lease reads depend on clocks, so when a
 //!   seed uses them its drift stays within the bound the lease margin covers
 //!   ([`profile::LEASE_SAFE_DRIFT`]: `(E - d)(1 + r) <= E(1 - r)` with E = 10 election
@@ -74,11 +85,16 @@
 //!   transfers, snapshots and compaction at random points. A former witness is wiped before
 //!   it joins again, as raft-core requires.
 //!
-//! The hosts ([`host`]) follow the host contract of raft-core to the letter: disk-lane
-//! actions in order with one sync per group and `on_persisted` only once durable; apply-lane
-//! actions in order; messages sent at once; a read is served once the state machine has
-//! applied its index. A witness, and any replica that skipped payloads (it applied an
-//! elided entry or restored a payload-less snapshot), serves no client.
+//! Each node runs the production host engine, `raft_host::Engine` ([`host`] is only its
+//! driver): group commit with `sync_required`, token reporting, the apply lane, joining
+//! outcomes with results, snapshots, witness refusals are the engine's, exactly as the tokio
+//! runtime runs them. The driver writes a disk work's batches when the engine hands it out
+//! and syncs at the simulated completion, so a crash in between loses what a real disk
+//! could; apply and snapshot work run at their completion time. A crash drops the engine
+//! with all its work; restart is `raft_host::restore` from the store. The checker sees
+//! the engine through its observation feed (`Engine::set_observing`: writes handed out,
+//! entries applied with their term and payload, role changes, stops), the messages it
+//! sends and its commit index.
 //!
 //! ## Checks
 //!
@@ -102,27 +118,39 @@
 //! ## Showing the checks are not vacuous
 //!
 //! raft-core is not modified: each broken variant ([`bugs::Bug`], `--bug <name>`) is
-//! sabotage in the host or on the wire with the effect of a protocol bug:
+//! sabotage on the wire with the effect of a protocol bug, or a bug planted in the
+//! production host engine or file store (their `planted-bugs` feature, switched on per run;
+//! the simulator's driver is never sabotaged):
 //!
 //! | variant | sabotage | caught by |
 //! |---|---|---|
-//! | `ack-before-durable` | the host reports a persist's token as soon as it is issued | restore of a snapshot not on disk, forgotten terms, lost entries |
+//! | `ack-before-durable` | the engine reports a persist's token as soon as the core issues it | forgotten terms, double votes, lost entries, livelock |
 //! | `vote-without-log-check` | vote requests claim `last_log_term = term` | leader completeness |
 //! | `commit-without-quorum` | appends tell followers to commit all the leader holds | leader completeness, linearizability |
 //! | `commit-previous-term` | commit index raised to the majority-acknowledged index, any term (figure 8) | leader completeness, after leader changes over divergent logs |
-//! | `stale-reads` | reads answered from local state at once | linearizability |
-//! | `skip-corruption-check` | restore drops a corrupt durable record like a torn tail | forgotten terms, double votes |
+//! | `stale-reads` | the engine serves every read from local state at once | linearizability |
+//! | `skip-corruption-check` | file-store recovery cuts a corrupt record of the last segment like a torn tail (file storage) | forgotten terms, double votes |
 //! | `no-sessions` | retries carry no session | "write took effect twice" |
 //! | `lease-beyond-bound` | clocks beyond the lease bound: a leader's clock at a quarter rate, pauses stop clocks | linearizability (stale lease read) |
+//! | `durable-before-sync` | the engine's disk lane reports a work durable and syncs it with the next one | forgotten terms, lost entries |
+//! | `skip-sync` | the disk lane skips the sync of a lone small write | forgotten terms, double votes, lost entries |
+//! | `apply-before-commit` | the engine applies entries when they are appended | "applied before any node committed it" |
+//! | `reply-before-apply` | the engine answers a read before its read index is applied | linearizability |
+//! | `lose-unsynced-segment` | file-store recovery drops a last segment with a torn tail whole (file storage) | forgotten terms, lost entries |
 //!
 //! Each variant's run draws a profile aimed at it ([`profile::FaultProfile::draw_for`]):
 //! `commit-previous-term` gets many divergent-log faults, one-by-one appends, the figure-8
 //! knockout always on and a longer fault phase; `lease-beyond-bound` many leader isolations,
-//! a longer phase and none of the faults that end a leader's reign early. `raft-sim bugs`
-//! prints the catch table (seeds caught of 100 and the first catching seed; `--require 10`
-//! fails below 10; `--bug <name>` runs one variant; runs stop at 1,000,000 events there,
-//! five times what a healthy run takes, so a livelocked variant is caught sooner). `tests/simulation.rs` requires each to be caught within 40 seeds, and
-//! the real core to pass a short sweep; `ci-sweep.sh` runs 1,000 seeds in release mode. The linearizability checker is cross-checked against a brute-force search
+//! a longer phase and none of the faults that end a leader's reign early;
+//! `reply-before-apply` slow and held links and none of the faults that stop reads;
+//! `skip-corruption-check` corruptions in every run. `raft-sim bugs` prints the catch table
+//! (seeds caught of 100 and the first catching seed; `--require 10` fails below 10; `--bug
+//! <name>` runs one variant; runs stop at 1,000,000 events there, five times what a healthy
+//! run takes, so a livelocked variant is caught sooner). `tests/simulation.rs` requires
+//! each to be caught within 40 seeds, and the real core to pass a short sweep;
+//! `ci-sweep.sh` runs 1,000 seeds on memory and 500 on file storage in release mode, then
+//! the catch table with `--require 10`. The linearizability checker is cross-checked
+//! against a brute-force search
 //! and the `todc-utils` crate in `tests/linearizability_oracle.rs`.
 #![forbid(unsafe_code)]
 

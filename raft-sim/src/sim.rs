@@ -38,13 +38,13 @@ const QUEUED_EVENTS_MAX: usize = 1_000_000;
 
 /// Probability that a sync fails, and that a write finds the disk full, while disk faults
 /// are on (the node stops and restarts; the store recovers what is durable).
-const FILE_DISK_ERROR: f64 = 0.002;
+const DISK_ERROR: f64 = 0.002;
 
 /// More than `STORM_EVENTS_MAX` events within `STORM_WINDOW_US` of virtual time is a
-/// livelock (healthy runs have at most a few thousand per 10 ms): stop at once rather
+/// livelock (healthy runs average a few hundred per 100 ms): stop at once rather
 /// than run to `max_events`.
-const STORM_EVENTS_MAX: u64 = 50_000;
-const STORM_WINDOW_US: u64 = 10_000;
+const STORM_EVENTS_MAX: u64 = 20_000;
+const STORM_WINDOW_US: u64 = 100_000;
 
 /// Most ticks fired at once when a paused node resumes (more than an election timeout's
 /// worth changes nothing).
@@ -519,7 +519,7 @@ impl Simulation {
             disk_error: if self.healed_at_us.is_some() || self.profile.torn_write <= 0.0 {
                 0.0
             } else {
-                FILE_DISK_ERROR
+                DISK_ERROR
             },
             notes: self.trace.readable(),
         };
