@@ -6,8 +6,8 @@
 # fsyncs, a full disk), on all cores. Exits non-zero if any seed fails a check.
 # Takes about 70-110 s of sweep on 2 loaded cores (plus the build).
 # Then the catch table of the planted bugs over seeds 0..100; fails if one is caught by
-# fewer than 10 of them (about 70 s of CPU: 35-40 s on 2 idle cores, about 3 minutes on 2
-# cores at load 13; SIM_BUGS=0 skips it).
+# fewer than 10 of them (about 25 s of CPU, 20-25 s on 2 cores at load 7; SIM_BUGS=0
+# skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds="${SIM_SEEDS:-0..1000}"

@@ -145,8 +145,7 @@
 //! `reply-before-apply` slow and held links and none of the faults that stop reads;
 //! `skip-corruption-check` corruptions in every run. `raft-sim bugs` prints the catch table
 //! (seeds caught of 100 and the first catching seed; `--require 10` fails below 10; `--bug
-//! <name>` runs one variant; runs stop at 1,000,000 events there, five times what a healthy
-//! run takes, so a livelocked variant is caught sooner). `tests/simulation.rs` requires
+//! <name>` runs one variant). `tests/simulation.rs` requires
 //! each to be caught within 40 seeds, and the real core to pass a short sweep;
 //! `ci-sweep.sh` runs 1,000 seeds on memory and 500 on file storage in release mode, then
 //! the catch table with `--require 10`. The linearizability checker is cross-checked

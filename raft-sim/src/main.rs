@@ -122,9 +122,8 @@ struct RunArgs {
     /// No faults at all.
     #[arg(long)]
     calm: bool,
-    /// Stop with a liveness failure after this many events (default 3,000,000; `bugs`
-    /// uses 1,000,000: healthy runs take under 200,000, and a broken variant that
-    /// livelocks is caught sooner).
+    /// Stop with a liveness failure after this many events (default 3,000,000; healthy
+    /// runs take under 200,000).
     #[arg(long)]
     max_events: Option<u64>,
     /// The store every node runs on: `memory` (MemStorage, fast) or `file` (the real
@@ -459,10 +458,6 @@ fn worker_count(jobs: Option<usize>) -> usize {
         .max(1)
 }
 
-/// Event cap of a `bugs` run: healthy runs take under 200,000 events; a broken variant
-/// that livelocks hits this cap (a liveness failure) three times sooner than the default.
-const BUGS_MAX_EVENTS: u64 = 1_000_000;
-
 /// The catch table: each broken variant over `seeds`, one line per variant.
 fn bugs(seeds: Range<u64>, args: &RunArgs, jobs: Option<usize>, require: u64) -> ExitCode {
     let jobs = worker_count(jobs);
@@ -480,7 +475,6 @@ fn bugs(seeds: Range<u64>, args: &RunArgs, jobs: Option<usize>, require: u64) ->
     for bug in chosen {
         let mut variant = args.clone();
         variant.bug = Some(bug);
-        variant.max_events = variant.max_events.or(Some(BUGS_MAX_EVENTS));
         let bar = indicatif::ProgressBar::hidden();
         let started = Instant::now();
         let (failures, _) = run_seeds(seeds.clone(), &variant, jobs, &bar);
