@@ -402,5 +402,10 @@ mod tests {
         assert!(profiles.iter().any(|p| p.crash_rate == 0.0));
         assert!(profiles.iter().any(|p| p.crash_rate > 0.0));
         assert!(profiles.iter().any(|p| p.loss == 0.0) && profiles.iter().any(|p| p.loss > 0.0));
+        // The figure-8 knockout and the one-append window are swarm choices too.
+        assert!(profiles.iter().any(|p| p.commit_point_knockout == 0.0));
+        assert!(profiles.iter().any(|p| p.commit_point_knockout > 0.0));
+        assert!(profiles.iter().any(|p| p.inflight_window == 1));
+        assert!(profiles.iter().any(|p| p.inflight_window == 0));
     }
 }

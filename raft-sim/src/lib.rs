@@ -191,6 +191,11 @@
 //!   first messages leave) and "cut the leader and one follower off, churning leaders
 //!   meanwhile" (the pair appends entries nobody else has; leaders on the other side are
 //!   knocked out before replicating theirs), the situation of the Raft paper's figure 8.
+//!   The figure-8 knockout (a watch on the wire) strikes at the
+//!   moment itself: a leader that has just brought a majority up to date on an uncommitted
+//!   entry of an earlier term, while a node with a later last term lacks it, is knocked out
+//!   there. Some seeds also send entries one by one with one append in flight, so that
+//!   moment lasts.
 //! * Operations: membership changes (add voter, learner or witness, promote, demote,
 //!   remove; only changes that leave a majority of healthy full voters), leadership
 //!   transfers, snapshots and compaction at random points. A former witness is wiped before
@@ -250,17 +255,24 @@
 //! | `lose-unsynced-segment` | file-store recovery drops a last segment with a torn tail whole (file storage) | forgotten terms, lost entries |
 //!
 //! Each variant's run draws a profile aimed at it ([`profile::FaultProfile::draw_for`]):
-//! `commit-previous-term` gets many divergent-log faults, small appends and a longer fault
-//! phase; `lease-beyond-bound` many leader isolations and a longer phase. `raft-sim bugs`
-//! prints the catch table (seeds caught of 100 and the first catching seed; `--require 10`
-//! fails below 10). `tests/simulation.rs` requires each to be caught within 40 seeds, and
-//! the real core to pass a short sweep; `ci-sweep.sh` runs 1,000 seeds on memory and 500 on file storage in release mode. The linearizability checker is cross-checked against a brute-force search
+//! `commit-previous-term` gets many divergent-log faults, one-by-one appends, the figure-8
+//! knockout always on and a longer fault phase; `lease-beyond-bound` many leader isolations,
+//! a longer phase and none of the faults that end a leader's reign early;
+//! `reply-before-apply` slow and held links and none of the faults that stop reads;
+//! `skip-corruption-check` corruptions in every run. `raft-sim bugs` prints the catch table
+//! (seeds caught of 100 and the first catching seed; `--require 10` fails below 10; `--bug
+//! <name>` runs one variant). `tests/simulation.rs` requires
+//! each to be caught within 40 seeds, and the real core to pass a short sweep;
+//! `ci-sweep.sh` runs 1,000 seeds on memory and 500 on file storage in release mode, then
+//! the catch table with `--require 10`. The linearizability checker is cross-checked
+//! against a brute-force search
 //! and the `todc-utils` crate in `tests/linearizability_oracle.rs`.
 #![forbid(unsafe_code)]
 
 pub mod bugs;
 mod chaos;
 pub mod checker;
+pub mod commit_point;
 pub mod faults;
 pub mod host;
 pub mod html;

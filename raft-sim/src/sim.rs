@@ -353,6 +353,8 @@ pub struct Simulation<W: Workload> {
     pub(crate) churn_rng: SimRng,
     /// A `DivergeLogs` fault that found no leader: it cuts off the next one.
     pub(crate) diverge_armed: Option<(u64, u64)>,
+    /// Watch for the figure-8 moment (see [`crate::commit_point`]).
+    pub(crate) commit_watch: crate::commit_point::CommitPointWatch,
     /// See [`RunReport::storage_sensitive`].
     pub(crate) storage_sensitive: bool,
 }
@@ -441,6 +443,7 @@ impl<W: Workload> Simulation<W> {
             churn_knockout_max_us: 0,
             churn_rng: SimRng::new(seed, Stream::Churn),
             diverge_armed: None,
+            commit_watch: Default::default(),
             storage_sensitive: false,
         }
     }
@@ -849,6 +852,7 @@ impl<W: Workload> Simulation<W> {
                     return;
                 }
                 self.mutator.observe_delivery(self.options.bug, &message);
+                self.watch_commit_point(&message);
                 self.with_host(to, |host, ctx| host.receive(message, ctx));
             }
             Event::DiskDone { node, incarnation }
@@ -1227,7 +1231,11 @@ fn build_host<M: SimMachine>(
     config.lease_drift_ticks = LEASE_DRIFT_TICKS;
     config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
     config.max_append_bytes = profile.max_append_bytes;
-    config.max_inflight_appends = rng.range(1, 64) as usize;
+    let window = rng.range(1, 64) as usize;
+    config.max_inflight_appends = match profile.inflight_window {
+        0 => window,
+        fixed => fixed as usize,
+    };
     config.auto_promote_learners = rng.chance(0.5);
     let drift = if bug == Some(Bug::LeaseBeyondBound) {
         // Beyond the bound on purpose: each clock is either far too slow or far too fast.
