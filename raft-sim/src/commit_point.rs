@@ -15,6 +15,7 @@ use raft_core::{Index, Message, MessageBody, NodeId, Role, Term};
 
 use crate::host::Liveness;
 use crate::sim::{Event, Simulation};
+use crate::workload::Workload;
 
 /// What the watch knows about the leader it watches.
 #[derive(Debug, Default)]
@@ -27,7 +28,7 @@ pub(crate) struct CommitPointWatch {
     decided: bool,
 }
 
-impl Simulation {
+impl<W: Workload> Simulation<W> {
     /// Looks at a message just delivered; see the module docs.
     pub(crate) fn watch_commit_point(&mut self, message: &Message) {
         if self.healed_at_us.is_some() || self.profile.commit_point_knockout <= 0.0 {
