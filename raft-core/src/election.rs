@@ -1,22 +1,21 @@
 //! Leader election (section 5.2, 5.4.1) with pre-vote and check-quorum (thesis 9.6, 6.2).
 
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState, Votes};
+use crate::node::Node;
 use crate::quorum::{self, VoteResult};
+use crate::role::RoleState;
 use crate::types::{Index, NodeId, Term};
 use crate::validate::{MAX_INDEX, MAX_TERM};
 
 impl Node {
-    /// Follower and candidate timers: an election timeout starts a campaign.
-    pub(crate) fn tick_election(&mut self) {
-        self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_election_ticks {
-            self.election_elapsed = 0;
-            if self.can_campaign() {
-                self.campaign(false);
-            } else {
-                self.reset_election_timer();
-            }
+    /// Follower and candidate: an election timeout starts a campaign (or, for a node that
+    /// may not campaign, draws a new randomized timeout).
+    pub(crate) fn on_election_timeout(&mut self) {
+        self.restart_election_timer();
+        if self.can_campaign() {
+            self.campaign(false);
+        } else {
+            self.reset_election_timer();
         }
     }
 
@@ -57,10 +56,8 @@ impl Node {
             return;
         };
         if self.config.pre_vote && !transfer {
-            self.role = RoleState::PreCandidate(Votes::new());
-            self.leader = None;
-            self.reset_election_timer();
-            tracing::debug!(node = self.id(), term = next_term, "starting pre-vote");
+            debug_assert_eq!(next_term, self.term + 1);
+            self.become_pre_candidate();
             self.request_votes(true, false);
         } else {
             self.start_real_campaign(transfer);
@@ -77,17 +74,7 @@ impl Node {
             self.become_follower(self.term, None);
             return;
         };
-        self.term = next_term;
-        self.vote = Some(self.id());
-        self.role = RoleState::Candidate(Votes::new());
-        self.leader = None;
-        self.reset_election_timer();
-        tracing::debug!(
-            node = self.id(),
-            term = self.term,
-            transfer,
-            "starting election"
-        );
+        self.become_candidate(next_term, transfer);
         self.request_votes(false, transfer);
     }
 
@@ -135,22 +122,24 @@ impl Node {
             self.record_vote(me, true, true);
         } else {
             let seq = self.durability.required_seq(self.hard_state());
-            self.self_vote_pending = Some((self.term, seq));
+            if let RoleState::Candidate(campaign) = &mut self.role {
+                campaign.self_vote_pending = Some(seq);
+            }
             self.count_durable_self_vote();
         }
     }
 
     /// Counts our own vote once the write that holds it is durable.
     pub(crate) fn count_durable_self_vote(&mut self) {
-        let Some((term, seq)) = self.self_vote_pending else {
+        // A candidate's campaign ends with its term, so a pending vote is of this term.
+        let RoleState::Candidate(campaign) = &mut self.role else {
             return;
         };
-        if term != self.term || !matches!(self.role, RoleState::Candidate(_)) {
-            self.self_vote_pending = None;
+        let Some(seq) = campaign.self_vote_pending else {
             return;
-        }
+        };
         if self.durability.is_durable(seq) {
-            self.self_vote_pending = None;
+            campaign.self_vote_pending = None;
             self.record_vote(self.id(), true, false);
         }
     }
@@ -173,11 +162,10 @@ impl Node {
             term > self.term
         } else {
             self.vote.is_none_or(|v| v == from)
-                && (self.leader.is_none() || self.leader == Some(from))
+                && (self.leader().is_none() || self.leader() == Some(from))
         };
-        let sticky = !transfer && self.in_leader_lease() && self.leader != Some(from);
-        let granted =
-            up_to_date && can_vote && !sticky && !matches!(self.role, RoleState::Leader(_));
+        let sticky = !transfer && self.in_leader_lease() && self.leader() != Some(from);
+        let granted = up_to_date && can_vote && !sticky && !self.role.is_leader();
         tracing::debug!(
             node = self.id(),
             from,
@@ -199,7 +187,7 @@ impl Node {
             self.actions.push(crate::Action::Send(message));
         } else if granted {
             self.vote = Some(from);
-            self.election_elapsed = 0;
+            self.restart_election_timer();
             self.send_after_persist(from, response, None);
         } else {
             self.send(from, response);
@@ -219,12 +207,11 @@ impl Node {
     }
 
     fn record_vote(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
-        let votes = match &mut self.role {
-            RoleState::PreCandidate(votes) | RoleState::Candidate(votes) => votes,
-            _ => return,
+        let Some(campaign) = self.role.campaign_mut() else {
+            return;
         };
-        votes.entry(from).or_insert(granted);
-        let votes = votes.clone();
+        campaign.votes.entry(from).or_insert(granted);
+        let votes = &campaign.votes;
         let result =
             quorum::joint_vote(&self.membership.incoming, &self.membership.outgoing, |id| {
                 votes.get(&id).copied()

@@ -184,9 +184,11 @@ mod quorum;
 mod read;
 mod reconfiguration;
 mod replication;
+mod role;
 mod snapshot;
 mod timer;
 mod transfer;
+mod transitions;
 mod validate;
 
 pub use action::{

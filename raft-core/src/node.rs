@@ -14,12 +14,11 @@ use crate::durability::Durability;
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
-use crate::progress::{PeerProgress, Progress};
+use crate::progress::PeerProgress;
 use crate::proposal::Proposals;
-use crate::read::{FollowerReads, LeaderReads};
-use crate::reconfiguration::PendingChange;
+use crate::read::FollowerReads;
+use crate::role::{Follower, LeaderState, RoleState};
 use crate::snapshot::IncomingSnapshot;
-use crate::transfer::Transfer;
 use crate::types::{
     Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term,
 };
@@ -56,8 +55,8 @@ pub struct Node {
     /// Configuration entries in the log after the snapshot, ascending by index.
     pub(crate) config_history: BTreeMap<Index, Membership>,
     pub(crate) role: RoleState,
-    pub(crate) leader: Option<NodeId>,
-    pub(crate) election_elapsed: u32,
+    /// The tick (`ticks_total`) the election timer was last restarted at.
+    pub(crate) election_started: u64,
     pub(crate) randomized_election_ticks: u32,
     /// Ticks since the node was created: the core's only notion of time (for leases).
     pub(crate) ticks_total: u64,
@@ -71,9 +70,6 @@ pub struct Node {
     pub(crate) proposals: Proposals,
     pub(crate) follower_reads: FollowerReads,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
-    /// A campaign's own vote, waiting for the write (sequence) that makes it durable in
-    /// this term.
-    pub(crate) self_vote_pending: Option<(Term, u64)>,
     /// The latest snapshot installed from the leader carried no data (a witness's).
     pub(crate) snapshot_without_data: bool,
     /// A warning about holding a witness's data as a full member was logged.
@@ -86,34 +82,6 @@ pub struct Node {
     reported_role: Option<(Role, Term, Option<NodeId>)>,
     /// Messages refused by validation, per sender.
     pub(crate) rejections: Rejections,
-}
-
-/// Role-specific state; leader-only data cannot be touched in another role.
-#[derive(Debug)]
-pub(crate) enum RoleState {
-    Follower,
-    PreCandidate(Votes),
-    Candidate(Votes),
-    Leader(Box<LeaderState>),
-}
-
-/// Votes received in a campaign, by voter.
-pub(crate) type Votes = BTreeMap<NodeId, bool>;
-
-/// State only a leader has.
-#[derive(Debug)]
-pub(crate) struct LeaderState {
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
-    pub(crate) heartbeat_elapsed: u32,
-    pub(crate) quorum_check_elapsed: u32,
-    pub(crate) reads: LeaderReads,
-    /// Bytes of commands appended in this term and not yet committed.
-    pub(crate) uncommitted_bytes: u64,
-    pub(crate) transfer: Option<Transfer>,
-    pub(crate) pending_change: Option<PendingChange>,
-    /// Something happened (an entry appended, a peer answered, a tick) that may let the
-    /// leader send more; the next flush looks at every peer's window only if set.
-    pub(crate) replication_dirty: bool,
 }
 
 /// A snapshot of a node's state for operators, returned by [`Node::status`].
@@ -204,9 +172,8 @@ impl Node {
             membership,
             membership_index,
             config_history,
-            role: RoleState::Follower,
-            leader: None,
-            election_elapsed: 0,
+            role: RoleState::Follower(Follower::default()),
+            election_started: 0,
             randomized_election_ticks: config.election_ticks,
             ticks_total: 0,
             applied: snapshot.index,
@@ -224,7 +191,6 @@ impl Node {
             proposals: Proposals::default(),
             follower_reads: FollowerReads::default(),
             incoming_snapshot: None,
-            self_vote_pending: None,
             snapshot_without_data: false,
             reported_incomplete: false,
             next_request_id: 1,
@@ -258,12 +224,7 @@ impl Node {
 
     /// The current role.
     pub fn role(&self) -> Role {
-        match self.role {
-            RoleState::Follower => Role::Follower,
-            RoleState::PreCandidate(_) => Role::PreCandidate,
-            RoleState::Candidate(_) => Role::Candidate,
-            RoleState::Leader(_) => Role::Leader,
-        }
+        self.role.role()
     }
 
     /// The current term.
@@ -273,7 +234,11 @@ impl Node {
 
     /// The leader of the current term, if known.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        match &self.role {
+            RoleState::Follower(follower) => follower.leader,
+            RoleState::PreCandidate(_) | RoleState::Candidate(_) => None,
+            RoleState::Leader(_) => Some(self.id()),
+        }
     }
 
     /// The hard state as it is in memory (it may be ahead of what is durable).
@@ -352,7 +317,7 @@ impl Node {
             id: self.id(),
             role: self.role(),
             term: self.term,
-            leader: self.leader,
+            leader: self.leader(),
             commit: self.commit,
             applied: self.applied,
             last_index: self.log.last_index(),
@@ -365,21 +330,6 @@ impl Node {
     }
 
     // ----- inputs -----
-
-    /// Advances logical time by one tick.
-    pub fn tick(&mut self) {
-        if self.halted.is_some() {
-            return;
-        }
-        self.ticks_total += 1;
-        self.tick_requests();
-        if matches!(self.role, RoleState::Leader(_)) {
-            self.mark_replication_dirty();
-            self.tick_leader();
-        } else {
-            self.tick_election();
-        }
-    }
 
     /// Handles a message from a peer.
     ///
@@ -483,10 +433,10 @@ impl Node {
     /// (check-quorum stickiness, thesis section 4.2.3): it then ignores vote requests.
     pub(crate) fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
-            && self.leader.is_some()
+            && self.leader().is_some()
             && match self.role {
                 RoleState::Leader(_) => true,
-                _ => self.election_elapsed < self.config.election_ticks,
+                _ => self.within_min_election_timeout(),
             }
     }
 
@@ -562,7 +512,7 @@ impl Node {
         if let Some(meta) = self.durability.take_installed_snapshot(token) {
             self.finish_snapshot_install(meta);
         }
-        if newly_durable && matches!(self.role, RoleState::Leader(_)) {
+        if newly_durable && self.role.is_leader() {
             self.maybe_commit();
         }
         self.count_durable_self_vote();
@@ -620,7 +570,7 @@ impl Node {
         if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
             self.actions.push(Action::Persist(batch));
         }
-        if matches!(self.role, RoleState::Leader(_)) {
+        if self.role.is_leader() {
             self.broadcast_pending();
         }
         self.durability.release_held(&self.log, &mut self.actions);
@@ -643,7 +593,6 @@ impl Node {
         assert!(self.commit <= self.log.last_index(), "commit <= last index");
         assert!(self.snapshot.index <= self.commit, "snapshot <= commit");
         if let RoleState::Leader(leader) = &self.role {
-            assert_eq!(self.leader, Some(self.id()), "a leader knows it leads");
             for progress in leader.progress.values() {
                 assert!(progress.match_index < progress.next_index, "match < next");
                 assert!(
@@ -655,7 +604,7 @@ impl Node {
     }
 
     fn report_role(&mut self) {
-        let now = (self.role(), self.term, self.leader);
+        let now = (self.role(), self.term, self.leader());
         if self.reported_role != Some(now) {
             self.reported_role = Some(now);
             self.actions.push(Action::RoleChanged {
@@ -749,81 +698,6 @@ impl Node {
         self.durability.hold(message, ack, hard_state);
     }
 
-    pub(crate) fn reset_election_timer(&mut self) {
-        self.election_elapsed = 0;
-        let base = self.config.election_ticks;
-        self.randomized_election_ticks = self.rng.random_range(base..2 * base);
-    }
-
-    /// Becomes a follower of `term` (section 5.1). A new term clears the vote.
-    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
-        assert!(term >= self.term, "terms never decrease");
-        if term > self.term {
-            self.term = term;
-            self.vote = None;
-        }
-        let previous = std::mem::replace(&mut self.role, RoleState::Follower);
-        if let RoleState::Leader(state) = previous {
-            self.on_leadership_lost(*state);
-        }
-        self.leader = leader;
-        self.reset_election_timer();
-    }
-
-    /// Becomes leader of the current term. Only a candidate that won this term may call it.
-    pub(crate) fn become_leader(&mut self) {
-        assert!(
-            matches!(self.role, RoleState::Candidate(_)),
-            "only a candidate becomes leader"
-        );
-        let next = self.log.next_index();
-        let progress = self
-            .membership
-            .members()
-            .into_iter()
-            .filter(|&id| id != self.id())
-            .map(|id| (id, Progress::new(next)))
-            .collect();
-        self.role = RoleState::Leader(Box::new(LeaderState {
-            progress,
-            heartbeat_elapsed: 0,
-            quorum_check_elapsed: 0,
-            reads: LeaderReads::default(),
-            uncommitted_bytes: 0,
-            transfer: None,
-            pending_change: None,
-            replication_dirty: true,
-        }));
-        self.leader = Some(self.id());
-        tracing::info!(node = self.id(), term = self.term, "became leader");
-        // Section 5.4.2 / 8: a no-op of the new term lets earlier entries commit promptly.
-        // A joint configuration inherited from the previous leader is left as soon as it
-        // commits (see `on_configuration_committed`), which this entry brings about.
-        self.append_as_leader(EntryPayload::Noop);
-    }
-
-    /// Gives every request that waited on this leader its outcome.
-    fn on_leadership_lost(&mut self, state: LeaderState) {
-        tracing::info!(node = self.id(), term = self.term, "lost leadership");
-        let LeaderState {
-            reads,
-            transfer,
-            pending_change,
-            ..
-        } = state;
-        self.fail_reads(reads);
-        if let Some(transfer) = transfer {
-            self.finish_transfer_on_step_down(transfer);
-        }
-        if let Some(change) = pending_change {
-            let error = crate::membership::MembershipError::LeadershipLost;
-            self.actions.push(Action::MembershipOutcome {
-                id: change.id,
-                result: Err(error),
-            });
-        }
-    }
-
     /// Appends an entry created by this leader; configuration entries take effect at once.
     pub(crate) fn append_as_leader(&mut self, payload: EntryPayload) -> Index {
         let index = self.log.next_index();
@@ -848,10 +722,7 @@ impl Node {
     }
 
     pub(crate) fn leader_state(&mut self) -> Option<&mut LeaderState> {
-        match &mut self.role {
-            RoleState::Leader(state) => Some(state),
-            _ => None,
-        }
+        self.role.leader_mut()
     }
 
     /// Stops the node for good on a detected inconsistency.

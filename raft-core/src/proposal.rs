@@ -8,7 +8,8 @@ use bytes::Bytes;
 use crate::action::{Action, ProposalError, ProposalId};
 use crate::log::RaftLog;
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState};
+use crate::node::Node;
+use crate::role::RoleState;
 use crate::types::{EntryPayload, Index, NodeId, SnapshotMeta, Term};
 
 /// Proposals waiting for their outcome.
@@ -94,16 +95,25 @@ impl Proposals {
         }
     }
 
-    /// Ticks forwarded proposals; those unanswered for `timeout_ticks` get an unknown
-    /// outcome (the leader may or may not have appended them).
-    pub(crate) fn tick_forwarded(&mut self, timeout_ticks: u32, actions: &mut Vec<Action>) {
-        let mut expired = Vec::new();
-        for (id, forwarded) in self.forwarded.iter_mut() {
+    /// Advances the timers of forwarded proposals by a tick; true if one expired.
+    pub(crate) fn advance_forwarded(&mut self, timeout_ticks: u32) -> bool {
+        let mut expired = false;
+        for forwarded in self.forwarded.values_mut() {
             forwarded.waited += 1;
-            if forwarded.waited >= timeout_ticks {
-                expired.push(*id);
-            }
+            expired |= forwarded.waited >= timeout_ticks;
         }
+        expired
+    }
+
+    /// Forwarded proposals unanswered for `timeout_ticks` get an unknown outcome (the leader
+    /// may or may not have appended them).
+    pub(crate) fn expire_forwarded(&mut self, timeout_ticks: u32, actions: &mut Vec<Action>) {
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, forwarded)| forwarded.waited >= timeout_ticks)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             self.forwarded.remove(&id);
             let reason = "no answer from the leader; it may have applied the command".to_string();
@@ -173,10 +183,10 @@ impl Node {
             self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint: None }));
             return id;
         }
-        match (&self.role, self.leader) {
+        match (&self.role, self.leader()) {
             // Our state machine has holes: its answer to a forwarded command would be wrong.
             (
-                RoleState::Follower | RoleState::PreCandidate(_) | RoleState::Candidate(_),
+                RoleState::Follower(_) | RoleState::PreCandidate(_) | RoleState::Candidate(_),
                 leader_hint,
             ) if self.has_incomplete_state() => {
                 self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint }));
@@ -224,9 +234,9 @@ impl Node {
             });
         }
         let pending = self.proposals.len();
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return Err(ProposalError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             });
         };
         if leader.transfer.is_some() {
@@ -246,12 +256,12 @@ impl Node {
 
     /// Leader side of forwarding: append on behalf of a follower and tell it where.
     pub(crate) fn handle_forward_proposal(&mut self, from: NodeId, id: u64, data: Bytes) {
-        let result = if matches!(self.role, RoleState::Leader(_)) {
+        let result = if self.role.is_leader() {
             // The follower tracks the outcome; nobody waits for it here.
             self.append_proposal(data, None)
         } else {
             Err(ProposalError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             })
         };
         self.send(from, MessageBody::ForwardProposalResponse { id, result });
@@ -260,7 +270,7 @@ impl Node {
     /// Settles forwarded proposals and reads when the term or the leader changed since the
     /// last call, so nothing waits out its timeout on a leader that is gone.
     pub(crate) fn settle_forwarded(&mut self) {
-        let view = (self.term, self.leader);
+        let view = (self.term, self.leader());
         if self.proposals.view == Some(view) {
             return;
         }
@@ -286,12 +296,12 @@ impl Node {
     /// the new leader (or appended here, if that is us; it waits while no leader is known);
     /// any other is answered `Unknown`, since the old leader may have appended it.
     pub(crate) fn settle_forwarded_proposals(&mut self) {
-        for id in self.proposals.stale(self.term, self.leader) {
+        for id in self.proposals.stale(self.term, self.leader()) {
             let Some(forwarded) = self.proposals.forwarded.remove(&id) else {
                 continue;
             };
             let retry_safe = self.config.retry_safe.allows(&forwarded.command);
-            match self.leader {
+            match self.leader() {
                 _ if !retry_safe => {
                     let reason = format!(
                         "node {} stopped leading before answering; the command may have been applied",
@@ -345,12 +355,5 @@ impl Node {
             }
             Err(error) => self.proposal_outcome(id, Err(error)),
         }
-    }
-
-    /// Per-tick deadlines of requests waiting on another node.
-    pub(crate) fn tick_requests(&mut self) {
-        let timeout = self.config.request_timeout_ticks;
-        self.proposals.tick_forwarded(timeout, &mut self.actions);
-        self.tick_reads();
     }
 }

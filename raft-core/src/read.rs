@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ReadError, ReadId};
 use crate::message::MessageBody;
-use crate::node::{LeaderState, Node, RoleState};
+use crate::node::Node;
 use crate::quorum;
+use crate::role::{LeaderState, RoleState};
 use crate::types::{Index, NodeId, Term};
 
 /// Heartbeat rounds whose send tick is remembered for leases.
@@ -91,6 +92,16 @@ pub(crate) struct FollowerReads {
 }
 
 impl LeaderReads {
+    /// Advances the timers of waiting reads by a tick; true if one expired.
+    pub(crate) fn advance(&mut self, timeout_ticks: u32) -> bool {
+        let mut expired = false;
+        for read in self.pending.iter_mut() {
+            read.waited_ticks += 1;
+            expired |= read.waited_ticks >= timeout_ticks;
+        }
+        expired
+    }
+
     /// Ticks until the first read waiting on this leader times out, if any waits.
     pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
         self.pending
@@ -101,6 +112,16 @@ impl LeaderReads {
 }
 
 impl FollowerReads {
+    /// Advances the timers of forwarded reads by a tick; true if one expired.
+    pub(crate) fn advance(&mut self, timeout_ticks: u32) -> bool {
+        let mut expired = false;
+        for read in self.forwarded.values_mut() {
+            read.waited += 1;
+            expired |= read.waited >= timeout_ticks;
+        }
+        expired
+    }
+
     /// Ticks until the first forwarded read times out, if any waits.
     pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
         self.forwarded
@@ -125,14 +146,14 @@ impl Node {
         let id = ReadId(self.next_id());
         let outcome = if self.halted.is_some() {
             Some(Err(ReadError::NotLeader { leader_hint: None }))
-        } else if matches!(self.role, RoleState::Leader(_)) {
+        } else if self.role.is_leader() {
             self.leader_read(ReadOrigin::Local(id), consistency)
         } else if self.has_incomplete_state() {
             // Our state machine has holes (a witness's data): send the client elsewhere.
             Some(Err(ReadError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             }))
-        } else if let Some(leader) = self.leader {
+        } else if let Some(leader) = self.leader() {
             if self.follower_reads.forwarded.len() >= self.config.max_pending_reads {
                 Some(Err(ReadError::Overloaded))
             } else {
@@ -161,7 +182,7 @@ impl Node {
     /// After a change of term or leader: reads forwarded to the old leader are registered
     /// with the new one (here, if that is us); they wait while no leader is known.
     pub(crate) fn settle_forwarded_reads(&mut self) {
-        let (term, leader) = (self.term, self.leader);
+        let (term, leader) = (self.term, self.leader());
         let stale: Vec<u64> = self
             .follower_reads
             .forwarded
@@ -200,9 +221,9 @@ impl Node {
             }
         }
         let max_pending = self.config.max_pending_reads;
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return Some(Err(ReadError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             }));
         };
         if leader.reads.pending.len() >= max_pending {
@@ -264,7 +285,7 @@ impl Node {
     }
 
     fn lease_valid(&self) -> bool {
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return false;
         };
         if leader.transfer.is_some() {
@@ -280,14 +301,14 @@ impl Node {
 
     /// Completes every read whose round a quorum acknowledged.
     pub(crate) fn confirm_reads(&mut self) {
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return;
         };
         if leader.reads.pending.is_empty() {
             return;
         }
         self.start_read_round();
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return;
         };
         let acked = self.quorum_acked_round(leader);
@@ -320,11 +341,11 @@ impl Node {
 
     pub(crate) fn handle_read_index_request(&mut self, from: NodeId, id: u64) {
         let origin = ReadOrigin::Remote { from, id };
-        let outcome = if matches!(self.role, RoleState::Leader(_)) {
+        let outcome = if self.role.is_leader() {
             self.leader_read(origin, ReadConsistency::Linearizable)
         } else {
             Some(Err(ReadError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             }))
         };
         if let Some(result) = outcome {
@@ -341,21 +362,28 @@ impl Node {
         }
     }
 
-    /// Read deadlines on the leader and on followers.
-    pub(crate) fn tick_reads(&mut self) {
+    /// Reads forwarded to the leader and unanswered within the request timeout fail.
+    pub(crate) fn expire_forwarded_reads(&mut self) {
         let timeout = self.config.request_timeout_ticks;
         let mut expired = Vec::new();
         self.follower_reads.forwarded.retain(|id, read| {
-            read.waited += 1;
             let keep = read.waited < timeout;
             if !keep {
                 expired.push(ReadOrigin::Local(ReadId(*id)));
             }
             keep
         });
+        for origin in expired {
+            self.finish_read(origin, Err(ReadError::Timeout));
+        }
+    }
+
+    /// Reads waiting on this leader longer than the request timeout fail.
+    pub(crate) fn expire_leader_reads(&mut self) {
+        let timeout = self.config.request_timeout_ticks;
+        let mut expired = Vec::new();
         if let Some(leader) = self.leader_state() {
-            leader.reads.pending.retain_mut(|read| {
-                read.waited_ticks += 1;
+            leader.reads.pending.retain(|read| {
                 let keep = read.waited_ticks < timeout;
                 if !keep {
                     expired.push(read.origin);

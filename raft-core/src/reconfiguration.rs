@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 
 use crate::action::{Action, ChangeId};
 use crate::membership::{Membership, MembershipChange, MembershipError};
-use crate::node::{Node, RoleState};
+use crate::node::Node;
 use crate::progress::{Progress, ReplicationState};
+use crate::role::RoleState;
 use crate::types::{EntryPayload, Index, NodeId};
 
 /// A membership change the leader is carrying out.
@@ -88,8 +89,8 @@ impl Node {
         let uncommitted_config = self.membership_index > self.commit;
         let membership = self.membership.clone();
         let next_index = self.log.next_index();
-        let leader_hint = self.leader;
-        let RoleState::Leader(leader) = &mut self.role else {
+        let leader_hint = self.leader();
+        let Some(leader) = self.role.leader_mut() else {
             return Err(MembershipError::NotLeader { leader_hint });
         };
         if leader.pending_change.is_some() || membership.is_joint() || uncommitted_config {
@@ -126,7 +127,7 @@ impl Node {
     /// Appends C(old,new) once every future voter is caught up.
     fn try_enter_joint(&mut self) {
         let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return;
         };
         let Some(change) = &mut leader.pending_change else {
@@ -149,8 +150,9 @@ impl Node {
         self.append_as_leader(EntryPayload::Membership(Box::new(joint)));
     }
 
-    /// Abandons a change whose newcomers did not catch up in time.
-    pub(crate) fn tick_catch_up(&mut self) {
+    /// Every tick while newcomers catch up: enters the joint phase once they did, or
+    /// abandons the change when they did not in time.
+    pub(crate) fn on_catch_up_tick(&mut self) {
         let timeout = self.config.catch_up_timeout_ticks;
         let membership = self.membership.clone();
         let Some(leader) = self.leader_state() else {
@@ -166,7 +168,6 @@ impl Node {
         else {
             return;
         };
-        *elapsed_ticks += 1;
         if *elapsed_ticks < timeout {
             self.try_enter_joint();
             return;

@@ -3,27 +3,17 @@
 
 use crate::log::AppendResult;
 use crate::message::{ConflictHint, MessageBody};
-use crate::node::{Node, RoleState};
+use crate::node::Node;
 use crate::progress::ReplicationState;
 use crate::quorum;
+use crate::role::RoleState;
 use crate::types::{Entry, EntryPayload, Index, NodeId, Term};
 
 impl Node {
-    /// Leader timers: heartbeats, check-quorum, transfer and catch-up deadlines.
-    pub(crate) fn tick_leader(&mut self) {
-        let (heartbeat_ticks, election_ticks) =
-            (self.config.heartbeat_ticks, self.config.election_ticks);
-        let Some(leader) = self.leader_state() else {
-            return;
-        };
-        leader.heartbeat_elapsed += 1;
-        leader.quorum_check_elapsed += 1;
-        let heartbeat_due = leader.heartbeat_elapsed >= heartbeat_ticks;
-        let quorum_check_due = leader.quorum_check_elapsed >= election_ticks;
-        if heartbeat_due {
-            self.broadcast_heartbeat();
-        }
-        if quorum_check_due && self.config.check_quorum && !self.quorum_recently_active() {
+    /// Check-quorum, every election timeout on the leader (thesis section 6.2): step down
+    /// unless a quorum was heard from since the last check.
+    pub(crate) fn check_quorum(&mut self) {
+        if self.config.check_quorum && !self.quorum_recently_active() {
             tracing::info!(
                 node = self.id(),
                 term = self.term,
@@ -32,20 +22,17 @@ impl Node {
             self.become_follower(self.term, None);
             return;
         }
-        if quorum_check_due && let Some(leader) = self.leader_state() {
+        if let Some(leader) = self.leader_state() {
             leader.quorum_check_elapsed = 0;
             leader
                 .progress
                 .values_mut()
                 .for_each(|p| p.recently_active = false);
         }
-        self.tick_snapshot_transfers();
-        self.tick_transfer();
-        self.tick_catch_up();
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return false;
         };
         let me = self.id();
@@ -110,7 +97,7 @@ impl Node {
         );
         let commit = self.commit;
         let witness = self.stores_no_payloads(to);
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return false;
         };
         let Some(progress) = leader.progress.get_mut(&to) else {
@@ -240,7 +227,7 @@ impl Node {
     /// the same term steps down (section 5.2). Returns false for a node that cannot follow
     /// (another leader of our term would be a protocol violation).
     pub(crate) fn accept_leader(&mut self, from: NodeId) -> bool {
-        match self.role {
+        match &mut self.role {
             RoleState::Leader(_) => {
                 tracing::error!(
                     node = self.id(),
@@ -250,9 +237,9 @@ impl Node {
                 );
                 false
             }
-            RoleState::Follower => {
-                self.leader = Some(from);
-                self.election_elapsed = 0;
+            RoleState::Follower(follower) => {
+                follower.leader = Some(from);
+                self.restart_election_timer();
                 true
             }
             _ => {
@@ -383,7 +370,7 @@ impl Node {
     pub(crate) fn maybe_commit(&mut self) {
         let me = self.id();
         let durable = self.durability.durable_index();
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return;
         };
         let acked = |id: NodeId| {
@@ -419,7 +406,7 @@ impl Node {
     pub(crate) fn on_commit_advanced(&mut self) {
         self.proposals
             .resolve_committed(self.commit, &self.log, &self.snapshot, &mut self.actions);
-        if matches!(self.role, RoleState::Leader(_)) {
+        if self.role.is_leader() {
             self.confirm_reads();
             self.on_configuration_committed();
         }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use crate::action::{Action, SnapshotChunkWrite};
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState};
+use crate::node::Node;
 use crate::progress::ReplicationState;
 use crate::types::{Index, NodeId, SnapshotMeta};
 
@@ -99,7 +99,7 @@ impl Node {
 
     /// Resends the unacknowledged chunk of a stalled transfer, switching to a newer snapshot
     /// if one was taken meanwhile.
-    pub(crate) fn tick_snapshot_transfers(&mut self) {
+    pub(crate) fn retry_snapshot_transfers(&mut self) {
         let retry_ticks = self.config.snapshot_retry_ticks;
         let current = self.snapshot.clone();
         let Some(leader) = self.leader_state() else {
@@ -108,7 +108,6 @@ impl Node {
         let mut resend = Vec::new();
         for (id, progress) in leader.progress.iter_mut() {
             if let ReplicationState::Snapshot(transfer) = &mut progress.state {
-                transfer.idle_ticks += 1;
                 if transfer.idle_ticks >= retry_ticks {
                     transfer.idle_ticks = 0;
                     if transfer.meta.index != current.index {
@@ -307,7 +306,7 @@ impl Node {
         self.actions.push(Action::RestoreStateMachine {
             meta: Box::new(meta),
         });
-        if matches!(self.role, RoleState::Leader(_)) {
+        if self.role.is_leader() {
             self.maybe_commit();
         }
     }

@@ -1,12 +1,27 @@
-//! Every timer of the core and when it next fires, in one table (as quinn-proto's
-//! `connection/timer.rs`). Time is counted in ticks: [`Node::tick`] is the core's only clock.
+//! Every timer of the core in one place (as quinn-proto's `connection/timer.rs`): what arms
+//! it, when it fires ([`Node::next_deadline`]) and which feature handler its expiry runs.
+//! Time is counted in ticks: [`Node::tick`] is the core's only clock, and the only caller
+//! of the handlers below.
 //!
-//! Expiry still runs in the `tick_*` functions of the feature files; this module answers the
-//! host's question "when do you next need a tick?" so an idle node is not woken every tick.
+//! | timer | armed by | cancelled by |
+//! |---|---|---|
+//! | `Election` | node start, [`Node::reset_election_timer`] (any role change but to leader), [`Node::restart_election_timer`] (a vote granted, the leader heard) | becoming leader |
+//! | `ForwardedProposal` | forwarding a proposal to the leader | its answer, a new term or leader |
+//! | `ForwardedRead` | forwarding a read to the leader | its answer, a new term or leader |
+//! | `LeaderRead` | a read waiting on the leader | its confirmation, losing leadership |
+//! | `Replication` | becoming leader | losing leadership |
+//! | `Heartbeat` | becoming leader, each heartbeat | losing leadership |
+//! | `QuorumCheck` | becoming leader, each check | losing leadership |
+//! | `SnapshotRetry` | a follower switched to snapshot, each chunk acknowledged | the transfer ending |
+//! | `Transfer` | a leadership transfer starting | its end, losing leadership |
+//! | `CatchUp` | a membership change with newcomers | the joint phase starting, its timeout |
 
-use crate::node::{Node, RoleState};
+use rand::Rng;
+
+use crate::node::Node;
 use crate::progress::ReplicationState;
-use crate::reconfiguration::ChangePhase;
+use crate::reconfiguration::{ChangePhase, PendingChange};
+use crate::role::RoleState;
 
 /// One timer of the core. Each arm of [`Node::timer_deadline`] says when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,18 +52,20 @@ pub(crate) enum Timer {
 }
 
 impl Timer {
-    /// Every timer, in the order the table is read.
+    /// Every timer, in the order a tick runs them: requests first, then the leader's timers
+    /// (a check-quorum step-down cancels those after it), the election timer last (a node
+    /// that just won an election runs no leader timer in the same tick).
     const ALL: [Timer; 10] = [
-        Timer::Election,
         Timer::ForwardedProposal,
         Timer::ForwardedRead,
+        Timer::LeaderRead,
+        Timer::Replication,
         Timer::Heartbeat,
         Timer::QuorumCheck,
-        Timer::LeaderRead,
         Timer::SnapshotRetry,
         Timer::Transfer,
         Timer::CatchUp,
-        Timer::Replication,
+        Timer::Election,
     ];
 }
 
@@ -59,6 +76,134 @@ pub(crate) fn remaining(waited: u32, timeout: u32) -> u64 {
 }
 
 impl Node {
+    /// Advances logical time by one tick: every running timer advances, and each one that
+    /// expires runs its handler, in the order of [`Timer::ALL`].
+    ///
+    /// ```
+    /// use raft_core::{Config, Membership, Node, RestoredState, Role};
+    ///
+    /// let restored = RestoredState::bootstrap(Membership::with_voters([1]));
+    /// let mut node = Node::new(Config::new(1, 7), restored).unwrap();
+    /// while node.role() != Role::Leader {
+    ///     node.tick();
+    /// }
+    /// ```
+    pub fn tick(&mut self) {
+        if self.halted.is_some() {
+            return;
+        }
+        self.ticks_total += 1;
+        for timer in Timer::ALL {
+            if self.advance(timer) {
+                self.on_timeout(timer);
+            }
+        }
+    }
+
+    /// Advances `timer` by this tick if it runs; true if it expired.
+    fn advance(&mut self, timer: Timer) -> bool {
+        let config = &self.config;
+        let leader = match &mut self.role {
+            RoleState::Leader(leader) => Some(leader),
+            _ => None,
+        };
+        match timer {
+            Timer::ForwardedProposal => self
+                .proposals
+                .advance_forwarded(config.request_timeout_ticks),
+            Timer::ForwardedRead => self.follower_reads.advance(config.request_timeout_ticks),
+            Timer::LeaderRead => {
+                leader.is_some_and(|l| l.reads.advance(config.request_timeout_ticks))
+            }
+            Timer::Replication => leader.is_some(),
+            Timer::Heartbeat => leader.is_some_and(|l| {
+                l.heartbeat_elapsed += 1;
+                l.heartbeat_elapsed >= config.heartbeat_ticks
+            }),
+            Timer::QuorumCheck => leader.is_some_and(|l| {
+                l.quorum_check_elapsed += 1;
+                l.quorum_check_elapsed >= config.election_ticks
+            }),
+            Timer::SnapshotRetry => leader.is_some_and(|l| {
+                let mut expired = false;
+                for progress in l.progress.values_mut() {
+                    if let ReplicationState::Snapshot(transfer) = &mut progress.state {
+                        transfer.idle_ticks += 1;
+                        expired |= transfer.idle_ticks >= config.snapshot_retry_ticks;
+                    }
+                }
+                expired
+            }),
+            Timer::Transfer => leader
+                .and_then(|l| l.transfer.as_mut())
+                .is_some_and(|transfer| {
+                    transfer.elapsed_ticks += 1;
+                    transfer.elapsed_ticks >= config.election_ticks
+                }),
+            // Runs every tick while newcomers catch up: the handler checks both whether they
+            // did and the timeout.
+            Timer::CatchUp => match leader.and_then(|l| l.pending_change.as_mut()) {
+                Some(PendingChange {
+                    phase: ChangePhase::CatchingUp { elapsed_ticks, .. },
+                    ..
+                }) => {
+                    *elapsed_ticks += 1;
+                    true
+                }
+                _ => false,
+            },
+            // Time runs implicitly (`ticks_total`); a leader has no election timer.
+            Timer::Election => {
+                leader.is_none()
+                    && self.election_elapsed() >= u64::from(self.randomized_election_ticks)
+            }
+        }
+    }
+
+    /// Runs the feature handler of an expired timer.
+    fn on_timeout(&mut self, timer: Timer) {
+        match timer {
+            Timer::ForwardedProposal => {
+                let timeout = self.config.request_timeout_ticks;
+                self.proposals.expire_forwarded(timeout, &mut self.actions);
+            }
+            Timer::ForwardedRead => self.expire_forwarded_reads(),
+            Timer::LeaderRead => self.expire_leader_reads(),
+            // A tick may let the leader send more (its flush re-checks every window).
+            Timer::Replication => self.mark_replication_dirty(),
+            Timer::Heartbeat => self.broadcast_heartbeat(),
+            Timer::QuorumCheck => self.check_quorum(),
+            Timer::SnapshotRetry => self.retry_snapshot_transfers(),
+            Timer::Transfer => self.on_transfer_timeout(),
+            Timer::CatchUp => self.on_catch_up_tick(),
+            Timer::Election => self.on_election_timeout(),
+        }
+    }
+
+    /// Ticks since the election timer was last (re)started.
+    fn election_elapsed(&self) -> u64 {
+        self.ticks_total - self.election_started
+    }
+
+    /// True while the election timer has run less than the minimum election timeout
+    /// (`election_ticks`) since it was last restarted.
+    pub(crate) fn within_min_election_timeout(&self) -> bool {
+        self.election_elapsed() < u64::from(self.config.election_ticks)
+    }
+
+    /// Restarts the election timer with a new randomized timeout in
+    /// `[election_ticks, 2 * election_ticks)` (section 5.2).
+    pub(crate) fn reset_election_timer(&mut self) {
+        self.restart_election_timer();
+        let base = self.config.election_ticks;
+        self.randomized_election_ticks = self.rng.random_range(base..2 * base);
+    }
+
+    /// Restarts the election timer, keeping its randomized timeout.
+    pub(crate) fn restart_election_timer(&mut self) {
+        self.election_started = self.ticks_total;
+    }
+
     /// When the node next needs time: `Some(n)` means the `n`-th call to [`Node::tick`]
     /// from now (counting from 1) is the first that can do anything besides advancing
     /// counters; the `n - 1` calls before it may be made late, all at once, just before
@@ -102,9 +247,10 @@ impl Node {
             _ => None,
         };
         match timer {
-            Timer::Election => leader
-                .is_none()
-                .then(|| remaining(self.election_elapsed, self.randomized_election_ticks)),
+            Timer::Election => leader.is_none().then(|| {
+                let elapsed = u32::try_from(self.election_elapsed()).unwrap_or(u32::MAX);
+                remaining(elapsed, self.randomized_election_ticks)
+            }),
             Timer::ForwardedProposal => self.proposals.next_expiry(config.request_timeout_ticks),
             Timer::ForwardedRead => self
                 .follower_reads

@@ -4,7 +4,7 @@
 
 use crate::action::{Action, TransferError};
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState};
+use crate::node::Node;
 use crate::types::NodeId;
 
 /// A transfer in progress on the leader.
@@ -32,9 +32,9 @@ impl Node {
     fn start_transfer(&mut self, target: Option<NodeId>) -> Result<(), (NodeId, TransferError)> {
         let me = self.id();
         let last_index = self.log.last_index();
-        let leader_hint = self.leader;
+        let leader_hint = self.leader();
         let membership = self.membership.clone();
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return Err((
                 target.unwrap_or(0),
                 TransferError::NotLeader { leader_hint },
@@ -106,7 +106,8 @@ impl Node {
         self.maybe_auto_promote(from);
     }
 
-    pub(crate) fn tick_transfer(&mut self) {
+    /// A transfer that did not complete within an election timeout fails.
+    pub(crate) fn on_transfer_timeout(&mut self) {
         let election_ticks = self.config.election_ticks;
         let Some(leader) = self.leader_state() else {
             return;
@@ -114,7 +115,6 @@ impl Node {
         let Some(transfer) = &mut leader.transfer else {
             return;
         };
-        transfer.elapsed_ticks += 1;
         if transfer.elapsed_ticks >= election_ticks {
             let target = transfer.target;
             leader.transfer = None;
@@ -146,7 +146,7 @@ impl Node {
     /// depose a healthy leader. A node that knows no leader of its term (it restarted, or
     /// campaigns itself) ignores it; the transfer then times out on the leader.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.leader != Some(from) || !matches!(self.role, RoleState::Follower) {
+        if self.leader() != Some(from) || !self.role.is_follower() {
             tracing::debug!(
                 node = self.id(),
                 from,

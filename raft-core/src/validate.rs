@@ -59,7 +59,8 @@ use thiserror::Error;
 
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
-use crate::node::{Node, RoleState};
+use crate::node::Node;
+use crate::role::RoleState;
 use crate::types::{Entry, EntryPayload, Index, NodeId, SnapshotMeta, Term};
 
 /// The highest term a message may carry; see the module docs of validation in
@@ -488,7 +489,7 @@ impl Node {
         }
         let expected = match self.role {
             RoleState::Leader(_) => Some(self.id()),
-            _ => self.leader,
+            _ => self.leader(),
         };
         match expected {
             Some(leader) if leader != message.from => Err(PeerMisbehaved::NotFromLeader {
@@ -533,9 +534,7 @@ impl Node {
                 success: true,
                 match_index,
                 ..
-            } if matches!(self.role, RoleState::Leader(_))
-                && *match_index > self.log.last_index() =>
-            {
+            } if self.role.is_leader() && *match_index > self.log.last_index() => {
                 Err(PeerMisbehaved::AckBeyondLog {
                     max: self.log.last_index(),
                     got: *match_index,

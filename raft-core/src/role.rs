@@ -1,0 +1,118 @@
+//! The node's role and the state only that role has (section 5.1; pre-vote: thesis 9.6).
+//! A role changes only through the `become_*` transitions in `transitions.rs`; the data of
+//! one role cannot be touched in another.
+
+use std::collections::BTreeMap;
+
+use crate::action::Role;
+use crate::progress::Progress;
+use crate::read::LeaderReads;
+use crate::reconfiguration::PendingChange;
+use crate::transfer::Transfer;
+use crate::types::NodeId;
+
+/// The role, with its own state.
+#[derive(Debug)]
+pub(crate) enum RoleState {
+    Follower(Follower),
+    PreCandidate(Campaign),
+    Candidate(Campaign),
+    Leader(Box<LeaderState>),
+}
+
+/// State only a follower has.
+#[derive(Debug, Default)]
+pub(crate) struct Follower {
+    /// The leader of the current term, once heard from.
+    pub(crate) leader: Option<NodeId>,
+}
+
+/// Votes received in a campaign, by voter.
+pub(crate) type Votes = BTreeMap<NodeId, bool>;
+
+/// State of a pre-candidate or candidate.
+#[derive(Debug, Default)]
+pub(crate) struct Campaign {
+    pub(crate) votes: Votes,
+    /// A candidate's own vote, waiting for the write (sequence) that makes it durable.
+    pub(crate) self_vote_pending: Option<u64>,
+}
+
+/// State only a leader has.
+#[derive(Debug)]
+pub(crate) struct LeaderState {
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) heartbeat_elapsed: u32,
+    pub(crate) quorum_check_elapsed: u32,
+    pub(crate) reads: LeaderReads,
+    /// Bytes of commands appended in this term and not yet committed.
+    pub(crate) uncommitted_bytes: u64,
+    pub(crate) transfer: Option<Transfer>,
+    pub(crate) pending_change: Option<PendingChange>,
+    /// Something happened (an entry appended, a peer answered, a tick) that may let the
+    /// leader send more; the next flush looks at every peer's window only if set.
+    pub(crate) replication_dirty: bool,
+}
+
+impl LeaderState {
+    /// A new leader's state: every peer probed from `next_index`, nothing pending.
+    pub(crate) fn new(peers: impl IntoIterator<Item = NodeId>, next_index: u64) -> Self {
+        LeaderState {
+            progress: peers
+                .into_iter()
+                .map(|id| (id, Progress::new(next_index)))
+                .collect(),
+            heartbeat_elapsed: 0,
+            quorum_check_elapsed: 0,
+            reads: LeaderReads::default(),
+            uncommitted_bytes: 0,
+            transfer: None,
+            pending_change: None,
+            replication_dirty: true,
+        }
+    }
+}
+
+impl RoleState {
+    /// The public name of the role.
+    pub(crate) fn role(&self) -> Role {
+        match self {
+            RoleState::Follower(_) => Role::Follower,
+            RoleState::PreCandidate(_) => Role::PreCandidate,
+            RoleState::Candidate(_) => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        matches!(self, RoleState::Leader(_))
+    }
+
+    pub(crate) fn is_follower(&self) -> bool {
+        matches!(self, RoleState::Follower(_))
+    }
+
+    /// The leader's state, in the leader role.
+    pub(crate) fn leader(&self) -> Option<&LeaderState> {
+        match self {
+            RoleState::Leader(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The leader's state, in the leader role.
+    pub(crate) fn leader_mut(&mut self) -> Option<&mut LeaderState> {
+        match self {
+            RoleState::Leader(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The campaign of a pre-candidate or candidate.
+    pub(crate) fn campaign_mut(&mut self) -> Option<&mut Campaign> {
+        match self {
+            RoleState::PreCandidate(campaign) | RoleState::Candidate(campaign) => Some(campaign),
+            _ => None,
+        }
+    }
+}
