@@ -186,6 +186,7 @@ mod reconfiguration;
 mod replication;
 mod role;
 mod snapshot;
+mod state;
 mod timer;
 mod transfer;
 mod transitions;

@@ -15,14 +15,14 @@ use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
 use crate::progress::PeerProgress;
-use crate::proposal::Proposals;
-use crate::read::FollowerReads;
 use crate::role::{Follower, LeaderState, RoleState};
-use crate::snapshot::IncomingSnapshot;
+use crate::state::incoming_snapshot::IncomingSnapshot;
+use crate::state::proposals::Proposals;
+use crate::state::reads::FollowerReads;
+use crate::state::rejections::Rejections;
 use crate::types::{
     Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term,
 };
-use crate::validate::Rejections;
 
 /// One Raft node: a pure, deterministic state machine.
 ///

@@ -15,8 +15,6 @@
 //! need not be synchronized). The lease is void during a leadership transfer, which bypasses
 //! stickiness.
 
-use std::collections::{BTreeMap, VecDeque};
-
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ReadError, ReadId};
@@ -24,10 +22,8 @@ use crate::message::MessageBody;
 use crate::node::Node;
 use crate::quorum;
 use crate::role::{LeaderState, RoleState};
-use crate::types::{Index, NodeId, Term};
-
-/// Heartbeat rounds whose send tick is remembered for leases.
-const ROUNDS_TRACKED_MAX: usize = 1024;
+use crate::state::reads::{ForwardedRead, LeaderReads, PendingRead, ReadOrigin};
+use crate::types::{Index, NodeId};
 
 /// How a read is confirmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,106 +33,6 @@ pub enum ReadConsistency {
     /// Served from the leader's lease when it holds, else as `Linearizable`. Needs
     /// [`crate::Config::lease_reads`] and a bounded clock drift (see the module docs).
     Lease,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ReadOrigin {
-    Local(ReadId),
-    Remote { from: NodeId, id: u64 },
-}
-
-#[derive(Debug)]
-struct PendingRead {
-    origin: ReadOrigin,
-    /// The commit index to serve at, and the heartbeat round that must confirm it; both set
-    /// when the round is opened.
-    confirm: Option<(Index, u64)>,
-    waited_ticks: u32,
-}
-
-/// Reads waiting on the leader, and the heartbeat rounds that confirm them.
-#[derive(Debug, Default)]
-pub(crate) struct LeaderReads {
-    round: u64,
-    /// Tick at which each recent round was sent (for leases).
-    round_sent_tick: BTreeMap<u64, u64>,
-    pending: VecDeque<PendingRead>,
-}
-
-impl LeaderReads {
-    /// The latest heartbeat round opened: no honest follower acknowledges a later one.
-    pub(crate) fn current_round(&self) -> u64 {
-        self.round
-    }
-
-    /// Opens a new heartbeat round sent at tick `now` and assigns it to waiting reads.
-    pub(crate) fn open_round(&mut self, now: u64) -> u64 {
-        self.round += 1;
-        self.round_sent_tick.insert(self.round, now);
-        // Bounded: rounds nobody acknowledged are pruned once they are too many to matter.
-        while self.round_sent_tick.len() > ROUNDS_TRACKED_MAX {
-            self.round_sent_tick.pop_first();
-        }
-        self.round
-    }
-
-    fn needs_round(&self) -> bool {
-        self.pending.iter().any(|read| read.confirm.is_none())
-    }
-}
-
-/// Reads a follower forwarded to the leader, by read id.
-#[derive(Debug, Default)]
-pub(crate) struct FollowerReads {
-    forwarded: BTreeMap<u64, ForwardedRead>,
-}
-
-impl LeaderReads {
-    /// Advances the timers of waiting reads by a tick; true if one expired.
-    pub(crate) fn advance(&mut self, timeout_ticks: u32) -> bool {
-        let mut expired = false;
-        for read in self.pending.iter_mut() {
-            read.waited_ticks += 1;
-            expired |= read.waited_ticks >= timeout_ticks;
-        }
-        expired
-    }
-
-    /// Ticks until the first read waiting on this leader times out, if any waits.
-    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
-        self.pending
-            .iter()
-            .map(|r| crate::timer::remaining(r.waited_ticks, timeout_ticks))
-            .min()
-    }
-}
-
-impl FollowerReads {
-    /// Advances the timers of forwarded reads by a tick; true if one expired.
-    pub(crate) fn advance(&mut self, timeout_ticks: u32) -> bool {
-        let mut expired = false;
-        for read in self.forwarded.values_mut() {
-            read.waited += 1;
-            expired |= read.waited >= timeout_ticks;
-        }
-        expired
-    }
-
-    /// Ticks until the first forwarded read times out, if any waits.
-    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
-        self.forwarded
-            .values()
-            .map(|r| crate::timer::remaining(r.waited, timeout_ticks))
-            .min()
-    }
-}
-
-/// Where a forwarded read was (last) sent, in which term, and the ticks waited since.
-#[derive(Debug)]
-struct ForwardedRead {
-    to: NodeId,
-    term: Term,
-    waited: u32,
 }
 
 impl Node {

@@ -15,28 +15,8 @@ use crate::membership::{Membership, MembershipChange, MembershipError};
 use crate::node::Node;
 use crate::progress::{Progress, ReplicationState};
 use crate::role::RoleState;
+use crate::state::membership_change::{ChangePhase, PendingChange};
 use crate::types::{EntryPayload, Index, NodeId};
-
-/// A membership change the leader is carrying out.
-#[derive(Debug)]
-pub(crate) struct PendingChange {
-    pub(crate) id: ChangeId,
-    pub(crate) target: Membership,
-    pub(crate) phase: ChangePhase,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ChangePhase {
-    /// Future voters receive the log as non-members until they are caught up.
-    CatchingUp {
-        newcomers: BTreeSet<NodeId>,
-        elapsed_ticks: u32,
-    },
-    /// C(old,new) is appended.
-    Joint,
-    /// C(new) is appended.
-    Leaving,
-}
 
 impl Node {
     /// Changes the membership: any set of changes in one joint-consensus step. The outcome

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::action::Role;
 use crate::progress::Progress;
-use crate::read::LeaderReads;
-use crate::reconfiguration::PendingChange;
-use crate::transfer::Transfer;
+use crate::state::leadership_transfer::Transfer;
+use crate::state::membership_change::PendingChange;
+use crate::state::reads::LeaderReads;
 use crate::types::NodeId;
 
 /// The role, with its own state.

@@ -7,18 +7,8 @@ use crate::action::{Action, SnapshotChunkWrite};
 use crate::message::MessageBody;
 use crate::node::Node;
 use crate::progress::ReplicationState;
+use crate::state::incoming_snapshot::IncomingSnapshot;
 use crate::types::{Index, NodeId, SnapshotMeta};
-
-/// A snapshot being received from the leader.
-#[derive(Debug)]
-pub(crate) struct IncomingSnapshot {
-    pub(crate) meta: SnapshotMeta,
-    /// The next byte offset expected.
-    pub(crate) next_offset: u64,
-    /// Set once the final chunk was written and the snapshot installed in memory: the
-    /// state machine is restored when that write is durable. Apply waits meanwhile.
-    pub(crate) installing: Option<crate::action::WriteToken>,
-}
 
 impl Node {
     /// The metadata to store with a snapshot of the state machine taken at applied `index`;

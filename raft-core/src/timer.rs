@@ -20,8 +20,9 @@ use rand::Rng;
 
 use crate::node::Node;
 use crate::progress::ReplicationState;
-use crate::reconfiguration::{ChangePhase, PendingChange};
 use crate::role::RoleState;
+use crate::state::membership_change::{ChangePhase, PendingChange};
+use crate::state::remaining;
 
 /// One timer of the core. Each arm of [`Node::timer_deadline`] says when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +68,6 @@ impl Timer {
         Timer::CatchUp,
         Timer::Election,
     ];
-}
-
-/// Ticks until a timer that has waited `waited` of `timeout` ticks fires (at least one:
-/// a timer fires inside a call to [`Node::tick`]).
-pub(crate) fn remaining(waited: u32, timeout: u32) -> u64 {
-    u64::from(timeout.saturating_sub(waited).max(1))
 }
 
 impl Node {

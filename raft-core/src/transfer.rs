@@ -5,15 +5,8 @@
 use crate::action::{Action, TransferError};
 use crate::message::MessageBody;
 use crate::node::Node;
+use crate::state::leadership_transfer::Transfer;
 use crate::types::NodeId;
-
-/// A transfer in progress on the leader.
-#[derive(Debug)]
-pub(crate) struct Transfer {
-    pub(crate) target: NodeId,
-    pub(crate) elapsed_ticks: u32,
-    pub(crate) timeout_now_sent: bool,
-}
 
 impl Node {
     /// Hands leadership to `target`, or to the most up-to-date full voter when `None`.

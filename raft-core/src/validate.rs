@@ -76,11 +76,6 @@ pub const MAX_INDEX: Index = u64::MAX / 2;
 /// far behind its cluster: 2^32 elections at ten a second take 13 years.
 pub const MAX_TERM_JUMP: Term = 1 << 32;
 
-/// How many distinct senders get their own rejection counter; rejections from further
-/// senders are counted under id 0 (which no real peer has), so hostile traffic from random
-/// ids cannot grow memory without bound.
-const SENDERS_TRACKED_MAX: usize = 256;
-
 /// Why an inbound message was refused: the peer misbehaved (it is buggy, broken or hostile).
 /// Each variant says what was expected and what arrived. The message is dropped and counted;
 /// the node carries on.
@@ -211,24 +206,6 @@ pub enum PeerMisbehaved {
         /// The rule it breaks.
         expected: &'static str,
     },
-}
-
-/// Rejected messages counted per sender, bounded in memory.
-#[derive(Debug, Default)]
-pub(crate) struct Rejections {
-    by_sender: BTreeMap<NodeId, u64>,
-}
-
-impl Rejections {
-    /// Counts one rejection from `from`; returns the sender's new count.
-    fn record(&mut self, from: NodeId) -> u64 {
-        let tracked =
-            self.by_sender.contains_key(&from) || self.by_sender.len() < SENDERS_TRACKED_MAX;
-        let key = if tracked { from } else { 0 };
-        let count = self.by_sender.entry(key).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
-    }
 }
 
 fn leader_kind(body: &MessageBody) -> bool {
