@@ -176,6 +176,7 @@ pub mod types;
 
 mod durability;
 mod election;
+mod ids;
 mod log;
 mod node;
 mod progress;

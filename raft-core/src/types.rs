@@ -6,16 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::membership::Membership;
 
-/// Identifies a node in the cluster. `0` is never a valid id (it means "none" on the wire of
-/// some adapters), so [`crate::Config::validate`] rejects it.
-pub type NodeId = u64;
-
-/// A Raft term. Terms only grow.
-pub type Term = u64;
-
-/// A position in the replicated log. The first real entry has index 1; index 0 is the empty
-/// prefix (term 0).
-pub type Index = u64;
+pub use crate::ids::{Index, NodeId, Term};
 
 /// One replicated log entry.
 ///
