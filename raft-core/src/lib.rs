@@ -179,6 +179,7 @@ mod election;
 mod ids;
 mod log;
 mod node;
+mod outcome_error;
 mod progress;
 mod proposal;
 mod quorum;
