@@ -189,9 +189,7 @@ mod replication;
 mod role;
 mod snapshot;
 mod state;
-mod timer;
 mod transfer;
-mod transitions;
 mod validate;
 
 pub use action::{

@@ -26,6 +26,8 @@ use crate::types::{
 
 mod inbound;
 mod output;
+mod timer;
+mod transitions;
 
 /// One Raft node: a pure, deterministic state machine.
 ///

@@ -1,5 +1,5 @@
 //! The node's role and the state only that role has (section 5.1; pre-vote: thesis 9.6).
-//! A role changes only through the `become_*` transitions in `transitions.rs`; the data of
+//! A role changes only through the `become_*` transitions in `node/transitions.rs`; the data of
 //! one role cannot be touched in another.
 
 use std::collections::BTreeMap;
