@@ -161,7 +161,7 @@ impl Node {
             // A pre-vote is only ever granted for a future term.
             term > self.term
         } else {
-            self.vote.is_none_or(|v| v == from)
+            self.vote().is_none_or(|v| v == from)
                 && (self.leader().is_none() || self.leader() == Some(from))
         };
         let sticky = !transfer && self.in_leader_lease() && self.leader() != Some(from);
@@ -186,7 +186,7 @@ impl Node {
             };
             self.actions.push(crate::Action::Send(message));
         } else if granted {
-            self.vote = Some(from);
+            self.cast_vote(from);
             self.restart_election_timer();
             self.send_after_persist(from, response, None);
         } else {

@@ -47,9 +47,9 @@ mod transitions;
 #[derive(Debug)]
 pub struct Node {
     pub(crate) config: Config,
-    pub(crate) rng: ChaCha8Rng,
+    rng: ChaCha8Rng,
     pub(crate) term: Term,
-    pub(crate) vote: Option<NodeId>,
+    vote: Option<NodeId>,
     pub(crate) commit: Index,
     pub(crate) log: RaftLog,
     pub(crate) snapshot: SnapshotMeta,
@@ -61,16 +61,16 @@ pub struct Node {
     pub(crate) config_history: BTreeMap<Index, Membership>,
     pub(crate) role: RoleState,
     /// The tick (`ticks_total`) the election timer was last restarted at.
-    pub(crate) election_started: u64,
-    pub(crate) randomized_election_ticks: u32,
+    election_started: u64,
+    randomized_election_ticks: u32,
     /// Ticks since the node was created: the core's only notion of time (for leases).
-    pub(crate) ticks_total: u64,
-    pub(crate) applied: Index,
+    ticks_total: u64,
+    applied: Index,
     /// Last index handed out in an `Apply` action.
-    pub(crate) apply_handed: Index,
+    apply_handed: Index,
     /// Bytes of entries handed out for apply and not yet reported applied.
-    pub(crate) apply_inflight_bytes: u64,
-    pub(crate) halted: Option<String>,
+    apply_inflight_bytes: u64,
+    halted: Option<String>,
     pub(crate) durability: Durability,
     pub(crate) proposals: Proposals,
     pub(crate) follower_reads: FollowerReads,
@@ -79,14 +79,14 @@ pub struct Node {
     pub(crate) snapshot_without_data: bool,
     /// A warning about holding a witness's data as a full member was logged.
     pub(crate) reported_incomplete: bool,
-    pub(crate) next_request_id: u64,
+    next_request_id: u64,
     pub(crate) actions: Vec<Action>,
     /// Reused buffer of peer ids for broadcasts (no allocation per flush).
     pub(crate) peer_scratch: Vec<NodeId>,
     /// (role, term, leader) as last reported through `RoleChanged`.
     reported_role: Option<(Role, Term, Option<NodeId>)>,
     /// Messages refused by validation, per sender.
-    pub(crate) rejections: Rejections,
+    rejections: Rejections,
 }
 
 /// A snapshot of a node's state for operators, returned by [`Node::status`].
@@ -332,6 +332,33 @@ impl Node {
             halted: self.halted.clone(),
             rejected_messages: self.rejections_snapshot(),
         }
+    }
+
+    /// How many messages each sender had rejected by validation (see [`Node::step`]). Ids
+    /// beyond the 256 first offenders are counted together under id 0.
+    pub fn rejected_messages(&self) -> &BTreeMap<NodeId, u64> {
+        &self.rejections.by_sender
+    }
+
+    pub(crate) fn rejections_snapshot(&self) -> BTreeMap<NodeId, u64> {
+        self.rejections.by_sender.clone()
+    }
+
+    // ----- views for the feature files -----
+
+    /// Ticks since the node was created: the core's only clock (for leases).
+    pub(crate) fn now(&self) -> u64 {
+        self.ticks_total
+    }
+
+    /// The vote cast in the current term.
+    pub(crate) fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
+    /// Messages refused by validation, per sender.
+    pub(crate) fn rejections_mut(&mut self) -> &mut Rejections {
+        &mut self.rejections
     }
 
     // ----- shared helpers -----

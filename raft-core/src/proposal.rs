@@ -47,7 +47,7 @@ impl Node {
     /// ```
     pub fn propose(&mut self, command: Bytes) -> ProposalId {
         let id = self.new_proposal_id();
-        if self.halted.is_some() {
+        if self.is_halted() {
             self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint: None }));
             return id;
         }

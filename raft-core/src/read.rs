@@ -40,7 +40,7 @@ impl Node {
     /// machine must have applied before the read is served.
     pub fn read(&mut self, consistency: ReadConsistency) -> ReadId {
         let id = ReadId(self.next_id());
-        let outcome = if self.halted.is_some() {
+        let outcome = if self.is_halted() {
             Some(Err(ReadError::NotLeader { leader_hint: None }))
         } else if self.role.is_leader() {
             self.leader_read(ReadOrigin::Local(id), consistency)
@@ -192,7 +192,7 @@ impl Node {
             return false;
         };
         let lease_ticks = u64::from(self.config.election_ticks - self.config.lease_drift_ticks);
-        self.ticks_total < sent + lease_ticks
+        self.now() < sent + lease_ticks
     }
 
     /// Completes every read whose round a quorum acknowledged.

@@ -45,7 +45,7 @@ impl Node {
     /// count acknowledgements per round).
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let commit = self.commit;
-        let now = self.ticks_total;
+        let now = self.now();
         let Some(leader) = self.leader_state() else {
             return;
         };

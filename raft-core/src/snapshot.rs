@@ -20,7 +20,7 @@ impl Node {
         if self.holds_witness_data() && !self.membership.is_witness(self.id()) {
             return None;
         }
-        if index > self.applied
+        if index > self.applied_index()
             || index > self.durability.durable_index()
             || index < self.snapshot.index
         {
@@ -46,7 +46,7 @@ impl Node {
         if meta.index <= self.snapshot.index {
             return;
         }
-        if meta.index > self.applied
+        if meta.index > self.applied_index()
             || meta.index > self.durability.durable_index()
             || self.log.term(meta.index) != Some(meta.term)
         {
@@ -290,9 +290,7 @@ impl Node {
     /// The final chunk is durable: the state machine may now be restored from it.
     pub(crate) fn finish_snapshot_install(&mut self, meta: SnapshotMeta) {
         self.incoming_snapshot = None;
-        self.apply_handed = self.apply_handed.max(meta.index);
-        // Entries handed out before the snapshot are superseded by it.
-        self.apply_inflight_bytes = 0;
+        self.apply_from_snapshot(meta.index);
         self.actions.push(Action::RestoreStateMachine {
             meta: Box::new(meta),
         });

@@ -53,8 +53,6 @@
 //! still learns of its removal from the leader. Membership is therefore checked by the role
 //! rules above, not by a list.
 
-use std::collections::BTreeMap;
-
 use thiserror::Error;
 
 use crate::message::{Message, MessageBody};
@@ -325,7 +323,7 @@ impl Node {
     /// the blame on the peer, at the first rejection and then at every power of two, so a
     /// flood costs a handful of log lines.
     pub(crate) fn reject_message(&mut self, message: &Message, reason: PeerMisbehaved) {
-        let count = self.rejections.record(message.from);
+        let count = self.rejections_mut().record(message.from);
         if count.is_power_of_two() {
             tracing::warn!(
                 node = self.id(),
@@ -337,16 +335,6 @@ impl Node {
                 "dropping invalid message from peer"
             );
         }
-    }
-
-    /// How many messages each sender had rejected by validation (see [`Node::step`]). Ids
-    /// beyond the 256 first offenders are counted together under id 0.
-    pub fn rejected_messages(&self) -> &BTreeMap<NodeId, u64> {
-        &self.rejections.by_sender
-    }
-
-    pub(crate) fn rejections_snapshot(&self) -> BTreeMap<NodeId, u64> {
-        self.rejections.by_sender.clone()
     }
 }
 

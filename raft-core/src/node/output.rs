@@ -55,6 +55,13 @@ impl Node {
         }
     }
 
+    /// A snapshot restores the state machine through `index`: nothing before it is handed
+    /// out for apply again, and entries handed out before it are superseded.
+    pub(crate) fn apply_from_snapshot(&mut self, index: Index) {
+        self.apply_handed = self.apply_handed.max(index);
+        self.apply_inflight_bytes = 0;
+    }
+
     // ----- outputs -----
 
     /// Moves every pending action into `out`, in the order they must be carried out per

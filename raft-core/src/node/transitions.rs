@@ -33,6 +33,16 @@ impl Node {
         self.reset_election_timer();
     }
 
+    /// Grants this term's vote to `candidate` (section 5.2: at most one vote per term).
+    pub(crate) fn cast_vote(&mut self, candidate: NodeId) {
+        assert!(
+            self.vote.is_none_or(|v| v == candidate),
+            "one vote per term: voted for {:?}, now {candidate}",
+            self.vote
+        );
+        self.vote = Some(candidate);
+    }
+
     /// Becomes a pre-candidate: asks for pre-votes for the next term without changing its
     /// own term or vote.
     pub(crate) fn become_pre_candidate(&mut self) {
