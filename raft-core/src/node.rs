@@ -1,6 +1,11 @@
-//! The [`Node`]: state, role transitions, message dispatch and the output flush. The rules
-//! of each part of the protocol live in their own files (`election.rs`, `replication.rs`,
-//! `snapshot.rs`, `proposal.rs`, `read.rs`, `transfer.rs`, `reconfiguration.rs`).
+//! The [`Node`]: its state (private to this module), construction, getters and the small
+//! views the feature files use. The node's own machinery lives in the submodules: `inbound`
+//! (term rules and dispatch), `output` (host feedback, flush, invariants), `timer` (the
+//! timer table and [`Node::tick`]) and `transitions` (the `become_*` role changes). The
+//! rules of each part of the protocol live in their own files (`election.rs`,
+//! `replication.rs`, `snapshot.rs`, `proposal.rs`, `read.rs`, `transfer.rs`,
+//! `reconfiguration.rs`, `validate.rs`); their plain state types live in `role.rs` and the
+//! leaf modules under `state/`.
 
 use std::collections::BTreeMap;
 

@@ -72,7 +72,8 @@ impl Timer {
 
 impl Node {
     /// Advances logical time by one tick: every running timer advances, and each one that
-    /// expires runs its handler, in the order of [`Timer::ALL`].
+    /// expires runs its handler (requests first, then the leader's timers, the election
+    /// timer last).
     ///
     /// ```
     /// use raft_core::{Config, Membership, Node, RestoredState, Role};
