@@ -2,8 +2,8 @@
 
 use crate::message::MessageBody;
 use crate::node::Node;
+use crate::node::role::RoleState;
 use crate::quorum::{self, VoteResult};
-use crate::role::RoleState;
 use crate::types::{Index, NodeId, Term};
 use crate::validate::{MAX_INDEX, MAX_TERM};
 
@@ -122,7 +122,7 @@ impl Node {
             self.record_vote(me, true, true);
         } else {
             let seq = self.durability.required_seq(self.hard_state());
-            if let RoleState::Candidate(campaign) = &mut self.role {
+            if let Some(campaign) = self.role.candidate_mut() {
                 campaign.self_vote_pending = Some(seq);
             }
             self.count_durable_self_vote();
@@ -132,7 +132,7 @@ impl Node {
     /// Counts our own vote once the write that holds it is durable.
     pub(crate) fn count_durable_self_vote(&mut self) {
         // A candidate's campaign ends with its term, so a pending vote is of this term.
-        let RoleState::Candidate(campaign) = &mut self.role else {
+        let Some(campaign) = self.role.candidate_mut() else {
             return;
         };
         let Some(seq) = campaign.self_vote_pending else {
@@ -195,7 +195,7 @@ impl Node {
     }
 
     pub(crate) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
-        let campaigning_as_asked = match self.role {
+        let campaigning_as_asked = match self.role.state() {
             RoleState::PreCandidate(_) => pre_vote,
             RoleState::Candidate(_) => !pre_vote,
             _ => false,

@@ -186,7 +186,6 @@ mod quorum;
 mod read;
 mod reconfiguration;
 mod replication;
-mod role;
 mod snapshot;
 mod state;
 mod transfer;

@@ -19,8 +19,8 @@ use crate::durability::Durability;
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
+use crate::node::role::{Follower, LeaderState, RoleSlot, RoleState};
 use crate::progress::PeerProgress;
-use crate::role::{Follower, LeaderState, RoleState};
 use crate::state::incoming_snapshot::IncomingSnapshot;
 use crate::state::proposals::Proposals;
 use crate::state::reads::FollowerReads;
@@ -31,6 +31,7 @@ use crate::types::{
 
 mod inbound;
 mod output;
+pub(crate) mod role;
 mod timer;
 mod transitions;
 
@@ -64,7 +65,7 @@ pub struct Node {
     pub(crate) membership_index: Index,
     /// Configuration entries in the log after the snapshot, ascending by index.
     pub(crate) config_history: BTreeMap<Index, Membership>,
-    pub(crate) role: RoleState,
+    pub(crate) role: RoleSlot,
     /// The tick (`ticks_total`) the election timer was last restarted at.
     election_started: u64,
     randomized_election_ticks: u32,
@@ -182,7 +183,7 @@ impl Node {
             membership,
             membership_index,
             config_history,
-            role: RoleState::Follower(Follower::default()),
+            role: RoleSlot::new(RoleState::Follower(Follower::default())),
             election_started: 0,
             randomized_election_ticks: config.election_ticks,
             ticks_total: 0,
@@ -244,7 +245,7 @@ impl Node {
 
     /// The leader of the current term, if known.
     pub fn leader(&self) -> Option<NodeId> {
-        match &self.role {
+        match self.role.state() {
             RoleState::Follower(follower) => follower.leader,
             RoleState::PreCandidate(_) | RoleState::Candidate(_) => None,
             RoleState::Leader(_) => Some(self.id()),
@@ -315,7 +316,7 @@ impl Node {
 
     /// A summary for operators.
     pub fn status(&self) -> Status {
-        let progress = match &self.role {
+        let progress = match self.role.state() {
             RoleState::Leader(leader) => leader
                 .progress
                 .iter()
@@ -422,7 +423,7 @@ impl Node {
     }
 
     pub(crate) fn mark_replication_dirty(&mut self) {
-        if let RoleState::Leader(leader) = &mut self.role {
+        if let Some(leader) = self.role.leader_mut() {
             leader.replication_dirty = true;
         }
     }

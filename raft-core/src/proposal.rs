@@ -6,7 +6,7 @@ use bytes::Bytes;
 use crate::action::{Action, ProposalError, ProposalId};
 use crate::message::MessageBody;
 use crate::node::Node;
-use crate::role::RoleState;
+use crate::node::role::RoleState;
 use crate::state::proposals::Forwarded;
 use crate::types::{EntryPayload, Index, NodeId, Term};
 
@@ -51,7 +51,7 @@ impl Node {
             self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint: None }));
             return id;
         }
-        match (&self.role, self.leader()) {
+        match (self.role.state(), self.leader()) {
             // Our state machine has holes: its answer to a forwarded command would be wrong.
             (
                 RoleState::Follower(_) | RoleState::PreCandidate(_) | RoleState::Candidate(_),

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::action::{Action, ReadError, ReadId};
 use crate::message::MessageBody;
 use crate::node::Node;
+use crate::node::role::LeaderState;
 use crate::quorum;
-use crate::role::{LeaderState, RoleState};
 use crate::state::reads::{ForwardedRead, LeaderReads, PendingRead, ReadOrigin};
 use crate::types::{Index, NodeId};
 
@@ -146,7 +146,7 @@ impl Node {
             return;
         }
         let commit = self.commit;
-        let needs = matches!(&self.role, RoleState::Leader(l) if l.reads.needs_round());
+        let needs = self.role.leader().is_some_and(|l| l.reads.needs_round());
         if !needs {
             return;
         }

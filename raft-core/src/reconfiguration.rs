@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use crate::action::{Action, ChangeId};
 use crate::membership::{Membership, MembershipChange, MembershipError};
 use crate::node::Node;
+use crate::node::role::RoleState;
 use crate::progress::{Progress, ReplicationState};
-use crate::role::RoleState;
 use crate::state::membership_change::{ChangePhase, PendingChange};
 use crate::types::{EntryPayload, Index, NodeId};
 
@@ -228,7 +228,7 @@ impl Node {
         if self.membership.is_witness(peer) {
             return true;
         }
-        match &self.role {
+        match self.role.state() {
             RoleState::Leader(leader) => leader
                 .pending_change
                 .as_ref()

@@ -6,7 +6,6 @@ use crate::message::{ConflictHint, MessageBody};
 use crate::node::Node;
 use crate::progress::ReplicationState;
 use crate::quorum;
-use crate::role::RoleState;
 use crate::types::{Entry, EntryPayload, Index, NodeId, Term};
 
 impl Node {
@@ -65,8 +64,8 @@ impl Node {
     /// only when something changed since the last one).
     pub(crate) fn broadcast_pending(&mut self) {
         let mut peers = std::mem::take(&mut self.peer_scratch);
-        match &mut self.role {
-            RoleState::Leader(leader) if leader.replication_dirty => {
+        match self.role.leader_mut() {
+            Some(leader) if leader.replication_dirty => {
                 leader.replication_dirty = false;
                 peers.extend(leader.progress.keys().copied());
             }
@@ -227,25 +226,21 @@ impl Node {
     /// the same term steps down (section 5.2). Returns false for a node that cannot follow
     /// (another leader of our term would be a protocol violation).
     pub(crate) fn accept_leader(&mut self, from: NodeId) -> bool {
-        match &mut self.role {
-            RoleState::Leader(_) => {
-                tracing::error!(
-                    node = self.id(),
-                    from,
-                    term = self.term,
-                    "two leaders in one term; ignoring"
-                );
-                false
-            }
-            RoleState::Follower(follower) => {
-                follower.leader = Some(from);
-                self.restart_election_timer();
-                true
-            }
-            _ => {
-                self.become_follower(self.term, Some(from));
-                true
-            }
+        if self.role.is_leader() {
+            tracing::error!(
+                node = self.id(),
+                from,
+                term = self.term,
+                "two leaders in one term; ignoring"
+            );
+            false
+        } else if let Some(follower) = self.role.follower_mut() {
+            follower.leader = Some(from);
+            self.restart_election_timer();
+            true
+        } else {
+            self.become_follower(self.term, Some(from));
+            true
         }
     }
 

@@ -57,7 +57,7 @@ use thiserror::Error;
 
 use crate::message::{Message, MessageBody};
 use crate::node::Node;
-use crate::role::RoleState;
+use crate::node::role::RoleState;
 use crate::types::{Index, NodeId, Term};
 
 use shape::{check_shape, highest_answer_term, leader_kind};
@@ -247,7 +247,7 @@ impl Node {
         if message.term != self.term || !leader_kind(&message.body) {
             return Ok(());
         }
-        let expected = match self.role {
+        let expected = match self.role.state() {
             RoleState::Leader(_) => Some(self.id()),
             _ => self.leader(),
         };
@@ -281,7 +281,7 @@ impl Node {
                     .try_for_each(|entry| self.check_committed(entry.index, entry.term))
             }
             MessageBody::SnapshotChunk { meta, .. } => self.check_committed(meta.index, meta.term),
-            MessageBody::HeartbeatResponse { round } => match &self.role {
+            MessageBody::HeartbeatResponse { round } => match self.role.state() {
                 RoleState::Leader(leader) if *round > leader.reads.current_round() => {
                     Err(PeerMisbehaved::RoundAhead {
                         max: leader.reads.current_round(),

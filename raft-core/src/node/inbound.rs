@@ -3,7 +3,6 @@
 
 use crate::message::{Message, MessageBody};
 use crate::node::Node;
-use crate::role::RoleState;
 
 impl Node {
     /// Handles a message from a peer.
@@ -109,10 +108,7 @@ impl Node {
     pub(crate) fn in_leader_lease(&self) -> bool {
         self.config.check_quorum
             && self.leader().is_some()
-            && match self.role {
-                RoleState::Leader(_) => true,
-                _ => self.within_min_election_timeout(),
-            }
+            && (self.role.is_leader() || self.within_min_election_timeout())
     }
 
     fn dispatch(&mut self, message: Message) {

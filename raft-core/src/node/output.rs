@@ -4,7 +4,6 @@
 
 use crate::action::Action;
 use crate::node::Node;
-use crate::role::RoleState;
 use crate::types::{Entry, Index};
 
 impl Node {
@@ -110,7 +109,7 @@ impl Node {
         );
         assert!(self.commit <= self.log.last_index(), "commit <= last index");
         assert!(self.snapshot.index <= self.commit, "snapshot <= commit");
-        if let RoleState::Leader(leader) = &self.role {
+        if let Some(leader) = self.role.leader() {
             for progress in leader.progress.values() {
                 assert!(progress.match_index < progress.next_index, "match < next");
                 assert!(

@@ -20,7 +20,6 @@ use rand::Rng;
 
 use crate::node::Node;
 use crate::progress::ReplicationState;
-use crate::role::RoleState;
 use crate::state::membership_change::{ChangePhase, PendingChange};
 use crate::state::remaining;
 
@@ -99,10 +98,7 @@ impl Node {
     /// Advances `timer` by this tick if it runs; true if it expired.
     fn advance(&mut self, timer: Timer) -> bool {
         let config = &self.config;
-        let leader = match &mut self.role {
-            RoleState::Leader(leader) => Some(leader),
-            _ => None,
-        };
+        let leader = self.role.leader_mut();
         match timer {
             Timer::ForwardedProposal => self
                 .proposals
@@ -238,10 +234,7 @@ impl Node {
     /// Ticks until `timer` fires, or `None` if it is not running.
     fn timer_deadline(&self, timer: Timer) -> Option<u64> {
         let config = &self.config;
-        let leader = match &self.role {
-            RoleState::Leader(leader) => Some(leader),
-            _ => None,
-        };
+        let leader = self.role.leader();
         match timer {
             Timer::Election => leader.is_none().then(|| {
                 let elapsed = u32::try_from(self.election_elapsed()).unwrap_or(u32::MAX);

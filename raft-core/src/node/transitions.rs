@@ -3,7 +3,7 @@
 
 use crate::action::Action;
 use crate::node::Node;
-use crate::role::{Campaign, Follower, LeaderState, RoleState};
+use crate::node::role::{Campaign, Follower, LeaderState, RoleState};
 use crate::types::{EntryPayload, NodeId, Term};
 
 impl Node {
@@ -19,7 +19,7 @@ impl Node {
             self.term = term;
             self.vote = None;
         }
-        let previous = std::mem::replace(&mut self.role, RoleState::Follower(Follower { leader }));
+        let previous = self.role.replace(RoleState::Follower(Follower { leader }));
         tracing::debug!(
             node = self.id(),
             term = self.term,
@@ -47,7 +47,8 @@ impl Node {
     /// own term or vote.
     pub(crate) fn become_pre_candidate(&mut self) {
         assert!(!self.role.is_leader(), "a leader never starts a pre-vote");
-        self.role = RoleState::PreCandidate(Campaign::default());
+        self.role
+            .replace(RoleState::PreCandidate(Campaign::default()));
         self.reset_election_timer();
         tracing::debug!(
             node = self.id(),
@@ -62,7 +63,7 @@ impl Node {
         assert!(term > self.term, "a campaign runs in a newer term");
         self.term = term;
         self.vote = Some(self.id());
-        self.role = RoleState::Candidate(Campaign::default());
+        self.role.replace(RoleState::Candidate(Campaign::default()));
         self.reset_election_timer();
         tracing::debug!(
             node = self.id(),
@@ -75,14 +76,14 @@ impl Node {
     /// Becomes leader of the current term. Only a candidate that won this term may call it.
     pub(crate) fn become_leader(&mut self) {
         assert!(
-            matches!(self.role, RoleState::Candidate(_)),
+            matches!(self.role.state(), RoleState::Candidate(_)),
             "only a candidate becomes leader"
         );
         assert_eq!(self.vote, Some(self.id()), "a leader voted for itself");
         let me = self.id();
         let peers = self.membership.members().into_iter().filter(|&id| id != me);
         let state = LeaderState::new(peers, self.log.next_index());
-        self.role = RoleState::Leader(Box::new(state));
+        self.role.replace(RoleState::Leader(Box::new(state)));
         tracing::info!(node = self.id(), term = self.term, "became leader");
         // Section 5.4.2 / 8: a no-op of the new term lets earlier entries commit promptly.
         // A joint configuration inherited from the previous leader is left as soon as it

@@ -1,6 +1,7 @@
 //! The node's role and the state only that role has (section 5.1; pre-vote: thesis 9.6).
-//! A role changes only through the `become_*` transitions in `node/transitions.rs`; the data of
-//! one role cannot be touched in another.
+//! A role changes only through the `become_*` transitions in `node/transitions.rs` (only
+//! they can replace the [`RoleSlot`]'s content); the data of one role cannot be touched in
+//! another.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +74,78 @@ impl LeaderState {
     }
 }
 
+/// The node's current role. Feature files read it and change the current role's own
+/// state; only the node module (its transitions) replaces it.
+#[derive(Debug)]
+pub(crate) struct RoleSlot(RoleState);
+
+impl RoleSlot {
+    pub(super) fn new(state: RoleState) -> Self {
+        RoleSlot(state)
+    }
+
+    /// Puts `next` in place, returning the previous role.
+    pub(super) fn replace(&mut self, next: RoleState) -> RoleState {
+        std::mem::replace(&mut self.0, next)
+    }
+
+    pub(crate) fn state(&self) -> &RoleState {
+        &self.0
+    }
+
+    pub(crate) fn role(&self) -> Role {
+        self.0.role()
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        matches!(self.0, RoleState::Leader(_))
+    }
+
+    pub(crate) fn is_follower(&self) -> bool {
+        matches!(self.0, RoleState::Follower(_))
+    }
+
+    /// The leader's state, in the leader role.
+    pub(crate) fn leader(&self) -> Option<&LeaderState> {
+        match &self.0 {
+            RoleState::Leader(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The leader's state, in the leader role.
+    pub(crate) fn leader_mut(&mut self) -> Option<&mut LeaderState> {
+        match &mut self.0 {
+            RoleState::Leader(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The follower's state, in the follower role.
+    pub(crate) fn follower_mut(&mut self) -> Option<&mut Follower> {
+        match &mut self.0 {
+            RoleState::Follower(follower) => Some(follower),
+            _ => None,
+        }
+    }
+
+    /// The campaign of a candidate (not a pre-candidate).
+    pub(crate) fn candidate_mut(&mut self) -> Option<&mut Campaign> {
+        match &mut self.0 {
+            RoleState::Candidate(campaign) => Some(campaign),
+            _ => None,
+        }
+    }
+
+    /// The campaign of a pre-candidate or candidate.
+    pub(crate) fn campaign_mut(&mut self) -> Option<&mut Campaign> {
+        match &mut self.0 {
+            RoleState::PreCandidate(campaign) | RoleState::Candidate(campaign) => Some(campaign),
+            _ => None,
+        }
+    }
+}
+
 impl RoleState {
     /// The public name of the role.
     pub(crate) fn role(&self) -> Role {
@@ -81,38 +154,6 @@ impl RoleState {
             RoleState::PreCandidate(_) => Role::PreCandidate,
             RoleState::Candidate(_) => Role::Candidate,
             RoleState::Leader(_) => Role::Leader,
-        }
-    }
-
-    pub(crate) fn is_leader(&self) -> bool {
-        matches!(self, RoleState::Leader(_))
-    }
-
-    pub(crate) fn is_follower(&self) -> bool {
-        matches!(self, RoleState::Follower(_))
-    }
-
-    /// The leader's state, in the leader role.
-    pub(crate) fn leader(&self) -> Option<&LeaderState> {
-        match self {
-            RoleState::Leader(leader) => Some(leader),
-            _ => None,
-        }
-    }
-
-    /// The leader's state, in the leader role.
-    pub(crate) fn leader_mut(&mut self) -> Option<&mut LeaderState> {
-        match self {
-            RoleState::Leader(leader) => Some(leader),
-            _ => None,
-        }
-    }
-
-    /// The campaign of a pre-candidate or candidate.
-    pub(crate) fn campaign_mut(&mut self) -> Option<&mut Campaign> {
-        match self {
-            RoleState::PreCandidate(campaign) | RoleState::Candidate(campaign) => Some(campaign),
-            _ => None,
         }
     }
 }
