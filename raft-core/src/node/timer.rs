@@ -77,11 +77,13 @@ impl Node {
     /// ```
     /// use raft_core::{Config, Membership, Node, RestoredState, Role};
     ///
-    /// let restored = RestoredState::bootstrap(Membership::with_voters([1]));
+    /// let restored = RestoredState::bootstrap(Membership::with_voters([1, 2, 3]));
     /// let mut node = Node::new(Config::new(1, 7), restored).unwrap();
-    /// while node.role() != Role::Leader {
+    /// // A follower that hears from no leader campaigns within two election timeouts.
+    /// for _ in 0..2 * node.config().election_ticks {
     ///     node.tick();
     /// }
+    /// assert_ne!(node.role(), Role::Follower);
     /// ```
     pub fn tick(&mut self) {
         if self.halted.is_some() {
