@@ -79,16 +79,14 @@ pub struct Node {
     halted: Option<String>,
     pub(crate) durability: Durability,
     pub(crate) proposals: Proposals,
-    pub(crate) follower_reads: FollowerReads,
+    follower_reads: FollowerReads,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// The latest snapshot installed from the leader carried no data (a witness's).
-    pub(crate) snapshot_without_data: bool,
+    snapshot_without_data: bool,
     /// A warning about holding a witness's data as a full member was logged.
-    pub(crate) reported_incomplete: bool,
+    reported_incomplete: bool,
     next_request_id: u64,
     pub(crate) actions: Vec<Action>,
-    /// Reused buffer of peer ids for broadcasts (no allocation per flush).
-    pub(crate) peer_scratch: Vec<NodeId>,
     /// (role, term, leader) as last reported through `RoleChanged`.
     reported_role: Option<(Role, Term, Option<NodeId>)>,
     /// Messages refused by validation, per sender.
@@ -206,7 +204,6 @@ impl Node {
             reported_incomplete: false,
             next_request_id: 1,
             actions: Vec::new(),
-            peer_scratch: Vec::new(),
             reported_role: None,
             rejections: Rejections::default(),
             snapshot,
@@ -365,6 +362,32 @@ impl Node {
     /// Messages refused by validation, per sender.
     pub(crate) fn rejections_mut(&mut self) -> &mut Rejections {
         &mut self.rejections
+    }
+
+    /// Reads forwarded to the leader, waiting for its answer.
+    pub(crate) fn follower_reads(&self) -> &FollowerReads {
+        &self.follower_reads
+    }
+
+    pub(crate) fn follower_reads_mut(&mut self) -> &mut FollowerReads {
+        &mut self.follower_reads
+    }
+
+    /// The latest snapshot installed from the leader carried no data (a witness's).
+    pub(crate) fn snapshot_without_data(&self) -> bool {
+        self.snapshot_without_data
+    }
+
+    pub(crate) fn set_snapshot_without_data(&mut self, without_data: bool) {
+        self.snapshot_without_data = without_data;
+    }
+
+    /// Records whether this node now holds incomplete (witness) data as a full member;
+    /// true if that just started, so it is reported once.
+    pub(crate) fn note_incomplete_state(&mut self, incomplete: bool) -> bool {
+        let started = incomplete && !self.reported_incomplete;
+        self.reported_incomplete = incomplete;
+        started
     }
 
     // ----- shared helpers -----

@@ -50,7 +50,7 @@ impl Node {
                 leader_hint: self.leader(),
             }))
         } else if let Some(leader) = self.leader() {
-            if self.follower_reads.forwarded.len() >= self.config.max_pending_reads {
+            if self.follower_reads().forwarded.len() >= self.config.max_pending_reads {
                 Some(Err(ReadError::Overloaded))
             } else {
                 self.forward_read(id.0, leader);
@@ -71,7 +71,7 @@ impl Node {
             term: self.term,
             waited: 0,
         };
-        self.follower_reads.forwarded.insert(id, read);
+        self.follower_reads_mut().forwarded.insert(id, read);
         self.send(leader, MessageBody::ReadIndexRequest { id });
     }
 
@@ -80,7 +80,7 @@ impl Node {
     pub(crate) fn settle_forwarded_reads(&mut self) {
         let (term, leader) = (self.term, self.leader());
         let stale: Vec<u64> = self
-            .follower_reads
+            .follower_reads()
             .forwarded
             .iter()
             .filter(|(_, r)| r.term != term || Some(r.to) != leader)
@@ -94,7 +94,7 @@ impl Node {
                 self.forward_read(id, leader);
                 continue;
             }
-            self.follower_reads.forwarded.remove(&id);
+            self.follower_reads_mut().forwarded.remove(&id);
             let origin = ReadOrigin::Local(ReadId(id));
             if let Some(result) = self.leader_read(origin, ReadConsistency::Linearizable) {
                 self.finish_read(origin, result);
@@ -250,7 +250,7 @@ impl Node {
     }
 
     pub(crate) fn handle_read_index_response(&mut self, id: u64, result: Result<Index, ReadError>) {
-        if self.follower_reads.forwarded.remove(&id).is_some() {
+        if self.follower_reads_mut().forwarded.remove(&id).is_some() {
             self.actions.push(Action::ReadOutcome {
                 id: ReadId(id),
                 result,
@@ -262,7 +262,7 @@ impl Node {
     pub(crate) fn expire_forwarded_reads(&mut self) {
         let timeout = self.config.request_timeout_ticks;
         let mut expired = Vec::new();
-        self.follower_reads.forwarded.retain(|id, read| {
+        self.follower_reads_mut().forwarded.retain(|id, read| {
             let keep = read.waited < timeout;
             if !keep {
                 expired.push(ReadOrigin::Local(ReadId(*id)));

@@ -243,7 +243,7 @@ impl Node {
     /// elided entries (it does not compact them away), so the condition stays visible until
     /// an operator wipes the node; see [`crate::Node::has_incomplete_state`].
     pub(crate) fn holds_witness_data(&self) -> bool {
-        self.snapshot_without_data
+        self.snapshot_without_data()
             || self.snapshot.membership.is_witness(self.id())
             || self.log.has_elided()
     }
@@ -254,14 +254,13 @@ impl Node {
         let id = self.id();
         let full_member = self.membership.contains(id) && !self.membership.is_witness(id);
         let incomplete = full_member && self.holds_witness_data();
-        if incomplete && !self.reported_incomplete {
+        if self.note_incomplete_state(incomplete) {
             tracing::warn!(
                 node = id,
                 "this node holds a witness's data (payloads withheld) but is a full member: \
                  it will not lead or serve reads; wipe its data and add it back"
             );
         }
-        self.reported_incomplete = incomplete;
     }
 
     /// A truncation removed configuration entries from `from` on: fall back to the latest

@@ -63,17 +63,15 @@ impl Node {
     /// Sends whatever each follower's progress allows (called on every flush, does work
     /// only when something changed since the last one).
     pub(crate) fn broadcast_pending(&mut self) {
-        let mut peers = std::mem::take(&mut self.peer_scratch);
-        match self.role.leader_mut() {
+        let mut peers = match self.role.leader_mut() {
             Some(leader) if leader.replication_dirty => {
                 leader.replication_dirty = false;
+                let mut peers = std::mem::take(&mut leader.peer_scratch);
                 peers.extend(leader.progress.keys().copied());
+                peers
             }
-            _ => {
-                self.peer_scratch = peers;
-                return;
-            }
-        }
+            _ => return,
+        };
         for &peer in &peers {
             // Bounded: each iteration either fills the window or sends the log's tail.
             for _ in 0..self.config.max_inflight_appends {
@@ -83,7 +81,9 @@ impl Node {
             }
         }
         peers.clear();
-        self.peer_scratch = peers;
+        if let Some(leader) = self.role.leader_mut() {
+            leader.peer_scratch = peers;
+        }
     }
 
     /// Sends one append (or starts a snapshot) to `to` if its progress allows. An empty

@@ -196,7 +196,7 @@ impl Node {
         let token = self.write_snapshot_chunk(meta.clone(), offset, data, done);
         if done {
             // A snapshot without bytes is a witness's: no state machine comes with it.
-            self.snapshot_without_data = next_offset == 0;
+            self.set_snapshot_without_data(next_offset == 0);
             self.install_snapshot_in_memory(meta, token);
         }
         let body = MessageBody::SnapshotResponse {

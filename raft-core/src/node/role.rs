@@ -53,6 +53,8 @@ pub(crate) struct LeaderState {
     /// Something happened (an entry appended, a peer answered, a tick) that may let the
     /// leader send more; the next flush looks at every peer's window only if set.
     pub(crate) replication_dirty: bool,
+    /// Reused buffer of peer ids for broadcasts (no allocation per flush).
+    pub(crate) peer_scratch: Vec<NodeId>,
 }
 
 impl LeaderState {
@@ -70,6 +72,7 @@ impl LeaderState {
             transfer: None,
             pending_change: None,
             replication_dirty: true,
+            peer_scratch: Vec::new(),
         }
     }
 }
