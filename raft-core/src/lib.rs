@@ -191,7 +191,7 @@ mod validate;
 
 pub use action::{
     Action, ChangeId, PersistBatch, ProposalError, ProposalId, ReadError, ReadId, Role,
-    SnapshotChunkWrite, TransferError, WriteToken,
+    SnapshotChunkWrite, TransferError, TransferId, WriteToken,
 };
 pub use config::{Config, ConfigError, RetrySafe};
 pub use membership::{Membership, MembershipChange, MembershipError};

@@ -148,8 +148,6 @@ pub struct Engine<M: StateMachine, S: Storage, A> {
     pub(crate) book: Book<A>,
     pub(crate) metrics: EngineMetrics,
     pub(crate) fatal: Option<String>,
-    /// Set while a transfer request's own outcome may be among the drained actions.
-    pub(crate) transfer_immediate: bool,
 }
 
 impl<M, S, A> Engine<M, S, A>
@@ -213,7 +211,6 @@ where
             transmit: VecDeque::new(),
             metrics: EngineMetrics::default(),
             fatal: None,
-            transfer_immediate: false,
         })
     }
 
@@ -389,15 +386,9 @@ where
     /// [`Reply::Leader`] once the target leads.
     pub fn handle_transfer(&mut self, target: Option<NodeId>) -> RequestId {
         let request = self.next_request_id();
-        // Outcomes of earlier transfers go out first, so that an immediate refusal of this
-        // one is told apart from them.
-        self.pump();
-        self.pending.add_transfer(request);
-        self.node.transfer_leadership(target);
-        self.transfer_immediate = true;
+        let id = self.node.transfer_leadership(target);
+        self.pending.add_transfer(id, request);
         self.dirty = true;
-        self.pump();
-        self.transfer_immediate = false;
         request
     }
 

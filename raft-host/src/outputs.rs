@@ -339,9 +339,8 @@ where
                 }
                 self.pending.on_change_outcome(id, result);
             }
-            Action::TransferOutcome { target, result } => {
-                self.pending
-                    .on_transfer_outcome(target, result, self.transfer_immediate);
+            Action::TransferOutcome { id, target, result } => {
+                self.pending.on_transfer_outcome(id, target, result);
             }
             Action::RoleChanged { role, term, leader } => {
                 self.metrics.role_changes += 1;
