@@ -201,5 +201,8 @@ pub use progress::{PeerProgress, PeerState};
 pub use read::ReadConsistency;
 pub use state_machine::StateMachine;
 pub use storage::{MemStorage, Storage};
-pub use types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};
+pub use types::{
+    Entry, EntryPayload, HardState, Index, NodeId, RestoredState, RestoredStateError, SnapshotMeta,
+    Term,
+};
 pub use validate::{MAX_INDEX, MAX_TERM, MAX_TERM_JUMP, PeerMisbehaved};

@@ -210,4 +210,9 @@ pub enum RestoreError {
     /// list every founding member, this node included.
     #[error("bootstrap needs this node ({0}) among the founding members")]
     BootstrapWithoutSelf(NodeId),
+    /// The storage gave back a log that cannot be a Raft log (a gap after the snapshot or
+    /// between entries, or a term going down): it is corrupt or buggy. Restore the data
+    /// directory; the node must not start.
+    #[error("the stored log is inconsistent: {0}")]
+    Inconsistent(String),
 }

@@ -359,9 +359,20 @@ where
     }
 
     fn queue_entries(&mut self, entries: Vec<Entry>) {
-        let Some(last) = entries.last().map(|e| e.index) else {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return;
         };
+        // The core's side of this boundary asserts the same (`hand_out_committed`); checked
+        // here too so that a host fed by anything else never applies out of order.
+        assert!(
+            first.index == self.apply.queued_index + 1
+                && last.index == first.index + (entries.len() as u64 - 1),
+            "apply batch {}..={} does not continue the queued index {} contiguously",
+            first.index,
+            last.index,
+            self.apply.queued_index
+        );
+        let last = last.index;
         self.apply.since_snapshot_entries += entries.len() as u64;
         self.apply.since_snapshot_bytes += entries.iter().map(Entry::size_bytes).sum::<u64>();
         self.apply.steps.push(ApplyStep::Entries(entries));

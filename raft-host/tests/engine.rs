@@ -310,6 +310,34 @@ fn restart_reapplies_committed_entries() {
     cluster.run_until(100, |c| c.hosts[&1].sm.0 == 12);
 }
 
+/// Goal: a log read back from storage with a gap is refused by `restore` with an error
+/// naming the fault, instead of panicking in the core (whose `Node::new` would).
+#[test]
+fn restore_refuses_a_stored_log_with_a_gap() {
+    let mut cluster = single_node();
+    for value in [3u64, 4] {
+        let request = cluster
+            .host(1)
+            .engine
+            .handle_propose(Proposal::command(&value).unwrap());
+        cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&request));
+    }
+    let host = cluster.host(1);
+    host.storage.lock().unwrap().lose_first_entry = true;
+    let error = raft_host::restore(
+        1,
+        &host.storage,
+        &mut Counter::default(),
+        &Init::<u64>::Restart,
+    )
+    .err()
+    .expect("a log with a gap is refused");
+    assert!(
+        matches!(&error, raft_host::RestoreError::Inconsistent(reason) if reason.contains("not contiguous")),
+        "{error}"
+    );
+}
+
 /// Goal: an idle follower sleeps until its election timeout instead of waking every tick,
 /// while the leader, which heartbeats every tick, wakes every tick; a follower that hears
 /// nothing meanwhile campaigns on that one wake-up, not before.
