@@ -392,10 +392,16 @@ where
         request
     }
 
-    /// Snapshots the state machine now, whatever the policy says (ignored while a snapshot
-    /// is being taken or saved).
-    pub fn handle_trigger_snapshot(&mut self) {
+    /// Snapshots the state machine now, whatever the policy says. Answered with
+    /// [`Reply::Snapshot`] and the snapshot's index once it is saved (a request made while a
+    /// snapshot is being taken is answered with that one), or
+    /// [`Error::SnapshotFailed`] if saving fails.
+    pub fn handle_trigger_snapshot(&mut self) -> RequestId {
+        let request = self.next_request_id();
+        self.pending.add_snapshot(request);
         self.queue_view();
+        self.dirty = true;
+        request
     }
 
     /// Answers every waiting request with `error` (shutdown or a fatal stop). Report the
@@ -474,6 +480,9 @@ where
         };
         if index <= self.node.snapshot_meta().index {
             self.snapshots.busy = false;
+            // Nothing newer to save: the current snapshot answers the requests.
+            let current = self.node.snapshot_meta().index;
+            self.pending.on_snapshot_outcome(Ok(current));
             return;
         }
         let Some(meta) = self.node.snapshot_meta_at(index) else {

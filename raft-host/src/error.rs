@@ -108,6 +108,13 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// Taking or saving the snapshot failed; the log is not compacted. The node keeps
+    /// running; retry later.
+    #[error("the snapshot failed: {reason}")]
+    SnapshotFailed {
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -236,12 +236,14 @@ where
                 tracing::info!(index = meta.index, term = meta.term, "snapshot saved");
                 self.metrics.snapshots_saved += 1;
                 self.snapshots.busy = false;
+                self.pending.on_snapshot_outcome(Ok(meta.index));
                 self.node.on_snapshot_saved(meta);
             }
             DoneKind::Saved(Err(reason)) => {
                 tracing::warn!(%reason, "snapshot failed; the log is not compacted");
                 self.metrics.snapshots_failed += 1;
                 self.snapshots.busy = false;
+                self.pending.on_snapshot_outcome(Err(reason));
             }
             DoneKind::ChunkRead { to, result } => match result {
                 Ok(Some((message, cursor))) => {

@@ -38,6 +38,8 @@ pub enum Reply<M: StateMachine> {
     Membership(Membership),
     /// A leadership transfer finished; the new leader.
     Leader(NodeId),
+    /// A snapshot asked for was saved (or one at least as new already was); its index.
+    Snapshot(Index),
 }
 
 impl<M: StateMachine> std::fmt::Debug for Reply<M> {
@@ -48,6 +50,7 @@ impl<M: StateMachine> std::fmt::Debug for Reply<M> {
             Reply::Query(_) => f.write_str("Query(..)"),
             Reply::Membership(m) => write!(f, "Membership({})", m.describe()),
             Reply::Leader(id) => write!(f, "Leader({id})"),
+            Reply::Snapshot(index) => write!(f, "Snapshot({index})"),
         }
     }
 }
@@ -95,6 +98,8 @@ pub(crate) struct Pending<M: StateMachine> {
     reads: BTreeMap<ReadId, (RequestId, M::Query)>,
     changes: BTreeMap<ChangeId, RequestId>,
     transfers: BTreeMap<TransferId, RequestId>,
+    /// Snapshot requests, answered together when the snapshot being taken is saved.
+    snapshots: Vec<RequestId>,
     pub(crate) answers: VecDeque<Answer<M>>,
 }
 
@@ -109,6 +114,7 @@ impl<M: StateMachine> Pending<M> {
             reads: BTreeMap::new(),
             changes: BTreeMap::new(),
             transfers: BTreeMap::new(),
+            snapshots: Vec::new(),
             answers: VecDeque::new(),
         }
     }
@@ -255,6 +261,24 @@ impl<M: StateMachine> Pending<M> {
         }
     }
 
+    pub(crate) fn add_snapshot(&mut self, request: RequestId) {
+        self.snapshots.push(request);
+    }
+
+    /// The snapshot being taken was saved at `index` (or there was nothing newer than the
+    /// one at `index`), or it failed: every snapshot request waiting ends.
+    pub(crate) fn on_snapshot_outcome(&mut self, result: Result<Index, String>) {
+        for request in std::mem::take(&mut self.snapshots) {
+            let reply = match &result {
+                Ok(index) => Ok(Reply::Snapshot(*index)),
+                Err(reason) => Err(Error::SnapshotFailed {
+                    reason: reason.clone(),
+                }),
+            };
+            self.answer(request, reply);
+        }
+    }
+
     /// Fails every waiting request (shutdown or a fatal stop), in request order.
     pub(crate) fn fail_all(&mut self, error: &Error) {
         let mut requests: Vec<RequestId> = Vec::new();
@@ -263,6 +287,7 @@ impl<M: StateMachine> Pending<M> {
         requests.extend(self.reads.values().map(|(request, _)| *request));
         requests.extend(self.changes.values().copied());
         requests.extend(self.transfers.values().copied());
+        requests.extend(self.snapshots.iter().copied());
         requests.sort_unstable();
         for request in requests {
             self.answer(request, Err(error.clone()));
@@ -272,6 +297,7 @@ impl<M: StateMachine> Pending<M> {
         self.reads.clear();
         self.changes.clear();
         self.transfers.clear();
+        self.snapshots.clear();
         self.floors.clear();
         self.early.clear();
     }
@@ -283,6 +309,7 @@ impl<M: StateMachine> Pending<M> {
             + self.reads.len()
             + self.changes.len()
             + self.transfers.len()
+            + self.snapshots.len()
     }
 }
 
