@@ -13,6 +13,7 @@ use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term};
 /// one write of one node's life, so a late notice for a log suffix that has since been
 /// overwritten cannot be mistaken for a fresh one (the ABA race of asynchronous storage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[must_use = "hand the token back through Node::on_persisted once the write is durable"]
 pub struct WriteToken(pub(crate) u64);
 
 impl WriteToken {
@@ -25,15 +26,23 @@ impl WriteToken {
 
 /// Identifies a client proposal for the lifetime of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the proposal's outcome action"]
 pub struct ProposalId(pub u64);
 
 /// Identifies a read request for the lifetime of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the read's outcome action"]
 pub struct ReadId(pub u64);
 
 /// Identifies a membership change request for the lifetime of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the change's outcome action"]
 pub struct ChangeId(pub u64);
+
+/// Identifies a leadership transfer request for the lifetime of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the transfer's outcome action"]
+pub struct TransferId(pub u64);
 
 /// A node's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -53,6 +62,7 @@ pub enum Role {
 /// `truncate_from` on, append `entries`, save `hard_state`; then make all of it durable (one
 /// fsync may cover several batches) and report the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a batch must be written and its token reported"]
 pub struct PersistBatch {
     /// The new hard state, if it changed.
     pub hard_state: Option<HardState>,
@@ -99,6 +109,7 @@ pub struct SnapshotChunkWrite {
 ///   core never asks to send something that depends on an unfinished write);
 /// * reports: everything else.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "every action is an instruction or a report the host must handle"]
 pub enum Action {
     /// Write to stable storage, then report the token.
     Persist(PersistBatch),
@@ -160,11 +171,14 @@ pub enum Action {
         /// `Ok(membership)`: the new configuration has committed.
         result: Result<Box<Membership>, MembershipError>,
     },
-    /// A leadership transfer's outcome.
+    /// A leadership transfer's one and only outcome.
     TransferOutcome {
-        /// The node leadership was handed to, or that was asked for.
+        /// The transfer request.
+        id: TransferId,
+        /// The node leadership was handed to, or that was asked for (0 when none was named
+        /// and none could be chosen).
         target: NodeId,
-        /// `Ok` once the target leads.
+        /// `Ok` once the target was told to campaign and this leader stepped down for it.
         result: Result<(), TransferError>,
     },
     /// The node's role, term or known leader changed.

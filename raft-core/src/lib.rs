@@ -193,7 +193,7 @@ mod validate;
 
 pub use action::{
     Action, ChangeId, PersistBatch, ProposalError, ProposalId, ReadError, ReadId, Role,
-    SnapshotChunkWrite, TransferError, WriteToken,
+    SnapshotChunkWrite, TransferError, TransferId, WriteToken,
 };
 pub use config::{Config, ConfigError, RetrySafe};
 pub use membership::{Membership, MembershipChange, MembershipError};
@@ -203,5 +203,8 @@ pub use progress::{PeerProgress, PeerState};
 pub use read::ReadConsistency;
 pub use state_machine::StateMachine;
 pub use storage::{MemStorage, Storage};
-pub use types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};
+pub use types::{
+    Entry, EntryPayload, HardState, Index, NodeId, RestoredState, RestoredStateError, SnapshotMeta,
+    Term,
+};
 pub use validate::{MAX_INDEX, MAX_TERM, MAX_TERM_JUMP, PeerMisbehaved};

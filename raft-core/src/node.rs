@@ -150,8 +150,19 @@ impl Node {
     /// let node = Node::new(Config::new(1, 42), restored).unwrap();
     /// assert_eq!(node.role(), Role::Follower);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `restored` fails [`RestoredState::validate`] (entries not contiguous after the
+    /// snapshot, or terms decreasing): the storage is corrupt, and the host should have
+    /// checked it and refused to start.
     pub fn new(config: Config, restored: RestoredState) -> Result<Node, ConfigError> {
         config.validate()?;
+        if let Err(error) = restored.validate() {
+            panic!(
+                "host misuse: Node::new with a restored state that fails RestoredState::validate: {error}"
+            );
+        }
         let RestoredState {
             hard_state,
             snapshot,

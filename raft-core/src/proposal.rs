@@ -138,6 +138,7 @@ impl Node {
     /// Settles forwarded proposals and reads when the term or the leader changed since the
     /// last call, so nothing waits out its timeout on a leader that is gone.
     pub(crate) fn settle_forwarded(&mut self) {
+        self.abandon_proposals_if_removed();
         let view = (self.term, self.leader());
         if self.proposals.view == Some(view) {
             return;
@@ -145,6 +146,27 @@ impl Node {
         self.proposals.view = Some(view);
         self.settle_forwarded_proposals();
         self.settle_forwarded_reads();
+    }
+
+    /// A node outside its own latest configuration that no longer leads gets no appends:
+    /// the entries of its proposals may still commit or be overwritten elsewhere, but it
+    /// would never hear of it, so they end now, as unknown.
+    fn abandon_proposals_if_removed(&mut self) {
+        if self.proposals.appended.is_empty()
+            || self.role.is_leader()
+            || self.membership.contains(self.id())
+        {
+            return;
+        }
+        tracing::info!(
+            node = self.id(),
+            pending = self.proposals.appended.len(),
+            "removed from the cluster: pending proposals end as unknown"
+        );
+        self.proposals.abandon_appended(
+            "this node was removed from the cluster before it learned the outcome",
+            &mut self.actions,
+        );
     }
 
     /// Sends (or re-sends) a forwarded proposal to `leader` and waits for its answer.

@@ -41,19 +41,43 @@ impl Node {
 
     /// Reports that the host durably saved a snapshot of its own state machine described by
     /// `meta` (from [`Node::snapshot_meta_at`]). The core drops the log prefix it covers and
-    /// emits [`Action::CompactLog`].
+    /// emits [`Action::CompactLog`]. A snapshot at or below the current one (one installed
+    /// from the leader overtook it) is ignored.
+    ///
+    /// # Panics
+    ///
+    /// If `meta` is not what [`Node::snapshot_meta_at`] gave for an applied index: its
+    /// index is beyond the applied index, or its term is not the term of the entry there.
+    /// Both stay true of a genuine `snapshot_meta_at` answer until the snapshot is reported
+    /// (applied entries are committed and never change), so a failure means the host made
+    /// the metadata up or mixed up nodes.
     pub fn on_snapshot_saved(&mut self, meta: SnapshotMeta) {
-        if meta.index <= self.snapshot.index {
+        if self.is_halted() || meta.index <= self.snapshot.index {
             return;
         }
-        if meta.index > self.applied_index()
-            || meta.index > self.durability.durable_index()
-            || self.log.term(meta.index) != Some(meta.term)
-        {
+        assert!(
+            meta.index <= self.applied_index(),
+            "host misuse: on_snapshot_saved at index {} beyond the applied index {} \
+             (metadata not from snapshot_meta_at?)",
+            meta.index,
+            self.applied_index()
+        );
+        assert_eq!(
+            self.log.term(meta.index),
+            Some(meta.term),
+            "host misuse: on_snapshot_saved with term {} at index {}, which the log does not \
+             hold (metadata not from snapshot_meta_at?)",
+            meta.term,
+            meta.index
+        );
+        if meta.index > self.durability.durable_index() {
+            // Unreachable for metadata from `snapshot_meta_at`: applied entries are durable
+            // and committed entries are never truncated. Kept as a refusal, not a panic,
+            // since compacting a prefix that is not durable would lose it in a crash.
             tracing::warn!(
                 node = self.id(),
                 index = meta.index,
-                "ignoring snapshot that does not match the log"
+                "ignoring snapshot beyond the durable log"
             );
             return;
         }

@@ -2,7 +2,7 @@
 //! campaign at once; its vote request says so, which lets it bypass pre-vote and the
 //! check-quorum stickiness of other voters.
 
-use crate::action::{Action, TransferError};
+use crate::action::{Action, TransferError, TransferId};
 use crate::message::MessageBody;
 use crate::node::Node;
 use crate::state::leadership_transfer::Transfer;
@@ -11,18 +11,27 @@ use crate::types::NodeId;
 impl Node {
     /// Hands leadership to `target`, or to the most up-to-date full voter when `None`.
     /// While the transfer runs the leader refuses proposals with `TransferInProgress`; it
-    /// aborts after an election timeout. The outcome arrives as [`Action::TransferOutcome`].
-    pub fn transfer_leadership(&mut self, target: Option<NodeId>) {
-        match self.start_transfer(target) {
-            Ok(()) => {}
-            Err((target, error)) => self.actions.push(Action::TransferOutcome {
+    /// aborts after an election timeout. Exactly one [`Action::TransferOutcome`] with the
+    /// returned id follows: at once if the request is refused, otherwise when the transfer
+    /// completes, times out or aborts.
+    pub fn transfer_leadership(&mut self, target: Option<NodeId>) -> TransferId {
+        let id = TransferId(self.next_id());
+        if let Err((target, error)) = self.start_transfer(id, target) {
+            tracing::debug!(node = self.id(), target, %error, "leadership transfer refused");
+            self.actions.push(Action::TransferOutcome {
+                id,
                 target,
                 result: Err(error),
-            }),
+            });
         }
+        id
     }
 
-    fn start_transfer(&mut self, target: Option<NodeId>) -> Result<(), (NodeId, TransferError)> {
+    fn start_transfer(
+        &mut self,
+        id: TransferId,
+        target: Option<NodeId>,
+    ) -> Result<(), (NodeId, TransferError)> {
         let me = self.id();
         let last_index = self.log.last_index();
         let leader_hint = self.leader();
@@ -54,6 +63,7 @@ impl Node {
             return Err((target, TransferError::InvalidTarget(target)));
         }
         leader.transfer = Some(Transfer {
+            id,
             target,
             elapsed_ticks: 0,
             timeout_now_sent: false,
@@ -109,10 +119,11 @@ impl Node {
             return;
         };
         if transfer.elapsed_ticks >= election_ticks {
-            let target = transfer.target;
+            let (id, target) = (transfer.id, transfer.target);
             leader.transfer = None;
             tracing::info!(node = self.id(), target, "leadership transfer timed out");
             self.actions.push(Action::TransferOutcome {
+                id,
                 target,
                 result: Err(TransferError::Timeout),
             });
@@ -127,6 +138,7 @@ impl Node {
         if let Some(transfer) = leader.transfer.take() {
             let error = TransferError::Aborted(reason.to_string());
             self.actions.push(Action::TransferOutcome {
+                id: transfer.id,
                 target: transfer.target,
                 result: Err(error),
             });
@@ -166,6 +178,7 @@ impl Node {
             ))
         };
         self.actions.push(Action::TransferOutcome {
+            id: transfer.id,
             target: transfer.target,
             result,
         });

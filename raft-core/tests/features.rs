@@ -6,7 +6,7 @@ mod common;
 use common::{Cluster, Disk, config};
 use raft_core::{
     Action, Config, EntryPayload, MembershipChange, MembershipError, MessageBody, NodeId,
-    ReadConsistency, ReadError, ReadId, Role, TransferError,
+    ReadConsistency, ReadError, ReadId, Role, TransferError, TransferId,
 };
 
 fn read_outcomes(cluster: &Cluster, node: NodeId, id: ReadId) -> Vec<Result<u64, ReadError>> {
@@ -23,11 +23,20 @@ fn read_outcomes(cluster: &Cluster, node: NodeId, id: ReadId) -> Vec<Result<u64,
 }
 
 fn transfer_outcomes(cluster: &Cluster) -> Vec<(NodeId, Result<(), TransferError>)> {
+    transfer_outcomes_with_ids(cluster)
+        .into_iter()
+        .map(|(_, target, result)| (target, result))
+        .collect()
+}
+
+fn transfer_outcomes_with_ids(
+    cluster: &Cluster,
+) -> Vec<(TransferId, NodeId, Result<(), TransferError>)> {
     cluster
         .events
         .iter()
         .filter_map(|(_, a)| match a {
-            Action::TransferOutcome { target, result } => Some((*target, result.clone())),
+            Action::TransferOutcome { id, target, result } => Some((*id, *target, result.clone())),
             _ => None,
         })
         .collect()
@@ -46,7 +55,7 @@ fn membership_outcomes(cluster: &Cluster) -> Vec<Result<raft_core::Membership, M
 
 /// Asks node `node` to change the membership and carries out its actions.
 fn change(cluster: &mut Cluster, node: NodeId, changes: Vec<MembershipChange>) {
-    cluster.node_mut(node).change_membership(changes);
+    let _ = cluster.node_mut(node).change_membership(changes);
     cluster.process(node);
 }
 
@@ -74,7 +83,7 @@ fn add_empty_node(cluster: &mut Cluster, id: NodeId) {
 fn leader_read_index_is_confirmed_by_a_quorum() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     cluster.elect(1);
-    cluster.propose(1, b"w");
+    let _ = cluster.propose(1, b"w");
     cluster.settle();
     let id = read(&mut cluster, 1, ReadConsistency::Linearizable);
     cluster.settle();
@@ -96,7 +105,7 @@ fn reads_are_never_served_from_a_deposed_leader() {
         .into_iter()
         .find(|&id| cluster.node(id).role() == Role::Leader)
         .expect("new leader");
-    cluster.propose(new_leader, b"newer");
+    let _ = cluster.propose(new_leader, b"newer");
     cluster.settle();
     // Whatever the old leader believes, its read must not succeed.
     let id = read(&mut cluster, 1, ReadConsistency::Linearizable);
@@ -145,7 +154,7 @@ fn a_read_registered_after_a_heartbeat_round_is_not_confirmed_by_that_round() {
 fn follower_reads_get_the_leaders_confirmed_index() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     cluster.elect(1);
-    cluster.propose(1, b"w");
+    let _ = cluster.propose(1, b"w");
     cluster.settle();
     let id = read(&mut cluster, 2, ReadConsistency::Linearizable);
     cluster.settle();
@@ -197,14 +206,17 @@ fn transfer_succeeds_with_pre_vote_and_check_quorum_on() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     assert!(cluster.configs[&1].pre_vote && cluster.configs[&1].check_quorum);
     cluster.elect(1);
-    cluster.propose(1, b"w");
+    let _ = cluster.propose(1, b"w");
     cluster.settle();
-    cluster.node_mut(1).transfer_leadership(Some(2));
+    let transfer = cluster.node_mut(1).transfer_leadership(Some(2));
     cluster.process(1);
     cluster.settle();
     assert_eq!(cluster.node(2).role(), Role::Leader);
     assert_eq!(cluster.node(1).role(), Role::Follower);
-    assert_eq!(transfer_outcomes(&cluster), vec![(2, Ok(()))]);
+    assert_eq!(
+        transfer_outcomes_with_ids(&cluster),
+        vec![(transfer, 2, Ok(()))]
+    );
 }
 
 #[test]
@@ -213,9 +225,9 @@ fn transfer_refuses_proposals_and_aborts_on_timeout() {
     cluster.elect(1);
     cluster.settle();
     cluster.isolate(2);
-    cluster.propose(1, b"behind");
+    let _ = cluster.propose(1, b"behind");
     cluster.settle();
-    cluster.node_mut(1).transfer_leadership(Some(2));
+    let _transfer = cluster.node_mut(1).transfer_leadership(Some(2));
     cluster.process(1);
     let refused = cluster.propose(1, b"during");
     let refusal = cluster.events.iter().any(|(_, a)| {
@@ -239,9 +251,9 @@ fn transfer_aborts_when_the_target_is_removed() {
     cluster.elect(1);
     cluster.settle();
     cluster.isolate(3);
-    cluster.propose(1, b"behind");
+    let _ = cluster.propose(1, b"behind");
     cluster.settle();
-    cluster.node_mut(1).transfer_leadership(Some(3));
+    let _transfer = cluster.node_mut(1).transfer_leadership(Some(3));
     change(&mut cluster, 1, vec![MembershipChange::Remove(3)]);
     cluster.settle();
     let outcomes = transfer_outcomes(&cluster);
@@ -251,11 +263,42 @@ fn transfer_aborts_when_the_target_is_removed() {
     );
 }
 
+/// A second transfer while one runs is refused under its own id, and the first completes
+/// under its id: a host matches outcomes by id, not by order.
+#[test]
+fn concurrent_transfers_end_under_their_own_ids() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.settle();
+    cluster.isolate(2);
+    let _ = cluster.propose(1, b"behind");
+    cluster.settle();
+    let first = cluster.node_mut(1).transfer_leadership(Some(2));
+    let second = cluster.node_mut(1).transfer_leadership(Some(3));
+    assert_ne!(first, second);
+    cluster.process(1);
+    assert_eq!(
+        transfer_outcomes_with_ids(&cluster),
+        vec![(second, 3, Err(TransferError::InProgress))]
+    );
+    cluster.heal();
+    cluster.tick_all();
+    cluster.settle();
+    assert_eq!(cluster.node(2).role(), Role::Leader);
+    assert_eq!(
+        transfer_outcomes_with_ids(&cluster),
+        vec![
+            (second, 3, Err(TransferError::InProgress)),
+            (first, 2, Ok(()))
+        ]
+    );
+}
+
 #[test]
 fn transfer_to_a_non_voter_is_refused() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     cluster.elect(1);
-    cluster.node_mut(1).transfer_leadership(Some(9));
+    let _transfer = cluster.node_mut(1).transfer_leadership(Some(9));
     cluster.process(1);
     assert_eq!(
         transfer_outcomes(&cluster),
@@ -299,7 +342,7 @@ fn joint_commit_requires_both_majorities() {
     cluster.isolate(4);
     cluster.isolate(5);
     let before = cluster.node(1).commit_index();
-    cluster.propose(1, b"x");
+    let _ = cluster.propose(1, b"x");
     tick_rounds(&mut cluster, 3);
     assert!(
         cluster.node(2).last_index() > before,
@@ -418,7 +461,7 @@ fn membership_change_completes_through_joint_consensus() {
         .collect();
     assert_eq!(configs, vec![true, false]);
     // A second change while one is in flight is refused.
-    cluster
+    let _ = cluster
         .node_mut(1)
         .change_membership(vec![MembershipChange::AddLearner(7)]);
     change(&mut cluster, 1, vec![MembershipChange::AddLearner(8)]);
@@ -525,7 +568,7 @@ fn learners_replicate_but_never_vote_and_are_promoted_only_when_caught_up() {
     tick_rounds(&mut cluster, 3);
     assert!(cluster.node(1).membership().is_learner(4), "learner added");
     for _ in 0..5 {
-        cluster.propose(1, b"x");
+        let _ = cluster.propose(1, b"x");
     }
     tick_rounds(&mut cluster, 3);
     assert!(
@@ -552,7 +595,7 @@ fn witness_never_leads_and_never_receives_payloads() {
     tick_rounds(&mut cluster, 5);
     assert!(cluster.node(1).membership().is_witness(3));
     for _ in 0..3 {
-        cluster.propose(1, b"secret");
+        let _ = cluster.propose(1, b"secret");
     }
     tick_rounds(&mut cluster, 2);
     let payloads = cluster
@@ -589,7 +632,7 @@ fn two_voters_and_a_witness_keep_committing_with_one_voter_down() {
     tick_rounds(&mut cluster, 40);
     assert_eq!(cluster.node(2).role(), Role::Leader);
     let before = cluster.node(2).commit_index();
-    cluster.propose(2, b"still");
+    let _ = cluster.propose(2, b"still");
     tick_rounds(&mut cluster, 2);
     assert!(
         cluster.node(2).commit_index() > before,
@@ -616,7 +659,7 @@ fn far_behind_follower_catches_up_by_snapshot_chunks_despite_losses() {
     cluster.elect(1);
     cluster.isolate(3);
     for _ in 0..20 {
-        cluster.propose(1, b"payload");
+        let _ = cluster.propose(1, b"payload");
     }
     tick_rounds(&mut cluster, 2);
     // The leader compacts everything node 3 lacks.
@@ -648,7 +691,7 @@ fn far_behind_follower_catches_up_by_snapshot_chunks_despite_losses() {
         cluster.applied[&3].entries, cluster.applied[&1].entries,
         "restored and applied the same state"
     );
-    cluster.propose(1, b"after");
+    let _ = cluster.propose(1, b"after");
     tick_rounds(&mut cluster, 2);
     assert_eq!(
         cluster.node(3).last_index(),
@@ -748,7 +791,7 @@ fn a_former_witness_re_added_with_its_old_log_never_leads_or_serves() {
     cluster.elect(1);
     change(&mut cluster, 1, vec![MembershipChange::AddWitness(3)]);
     tick_rounds(&mut cluster, 5);
-    cluster.propose(1, b"secret");
+    let _ = cluster.propose(1, b"secret");
     tick_rounds(&mut cluster, 2);
     // A witness cannot be turned into a learner in place...
     change(&mut cluster, 1, vec![MembershipChange::DemoteVoter(3)]);
@@ -788,12 +831,12 @@ fn a_witness_being_added_never_receives_payloads_even_while_catching_up() {
     add_empty_node(&mut cluster, 3);
     cluster.elect(1);
     for _ in 0..3 {
-        cluster.propose(1, b"secret");
+        let _ = cluster.propose(1, b"secret");
     }
     tick_rounds(&mut cluster, 2);
     // Compact so that catching up needs a snapshot, which a witness gets without data.
     cluster.snapshot(1);
-    cluster.propose(1, b"after");
+    let _ = cluster.propose(1, b"after");
     tick_rounds(&mut cluster, 1);
     let mut payloads_seen = 0;
     change(&mut cluster, 1, vec![MembershipChange::AddWitness(3)]);

@@ -528,7 +528,7 @@ fn honest_step(cluster: &mut Cluster, op: &Op) {
         }
         Op::Persist(k) => cluster.persist(pick(k)),
         Op::Propose(k) => {
-            cluster.propose(pick(k), b"honest");
+            let _ = cluster.propose(pick(k), b"honest");
         }
         _ => {}
     }
@@ -549,7 +549,7 @@ fn assert_recovers(cluster: &mut Cluster) {
     }
     let leader = cluster.leader().expect("a leader after the attack");
     let before = cluster.node(leader).commit_index();
-    cluster.propose(leader, b"after");
+    let _ = cluster.propose(leader, b"after");
     for _ in 0..10 {
         cluster.tick_all();
         cluster.settle();

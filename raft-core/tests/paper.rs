@@ -422,7 +422,7 @@ fn leader_appends_proposals_and_replicates_with_previous_index_and_term() {
         ));
     }
     drain_persisting(&mut leader);
-    leader.propose(Bytes::from_static(b"x"));
+    let _ = leader.propose(Bytes::from_static(b"x"));
     assert_eq!(leader.last_index(), last + 1);
     let appends: Vec<Message> = sent(&drain_persisting(&mut leader));
     for peer in [2, 3] {
@@ -558,7 +558,7 @@ fn followers_apply_committed_entries_in_order() {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     cluster.elect(1);
     for data in [&b"a"[..], b"b", b"c", b"d"] {
-        cluster.propose(1, data);
+        let _ = cluster.propose(1, data);
     }
     cluster.settle();
     cluster.tick(1); // heartbeat carries the final commit index

@@ -383,7 +383,8 @@ impl Host {
         ctx: &mut Ctx<'_>,
     ) {
         if let Some(node) = self.node.as_mut() {
-            node.change_membership(changes);
+            // The outcome is noted whatever its id: the simulator checks it, no client waits.
+            let _change = node.change_membership(changes);
             self.drive(ctx);
         }
     }
@@ -391,7 +392,8 @@ impl Host {
     /// Asks the node (if it leads) to hand leadership to `target`.
     pub fn transfer_leadership(&mut self, target: NodeId, ctx: &mut Ctx<'_>) {
         if let Some(node) = self.node.as_mut() {
-            node.transfer_leadership(Some(target));
+            // As above: the outcome is noted, no client waits on the id.
+            let _transfer = node.transfer_leadership(Some(target));
             self.drive(ctx);
         }
     }
@@ -494,10 +496,9 @@ impl Host {
                     Err(e) => e.to_string(),
                 }
             ))),
-            Action::TransferOutcome { target, result } => ctx.effects.push(Effect::Note(format!(
-                "n{} transfer to n{target}: {result:?}",
-                self.id
-            ))),
+            Action::TransferOutcome { target, result, .. } => ctx.effects.push(Effect::Note(
+                format!("n{} transfer to n{target}: {result:?}", self.id),
+            )),
             Action::RoleChanged { role, term, .. } => self.role_changed(role, term, ctx),
             Action::Halted { reason } => {
                 ctx.effects

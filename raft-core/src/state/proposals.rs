@@ -16,6 +16,9 @@ pub(crate) struct Proposals {
     /// resolved when the commit index passes `index` (by comparing terms) or when the entry
     /// is overwritten. A deque, since a leader's proposals arrive in index order.
     pub(crate) appended: VecDeque<(Index, ProposalId, Term)>,
+    /// A lower bound of the terms in `appended` (exact after every scan), so that the scan
+    /// for proposals a newer committed term rules out runs only when one may exist.
+    pub(crate) lowest_term: Option<Term>,
     /// Forwarded to a leader, waiting for its answer.
     pub(crate) forwarded: BTreeMap<u64, Forwarded>,
     /// The (term, leader) forwarded requests were last settled for.
@@ -40,6 +43,7 @@ impl Proposals {
     }
 
     pub(crate) fn track(&mut self, index: Index, id: ProposalId, term: Term) {
+        self.lowest_term = Some(self.lowest_term.map_or(term, |t| t.min(term)));
         if self
             .appended
             .back()
@@ -79,6 +83,42 @@ impl Proposals {
             };
             actions.push(Action::ProposalOutcome { id, result });
         }
+        self.drop_ruled_out(commit, log, snapshot, actions);
+    }
+
+    /// Proposals of a term older than the committed entry at `commit` whose index lies
+    /// beyond it can never commit: every later leader holds that entry, and terms never
+    /// decrease along a log, so whatever it puts after `commit` has at least that term.
+    /// Without this a follower whose forwarded proposal was appended by a deposed leader
+    /// past the new leader's log would wait for the log to grow that far.
+    fn drop_ruled_out(
+        &mut self,
+        commit: Index,
+        log: &RaftLog,
+        snapshot: &SnapshotMeta,
+        actions: &mut Vec<Action>,
+    ) {
+        let commit_term = match log.term(commit) {
+            Some(term) => term,
+            None if commit == snapshot.index => snapshot.term,
+            None => return,
+        };
+        if self.lowest_term.is_none_or(|lowest| lowest >= commit_term) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.appended.len());
+        for (index, id, term) in self.appended.drain(..) {
+            if term < commit_term {
+                actions.push(Action::ProposalOutcome {
+                    id,
+                    result: Err(ProposalError::Dropped),
+                });
+            } else {
+                kept.push_back((index, id, term));
+            }
+        }
+        self.lowest_term = kept.iter().map(|(_, _, term)| *term).min();
+        self.appended = kept;
     }
 
     /// The log lost every entry from `from`: those proposals can never commit.
@@ -88,6 +128,19 @@ impl Proposals {
             actions.push(Action::ProposalOutcome {
                 id,
                 result: Err(ProposalError::Dropped),
+            });
+        }
+    }
+
+    /// Gives every appended proposal an unknown outcome: this node will not learn whether
+    /// they commit.
+    pub(crate) fn abandon_appended(&mut self, reason: &str, actions: &mut Vec<Action>) {
+        for (_, id, _) in self.appended.drain(..) {
+            actions.push(Action::ProposalOutcome {
+                id,
+                result: Err(ProposalError::Unknown {
+                    reason: reason.to_string(),
+                }),
             });
         }
     }
