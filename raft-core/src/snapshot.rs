@@ -121,15 +121,15 @@ impl Node {
         };
         let mut resend = Vec::new();
         for (id, progress) in leader.progress.iter_mut() {
-            if let ReplicationState::Snapshot(transfer) = &mut progress.state {
-                if transfer.idle_ticks >= retry_ticks {
-                    transfer.idle_ticks = 0;
-                    if transfer.meta.index != current.index {
-                        transfer.meta = current.clone();
-                        transfer.acked_offset = 0;
-                    }
-                    resend.push((*id, transfer.acked_offset));
+            if let ReplicationState::Snapshot(transfer) = &mut progress.state
+                && transfer.idle_ticks >= retry_ticks
+            {
+                transfer.idle_ticks = 0;
+                if transfer.meta.index != current.index {
+                    transfer.meta = current.clone();
+                    transfer.acked_offset = 0;
                 }
+                resend.push((*id, transfer.acked_offset));
             }
         }
         for (id, offset) in resend {
