@@ -93,7 +93,11 @@
 //! * **Proposals**: every [`Node::propose`] gets exactly one [`Action::ProposalOutcome`]:
 //!   committed at an index, or an error saying why (not leader, dropped after a leader
 //!   change, outcome unknown, too large, overloaded, transfer in progress). Followers forward
-//!   proposals to the leader unless [`Config::forward_proposals`] is off.
+//!   proposals to the leader unless [`Config::forward_proposals`] is off. Every command
+//!   returns an id ([`ProposalId`], [`ReadId`], [`ChangeId`], [`TransferId`], all
+//!   `#[must_use]`) and ends in exactly one outcome action carrying it, across leader
+//!   changes; a proposal whose fate this node cannot learn (it was removed from the
+//!   cluster) ends as unknown.
 //! * **Snapshots**: the host saves a snapshot at an index from [`Node::snapshot_meta_at`] and
 //!   reports it with [`Node::on_snapshot_saved`]; the core compacts. Followers whose next
 //!   entry is compacted receive the snapshot in bounded chunks that resume after a loss.
@@ -119,7 +123,9 @@
 //! * **Leadership transfer** ([`Node::transfer_leadership`]): the leader refuses proposals,
 //!   brings the target up to date and sends it `TimeoutNow`; the target campaigns at once,
 //!   bypassing pre-vote and the check-quorum stickiness of other voters; the transfer aborts
-//!   after an election timeout or when the target is removed.
+//!   after an election timeout or when the target is removed. One
+//!   [`Action::TransferOutcome`] per [`TransferId`]: done once the target was told to
+//!   campaign and this leader stepped down, or failed with the reason.
 //! * **Membership** ([`Node::change_membership`]): joint consensus for any set of changes.
 //!   New voters catch up as non-members first; if they do not within
 //!   [`Config::catch_up_timeout_ticks`] the change is abandoned. C(old,new) is left
