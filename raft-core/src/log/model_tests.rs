@@ -350,3 +350,33 @@ proptest! {
         run(ops);
     }
 }
+
+fn noop(index: Index, term: Term) -> Entry {
+    Entry {
+        index,
+        term,
+        payload: EntryPayload::Noop,
+    }
+}
+
+/// The release guards fire on a log that breaks its invariant (validation keeps such input
+/// from ever reaching them through `Node`).
+#[test]
+#[should_panic(expected = "restored log entries are contiguous from the snapshot")]
+fn a_log_built_with_a_gap_panics() {
+    let _ = RaftLog::new(&SnapshotMeta::default(), vec![noop(1, 1), noop(3, 1)]);
+}
+
+#[test]
+#[should_panic(expected = "are not contiguous with non-decreasing terms")]
+fn an_append_that_lowers_the_term_panics() {
+    let mut log = RaftLog::new(&SnapshotMeta::default(), vec![noop(1, 1)]);
+    let _ = log.try_append(1, 1, vec![noop(2, 3), noop(3, 2)]);
+}
+
+#[test]
+#[should_panic(expected = "log terms never decrease")]
+fn compacting_to_a_term_above_the_next_entry_panics() {
+    let mut log = RaftLog::new(&SnapshotMeta::default(), vec![noop(1, 1), noop(2, 1)]);
+    log.compact(1, 5);
+}
