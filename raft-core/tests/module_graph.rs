@@ -135,9 +135,9 @@ fn no_import_circle_between_modules() {
     let resolve = |path: &str| -> Option<String> {
         let segments: Vec<&str> = path.split("::").collect();
         (1..=segments.len())
+            .rev()
             .map(|n| segments[..n].join("::"))
-            .filter(|m| modules.contains_key(m))
-            .last()
+            .find(|m| modules.contains_key(m))
             .or_else(|| reexported.get(segments[0]).cloned())
     };
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
