@@ -35,7 +35,7 @@ impl Node {
 
     /// The term a campaign would run in, if it stays within [`MAX_TERM`].
     fn next_term(&self) -> Option<Term> {
-        self.term.checked_add(1).filter(|&term| term <= MAX_TERM)
+        self.term().checked_add(1).filter(|&term| term <= MAX_TERM)
     }
 
     fn incoming_snapshot_idle(&self) -> bool {
@@ -50,13 +50,13 @@ impl Node {
         let Some(next_term) = self.next_term() else {
             tracing::error!(
                 node = self.id(),
-                term = self.term,
+                term = self.term(),
                 "cannot campaign: term exhausted"
             );
             return;
         };
-        if self.config.pre_vote && !transfer {
-            debug_assert_eq!(next_term, self.term + 1);
+        if self.config().pre_vote && !transfer {
+            debug_assert_eq!(next_term, self.term() + 1);
             self.become_pre_candidate();
             self.request_votes(true, false);
         } else {
@@ -68,10 +68,10 @@ impl Node {
         let Some(next_term) = self.next_term() else {
             tracing::error!(
                 node = self.id(),
-                term = self.term,
+                term = self.term(),
                 "cannot campaign: term exhausted"
             );
-            self.become_follower(self.term, None);
+            self.become_follower(self.term(), None);
             return;
         };
         self.become_candidate(next_term, transfer);
@@ -82,9 +82,9 @@ impl Node {
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         // `campaign` checked that the next term exists.
         let term = if pre_vote {
-            self.term.saturating_add(1)
+            self.term().saturating_add(1)
         } else {
-            self.term
+            self.term()
         };
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let voters: Vec<NodeId> = self
@@ -159,7 +159,7 @@ impl Node {
         let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
         let can_vote = if pre_vote {
             // A pre-vote is only ever granted for a future term.
-            term > self.term
+            term > self.term()
         } else {
             self.vote().is_none_or(|v| v == from)
                 && (self.leader().is_none() || self.leader() == Some(from))
@@ -177,7 +177,7 @@ impl Node {
         let response = MessageBody::VoteResponse { pre_vote, granted };
         if pre_vote {
             // Answer in the term asked about, so a granted pre-vote is not mistaken for stale.
-            let reply_term = if granted { term } else { self.term };
+            let reply_term = if granted { term } else { self.term() };
             let message = crate::message::Message {
                 from: self.id(),
                 to: from,
@@ -222,11 +222,11 @@ impl Node {
             VoteResult::Lost => {
                 tracing::debug!(
                     node = self.id(),
-                    term = self.term,
+                    term = self.term(),
                     pre_vote,
                     "election lost"
                 );
-                self.become_follower(self.term, None);
+                self.become_follower(self.term(), None);
             }
             VoteResult::Pending => {}
         }

@@ -52,9 +52,9 @@ mod transitions;
 /// Identical sequences of calls give identical actions, bit for bit.
 #[derive(Debug)]
 pub struct Node {
-    pub(crate) config: Config,
+    config: Config,
     rng: ChaCha8Rng,
-    pub(crate) term: Term,
+    term: Term,
     vote: Option<NodeId>,
     pub(crate) commit: Index,
     pub(crate) log: RaftLog,

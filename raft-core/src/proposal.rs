@@ -64,8 +64,8 @@ impl Node {
                     self.proposal_outcome(id, Err(error));
                 }
             }
-            (_, Some(leader)) if self.config.forward_proposals => {
-                if self.proposals.len() >= self.config.max_pending_proposals {
+            (_, Some(leader)) if self.config().forward_proposals => {
+                if self.proposals.len() >= self.config().max_pending_proposals {
                     self.proposal_outcome(id, Err(ProposalError::Overloaded));
                 } else {
                     self.forward_proposal(id.0, leader, command);
@@ -90,9 +90,9 @@ impl Node {
         id: Option<ProposalId>,
     ) -> Result<(Index, Term), ProposalError> {
         let (max_entry, max_uncommitted, max_pending) = (
-            self.config.max_entry_bytes,
-            self.config.max_uncommitted_bytes,
-            self.config.max_pending_proposals,
+            self.config().max_entry_bytes,
+            self.config().max_uncommitted_bytes,
+            self.config().max_pending_proposals,
         );
         let size_bytes = command.len() as u64;
         if size_bytes > max_entry {
@@ -117,9 +117,9 @@ impl Node {
         leader.uncommitted_bytes += entry_bytes;
         let index = self.append_as_leader(EntryPayload::Command(command));
         if let Some(id) = id {
-            self.proposals.track(index, id, self.term);
+            self.proposals.track(index, id, self.term());
         }
-        Ok((index, self.term))
+        Ok((index, self.term()))
     }
 
     /// Leader side of forwarding: append on behalf of a follower and tell it where.
@@ -139,7 +139,7 @@ impl Node {
     /// last call, so nothing waits out its timeout on a leader that is gone.
     pub(crate) fn settle_forwarded(&mut self) {
         self.abandon_proposals_if_removed();
-        let view = (self.term, self.leader());
+        let view = (self.term(), self.leader());
         if self.proposals.view == Some(view) {
             return;
         }
@@ -173,7 +173,7 @@ impl Node {
     fn forward_proposal(&mut self, id: u64, leader: NodeId, command: Bytes) {
         let forwarded = Forwarded {
             to: leader,
-            term: self.term,
+            term: self.term(),
             waited: 0,
             command: command.clone(),
         };
@@ -186,11 +186,11 @@ impl Node {
     /// the new leader (or appended here, if that is us; it waits while no leader is known);
     /// any other is answered `Unknown`, since the old leader may have appended it.
     pub(crate) fn settle_forwarded_proposals(&mut self) {
-        for id in self.proposals.stale(self.term, self.leader()) {
+        for id in self.proposals.stale(self.term(), self.leader()) {
             let Some(forwarded) = self.proposals.forwarded.remove(&id) else {
                 continue;
             };
-            let retry_safe = self.config.retry_safe.allows(&forwarded.command);
+            let retry_safe = self.config().retry_safe.allows(&forwarded.command);
             match self.leader() {
                 _ if !retry_safe => {
                     let reason = format!(

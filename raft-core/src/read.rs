@@ -50,7 +50,7 @@ impl Node {
                 leader_hint: self.leader(),
             }))
         } else if let Some(leader) = self.leader() {
-            if self.follower_reads().forwarded.len() >= self.config.max_pending_reads {
+            if self.follower_reads().forwarded.len() >= self.config().max_pending_reads {
                 Some(Err(ReadError::Overloaded))
             } else {
                 self.forward_read(id.0, leader);
@@ -68,7 +68,7 @@ impl Node {
     fn forward_read(&mut self, id: u64, leader: NodeId) {
         let read = ForwardedRead {
             to: leader,
-            term: self.term,
+            term: self.term(),
             waited: 0,
         };
         self.follower_reads_mut().forwarded.insert(id, read);
@@ -78,7 +78,7 @@ impl Node {
     /// After a change of term or leader: reads forwarded to the old leader are registered
     /// with the new one (here, if that is us); they wait while no leader is known.
     pub(crate) fn settle_forwarded_reads(&mut self) {
-        let (term, leader) = (self.term, self.leader());
+        let (term, leader) = (self.term(), self.leader());
         let stale: Vec<u64> = self
             .follower_reads()
             .forwarded
@@ -109,14 +109,14 @@ impl Node {
         consistency: ReadConsistency,
     ) -> Option<Result<Index, ReadError>> {
         if consistency == ReadConsistency::Lease {
-            if !self.config.lease_reads {
+            if !self.config().lease_reads {
                 return Some(Err(ReadError::LeaseDisabled));
             }
             if self.lease_valid() && self.committed_in_current_term() {
                 return Some(Ok(self.commit));
             }
         }
-        let max_pending = self.config.max_pending_reads;
+        let max_pending = self.config().max_pending_reads;
         let Some(leader) = self.role.leader_mut() else {
             return Some(Err(ReadError::NotLeader {
                 leader_hint: self.leader(),
@@ -136,7 +136,7 @@ impl Node {
     }
 
     fn committed_in_current_term(&self) -> bool {
-        self.log.term(self.commit) == Some(self.term)
+        self.log.term(self.commit) == Some(self.term())
     }
 
     /// Opens a heartbeat round for reads that have none yet, once the leader has committed
@@ -191,7 +191,7 @@ impl Node {
         let Some(&sent) = leader.reads.round_sent_tick.get(&round) else {
             return false;
         };
-        let lease_ticks = u64::from(self.config.election_ticks - self.config.lease_drift_ticks);
+        let lease_ticks = u64::from(self.config().election_ticks - self.config().lease_drift_ticks);
         self.now() < sent + lease_ticks
     }
 
@@ -260,7 +260,7 @@ impl Node {
 
     /// Reads forwarded to the leader and unanswered within the request timeout fail.
     pub(crate) fn expire_forwarded_reads(&mut self) {
-        let timeout = self.config.request_timeout_ticks;
+        let timeout = self.config().request_timeout_ticks;
         let mut expired = Vec::new();
         self.follower_reads_mut().forwarded.retain(|id, read| {
             let keep = read.waited < timeout;
@@ -276,7 +276,7 @@ impl Node {
 
     /// Reads waiting on this leader longer than the request timeout fail.
     pub(crate) fn expire_leader_reads(&mut self) {
-        let timeout = self.config.request_timeout_ticks;
+        let timeout = self.config().request_timeout_ticks;
         let mut expired = Vec::new();
         if let Some(leader) = self.leader_state() {
             leader.reads.pending.retain(|read| {

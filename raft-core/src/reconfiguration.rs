@@ -70,6 +70,7 @@ impl Node {
         let membership = self.membership.clone();
         let next_index = self.log.next_index();
         let leader_hint = self.leader();
+        let me = self.id();
         let Some(leader) = self.role.leader_mut() else {
             return Err(MembershipError::NotLeader { leader_hint });
         };
@@ -84,14 +85,14 @@ impl Node {
             .copied()
             .collect();
         for id in target.members() {
-            if id != self.config.id {
+            if id != me {
                 leader
                     .progress
                     .entry(id)
                     .or_insert_with(|| Progress::new(next_index));
             }
         }
-        tracing::info!(node = self.config.id, target = %target.describe(), "membership change requested");
+        tracing::info!(node = me, target = %target.describe(), "membership change requested");
         leader.pending_change = Some(PendingChange {
             id,
             target,
@@ -106,7 +107,7 @@ impl Node {
 
     /// Appends C(old,new) once every future voter is caught up.
     fn try_enter_joint(&mut self) {
-        let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
+        let (last_index, max_lag) = (self.log.last_index(), self.config().catch_up_max_lag);
         let Some(leader) = self.role.leader_mut() else {
             return;
         };
@@ -133,7 +134,7 @@ impl Node {
     /// Every tick while newcomers catch up: enters the joint phase once they did, or
     /// abandons the change when they did not in time.
     pub(crate) fn on_catch_up_tick(&mut self) {
-        let timeout = self.config.catch_up_timeout_ticks;
+        let timeout = self.config().catch_up_timeout_ticks;
         let membership = self.membership.clone();
         let Some(leader) = self.leader_state() else {
             return;
@@ -209,7 +210,7 @@ impl Node {
         }
         if !self.membership.is_voter(self.id()) {
             tracing::info!(node = self.id(), "stepping down: removed from the voters");
-            self.become_follower(self.term, None);
+            self.become_follower(self.term(), None);
         }
     }
 
@@ -310,13 +311,13 @@ impl Node {
     /// membership change forward.
     pub(crate) fn maybe_auto_promote(&mut self, from: NodeId) {
         self.try_enter_joint();
-        if !self.config.auto_promote_learners
+        if !self.config().auto_promote_learners
             || !self.membership.is_learner(from)
             || self.membership.is_joint()
         {
             return;
         }
-        let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
+        let (last_index, max_lag) = (self.log.last_index(), self.config().catch_up_max_lag);
         let uncommitted_config = self.membership_index > self.commit;
         let Some(leader) = self.leader_state() else {
             return;

@@ -12,13 +12,13 @@ impl Node {
     /// Check-quorum, every election timeout on the leader (thesis section 6.2): step down
     /// unless a quorum was heard from since the last check.
     pub(crate) fn check_quorum(&mut self) {
-        if self.config.check_quorum && !self.quorum_recently_active() {
+        if self.config().check_quorum && !self.quorum_recently_active() {
             tracing::info!(
                 node = self.id(),
-                term = self.term,
+                term = self.term(),
                 "stepping down: no quorum heard within an election timeout"
             );
-            self.become_follower(self.term, None);
+            self.become_follower(self.term(), None);
             return;
         }
         if let Some(leader) = self.leader_state() {
@@ -74,7 +74,7 @@ impl Node {
         };
         for &peer in &peers {
             // Bounded: each iteration either fills the window or sends the log's tail.
-            for _ in 0..self.config.max_inflight_appends {
+            for _ in 0..self.config().max_inflight_appends {
                 if !self.send_append(peer, false) {
                     break;
                 }
@@ -90,9 +90,9 @@ impl Node {
     /// append is sent only when `probe` is set. Returns true if something was sent.
     pub(crate) fn send_append(&mut self, to: NodeId, probe: bool) -> bool {
         let (max_count, max_bytes, max_append) = (
-            self.config.max_inflight_appends,
-            self.config.max_inflight_bytes,
-            self.config.max_append_bytes,
+            self.config().max_inflight_appends,
+            self.config().max_inflight_bytes,
+            self.config().max_append_bytes,
         );
         let commit = self.commit;
         let witness = self.stores_no_payloads(to);
@@ -230,7 +230,7 @@ impl Node {
             tracing::error!(
                 node = self.id(),
                 from,
-                term = self.term,
+                term = self.term(),
                 "two leaders in one term; ignoring"
             );
             false
@@ -239,7 +239,7 @@ impl Node {
             self.restart_election_timer();
             true
         } else {
-            self.become_follower(self.term, Some(from));
+            self.become_follower(self.term(), Some(from));
             true
         }
     }
@@ -379,7 +379,7 @@ impl Node {
             quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
         if committed > self.commit
             && committed != Index::MAX
-            && self.log.term(committed) == Some(self.term)
+            && self.log.term(committed) == Some(self.term())
         {
             let previous = self.commit;
             self.commit = committed;
@@ -387,7 +387,7 @@ impl Node {
                 .log
                 .slice(previous.saturating_add(1), committed.saturating_add(1))
                 .iter()
-                .filter(|e| e.term == self.term)
+                .filter(|e| e.term == self.term())
                 .map(Entry::size_bytes)
                 .sum();
             if let Some(leader) = self.leader_state() {

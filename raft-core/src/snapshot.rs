@@ -104,17 +104,17 @@ impl Node {
         }
         self.actions.push(Action::SendSnapshotChunk {
             to,
-            term: self.term,
+            term: self.term(),
             meta: Box::new(meta),
             offset,
-            max_bytes: self.config.snapshot_chunk_bytes,
+            max_bytes: self.config().snapshot_chunk_bytes,
         });
     }
 
     /// Resends the unacknowledged chunk of a stalled transfer, switching to a newer snapshot
     /// if one was taken meanwhile.
     pub(crate) fn retry_snapshot_transfers(&mut self) {
-        let retry_ticks = self.config.snapshot_retry_ticks;
+        let retry_ticks = self.config().snapshot_retry_ticks;
         let current = self.snapshot.clone();
         let Some(leader) = self.leader_state() else {
             return;

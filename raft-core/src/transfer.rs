@@ -111,7 +111,7 @@ impl Node {
 
     /// A transfer that did not complete within an election timeout fails.
     pub(crate) fn on_transfer_timeout(&mut self) {
-        let election_ticks = self.config.election_ticks;
+        let election_ticks = self.config().election_ticks;
         let Some(leader) = self.leader_state() else {
             return;
         };

@@ -221,7 +221,7 @@ impl Node {
             return Err(PeerMisbehaved::InvalidSender { got: message.from });
         }
         check_shape(message)?;
-        let max_term = self.term.saturating_add(MAX_TERM_JUMP).min(MAX_TERM);
+        let max_term = self.term().saturating_add(MAX_TERM_JUMP).min(MAX_TERM);
         if message.term > max_term {
             return Err(PeerMisbehaved::TermTooHigh {
                 field: "term (too far ahead of this node's)",
@@ -229,7 +229,7 @@ impl Node {
                 got: message.term,
             });
         }
-        if let Some(max) = highest_answer_term(&message.body, self.term)
+        if let Some(max) = highest_answer_term(&message.body, self.term())
             && message.term > max
         {
             return Err(PeerMisbehaved::TermAhead {
@@ -244,7 +244,7 @@ impl Node {
 
     /// One leader per term: leader messages of our term come from the leader we follow.
     fn check_leader_sender(&self, message: &Message) -> Result<(), PeerMisbehaved> {
-        if message.term != self.term || !leader_kind(&message.body) {
+        if message.term != self.term() || !leader_kind(&message.body) {
             return Ok(());
         }
         let expected = match self.role.state() {
@@ -264,7 +264,7 @@ impl Node {
 
     /// Leader Completeness: a leader of a term at least ours holds our committed entries.
     fn check_against_log(&self, message: &Message) -> Result<(), PeerMisbehaved> {
-        if message.term < self.term {
+        if message.term < self.term() {
             return Ok(()); // stale: answered as such and otherwise ignored
         }
         match &message.body {
