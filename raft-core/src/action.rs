@@ -2,10 +2,10 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use crate::membership::{Membership, MembershipError};
 use crate::message::Message;
+pub use crate::outcome_error::{ProposalError, ReadError, TransferError};
 use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term};
 
 /// Proof that a write was issued by the core. Only the core creates tokens; the host hands
@@ -13,6 +13,7 @@ use crate::types::{Entry, HardState, Index, NodeId, SnapshotMeta, Term};
 /// one write of one node's life, so a late notice for a log suffix that has since been
 /// overwritten cannot be mistaken for a fresh one (the ABA race of asynchronous storage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[must_use = "hand the token back through Node::on_persisted once the write is durable"]
 pub struct WriteToken(pub(crate) u64);
 
 impl WriteToken {
@@ -25,15 +26,23 @@ impl WriteToken {
 
 /// Identifies a client proposal for the lifetime of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the proposal's outcome action"]
 pub struct ProposalId(pub u64);
 
 /// Identifies a read request for the lifetime of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the read's outcome action"]
 pub struct ReadId(pub u64);
 
 /// Identifies a membership change request for the lifetime of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the change's outcome action"]
 pub struct ChangeId(pub u64);
+
+/// Identifies a leadership transfer request for the lifetime of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[must_use = "the id is the only way to match the transfer's outcome action"]
+pub struct TransferId(pub u64);
 
 /// A node's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -53,6 +62,7 @@ pub enum Role {
 /// `truncate_from` on, append `entries`, save `hard_state`; then make all of it durable (one
 /// fsync may cover several batches) and report the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a batch must be written and its token reported"]
 pub struct PersistBatch {
     /// The new hard state, if it changed.
     pub hard_state: Option<HardState>,
@@ -99,6 +109,7 @@ pub struct SnapshotChunkWrite {
 ///   core never asks to send something that depends on an unfinished write);
 /// * reports: everything else.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "every action is an instruction or a report the host must handle"]
 pub enum Action {
     /// Write to stable storage, then report the token.
     Persist(PersistBatch),
@@ -160,11 +171,14 @@ pub enum Action {
         /// `Ok(membership)`: the new configuration has committed.
         result: Result<Box<Membership>, MembershipError>,
     },
-    /// A leadership transfer's outcome.
+    /// A leadership transfer's one and only outcome.
     TransferOutcome {
-        /// The node leadership was handed to, or that was asked for.
+        /// The transfer request.
+        id: TransferId,
+        /// The node leadership was handed to, or that was asked for (0 when none was named
+        /// and none could be chosen).
         target: NodeId,
-        /// `Ok` once the target leads.
+        /// `Ok` once the target was told to campaign and this leader stepped down for it.
         result: Result<(), TransferError>,
     },
     /// The node's role, term or known leader changed.
@@ -183,89 +197,4 @@ pub enum Action {
         /// What was found.
         reason: String,
     },
-}
-
-/// Why a proposal did not (or may not have) commit.
-#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
-pub enum ProposalError {
-    /// This node is not the leader and does not forward: send to `leader_hint` if known.
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader {
-        /// The leader this node knows of, if any.
-        leader_hint: Option<NodeId>,
-    },
-    /// The proposal was appended but its entry was overwritten by a new leader: it will
-    /// never commit. Retrying is safe.
-    #[error("dropped: the entry was overwritten after a leader change")]
-    Dropped,
-    /// Whether the proposal committed cannot be known (the forwarded answer was lost, or a
-    /// snapshot covered the entry). Retry with a client session to stay exactly-once.
-    #[error("outcome unknown: {reason}")]
-    Unknown {
-        /// Why it is unknown.
-        reason: String,
-    },
-    /// The command exceeds the configured maximum entry size.
-    #[error("entry of {size_bytes} bytes exceeds the limit of {max_bytes}")]
-    TooLarge {
-        /// The command's size.
-        size_bytes: u64,
-        /// The limit.
-        max_bytes: u64,
-    },
-    /// Too many bytes are uncommitted on the leader: back off and retry.
-    #[error("too many uncommitted bytes; retry later")]
-    Overloaded,
-    /// A leadership transfer is in progress: retry on the new leader shortly.
-    #[error("leadership transfer in progress")]
-    TransferInProgress,
-}
-
-/// Why a read could not be confirmed.
-#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
-pub enum ReadError {
-    /// No leader is known, or the leader could not be reached; retry later or elsewhere.
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader {
-        /// The leader this node knows of, if any.
-        leader_hint: Option<NodeId>,
-    },
-    /// The leader lost leadership before confirming the read; retry.
-    #[error("leadership lost before the read was confirmed")]
-    LeadershipLost,
-    /// No confirmation within the read timeout; retry.
-    #[error("the read was not confirmed in time")]
-    Timeout,
-    /// Too many reads are pending; back off.
-    #[error("too many pending reads")]
-    Overloaded,
-    /// Lease reads were asked for but are not enabled (they need check-quorum).
-    #[error("lease reads are not enabled")]
-    LeaseDisabled,
-}
-
-/// Why a leadership transfer failed.
-#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
-pub enum TransferError {
-    /// Only the leader can transfer leadership.
-    #[error("not the leader (leader hint: {leader_hint:?})")]
-    NotLeader {
-        /// The leader this node knows of, if any.
-        leader_hint: Option<NodeId>,
-    },
-    /// The target is not a full voter (learners and witnesses cannot lead).
-    #[error("node {0} cannot become leader")]
-    InvalidTarget(NodeId),
-    /// The target did not take over within an election timeout.
-    #[error("the target did not take over in time")]
-    Timeout,
-    /// Another transfer is in progress.
-    #[error("a transfer is already in progress")]
-    InProgress,
-    /// The target was removed or the leader stepped down meanwhile.
-    #[error("aborted: {0}")]
-    Aborted(String),
-    /// The leader is already the target.
-    #[error("node is already the leader")]
-    AlreadyLeader,
 }

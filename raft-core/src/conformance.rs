@@ -91,6 +91,7 @@ macro_rules! ensure_eq {
 }
 
 mod checks;
+mod harness;
 mod model_run;
 mod ops;
 mod runner;
@@ -103,7 +104,8 @@ mod tests;
 /// working).
 pub use crate::storage::{MemSnapshotWriter, MemStorage, MemStorageError};
 pub use checks::checks;
+pub use harness::{Check, Harness};
 pub use model_run::check_ops;
 pub use ops::{Op, random_ops};
-pub use runner::{Check, Failure, Harness, assert_conforms, run_all};
+pub use runner::{Failure, assert_conforms, run_all};
 pub use samples::{sample_bytes, sample_entry};

@@ -1,22 +1,21 @@
 //! Leader election (section 5.2, 5.4.1) with pre-vote and check-quorum (thesis 9.6, 6.2).
 
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState, Votes};
+use crate::node::Node;
+use crate::node::role::RoleState;
 use crate::quorum::{self, VoteResult};
 use crate::types::{Index, NodeId, Term};
 use crate::validate::{MAX_INDEX, MAX_TERM};
 
 impl Node {
-    /// Follower and candidate timers: an election timeout starts a campaign.
-    pub(crate) fn tick_election(&mut self) {
-        self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_election_ticks {
-            self.election_elapsed = 0;
-            if self.can_campaign() {
-                self.campaign(false);
-            } else {
-                self.reset_election_timer();
-            }
+    /// Follower and candidate: an election timeout starts a campaign (or, for a node that
+    /// may not campaign, draws a new randomized timeout).
+    pub(crate) fn on_election_timeout(&mut self) {
+        self.restart_election_timer();
+        if self.can_campaign() {
+            self.campaign(false);
+        } else {
+            self.reset_election_timer();
         }
     }
 
@@ -36,7 +35,7 @@ impl Node {
 
     /// The term a campaign would run in, if it stays within [`MAX_TERM`].
     fn next_term(&self) -> Option<Term> {
-        self.term.checked_add(1).filter(|&term| term <= MAX_TERM)
+        self.term().checked_add(1).filter(|&term| term <= MAX_TERM)
     }
 
     fn incoming_snapshot_idle(&self) -> bool {
@@ -51,16 +50,14 @@ impl Node {
         let Some(next_term) = self.next_term() else {
             tracing::error!(
                 node = self.id(),
-                term = self.term,
+                term = self.term(),
                 "cannot campaign: term exhausted"
             );
             return;
         };
-        if self.config.pre_vote && !transfer {
-            self.role = RoleState::PreCandidate(Votes::new());
-            self.leader = None;
-            self.reset_election_timer();
-            tracing::debug!(node = self.id(), term = next_term, "starting pre-vote");
+        if self.config().pre_vote && !transfer {
+            debug_assert_eq!(next_term, self.term() + 1);
+            self.become_pre_candidate();
             self.request_votes(true, false);
         } else {
             self.start_real_campaign(transfer);
@@ -71,23 +68,13 @@ impl Node {
         let Some(next_term) = self.next_term() else {
             tracing::error!(
                 node = self.id(),
-                term = self.term,
+                term = self.term(),
                 "cannot campaign: term exhausted"
             );
-            self.become_follower(self.term, None);
+            self.become_follower(self.term(), None);
             return;
         };
-        self.term = next_term;
-        self.vote = Some(self.id());
-        self.role = RoleState::Candidate(Votes::new());
-        self.leader = None;
-        self.reset_election_timer();
-        tracing::debug!(
-            node = self.id(),
-            term = self.term,
-            transfer,
-            "starting election"
-        );
+        self.become_candidate(next_term, transfer);
         self.request_votes(false, transfer);
     }
 
@@ -95,9 +82,9 @@ impl Node {
     fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         // `campaign` checked that the next term exists.
         let term = if pre_vote {
-            self.term.saturating_add(1)
+            self.term().saturating_add(1)
         } else {
-            self.term
+            self.term()
         };
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let voters: Vec<NodeId> = self
@@ -135,22 +122,24 @@ impl Node {
             self.record_vote(me, true, true);
         } else {
             let seq = self.durability.required_seq(self.hard_state());
-            self.self_vote_pending = Some((self.term, seq));
+            if let Some(campaign) = self.role.candidate_mut() {
+                campaign.self_vote_pending = Some(seq);
+            }
             self.count_durable_self_vote();
         }
     }
 
     /// Counts our own vote once the write that holds it is durable.
     pub(crate) fn count_durable_self_vote(&mut self) {
-        let Some((term, seq)) = self.self_vote_pending else {
+        // A candidate's campaign ends with its term, so a pending vote is of this term.
+        let Some(campaign) = self.role.candidate_mut() else {
             return;
         };
-        if term != self.term || !matches!(self.role, RoleState::Candidate(_)) {
-            self.self_vote_pending = None;
+        let Some(seq) = campaign.self_vote_pending else {
             return;
-        }
+        };
         if self.durability.is_durable(seq) {
-            self.self_vote_pending = None;
+            campaign.self_vote_pending = None;
             self.record_vote(self.id(), true, false);
         }
     }
@@ -170,14 +159,13 @@ impl Node {
         let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
         let can_vote = if pre_vote {
             // A pre-vote is only ever granted for a future term.
-            term > self.term
+            term > self.term()
         } else {
-            self.vote.is_none_or(|v| v == from)
-                && (self.leader.is_none() || self.leader == Some(from))
+            self.vote().is_none_or(|v| v == from)
+                && (self.leader().is_none() || self.leader() == Some(from))
         };
-        let sticky = !transfer && self.in_leader_lease() && self.leader != Some(from);
-        let granted =
-            up_to_date && can_vote && !sticky && !matches!(self.role, RoleState::Leader(_));
+        let sticky = !transfer && self.in_leader_lease() && self.leader() != Some(from);
+        let granted = up_to_date && can_vote && !sticky && !self.role.is_leader();
         tracing::debug!(
             node = self.id(),
             from,
@@ -189,7 +177,7 @@ impl Node {
         let response = MessageBody::VoteResponse { pre_vote, granted };
         if pre_vote {
             // Answer in the term asked about, so a granted pre-vote is not mistaken for stale.
-            let reply_term = if granted { term } else { self.term };
+            let reply_term = if granted { term } else { self.term() };
             let message = crate::message::Message {
                 from: self.id(),
                 to: from,
@@ -198,8 +186,8 @@ impl Node {
             };
             self.actions.push(crate::Action::Send(message));
         } else if granted {
-            self.vote = Some(from);
-            self.election_elapsed = 0;
+            self.cast_vote(from);
+            self.restart_election_timer();
             self.send_after_persist(from, response, None);
         } else {
             self.send(from, response);
@@ -207,7 +195,7 @@ impl Node {
     }
 
     pub(crate) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
-        let campaigning_as_asked = match self.role {
+        let campaigning_as_asked = match self.role.state() {
             RoleState::PreCandidate(_) => pre_vote,
             RoleState::Candidate(_) => !pre_vote,
             _ => false,
@@ -219,12 +207,11 @@ impl Node {
     }
 
     fn record_vote(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
-        let votes = match &mut self.role {
-            RoleState::PreCandidate(votes) | RoleState::Candidate(votes) => votes,
-            _ => return,
+        let Some(campaign) = self.role.campaign_mut() else {
+            return;
         };
-        votes.entry(from).or_insert(granted);
-        let votes = votes.clone();
+        campaign.votes.entry(from).or_insert(granted);
+        let votes = &campaign.votes;
         let result =
             quorum::joint_vote(&self.membership.incoming, &self.membership.outgoing, |id| {
                 votes.get(&id).copied()
@@ -235,11 +222,11 @@ impl Node {
             VoteResult::Lost => {
                 tracing::debug!(
                     node = self.id(),
-                    term = self.term,
+                    term = self.term(),
                     pre_vote,
                     "election lost"
                 );
-                self.become_follower(self.term, None);
+                self.become_follower(self.term(), None);
             }
             VoteResult::Pending => {}
         }

@@ -93,7 +93,11 @@
 //! * **Proposals**: every [`Node::propose`] gets exactly one [`Action::ProposalOutcome`]:
 //!   committed at an index, or an error saying why (not leader, dropped after a leader
 //!   change, outcome unknown, too large, overloaded, transfer in progress). Followers forward
-//!   proposals to the leader unless [`Config::forward_proposals`] is off.
+//!   proposals to the leader unless [`Config::forward_proposals`] is off. Every command
+//!   returns an id ([`ProposalId`], [`ReadId`], [`ChangeId`], [`TransferId`], all
+//!   `#[must_use]`) and ends in exactly one outcome action carrying it, across leader
+//!   changes; a proposal whose fate this node cannot learn (it was removed from the
+//!   cluster) ends as unknown.
 //! * **Snapshots**: the host saves a snapshot at an index from [`Node::snapshot_meta_at`] and
 //!   reports it with [`Node::on_snapshot_saved`]; the core compacts. Followers whose next
 //!   entry is compacted receive the snapshot in bounded chunks that resume after a loss.
@@ -119,7 +123,9 @@
 //! * **Leadership transfer** ([`Node::transfer_leadership`]): the leader refuses proposals,
 //!   brings the target up to date and sends it `TimeoutNow`; the target campaigns at once,
 //!   bypassing pre-vote and the check-quorum stickiness of other voters; the transfer aborts
-//!   after an election timeout or when the target is removed.
+//!   after an election timeout or when the target is removed. One
+//!   [`Action::TransferOutcome`] per [`TransferId`]: done once the target was told to
+//!   campaign and this leader stepped down, or failed with the reason.
 //! * **Membership** ([`Node::change_membership`]): joint consensus for any set of changes.
 //!   New voters catch up as non-members first; if they do not within
 //!   [`Config::catch_up_timeout_ticks`] the change is abandoned. C(old,new) is left
@@ -176,8 +182,10 @@ pub mod types;
 
 mod durability;
 mod election;
+mod ids;
 mod log;
 mod node;
+mod outcome_error;
 mod progress;
 mod proposal;
 mod quorum;
@@ -185,13 +193,13 @@ mod read;
 mod reconfiguration;
 mod replication;
 mod snapshot;
-mod timer;
+mod state;
 mod transfer;
 mod validate;
 
 pub use action::{
     Action, ChangeId, PersistBatch, ProposalError, ProposalId, ReadError, ReadId, Role,
-    SnapshotChunkWrite, TransferError, WriteToken,
+    SnapshotChunkWrite, TransferError, TransferId, WriteToken,
 };
 pub use config::{Config, ConfigError, RetrySafe};
 pub use membership::{Membership, MembershipChange, MembershipError};
@@ -201,5 +209,8 @@ pub use progress::{PeerProgress, PeerState};
 pub use read::ReadConsistency;
 pub use state_machine::StateMachine;
 pub use storage::{MemStorage, Storage};
-pub use types::{Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term};
+pub use types::{
+    Entry, EntryPayload, HardState, Index, NodeId, RestoredState, RestoredStateError, SnapshotMeta,
+    Term,
+};
 pub use validate::{MAX_INDEX, MAX_TERM, MAX_TERM_JUMP, PeerMisbehaved};

@@ -472,3 +472,6 @@ mod tests {
         assert_eq!(log.slice_bounded(1, u64::MAX, 2).len(), 2);
     }
 }
+
+#[cfg(test)]
+mod model_tests;

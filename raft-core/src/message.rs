@@ -109,7 +109,7 @@ pub enum MessageBody {
         /// The follower's proposal id.
         id: u64,
         /// Where the proposal was appended (index, term), or why it was refused.
-        result: Result<(Index, Term), crate::action::ProposalError>,
+        result: Result<(Index, Term), crate::outcome_error::ProposalError>,
     },
     /// A follower asks the leader for a confirmed read index (thesis section 6.4).
     ReadIndexRequest {
@@ -121,7 +121,7 @@ pub enum MessageBody {
         /// The follower's read id.
         id: u64,
         /// The index to wait for before reading, or why the read failed.
-        result: Result<Index, crate::action::ReadError>,
+        result: Result<Index, crate::outcome_error::ReadError>,
     },
 }
 

@@ -1,6 +1,11 @@
-//! The [`Node`]: state, role transitions, message dispatch and the output flush. The rules
-//! of each part of the protocol live in their own files (`election.rs`, `replication.rs`,
-//! `snapshot.rs`, `proposal.rs`, `read.rs`, `transfer.rs`, `reconfiguration.rs`).
+//! The [`Node`]: its state (private to this module), construction, getters and the small
+//! views the feature files use. The node's own machinery lives in the submodules: `inbound`
+//! (term rules and dispatch), `output` (host feedback, flush, invariants), `timer` (the
+//! timer table and [`Node::tick`]) and `transitions` (the `become_*` role changes). The
+//! rules of each part of the protocol live in their own files (`election.rs`,
+//! `replication.rs`, `snapshot.rs`, `proposal.rs`, `read.rs`, `transfer.rs`,
+//! `reconfiguration.rs`, `validate.rs`); their plain state types live in `role.rs` and the
+//! leaf modules under `state/`.
 
 use std::collections::BTreeMap;
 
@@ -14,16 +19,21 @@ use crate::durability::Durability;
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
-use crate::progress::{PeerProgress, Progress};
-use crate::proposal::Proposals;
-use crate::read::{FollowerReads, LeaderReads};
-use crate::reconfiguration::PendingChange;
-use crate::snapshot::IncomingSnapshot;
-use crate::transfer::Transfer;
+use crate::node::role::{Follower, LeaderState, RoleSlot, RoleState};
+use crate::progress::PeerProgress;
+use crate::state::incoming_snapshot::IncomingSnapshot;
+use crate::state::proposals::Proposals;
+use crate::state::reads::FollowerReads;
+use crate::state::rejections::Rejections;
 use crate::types::{
     Entry, EntryPayload, HardState, Index, NodeId, RestoredState, SnapshotMeta, Term,
 };
-use crate::validate::Rejections;
+
+mod inbound;
+mod output;
+pub(crate) mod role;
+mod timer;
+mod transitions;
 
 /// One Raft node: a pure, deterministic state machine.
 ///
@@ -42,10 +52,10 @@ use crate::validate::Rejections;
 /// Identical sequences of calls give identical actions, bit for bit.
 #[derive(Debug)]
 pub struct Node {
-    pub(crate) config: Config,
-    pub(crate) rng: ChaCha8Rng,
-    pub(crate) term: Term,
-    pub(crate) vote: Option<NodeId>,
+    config: Config,
+    rng: ChaCha8Rng,
+    term: Term,
+    vote: Option<NodeId>,
     pub(crate) commit: Index,
     pub(crate) log: RaftLog,
     pub(crate) snapshot: SnapshotMeta,
@@ -55,65 +65,32 @@ pub struct Node {
     pub(crate) membership_index: Index,
     /// Configuration entries in the log after the snapshot, ascending by index.
     pub(crate) config_history: BTreeMap<Index, Membership>,
-    pub(crate) role: RoleState,
-    pub(crate) leader: Option<NodeId>,
-    pub(crate) election_elapsed: u32,
-    pub(crate) randomized_election_ticks: u32,
+    pub(crate) role: RoleSlot,
+    /// The tick (`ticks_total`) the election timer was last restarted at.
+    election_started: u64,
+    randomized_election_ticks: u32,
     /// Ticks since the node was created: the core's only notion of time (for leases).
-    pub(crate) ticks_total: u64,
-    pub(crate) applied: Index,
+    ticks_total: u64,
+    applied: Index,
     /// Last index handed out in an `Apply` action.
-    pub(crate) apply_handed: Index,
+    apply_handed: Index,
     /// Bytes of entries handed out for apply and not yet reported applied.
-    pub(crate) apply_inflight_bytes: u64,
-    pub(crate) halted: Option<String>,
+    apply_inflight_bytes: u64,
+    halted: Option<String>,
     pub(crate) durability: Durability,
     pub(crate) proposals: Proposals,
-    pub(crate) follower_reads: FollowerReads,
+    follower_reads: FollowerReads,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
-    /// A campaign's own vote, waiting for the write (sequence) that makes it durable in
-    /// this term.
-    pub(crate) self_vote_pending: Option<(Term, u64)>,
     /// The latest snapshot installed from the leader carried no data (a witness's).
-    pub(crate) snapshot_without_data: bool,
+    snapshot_without_data: bool,
     /// A warning about holding a witness's data as a full member was logged.
-    pub(crate) reported_incomplete: bool,
-    pub(crate) next_request_id: u64,
+    reported_incomplete: bool,
+    next_request_id: u64,
     pub(crate) actions: Vec<Action>,
-    /// Reused buffer of peer ids for broadcasts (no allocation per flush).
-    pub(crate) peer_scratch: Vec<NodeId>,
     /// (role, term, leader) as last reported through `RoleChanged`.
     reported_role: Option<(Role, Term, Option<NodeId>)>,
     /// Messages refused by validation, per sender.
-    pub(crate) rejections: Rejections,
-}
-
-/// Role-specific state; leader-only data cannot be touched in another role.
-#[derive(Debug)]
-pub(crate) enum RoleState {
-    Follower,
-    PreCandidate(Votes),
-    Candidate(Votes),
-    Leader(Box<LeaderState>),
-}
-
-/// Votes received in a campaign, by voter.
-pub(crate) type Votes = BTreeMap<NodeId, bool>;
-
-/// State only a leader has.
-#[derive(Debug)]
-pub(crate) struct LeaderState {
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
-    pub(crate) heartbeat_elapsed: u32,
-    pub(crate) quorum_check_elapsed: u32,
-    pub(crate) reads: LeaderReads,
-    /// Bytes of commands appended in this term and not yet committed.
-    pub(crate) uncommitted_bytes: u64,
-    pub(crate) transfer: Option<Transfer>,
-    pub(crate) pending_change: Option<PendingChange>,
-    /// Something happened (an entry appended, a peer answered, a tick) that may let the
-    /// leader send more; the next flush looks at every peer's window only if set.
-    pub(crate) replication_dirty: bool,
+    rejections: Rejections,
 }
 
 /// A snapshot of a node's state for operators, returned by [`Node::status`].
@@ -173,8 +150,19 @@ impl Node {
     /// let node = Node::new(Config::new(1, 42), restored).unwrap();
     /// assert_eq!(node.role(), Role::Follower);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `restored` fails [`RestoredState::validate`] (entries not contiguous after the
+    /// snapshot, or terms decreasing): the storage is corrupt, and the host should have
+    /// checked it and refused to start.
     pub fn new(config: Config, restored: RestoredState) -> Result<Node, ConfigError> {
         config.validate()?;
+        if let Err(error) = restored.validate() {
+            panic!(
+                "host misuse: Node::new with a restored state that fails RestoredState::validate: {error}"
+            );
+        }
         let RestoredState {
             hard_state,
             snapshot,
@@ -204,9 +192,8 @@ impl Node {
             membership,
             membership_index,
             config_history,
-            role: RoleState::Follower,
-            leader: None,
-            election_elapsed: 0,
+            role: RoleSlot::new(RoleState::Follower(Follower::default())),
+            election_started: 0,
             randomized_election_ticks: config.election_ticks,
             ticks_total: 0,
             applied: snapshot.index,
@@ -224,12 +211,10 @@ impl Node {
             proposals: Proposals::default(),
             follower_reads: FollowerReads::default(),
             incoming_snapshot: None,
-            self_vote_pending: None,
             snapshot_without_data: false,
             reported_incomplete: false,
             next_request_id: 1,
             actions: Vec::new(),
-            peer_scratch: Vec::new(),
             reported_role: None,
             rejections: Rejections::default(),
             snapshot,
@@ -258,12 +243,7 @@ impl Node {
 
     /// The current role.
     pub fn role(&self) -> Role {
-        match self.role {
-            RoleState::Follower => Role::Follower,
-            RoleState::PreCandidate(_) => Role::PreCandidate,
-            RoleState::Candidate(_) => Role::Candidate,
-            RoleState::Leader(_) => Role::Leader,
-        }
+        self.role.role()
     }
 
     /// The current term.
@@ -273,7 +253,11 @@ impl Node {
 
     /// The leader of the current term, if known.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        match self.role.state() {
+            RoleState::Follower(follower) => follower.leader,
+            RoleState::PreCandidate(_) | RoleState::Candidate(_) => None,
+            RoleState::Leader(_) => Some(self.id()),
+        }
     }
 
     /// The hard state as it is in memory (it may be ahead of what is durable).
@@ -340,7 +324,7 @@ impl Node {
 
     /// A summary for operators.
     pub fn status(&self) -> Status {
-        let progress = match &self.role {
+        let progress = match self.role.state() {
             RoleState::Leader(leader) => leader
                 .progress
                 .iter()
@@ -352,7 +336,7 @@ impl Node {
             id: self.id(),
             role: self.role(),
             term: self.term,
-            leader: self.leader,
+            leader: self.leader(),
             commit: self.commit,
             applied: self.applied,
             last_index: self.log.last_index(),
@@ -364,351 +348,57 @@ impl Node {
         }
     }
 
-    // ----- inputs -----
-
-    /// Advances logical time by one tick.
-    pub fn tick(&mut self) {
-        if self.halted.is_some() {
-            return;
-        }
-        self.ticks_total += 1;
-        self.tick_requests();
-        if matches!(self.role, RoleState::Leader(_)) {
-            self.mark_replication_dirty();
-            self.tick_leader();
-        } else {
-            self.tick_election();
-        }
+    /// How many messages each sender had rejected by validation (see [`Node::step`]). Ids
+    /// beyond the 256 first offenders are counted together under id 0.
+    pub fn rejected_messages(&self) -> &BTreeMap<NodeId, u64> {
+        &self.rejections.by_sender
     }
 
-    /// Handles a message from a peer.
-    ///
-    /// Every message is validated first, before any protocol rule sees it: addressing,
-    /// index and term ranges ([`crate::MAX_INDEX`], [`crate::MAX_TERM`]), contiguous entries
-    /// with sane terms, consistent snapshot metadata, and whether the sender can
-    /// legitimately send it (one leader per term; answers cannot come from a newer term;
-    /// nothing may contradict a committed entry). An invalid message is dropped, counted
-    /// against its sender ([`Node::rejected_messages`]) and logged with the blame on the
-    /// peer ([`crate::PeerMisbehaved`] says why); it never panics or halts the node.
-    /// Messages from an older term are answered so that a stale leader learns it is stale,
-    /// and otherwise ignored.
-    pub fn step(&mut self, message: Message) {
-        if self.halted.is_some() {
-            return;
-        }
-        if let Err(reason) = self.validate(&message) {
-            self.reject_message(&message, reason);
-            return;
-        }
-        if !self.check_term(&message) {
-            return;
-        }
-        self.dispatch(message);
-        // Any answer may have opened a follower's window.
-        self.mark_replication_dirty();
+    pub(crate) fn rejections_snapshot(&self) -> BTreeMap<NodeId, u64> {
+        self.rejections.by_sender.clone()
     }
 
-    /// Term rules applied once for every message (section 5.1): a newer term turns any role
-    /// into a follower; an older one is answered so a stale leader or candidate learns it is
-    /// stale, and otherwise ignored. Returns false if the message must not be processed.
-    fn check_term(&mut self, message: &Message) -> bool {
-        use std::cmp::Ordering;
-        match message.term.cmp(&self.term) {
-            Ordering::Equal => true,
-            Ordering::Greater => self.on_newer_term(message),
-            Ordering::Less => {
-                self.answer_stale(message);
-                false
-            }
-        }
+    // ----- views for the feature files -----
+
+    /// Ticks since the node was created: the core's only clock (for leases).
+    pub(crate) fn now(&self) -> u64 {
+        self.ticks_total
     }
 
-    fn on_newer_term(&mut self, message: &Message) -> bool {
-        match &message.body {
-            MessageBody::VoteRequest {
-                pre_vote, transfer, ..
-            } => {
-                if !*transfer && self.in_leader_lease() {
-                    tracing::debug!(
-                        node = self.id(),
-                        from = message.from,
-                        "ignoring vote request: leader is alive"
-                    );
-                    return false;
-                }
-                if !*pre_vote {
-                    self.become_follower(message.term, None);
-                }
-                true
-            }
-            // A granted pre-vote carries the term the candidate will campaign in.
-            MessageBody::VoteResponse {
-                pre_vote: true,
-                granted: true,
-            } => true,
-            MessageBody::Append { .. }
-            | MessageBody::Heartbeat { .. }
-            | MessageBody::SnapshotChunk { .. } => {
-                self.become_follower(message.term, Some(message.from));
-                true
-            }
-            _ => {
-                self.become_follower(message.term, None);
-                true
-            }
-        }
+    /// The vote cast in the current term.
+    pub(crate) fn vote(&self) -> Option<NodeId> {
+        self.vote
     }
 
-    fn answer_stale(&mut self, message: &Message) {
-        let reply = match &message.body {
-            // Tell a deposed leader about the newer term so it steps down (it may be cut off
-            // from everyone else and would otherwise keep serving stale leases).
-            MessageBody::Append { .. }
-            | MessageBody::Heartbeat { .. }
-            | MessageBody::SnapshotChunk { .. } => MessageBody::AppendResponse {
-                success: false,
-                match_index: 0,
-                hint: None,
-            },
-            MessageBody::VoteRequest { pre_vote: true, .. } => MessageBody::VoteResponse {
-                pre_vote: true,
-                granted: false,
-            },
-            _ => return,
-        };
-        self.send(message.from, reply);
+    /// Messages refused by validation, per sender.
+    pub(crate) fn rejections_mut(&mut self) -> &mut Rejections {
+        &mut self.rejections
     }
 
-    /// True while this follower heard from a leader within the minimum election timeout
-    /// (check-quorum stickiness, thesis section 4.2.3): it then ignores vote requests.
-    pub(crate) fn in_leader_lease(&self) -> bool {
-        self.config.check_quorum
-            && self.leader.is_some()
-            && match self.role {
-                RoleState::Leader(_) => true,
-                _ => self.election_elapsed < self.config.election_ticks,
-            }
+    /// Reads forwarded to the leader, waiting for its answer.
+    pub(crate) fn follower_reads(&self) -> &FollowerReads {
+        &self.follower_reads
     }
 
-    fn dispatch(&mut self, message: Message) {
-        let Message { from, body, .. } = message;
-        match body {
-            MessageBody::VoteRequest {
-                pre_vote,
-                last_log_index,
-                last_log_term,
-                transfer,
-            } => self.handle_vote_request(
-                from,
-                message.term,
-                pre_vote,
-                last_log_index,
-                last_log_term,
-                transfer,
-            ),
-            MessageBody::VoteResponse { pre_vote, granted } => {
-                self.handle_vote_response(from, pre_vote, granted)
-            }
-            MessageBody::Append {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => self.handle_append(from, prev_log_index, prev_log_term, entries, leader_commit),
-            MessageBody::AppendResponse {
-                success,
-                match_index,
-                hint,
-            } => self.handle_append_response(from, success, match_index, hint),
-            MessageBody::Heartbeat { commit, round } => self.handle_heartbeat(from, commit, round),
-            MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
-            MessageBody::SnapshotChunk {
-                meta,
-                offset,
-                data,
-                done,
-            } => self.handle_snapshot_chunk(from, *meta, offset, data, done),
-            MessageBody::SnapshotResponse {
-                index,
-                next_offset,
-                installed,
-            } => self.handle_snapshot_response(from, index, next_offset, installed),
-            MessageBody::TimeoutNow => self.handle_timeout_now(from),
-            MessageBody::ForwardProposal { id, data } => {
-                self.handle_forward_proposal(from, id, data)
-            }
-            MessageBody::ForwardProposalResponse { id, result } => {
-                self.handle_forward_response(from, id, result)
-            }
-            MessageBody::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
-            MessageBody::ReadIndexResponse { id, result } => {
-                self.handle_read_index_response(id, result)
-            }
-        }
+    pub(crate) fn follower_reads_mut(&mut self) -> &mut FollowerReads {
+        &mut self.follower_reads
     }
 
-    /// Reports that every write up to the one `token` was issued with is durable.
-    ///
-    /// # Panics
-    ///
-    /// If `token` was never issued by this node (it came from another node, or from an
-    /// earlier incarnation of this one): the host mixed up its lanes. A token reported twice
-    /// or out of order is harmless.
-    pub fn on_persisted(&mut self, token: crate::action::WriteToken) {
-        if self.halted.is_some() {
-            return;
-        }
-        let newly_durable = self.durability.on_persisted(token, &self.log);
-        if let Some(meta) = self.durability.take_installed_snapshot(token) {
-            self.finish_snapshot_install(meta);
-        }
-        if newly_durable && matches!(self.role, RoleState::Leader(_)) {
-            self.maybe_commit();
-        }
-        self.count_durable_self_vote();
+    /// The latest snapshot installed from the leader carried no data (a witness's).
+    pub(crate) fn snapshot_without_data(&self) -> bool {
+        self.snapshot_without_data
     }
 
-    /// Reports that the state machine has applied every entry through `index`. Reporting
-    /// an index at or below an earlier report is harmless.
-    ///
-    /// # Panics
-    ///
-    /// If `index` is beyond the last entry handed out in an [`Action::Apply`] (or the last
-    /// snapshot restored): the host claims to have applied entries it never received.
-    pub fn on_applied(&mut self, index: Index) {
-        assert!(
-            index <= self.apply_handed,
-            "host misuse: on_applied({index}) beyond the last index handed out for apply ({})",
-            self.apply_handed
-        );
-        if index > self.applied {
-            // Both bounds are at most `apply_handed`, itself at most the last log index.
-            let released: u64 = self
-                .log
-                .slice(self.applied.saturating_add(1), index.saturating_add(1))
-                .iter()
-                .map(Entry::size_bytes)
-                .sum();
-            self.apply_inflight_bytes = self.apply_inflight_bytes.saturating_sub(released);
-            self.applied = index;
-        }
+    pub(crate) fn set_snapshot_without_data(&mut self, without_data: bool) {
+        self.snapshot_without_data = without_data;
     }
 
-    // ----- outputs -----
-
-    /// Moves every pending action into `out`, in the order they must be carried out per
-    /// lane. Call after every input or command.
-    pub fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        self.flush();
-        out.append(&mut self.actions);
-    }
-
-    /// True if [`Node::drain_actions`] would return something.
-    pub fn has_pending_actions(&self) -> bool {
-        !self.actions.is_empty() || self.durability.has_unflushed(self.hard_state())
-    }
-
-    /// Turns the state changes of the last inputs into actions: one write for everything
-    /// not yet persisted, appends to followers, held messages whose writes are durable, and
-    /// committed entries to apply.
-    fn flush(&mut self) {
-        if self.halted.is_some() {
-            return;
-        }
-        self.settle_forwarded();
-        let hard_state = self.hard_state();
-        if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
-            self.actions.push(Action::Persist(batch));
-        }
-        if matches!(self.role, RoleState::Leader(_)) {
-            self.broadcast_pending();
-        }
-        self.durability.release_held(&self.log, &mut self.actions);
-        self.hand_out_committed();
-        self.report_role();
-        self.assert_invariants();
-    }
-
-    /// Cheap invariants, checked in release builds at every flush (the core's output
-    /// boundary): a broken one means a bug in the core, never bad input.
-    fn assert_invariants(&self) {
-        assert!(
-            self.applied <= self.apply_handed,
-            "applied <= handed out for apply"
-        );
-        assert!(
-            self.apply_handed <= self.commit,
-            "handed out for apply <= commit"
-        );
-        assert!(self.commit <= self.log.last_index(), "commit <= last index");
-        assert!(self.snapshot.index <= self.commit, "snapshot <= commit");
-        if let RoleState::Leader(leader) = &self.role {
-            assert_eq!(self.leader, Some(self.id()), "a leader knows it leads");
-            for progress in leader.progress.values() {
-                assert!(progress.match_index < progress.next_index, "match < next");
-                assert!(
-                    progress.match_index <= self.log.last_index(),
-                    "match <= leader's last index"
-                );
-            }
-        }
-    }
-
-    fn report_role(&mut self) {
-        let now = (self.role(), self.term, self.leader);
-        if self.reported_role != Some(now) {
-            self.reported_role = Some(now);
-            self.actions.push(Action::RoleChanged {
-                role: now.0,
-                term: now.1,
-                leader: now.2,
-            });
-        }
-    }
-
-    /// Hands committed entries to the apply lane, bounded by `max_apply_bytes` in flight.
-    fn hand_out_committed(&mut self) {
-        if self.commit <= self.apply_handed {
-            return;
-        }
-        if self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|s| s.installing.is_some())
-        {
-            return;
-        }
-        let mut inflight_bytes = self.apply_inflight_bytes;
-        let mut batch = Vec::new();
-        for entry in self.log.slice(
-            self.apply_handed.saturating_add(1),
-            self.commit.saturating_add(1),
-        ) {
-            let size = entry.size_bytes();
-            if !batch.is_empty() && inflight_bytes + size > self.config.max_apply_bytes {
-                break;
-            }
-            if batch.is_empty() && inflight_bytes >= self.config.max_apply_bytes {
-                break;
-            }
-            inflight_bytes += size;
-            batch.push(entry.clone());
-        }
-        if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
-            assert_eq!(
-                Some(first.index),
-                self.apply_handed.checked_add(1),
-                "apply continues"
-            );
-            assert_eq!(
-                Some(last.index),
-                first.index.checked_add(batch.len() as u64 - 1),
-                "apply batches are contiguous"
-            );
-            self.apply_handed = last.index;
-            self.apply_inflight_bytes = inflight_bytes;
-            self.actions.push(Action::Apply(batch));
-        }
+    /// Records whether this node now holds incomplete (witness) data as a full member;
+    /// true if that just started, so it is reported once.
+    pub(crate) fn note_incomplete_state(&mut self, incomplete: bool) -> bool {
+        let started = incomplete && !self.reported_incomplete;
+        self.reported_incomplete = incomplete;
+        started
     }
 
     // ----- shared helpers -----
@@ -749,81 +439,6 @@ impl Node {
         self.durability.hold(message, ack, hard_state);
     }
 
-    pub(crate) fn reset_election_timer(&mut self) {
-        self.election_elapsed = 0;
-        let base = self.config.election_ticks;
-        self.randomized_election_ticks = self.rng.random_range(base..2 * base);
-    }
-
-    /// Becomes a follower of `term` (section 5.1). A new term clears the vote.
-    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
-        assert!(term >= self.term, "terms never decrease");
-        if term > self.term {
-            self.term = term;
-            self.vote = None;
-        }
-        let previous = std::mem::replace(&mut self.role, RoleState::Follower);
-        if let RoleState::Leader(state) = previous {
-            self.on_leadership_lost(*state);
-        }
-        self.leader = leader;
-        self.reset_election_timer();
-    }
-
-    /// Becomes leader of the current term. Only a candidate that won this term may call it.
-    pub(crate) fn become_leader(&mut self) {
-        assert!(
-            matches!(self.role, RoleState::Candidate(_)),
-            "only a candidate becomes leader"
-        );
-        let next = self.log.next_index();
-        let progress = self
-            .membership
-            .members()
-            .into_iter()
-            .filter(|&id| id != self.id())
-            .map(|id| (id, Progress::new(next)))
-            .collect();
-        self.role = RoleState::Leader(Box::new(LeaderState {
-            progress,
-            heartbeat_elapsed: 0,
-            quorum_check_elapsed: 0,
-            reads: LeaderReads::default(),
-            uncommitted_bytes: 0,
-            transfer: None,
-            pending_change: None,
-            replication_dirty: true,
-        }));
-        self.leader = Some(self.id());
-        tracing::info!(node = self.id(), term = self.term, "became leader");
-        // Section 5.4.2 / 8: a no-op of the new term lets earlier entries commit promptly.
-        // A joint configuration inherited from the previous leader is left as soon as it
-        // commits (see `on_configuration_committed`), which this entry brings about.
-        self.append_as_leader(EntryPayload::Noop);
-    }
-
-    /// Gives every request that waited on this leader its outcome.
-    fn on_leadership_lost(&mut self, state: LeaderState) {
-        tracing::info!(node = self.id(), term = self.term, "lost leadership");
-        let LeaderState {
-            reads,
-            transfer,
-            pending_change,
-            ..
-        } = state;
-        self.fail_reads(reads);
-        if let Some(transfer) = transfer {
-            self.finish_transfer_on_step_down(transfer);
-        }
-        if let Some(change) = pending_change {
-            let error = crate::membership::MembershipError::LeadershipLost;
-            self.actions.push(Action::MembershipOutcome {
-                id: change.id,
-                result: Err(error),
-            });
-        }
-    }
-
     /// Appends an entry created by this leader; configuration entries take effect at once.
     pub(crate) fn append_as_leader(&mut self, payload: EntryPayload) -> Index {
         let index = self.log.next_index();
@@ -842,16 +457,13 @@ impl Node {
     }
 
     pub(crate) fn mark_replication_dirty(&mut self) {
-        if let RoleState::Leader(leader) = &mut self.role {
+        if let Some(leader) = self.role.leader_mut() {
             leader.replication_dirty = true;
         }
     }
 
     pub(crate) fn leader_state(&mut self) -> Option<&mut LeaderState> {
-        match &mut self.role {
-            RoleState::Leader(state) => Some(state),
-            _ => None,
-        }
+        self.role.leader_mut()
     }
 
     /// Stops the node for good on a detected inconsistency.

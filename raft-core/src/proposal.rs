@@ -1,136 +1,14 @@
 //! Client proposals: admission on the leader (limits), forwarding from followers, and the
 //! bookkeeping that gives every proposal exactly one outcome.
 
-use std::collections::{BTreeMap, VecDeque};
-
 use bytes::Bytes;
 
 use crate::action::{Action, ProposalError, ProposalId};
-use crate::log::RaftLog;
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState};
-use crate::types::{EntryPayload, Index, NodeId, SnapshotMeta, Term};
-
-/// Proposals waiting for their outcome.
-#[derive(Debug, Default)]
-pub(crate) struct Proposals {
-    /// Appended somewhere (here, or on the leader we forwarded to), sorted by index:
-    /// resolved when the commit index passes `index` (by comparing terms) or when the entry
-    /// is overwritten. A deque, since a leader's proposals arrive in index order.
-    appended: VecDeque<(Index, ProposalId, Term)>,
-    /// Forwarded to a leader, waiting for its answer.
-    forwarded: BTreeMap<u64, Forwarded>,
-    /// The (term, leader) forwarded requests were last settled for.
-    view: Option<(Term, Option<NodeId>)>,
-}
-
-/// A proposal a follower forwarded, until the leader answers it.
-#[derive(Debug)]
-pub(crate) struct Forwarded {
-    /// The leader it was (last) sent to, and in which of our terms.
-    to: NodeId,
-    term: Term,
-    /// Ticks waited since it was (last) sent.
-    waited: u32,
-    /// The command, kept to re-send it to a new leader when it is retry-safe.
-    command: Bytes,
-}
-
-impl Proposals {
-    pub(crate) fn len(&self) -> usize {
-        self.appended.len() + self.forwarded.len()
-    }
-
-    pub(crate) fn track(&mut self, index: Index, id: ProposalId, term: Term) {
-        if self
-            .appended
-            .back()
-            .is_none_or(|(last, _, _)| *last < index)
-        {
-            self.appended.push_back((index, id, term));
-            return;
-        }
-        let position = self.appended.partition_point(|(i, _, _)| *i <= index);
-        self.appended.insert(position, (index, id, term));
-    }
-
-    /// Outcomes for everything at or below `commit`: committed if the entry there still has
-    /// the proposal's term, otherwise it was replaced and will never commit.
-    pub(crate) fn resolve_committed(
-        &mut self,
-        commit: Index,
-        log: &RaftLog,
-        snapshot: &SnapshotMeta,
-        actions: &mut Vec<Action>,
-    ) {
-        while self
-            .appended
-            .front()
-            .is_some_and(|(index, _, _)| *index <= commit)
-        {
-            let Some((index, id, term)) = self.appended.pop_front() else {
-                break;
-            };
-            let result = match log.term(index) {
-                Some(t) if t == term => Ok(index),
-                Some(_) => Err(ProposalError::Dropped),
-                None if index == snapshot.index && snapshot.term == term => Ok(index),
-                None => Err(ProposalError::Unknown {
-                    reason: "entry covered by an installed snapshot".into(),
-                }),
-            };
-            actions.push(Action::ProposalOutcome { id, result });
-        }
-    }
-
-    /// The log lost every entry from `from`: those proposals can never commit.
-    pub(crate) fn drop_from(&mut self, from: Index, actions: &mut Vec<Action>) {
-        let position = self.appended.partition_point(|(i, _, _)| *i < from);
-        for (_, id, _) in self.appended.split_off(position) {
-            actions.push(Action::ProposalOutcome {
-                id,
-                result: Err(ProposalError::Dropped),
-            });
-        }
-    }
-
-    /// Ticks forwarded proposals; those unanswered for `timeout_ticks` get an unknown
-    /// outcome (the leader may or may not have appended them).
-    pub(crate) fn tick_forwarded(&mut self, timeout_ticks: u32, actions: &mut Vec<Action>) {
-        let mut expired = Vec::new();
-        for (id, forwarded) in self.forwarded.iter_mut() {
-            forwarded.waited += 1;
-            if forwarded.waited >= timeout_ticks {
-                expired.push(*id);
-            }
-        }
-        for id in expired {
-            self.forwarded.remove(&id);
-            let reason = "no answer from the leader; it may have applied the command".to_string();
-            actions.push(Action::ProposalOutcome {
-                id: ProposalId(id),
-                result: Err(ProposalError::Unknown { reason }),
-            });
-        }
-    }
-
-    /// Ticks until the first forwarded proposal times out, if any waits.
-    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
-        self.forwarded
-            .values()
-            .map(|f| crate::timer::remaining(f.waited, timeout_ticks))
-            .min()
-    }
-
-    /// Forwarded proposals sent to another leader or in another term than `(term, leader)`.
-    fn stale(&self, term: Term, leader: Option<NodeId>) -> Vec<u64> {
-        self.forwarded
-            .iter()
-            .filter(|(_, f)| f.term != term || Some(f.to) != leader)
-            .map(|(id, _)| *id)
-            .collect()
-    }
-}
+use crate::node::Node;
+use crate::node::role::RoleState;
+use crate::state::proposals::Forwarded;
+use crate::types::{EntryPayload, Index, NodeId, Term};
 
 impl Node {
     /// Proposes a command. On the leader it is appended at once; on a follower it is
@@ -169,14 +47,14 @@ impl Node {
     /// ```
     pub fn propose(&mut self, command: Bytes) -> ProposalId {
         let id = self.new_proposal_id();
-        if self.halted.is_some() {
+        if self.is_halted() {
             self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint: None }));
             return id;
         }
-        match (&self.role, self.leader) {
+        match (self.role.state(), self.leader()) {
             // Our state machine has holes: its answer to a forwarded command would be wrong.
             (
-                RoleState::Follower | RoleState::PreCandidate(_) | RoleState::Candidate(_),
+                RoleState::Follower(_) | RoleState::PreCandidate(_) | RoleState::Candidate(_),
                 leader_hint,
             ) if self.has_incomplete_state() => {
                 self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint }));
@@ -186,8 +64,8 @@ impl Node {
                     self.proposal_outcome(id, Err(error));
                 }
             }
-            (_, Some(leader)) if self.config.forward_proposals => {
-                if self.proposals.len() >= self.config.max_pending_proposals {
+            (_, Some(leader)) if self.config().forward_proposals => {
+                if self.proposals.len() >= self.config().max_pending_proposals {
                     self.proposal_outcome(id, Err(ProposalError::Overloaded));
                 } else {
                     self.forward_proposal(id.0, leader, command);
@@ -212,9 +90,9 @@ impl Node {
         id: Option<ProposalId>,
     ) -> Result<(Index, Term), ProposalError> {
         let (max_entry, max_uncommitted, max_pending) = (
-            self.config.max_entry_bytes,
-            self.config.max_uncommitted_bytes,
-            self.config.max_pending_proposals,
+            self.config().max_entry_bytes,
+            self.config().max_uncommitted_bytes,
+            self.config().max_pending_proposals,
         );
         let size_bytes = command.len() as u64;
         if size_bytes > max_entry {
@@ -224,9 +102,9 @@ impl Node {
             });
         }
         let pending = self.proposals.len();
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return Err(ProposalError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             });
         };
         if leader.transfer.is_some() {
@@ -239,19 +117,19 @@ impl Node {
         leader.uncommitted_bytes += entry_bytes;
         let index = self.append_as_leader(EntryPayload::Command(command));
         if let Some(id) = id {
-            self.proposals.track(index, id, self.term);
+            self.proposals.track(index, id, self.term());
         }
-        Ok((index, self.term))
+        Ok((index, self.term()))
     }
 
     /// Leader side of forwarding: append on behalf of a follower and tell it where.
     pub(crate) fn handle_forward_proposal(&mut self, from: NodeId, id: u64, data: Bytes) {
-        let result = if matches!(self.role, RoleState::Leader(_)) {
+        let result = if self.role.is_leader() {
             // The follower tracks the outcome; nobody waits for it here.
             self.append_proposal(data, None)
         } else {
             Err(ProposalError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             })
         };
         self.send(from, MessageBody::ForwardProposalResponse { id, result });
@@ -260,7 +138,8 @@ impl Node {
     /// Settles forwarded proposals and reads when the term or the leader changed since the
     /// last call, so nothing waits out its timeout on a leader that is gone.
     pub(crate) fn settle_forwarded(&mut self) {
-        let view = (self.term, self.leader);
+        self.abandon_proposals_if_removed();
+        let view = (self.term(), self.leader());
         if self.proposals.view == Some(view) {
             return;
         }
@@ -269,11 +148,32 @@ impl Node {
         self.settle_forwarded_reads();
     }
 
+    /// A node outside its own latest configuration that no longer leads gets no appends:
+    /// the entries of its proposals may still commit or be overwritten elsewhere, but it
+    /// would never hear of it, so they end now, as unknown.
+    fn abandon_proposals_if_removed(&mut self) {
+        if self.proposals.appended.is_empty()
+            || self.role.is_leader()
+            || self.membership.contains(self.id())
+        {
+            return;
+        }
+        tracing::info!(
+            node = self.id(),
+            pending = self.proposals.appended.len(),
+            "removed from the cluster: pending proposals end as unknown"
+        );
+        self.proposals.abandon_appended(
+            "this node was removed from the cluster before it learned the outcome",
+            &mut self.actions,
+        );
+    }
+
     /// Sends (or re-sends) a forwarded proposal to `leader` and waits for its answer.
     fn forward_proposal(&mut self, id: u64, leader: NodeId, command: Bytes) {
         let forwarded = Forwarded {
             to: leader,
-            term: self.term,
+            term: self.term(),
             waited: 0,
             command: command.clone(),
         };
@@ -286,12 +186,12 @@ impl Node {
     /// the new leader (or appended here, if that is us; it waits while no leader is known);
     /// any other is answered `Unknown`, since the old leader may have appended it.
     pub(crate) fn settle_forwarded_proposals(&mut self) {
-        for id in self.proposals.stale(self.term, self.leader) {
+        for id in self.proposals.stale(self.term(), self.leader()) {
             let Some(forwarded) = self.proposals.forwarded.remove(&id) else {
                 continue;
             };
-            let retry_safe = self.config.retry_safe.allows(&forwarded.command);
-            match self.leader {
+            let retry_safe = self.config().retry_safe.allows(&forwarded.command);
+            match self.leader() {
                 _ if !retry_safe => {
                     let reason = format!(
                         "node {} stopped leading before answering; the command may have been applied",
@@ -345,12 +245,5 @@ impl Node {
             }
             Err(error) => self.proposal_outcome(id, Err(error)),
         }
-    }
-
-    /// Per-tick deadlines of requests waiting on another node.
-    pub(crate) fn tick_requests(&mut self) {
-        let timeout = self.config.request_timeout_ticks;
-        self.proposals.tick_forwarded(timeout, &mut self.actions);
-        self.tick_reads();
     }
 }

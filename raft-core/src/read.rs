@@ -15,18 +15,15 @@
 //! need not be synchronized). The lease is void during a leadership transfer, which bypasses
 //! stickiness.
 
-use std::collections::{BTreeMap, VecDeque};
-
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ReadError, ReadId};
 use crate::message::MessageBody;
-use crate::node::{LeaderState, Node, RoleState};
+use crate::node::Node;
+use crate::node::role::LeaderState;
 use crate::quorum;
-use crate::types::{Index, NodeId, Term};
-
-/// Heartbeat rounds whose send tick is remembered for leases.
-const ROUNDS_TRACKED_MAX: usize = 1024;
+use crate::state::reads::{ForwardedRead, LeaderReads, PendingRead, ReadOrigin};
+use crate::types::{Index, NodeId};
 
 /// How a read is confirmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,102 +35,22 @@ pub enum ReadConsistency {
     Lease,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum ReadOrigin {
-    Local(ReadId),
-    Remote { from: NodeId, id: u64 },
-}
-
-#[derive(Debug)]
-struct PendingRead {
-    origin: ReadOrigin,
-    /// The commit index to serve at, and the heartbeat round that must confirm it; both set
-    /// when the round is opened.
-    confirm: Option<(Index, u64)>,
-    waited_ticks: u32,
-}
-
-/// Reads waiting on the leader, and the heartbeat rounds that confirm them.
-#[derive(Debug, Default)]
-pub(crate) struct LeaderReads {
-    round: u64,
-    /// Tick at which each recent round was sent (for leases).
-    round_sent_tick: BTreeMap<u64, u64>,
-    pending: VecDeque<PendingRead>,
-}
-
-impl LeaderReads {
-    /// The latest heartbeat round opened: no honest follower acknowledges a later one.
-    pub(crate) fn current_round(&self) -> u64 {
-        self.round
-    }
-
-    /// Opens a new heartbeat round sent at tick `now` and assigns it to waiting reads.
-    pub(crate) fn open_round(&mut self, now: u64) -> u64 {
-        self.round += 1;
-        self.round_sent_tick.insert(self.round, now);
-        // Bounded: rounds nobody acknowledged are pruned once they are too many to matter.
-        while self.round_sent_tick.len() > ROUNDS_TRACKED_MAX {
-            self.round_sent_tick.pop_first();
-        }
-        self.round
-    }
-
-    fn needs_round(&self) -> bool {
-        self.pending.iter().any(|read| read.confirm.is_none())
-    }
-}
-
-/// Reads a follower forwarded to the leader, by read id.
-#[derive(Debug, Default)]
-pub(crate) struct FollowerReads {
-    forwarded: BTreeMap<u64, ForwardedRead>,
-}
-
-impl LeaderReads {
-    /// Ticks until the first read waiting on this leader times out, if any waits.
-    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
-        self.pending
-            .iter()
-            .map(|r| crate::timer::remaining(r.waited_ticks, timeout_ticks))
-            .min()
-    }
-}
-
-impl FollowerReads {
-    /// Ticks until the first forwarded read times out, if any waits.
-    pub(crate) fn next_expiry(&self, timeout_ticks: u32) -> Option<u64> {
-        self.forwarded
-            .values()
-            .map(|r| crate::timer::remaining(r.waited, timeout_ticks))
-            .min()
-    }
-}
-
-/// Where a forwarded read was (last) sent, in which term, and the ticks waited since.
-#[derive(Debug)]
-struct ForwardedRead {
-    to: NodeId,
-    term: Term,
-    waited: u32,
-}
-
 impl Node {
     /// Starts a read. The outcome, [`Action::ReadOutcome`], gives the index the state
     /// machine must have applied before the read is served.
     pub fn read(&mut self, consistency: ReadConsistency) -> ReadId {
         let id = ReadId(self.next_id());
-        let outcome = if self.halted.is_some() {
+        let outcome = if self.is_halted() {
             Some(Err(ReadError::NotLeader { leader_hint: None }))
-        } else if matches!(self.role, RoleState::Leader(_)) {
+        } else if self.role.is_leader() {
             self.leader_read(ReadOrigin::Local(id), consistency)
         } else if self.has_incomplete_state() {
             // Our state machine has holes (a witness's data): send the client elsewhere.
             Some(Err(ReadError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             }))
-        } else if let Some(leader) = self.leader {
-            if self.follower_reads.forwarded.len() >= self.config.max_pending_reads {
+        } else if let Some(leader) = self.leader() {
+            if self.follower_reads().forwarded.len() >= self.config().max_pending_reads {
                 Some(Err(ReadError::Overloaded))
             } else {
                 self.forward_read(id.0, leader);
@@ -151,19 +68,19 @@ impl Node {
     fn forward_read(&mut self, id: u64, leader: NodeId) {
         let read = ForwardedRead {
             to: leader,
-            term: self.term,
+            term: self.term(),
             waited: 0,
         };
-        self.follower_reads.forwarded.insert(id, read);
+        self.follower_reads_mut().forwarded.insert(id, read);
         self.send(leader, MessageBody::ReadIndexRequest { id });
     }
 
     /// After a change of term or leader: reads forwarded to the old leader are registered
     /// with the new one (here, if that is us); they wait while no leader is known.
     pub(crate) fn settle_forwarded_reads(&mut self) {
-        let (term, leader) = (self.term, self.leader);
+        let (term, leader) = (self.term(), self.leader());
         let stale: Vec<u64> = self
-            .follower_reads
+            .follower_reads()
             .forwarded
             .iter()
             .filter(|(_, r)| r.term != term || Some(r.to) != leader)
@@ -177,7 +94,7 @@ impl Node {
                 self.forward_read(id, leader);
                 continue;
             }
-            self.follower_reads.forwarded.remove(&id);
+            self.follower_reads_mut().forwarded.remove(&id);
             let origin = ReadOrigin::Local(ReadId(id));
             if let Some(result) = self.leader_read(origin, ReadConsistency::Linearizable) {
                 self.finish_read(origin, result);
@@ -192,17 +109,17 @@ impl Node {
         consistency: ReadConsistency,
     ) -> Option<Result<Index, ReadError>> {
         if consistency == ReadConsistency::Lease {
-            if !self.config.lease_reads {
+            if !self.config().lease_reads {
                 return Some(Err(ReadError::LeaseDisabled));
             }
             if self.lease_valid() && self.committed_in_current_term() {
                 return Some(Ok(self.commit));
             }
         }
-        let max_pending = self.config.max_pending_reads;
-        let RoleState::Leader(leader) = &mut self.role else {
+        let max_pending = self.config().max_pending_reads;
+        let Some(leader) = self.role.leader_mut() else {
             return Some(Err(ReadError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             }));
         };
         if leader.reads.pending.len() >= max_pending {
@@ -219,7 +136,7 @@ impl Node {
     }
 
     fn committed_in_current_term(&self) -> bool {
-        self.log.term(self.commit) == Some(self.term)
+        self.log.term(self.commit) == Some(self.term())
     }
 
     /// Opens a heartbeat round for reads that have none yet, once the leader has committed
@@ -229,7 +146,7 @@ impl Node {
             return;
         }
         let commit = self.commit;
-        let needs = matches!(&self.role, RoleState::Leader(l) if l.reads.needs_round());
+        let needs = self.role.leader().is_some_and(|l| l.reads.needs_round());
         if !needs {
             return;
         }
@@ -264,7 +181,7 @@ impl Node {
     }
 
     fn lease_valid(&self) -> bool {
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return false;
         };
         if leader.transfer.is_some() {
@@ -274,20 +191,20 @@ impl Node {
         let Some(&sent) = leader.reads.round_sent_tick.get(&round) else {
             return false;
         };
-        let lease_ticks = u64::from(self.config.election_ticks - self.config.lease_drift_ticks);
-        self.ticks_total < sent + lease_ticks
+        let lease_ticks = u64::from(self.config().election_ticks - self.config().lease_drift_ticks);
+        self.now() < sent + lease_ticks
     }
 
     /// Completes every read whose round a quorum acknowledged.
     pub(crate) fn confirm_reads(&mut self) {
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return;
         };
         if leader.reads.pending.is_empty() {
             return;
         }
         self.start_read_round();
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return;
         };
         let acked = self.quorum_acked_round(leader);
@@ -320,11 +237,11 @@ impl Node {
 
     pub(crate) fn handle_read_index_request(&mut self, from: NodeId, id: u64) {
         let origin = ReadOrigin::Remote { from, id };
-        let outcome = if matches!(self.role, RoleState::Leader(_)) {
+        let outcome = if self.role.is_leader() {
             self.leader_read(origin, ReadConsistency::Linearizable)
         } else {
             Some(Err(ReadError::NotLeader {
-                leader_hint: self.leader,
+                leader_hint: self.leader(),
             }))
         };
         if let Some(result) = outcome {
@@ -333,7 +250,7 @@ impl Node {
     }
 
     pub(crate) fn handle_read_index_response(&mut self, id: u64, result: Result<Index, ReadError>) {
-        if self.follower_reads.forwarded.remove(&id).is_some() {
+        if self.follower_reads_mut().forwarded.remove(&id).is_some() {
             self.actions.push(Action::ReadOutcome {
                 id: ReadId(id),
                 result,
@@ -341,21 +258,28 @@ impl Node {
         }
     }
 
-    /// Read deadlines on the leader and on followers.
-    pub(crate) fn tick_reads(&mut self) {
-        let timeout = self.config.request_timeout_ticks;
+    /// Reads forwarded to the leader and unanswered within the request timeout fail.
+    pub(crate) fn expire_forwarded_reads(&mut self) {
+        let timeout = self.config().request_timeout_ticks;
         let mut expired = Vec::new();
-        self.follower_reads.forwarded.retain(|id, read| {
-            read.waited += 1;
+        self.follower_reads_mut().forwarded.retain(|id, read| {
             let keep = read.waited < timeout;
             if !keep {
                 expired.push(ReadOrigin::Local(ReadId(*id)));
             }
             keep
         });
+        for origin in expired {
+            self.finish_read(origin, Err(ReadError::Timeout));
+        }
+    }
+
+    /// Reads waiting on this leader longer than the request timeout fail.
+    pub(crate) fn expire_leader_reads(&mut self) {
+        let timeout = self.config().request_timeout_ticks;
+        let mut expired = Vec::new();
         if let Some(leader) = self.leader_state() {
-            leader.reads.pending.retain_mut(|read| {
-                read.waited_ticks += 1;
+            leader.reads.pending.retain(|read| {
                 let keep = read.waited_ticks < timeout;
                 if !keep {
                     expired.push(read.origin);

@@ -12,30 +12,11 @@ use std::collections::BTreeSet;
 
 use crate::action::{Action, ChangeId};
 use crate::membership::{Membership, MembershipChange, MembershipError};
-use crate::node::{Node, RoleState};
+use crate::node::Node;
+use crate::node::role::RoleState;
 use crate::progress::{Progress, ReplicationState};
+use crate::state::membership_change::{ChangePhase, PendingChange};
 use crate::types::{EntryPayload, Index, NodeId};
-
-/// A membership change the leader is carrying out.
-#[derive(Debug)]
-pub(crate) struct PendingChange {
-    pub(crate) id: ChangeId,
-    pub(crate) target: Membership,
-    pub(crate) phase: ChangePhase,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ChangePhase {
-    /// Future voters receive the log as non-members until they are caught up.
-    CatchingUp {
-        newcomers: BTreeSet<NodeId>,
-        elapsed_ticks: u32,
-    },
-    /// C(old,new) is appended.
-    Joint,
-    /// C(new) is appended.
-    Leaving,
-}
 
 impl Node {
     /// Changes the membership: any set of changes in one joint-consensus step. The outcome
@@ -88,8 +69,9 @@ impl Node {
         let uncommitted_config = self.membership_index > self.commit;
         let membership = self.membership.clone();
         let next_index = self.log.next_index();
-        let leader_hint = self.leader;
-        let RoleState::Leader(leader) = &mut self.role else {
+        let leader_hint = self.leader();
+        let me = self.id();
+        let Some(leader) = self.role.leader_mut() else {
             return Err(MembershipError::NotLeader { leader_hint });
         };
         if leader.pending_change.is_some() || membership.is_joint() || uncommitted_config {
@@ -103,14 +85,14 @@ impl Node {
             .copied()
             .collect();
         for id in target.members() {
-            if id != self.config.id {
+            if id != me {
                 leader
                     .progress
                     .entry(id)
                     .or_insert_with(|| Progress::new(next_index));
             }
         }
-        tracing::info!(node = self.config.id, target = %target.describe(), "membership change requested");
+        tracing::info!(node = me, target = %target.describe(), "membership change requested");
         leader.pending_change = Some(PendingChange {
             id,
             target,
@@ -125,8 +107,8 @@ impl Node {
 
     /// Appends C(old,new) once every future voter is caught up.
     fn try_enter_joint(&mut self) {
-        let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
-        let RoleState::Leader(leader) = &mut self.role else {
+        let (last_index, max_lag) = (self.log.last_index(), self.config().catch_up_max_lag);
+        let Some(leader) = self.role.leader_mut() else {
             return;
         };
         let Some(change) = &mut leader.pending_change else {
@@ -149,9 +131,10 @@ impl Node {
         self.append_as_leader(EntryPayload::Membership(Box::new(joint)));
     }
 
-    /// Abandons a change whose newcomers did not catch up in time.
-    pub(crate) fn tick_catch_up(&mut self) {
-        let timeout = self.config.catch_up_timeout_ticks;
+    /// Every tick while newcomers catch up: enters the joint phase once they did, or
+    /// abandons the change when they did not in time.
+    pub(crate) fn on_catch_up_tick(&mut self) {
+        let timeout = self.config().catch_up_timeout_ticks;
         let membership = self.membership.clone();
         let Some(leader) = self.leader_state() else {
             return;
@@ -166,7 +149,6 @@ impl Node {
         else {
             return;
         };
-        *elapsed_ticks += 1;
         if *elapsed_ticks < timeout {
             self.try_enter_joint();
             return;
@@ -228,7 +210,7 @@ impl Node {
         }
         if !self.membership.is_voter(self.id()) {
             tracing::info!(node = self.id(), "stepping down: removed from the voters");
-            self.become_follower(self.term, None);
+            self.become_follower(self.term(), None);
         }
     }
 
@@ -247,7 +229,7 @@ impl Node {
         if self.membership.is_witness(peer) {
             return true;
         }
-        match &self.role {
+        match self.role.state() {
             RoleState::Leader(leader) => leader
                 .pending_change
                 .as_ref()
@@ -262,7 +244,7 @@ impl Node {
     /// elided entries (it does not compact them away), so the condition stays visible until
     /// an operator wipes the node; see [`crate::Node::has_incomplete_state`].
     pub(crate) fn holds_witness_data(&self) -> bool {
-        self.snapshot_without_data
+        self.snapshot_without_data()
             || self.snapshot.membership.is_witness(self.id())
             || self.log.has_elided()
     }
@@ -273,14 +255,13 @@ impl Node {
         let id = self.id();
         let full_member = self.membership.contains(id) && !self.membership.is_witness(id);
         let incomplete = full_member && self.holds_witness_data();
-        if incomplete && !self.reported_incomplete {
+        if self.note_incomplete_state(incomplete) {
             tracing::warn!(
                 node = id,
                 "this node holds a witness's data (payloads withheld) but is a full member: \
                  it will not lead or serve reads; wipe its data and add it back"
             );
         }
-        self.reported_incomplete = incomplete;
     }
 
     /// A truncation removed configuration entries from `from` on: fall back to the latest
@@ -330,13 +311,13 @@ impl Node {
     /// membership change forward.
     pub(crate) fn maybe_auto_promote(&mut self, from: NodeId) {
         self.try_enter_joint();
-        if !self.config.auto_promote_learners
+        if !self.config().auto_promote_learners
             || !self.membership.is_learner(from)
             || self.membership.is_joint()
         {
             return;
         }
-        let (last_index, max_lag) = (self.log.last_index(), self.config.catch_up_max_lag);
+        let (last_index, max_lag) = (self.log.last_index(), self.config().catch_up_max_lag);
         let uncommitted_config = self.membership_index > self.commit;
         let Some(leader) = self.leader_state() else {
             return;
@@ -351,7 +332,9 @@ impl Node {
                 learner = from,
                 "promoting caught-up learner"
             );
-            self.change_membership(vec![MembershipChange::PromoteLearner(from)]);
+            // No host request holds this id: its outcome reaches the host as a
+            // `MembershipOutcome` with an id it never handed out, which it only logs.
+            let _promotion = self.change_membership(vec![MembershipChange::PromoteLearner(from)]);
         }
     }
 }

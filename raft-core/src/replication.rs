@@ -3,49 +3,35 @@
 
 use crate::log::AppendResult;
 use crate::message::{ConflictHint, MessageBody};
-use crate::node::{Node, RoleState};
+use crate::node::Node;
 use crate::progress::ReplicationState;
 use crate::quorum;
 use crate::types::{Entry, EntryPayload, Index, NodeId, Term};
 
 impl Node {
-    /// Leader timers: heartbeats, check-quorum, transfer and catch-up deadlines.
-    pub(crate) fn tick_leader(&mut self) {
-        let (heartbeat_ticks, election_ticks) =
-            (self.config.heartbeat_ticks, self.config.election_ticks);
-        let Some(leader) = self.leader_state() else {
-            return;
-        };
-        leader.heartbeat_elapsed += 1;
-        leader.quorum_check_elapsed += 1;
-        let heartbeat_due = leader.heartbeat_elapsed >= heartbeat_ticks;
-        let quorum_check_due = leader.quorum_check_elapsed >= election_ticks;
-        if heartbeat_due {
-            self.broadcast_heartbeat();
-        }
-        if quorum_check_due && self.config.check_quorum && !self.quorum_recently_active() {
+    /// Check-quorum, every election timeout on the leader (thesis section 6.2): step down
+    /// unless a quorum was heard from since the last check.
+    pub(crate) fn check_quorum(&mut self) {
+        if self.config().check_quorum && !self.quorum_recently_active() {
             tracing::info!(
                 node = self.id(),
-                term = self.term,
+                term = self.term(),
                 "stepping down: no quorum heard within an election timeout"
             );
-            self.become_follower(self.term, None);
+            self.become_follower(self.term(), None);
             return;
         }
-        if quorum_check_due && let Some(leader) = self.leader_state() {
+        if let Some(leader) = self.leader_state() {
             leader.quorum_check_elapsed = 0;
             leader
                 .progress
                 .values_mut()
                 .for_each(|p| p.recently_active = false);
         }
-        self.tick_snapshot_transfers();
-        self.tick_transfer();
-        self.tick_catch_up();
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return false;
         };
         let me = self.id();
@@ -58,7 +44,7 @@ impl Node {
     /// count acknowledgements per round).
     pub(crate) fn broadcast_heartbeat(&mut self) {
         let commit = self.commit;
-        let now = self.ticks_total;
+        let now = self.now();
         let Some(leader) = self.leader_state() else {
             return;
         };
@@ -77,40 +63,40 @@ impl Node {
     /// Sends whatever each follower's progress allows (called on every flush, does work
     /// only when something changed since the last one).
     pub(crate) fn broadcast_pending(&mut self) {
-        let mut peers = std::mem::take(&mut self.peer_scratch);
-        match &mut self.role {
-            RoleState::Leader(leader) if leader.replication_dirty => {
+        let mut peers = match self.role.leader_mut() {
+            Some(leader) if leader.replication_dirty => {
                 leader.replication_dirty = false;
+                let mut peers = std::mem::take(&mut leader.peer_scratch);
                 peers.extend(leader.progress.keys().copied());
+                peers
             }
-            _ => {
-                self.peer_scratch = peers;
-                return;
-            }
-        }
+            _ => return,
+        };
         for &peer in &peers {
             // Bounded: each iteration either fills the window or sends the log's tail.
-            for _ in 0..self.config.max_inflight_appends {
+            for _ in 0..self.config().max_inflight_appends {
                 if !self.send_append(peer, false) {
                     break;
                 }
             }
         }
         peers.clear();
-        self.peer_scratch = peers;
+        if let Some(leader) = self.role.leader_mut() {
+            leader.peer_scratch = peers;
+        }
     }
 
     /// Sends one append (or starts a snapshot) to `to` if its progress allows. An empty
     /// append is sent only when `probe` is set. Returns true if something was sent.
     pub(crate) fn send_append(&mut self, to: NodeId, probe: bool) -> bool {
         let (max_count, max_bytes, max_append) = (
-            self.config.max_inflight_appends,
-            self.config.max_inflight_bytes,
-            self.config.max_append_bytes,
+            self.config().max_inflight_appends,
+            self.config().max_inflight_bytes,
+            self.config().max_append_bytes,
         );
         let commit = self.commit;
         let witness = self.stores_no_payloads(to);
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return false;
         };
         let Some(progress) = leader.progress.get_mut(&to) else {
@@ -240,25 +226,21 @@ impl Node {
     /// the same term steps down (section 5.2). Returns false for a node that cannot follow
     /// (another leader of our term would be a protocol violation).
     pub(crate) fn accept_leader(&mut self, from: NodeId) -> bool {
-        match self.role {
-            RoleState::Leader(_) => {
-                tracing::error!(
-                    node = self.id(),
-                    from,
-                    term = self.term,
-                    "two leaders in one term; ignoring"
-                );
-                false
-            }
-            RoleState::Follower => {
-                self.leader = Some(from);
-                self.election_elapsed = 0;
-                true
-            }
-            _ => {
-                self.become_follower(self.term, Some(from));
-                true
-            }
+        if self.role.is_leader() {
+            tracing::error!(
+                node = self.id(),
+                from,
+                term = self.term(),
+                "two leaders in one term; ignoring"
+            );
+            false
+        } else if let Some(follower) = self.role.follower_mut() {
+            follower.leader = Some(from);
+            self.restart_election_timer();
+            true
+        } else {
+            self.become_follower(self.term(), Some(from));
+            true
         }
     }
 
@@ -383,7 +365,7 @@ impl Node {
     pub(crate) fn maybe_commit(&mut self) {
         let me = self.id();
         let durable = self.durability.durable_index();
-        let RoleState::Leader(leader) = &self.role else {
+        let Some(leader) = self.role.leader() else {
             return;
         };
         let acked = |id: NodeId| {
@@ -397,7 +379,7 @@ impl Node {
             quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
         if committed > self.commit
             && committed != Index::MAX
-            && self.log.term(committed) == Some(self.term)
+            && self.log.term(committed) == Some(self.term())
         {
             let previous = self.commit;
             self.commit = committed;
@@ -405,7 +387,7 @@ impl Node {
                 .log
                 .slice(previous.saturating_add(1), committed.saturating_add(1))
                 .iter()
-                .filter(|e| e.term == self.term)
+                .filter(|e| e.term == self.term())
                 .map(Entry::size_bytes)
                 .sum();
             if let Some(leader) = self.leader_state() {
@@ -419,7 +401,7 @@ impl Node {
     pub(crate) fn on_commit_advanced(&mut self) {
         self.proposals
             .resolve_committed(self.commit, &self.log, &self.snapshot, &mut self.actions);
-        if matches!(self.role, RoleState::Leader(_)) {
+        if self.role.is_leader() {
             self.confirm_reads();
             self.on_configuration_committed();
         }

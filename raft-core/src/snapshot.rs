@@ -5,20 +5,10 @@ use bytes::Bytes;
 
 use crate::action::{Action, SnapshotChunkWrite};
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState};
+use crate::node::Node;
 use crate::progress::ReplicationState;
+use crate::state::incoming_snapshot::IncomingSnapshot;
 use crate::types::{Index, NodeId, SnapshotMeta};
-
-/// A snapshot being received from the leader.
-#[derive(Debug)]
-pub(crate) struct IncomingSnapshot {
-    pub(crate) meta: SnapshotMeta,
-    /// The next byte offset expected.
-    pub(crate) next_offset: u64,
-    /// Set once the final chunk was written and the snapshot installed in memory: the
-    /// state machine is restored when that write is durable. Apply waits meanwhile.
-    pub(crate) installing: Option<crate::action::WriteToken>,
-}
 
 impl Node {
     /// The metadata to store with a snapshot of the state machine taken at applied `index`;
@@ -30,7 +20,7 @@ impl Node {
         if self.holds_witness_data() && !self.membership.is_witness(self.id()) {
             return None;
         }
-        if index > self.applied
+        if index > self.applied_index()
             || index > self.durability.durable_index()
             || index < self.snapshot.index
         {
@@ -51,19 +41,43 @@ impl Node {
 
     /// Reports that the host durably saved a snapshot of its own state machine described by
     /// `meta` (from [`Node::snapshot_meta_at`]). The core drops the log prefix it covers and
-    /// emits [`Action::CompactLog`].
+    /// emits [`Action::CompactLog`]. A snapshot at or below the current one (one installed
+    /// from the leader overtook it) is ignored.
+    ///
+    /// # Panics
+    ///
+    /// If `meta` is not what [`Node::snapshot_meta_at`] gave for an applied index: its
+    /// index is beyond the applied index, or its term is not the term of the entry there.
+    /// Both stay true of a genuine `snapshot_meta_at` answer until the snapshot is reported
+    /// (applied entries are committed and never change), so a failure means the host made
+    /// the metadata up or mixed up nodes.
     pub fn on_snapshot_saved(&mut self, meta: SnapshotMeta) {
-        if meta.index <= self.snapshot.index {
+        if self.is_halted() || meta.index <= self.snapshot.index {
             return;
         }
-        if meta.index > self.applied
-            || meta.index > self.durability.durable_index()
-            || self.log.term(meta.index) != Some(meta.term)
-        {
+        assert!(
+            meta.index <= self.applied_index(),
+            "host misuse: on_snapshot_saved at index {} beyond the applied index {} \
+             (metadata not from snapshot_meta_at?)",
+            meta.index,
+            self.applied_index()
+        );
+        assert_eq!(
+            self.log.term(meta.index),
+            Some(meta.term),
+            "host misuse: on_snapshot_saved with term {} at index {}, which the log does not \
+             hold (metadata not from snapshot_meta_at?)",
+            meta.term,
+            meta.index
+        );
+        if meta.index > self.durability.durable_index() {
+            // Unreachable for metadata from `snapshot_meta_at`: applied entries are durable
+            // and committed entries are never truncated. Kept as a refusal, not a panic,
+            // since compacting a prefix that is not durable would lose it in a crash.
             tracing::warn!(
                 node = self.id(),
                 index = meta.index,
-                "ignoring snapshot that does not match the log"
+                "ignoring snapshot beyond the durable log"
             );
             return;
         }
@@ -90,33 +104,32 @@ impl Node {
         }
         self.actions.push(Action::SendSnapshotChunk {
             to,
-            term: self.term,
+            term: self.term(),
             meta: Box::new(meta),
             offset,
-            max_bytes: self.config.snapshot_chunk_bytes,
+            max_bytes: self.config().snapshot_chunk_bytes,
         });
     }
 
     /// Resends the unacknowledged chunk of a stalled transfer, switching to a newer snapshot
     /// if one was taken meanwhile.
-    pub(crate) fn tick_snapshot_transfers(&mut self) {
-        let retry_ticks = self.config.snapshot_retry_ticks;
+    pub(crate) fn retry_snapshot_transfers(&mut self) {
+        let retry_ticks = self.config().snapshot_retry_ticks;
         let current = self.snapshot.clone();
         let Some(leader) = self.leader_state() else {
             return;
         };
         let mut resend = Vec::new();
         for (id, progress) in leader.progress.iter_mut() {
-            if let ReplicationState::Snapshot(transfer) = &mut progress.state {
-                transfer.idle_ticks += 1;
-                if transfer.idle_ticks >= retry_ticks {
-                    transfer.idle_ticks = 0;
-                    if transfer.meta.index != current.index {
-                        transfer.meta = current.clone();
-                        transfer.acked_offset = 0;
-                    }
-                    resend.push((*id, transfer.acked_offset));
+            if let ReplicationState::Snapshot(transfer) = &mut progress.state
+                && transfer.idle_ticks >= retry_ticks
+            {
+                transfer.idle_ticks = 0;
+                if transfer.meta.index != current.index {
+                    transfer.meta = current.clone();
+                    transfer.acked_offset = 0;
                 }
+                resend.push((*id, transfer.acked_offset));
             }
         }
         for (id, offset) in resend {
@@ -207,7 +220,7 @@ impl Node {
         let token = self.write_snapshot_chunk(meta.clone(), offset, data, done);
         if done {
             // A snapshot without bytes is a witness's: no state machine comes with it.
-            self.snapshot_without_data = next_offset == 0;
+            self.set_snapshot_without_data(next_offset == 0);
             self.install_snapshot_in_memory(meta, token);
         }
         let body = MessageBody::SnapshotResponse {
@@ -301,13 +314,11 @@ impl Node {
     /// The final chunk is durable: the state machine may now be restored from it.
     pub(crate) fn finish_snapshot_install(&mut self, meta: SnapshotMeta) {
         self.incoming_snapshot = None;
-        self.apply_handed = self.apply_handed.max(meta.index);
-        // Entries handed out before the snapshot are superseded by it.
-        self.apply_inflight_bytes = 0;
+        self.apply_from_snapshot(meta.index);
         self.actions.push(Action::RestoreStateMachine {
             meta: Box::new(meta),
         });
-        if matches!(self.role, RoleState::Leader(_)) {
+        if self.role.is_leader() {
             self.maybe_commit();
         }
     }

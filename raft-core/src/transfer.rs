@@ -2,39 +2,41 @@
 //! campaign at once; its vote request says so, which lets it bypass pre-vote and the
 //! check-quorum stickiness of other voters.
 
-use crate::action::{Action, TransferError};
+use crate::action::{Action, TransferError, TransferId};
 use crate::message::MessageBody;
-use crate::node::{Node, RoleState};
+use crate::node::Node;
+use crate::state::leadership_transfer::Transfer;
 use crate::types::NodeId;
-
-/// A transfer in progress on the leader.
-#[derive(Debug)]
-pub(crate) struct Transfer {
-    pub(crate) target: NodeId,
-    pub(crate) elapsed_ticks: u32,
-    pub(crate) timeout_now_sent: bool,
-}
 
 impl Node {
     /// Hands leadership to `target`, or to the most up-to-date full voter when `None`.
     /// While the transfer runs the leader refuses proposals with `TransferInProgress`; it
-    /// aborts after an election timeout. The outcome arrives as [`Action::TransferOutcome`].
-    pub fn transfer_leadership(&mut self, target: Option<NodeId>) {
-        match self.start_transfer(target) {
-            Ok(()) => {}
-            Err((target, error)) => self.actions.push(Action::TransferOutcome {
+    /// aborts after an election timeout. Exactly one [`Action::TransferOutcome`] with the
+    /// returned id follows: at once if the request is refused, otherwise when the transfer
+    /// completes, times out or aborts.
+    pub fn transfer_leadership(&mut self, target: Option<NodeId>) -> TransferId {
+        let id = TransferId(self.next_id());
+        if let Err((target, error)) = self.start_transfer(id, target) {
+            tracing::debug!(node = self.id(), target, %error, "leadership transfer refused");
+            self.actions.push(Action::TransferOutcome {
+                id,
                 target,
                 result: Err(error),
-            }),
+            });
         }
+        id
     }
 
-    fn start_transfer(&mut self, target: Option<NodeId>) -> Result<(), (NodeId, TransferError)> {
+    fn start_transfer(
+        &mut self,
+        id: TransferId,
+        target: Option<NodeId>,
+    ) -> Result<(), (NodeId, TransferError)> {
         let me = self.id();
         let last_index = self.log.last_index();
-        let leader_hint = self.leader;
+        let leader_hint = self.leader();
         let membership = self.membership.clone();
-        let RoleState::Leader(leader) = &mut self.role else {
+        let Some(leader) = self.role.leader_mut() else {
             return Err((
                 target.unwrap_or(0),
                 TransferError::NotLeader { leader_hint },
@@ -61,6 +63,7 @@ impl Node {
             return Err((target, TransferError::InvalidTarget(target)));
         }
         leader.transfer = Some(Transfer {
+            id,
             target,
             elapsed_ticks: 0,
             timeout_now_sent: false,
@@ -106,20 +109,21 @@ impl Node {
         self.maybe_auto_promote(from);
     }
 
-    pub(crate) fn tick_transfer(&mut self) {
-        let election_ticks = self.config.election_ticks;
+    /// A transfer that did not complete within an election timeout fails.
+    pub(crate) fn on_transfer_timeout(&mut self) {
+        let election_ticks = self.config().election_ticks;
         let Some(leader) = self.leader_state() else {
             return;
         };
         let Some(transfer) = &mut leader.transfer else {
             return;
         };
-        transfer.elapsed_ticks += 1;
         if transfer.elapsed_ticks >= election_ticks {
-            let target = transfer.target;
+            let (id, target) = (transfer.id, transfer.target);
             leader.transfer = None;
             tracing::info!(node = self.id(), target, "leadership transfer timed out");
             self.actions.push(Action::TransferOutcome {
+                id,
                 target,
                 result: Err(TransferError::Timeout),
             });
@@ -134,6 +138,7 @@ impl Node {
         if let Some(transfer) = leader.transfer.take() {
             let error = TransferError::Aborted(reason.to_string());
             self.actions.push(Action::TransferOutcome {
+                id: transfer.id,
                 target: transfer.target,
                 result: Err(error),
             });
@@ -146,7 +151,7 @@ impl Node {
     /// depose a healthy leader. A node that knows no leader of its term (it restarted, or
     /// campaigns itself) ignores it; the transfer then times out on the leader.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.leader != Some(from) || !matches!(self.role, RoleState::Follower) {
+        if self.leader() != Some(from) || !self.role.is_follower() {
             tracing::debug!(
                 node = self.id(),
                 from,
@@ -173,6 +178,7 @@ impl Node {
             ))
         };
         self.actions.push(Action::TransferOutcome {
+            id: transfer.id,
             target: transfer.target,
             result,
         });

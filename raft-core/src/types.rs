@@ -6,16 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::membership::Membership;
 
-/// Identifies a node in the cluster. `0` is never a valid id (it means "none" on the wire of
-/// some adapters), so [`crate::Config::validate`] rejects it.
-pub type NodeId = u64;
-
-/// A Raft term. Terms only grow.
-pub type Term = u64;
-
-/// A position in the replicated log. The first real entry has index 1; index 0 is the empty
-/// prefix (term 0).
-pub type Index = u64;
+pub use crate::ids::{Index, NodeId, Term};
 
 /// One replicated log entry.
 ///
@@ -134,4 +125,71 @@ impl RestoredState {
             entries: Vec::new(),
         }
     }
+
+    /// Checks what the storage gave back before handing it to [`crate::Node::new`] (which
+    /// panics on the same faults): the entries must follow the snapshot contiguously with
+    /// terms that never decrease. A failure means the storage is corrupt or buggy; the host
+    /// must not start the node.
+    ///
+    /// ```
+    /// use raft_core::{Entry, EntryPayload, RestoredState, RestoredStateError};
+    ///
+    /// let mut restored = RestoredState::default();
+    /// restored.entries.push(Entry { index: 2, term: 1, payload: EntryPayload::Noop });
+    /// assert_eq!(
+    ///     restored.validate(),
+    ///     Err(RestoredStateError::NotContiguous { expected: 1, found: 2 })
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<(), RestoredStateError> {
+        let mut previous_term = self.snapshot.term;
+        for (position, entry) in self.entries.iter().enumerate() {
+            let expected = self
+                .snapshot
+                .index
+                .checked_add(1 + position as u64)
+                .ok_or(RestoredStateError::IndexOverflow)?;
+            if entry.index != expected {
+                return Err(RestoredStateError::NotContiguous {
+                    expected,
+                    found: entry.index,
+                });
+            }
+            if entry.term < previous_term {
+                return Err(RestoredStateError::TermDecreases {
+                    index: entry.index,
+                    term: entry.term,
+                    previous: previous_term,
+                });
+            }
+            previous_term = entry.term;
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`RestoredState`] cannot be the state of a Raft node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoredStateError {
+    /// The entries do not follow the snapshot (or each other) without a gap.
+    #[error("restored log is not contiguous: expected index {expected}, found {found}")]
+    NotContiguous {
+        /// The index the entry should have.
+        expected: Index,
+        /// The index it has.
+        found: Index,
+    },
+    /// An entry's term is below the one before it (or the snapshot's).
+    #[error("restored log term decreases at index {index}: {term} after {previous}")]
+    TermDecreases {
+        /// The entry.
+        index: Index,
+        /// Its term.
+        term: Term,
+        /// The term before it.
+        previous: Term,
+    },
+    /// The indices run past `u64::MAX`.
+    #[error("restored log indices overflow")]
+    IndexOverflow,
 }

@@ -53,14 +53,14 @@
 //! still learns of its removal from the leader. Membership is therefore checked by the role
 //! rules above, not by a list.
 
-use std::collections::BTreeMap;
-
 use thiserror::Error;
 
-use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
-use crate::node::{Node, RoleState};
-use crate::types::{Entry, EntryPayload, Index, NodeId, SnapshotMeta, Term};
+use crate::node::Node;
+use crate::node::role::RoleState;
+use crate::types::{Index, NodeId, Term};
+
+use shape::{check_shape, highest_answer_term, leader_kind};
 
 /// The highest term a message may carry; see the module docs of validation in
 /// [`Node::step`]. A node never campaigns beyond it.
@@ -74,11 +74,6 @@ pub const MAX_INDEX: Index = u64::MAX / 2;
 /// with it, exhausting the terms takes 2^31 accepted messages. An honest node is never this
 /// far behind its cluster: 2^32 elections at ten a second take 13 years.
 pub const MAX_TERM_JUMP: Term = 1 << 32;
-
-/// How many distinct senders get their own rejection counter; rejections from further
-/// senders are counted under id 0 (which no real peer has), so hostile traffic from random
-/// ids cannot grow memory without bound.
-const SENDERS_TRACKED_MAX: usize = 256;
 
 /// Why an inbound message was refused: the peer misbehaved (it is buggy, broken or hostile).
 /// Each variant says what was expected and what arrived. The message is dropped and counted;
@@ -212,240 +207,6 @@ pub enum PeerMisbehaved {
     },
 }
 
-/// Rejected messages counted per sender, bounded in memory.
-#[derive(Debug, Default)]
-pub(crate) struct Rejections {
-    by_sender: BTreeMap<NodeId, u64>,
-}
-
-impl Rejections {
-    /// Counts one rejection from `from`; returns the sender's new count.
-    fn record(&mut self, from: NodeId) -> u64 {
-        let tracked =
-            self.by_sender.contains_key(&from) || self.by_sender.len() < SENDERS_TRACKED_MAX;
-        let key = if tracked { from } else { 0 };
-        let count = self.by_sender.entry(key).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
-    }
-}
-
-fn leader_kind(body: &MessageBody) -> bool {
-    matches!(
-        body,
-        MessageBody::Append { .. }
-            | MessageBody::Heartbeat { .. }
-            | MessageBody::SnapshotChunk { .. }
-            | MessageBody::TimeoutNow
-    )
-}
-
-fn check_index(field: &'static str, got: Index) -> Result<(), PeerMisbehaved> {
-    check_index_range(field, 0, got)
-}
-
-fn check_index_range(field: &'static str, min: Index, got: Index) -> Result<(), PeerMisbehaved> {
-    if got < min || got > MAX_INDEX {
-        return Err(PeerMisbehaved::IndexOutOfRange {
-            field,
-            min,
-            max: MAX_INDEX,
-            got,
-        });
-    }
-    Ok(())
-}
-
-fn check_term_range(
-    field: &'static str,
-    min: Term,
-    max: Term,
-    got: Term,
-) -> Result<(), PeerMisbehaved> {
-    if got < min || got > max {
-        return Err(PeerMisbehaved::TermOutOfRange {
-            field,
-            min,
-            max,
-            got,
-        });
-    }
-    Ok(())
-}
-
-/// Rules of a configuration that every membership change preserves.
-pub(crate) fn check_membership(membership: &Membership) -> Result<(), PeerMisbehaved> {
-    let invalid = |expected| Err(PeerMisbehaved::InvalidMembership { expected });
-    let sets = [
-        &membership.incoming,
-        &membership.outgoing,
-        &membership.learners,
-        &membership.witnesses,
-    ];
-    if sets.iter().any(|set| set.contains(&0)) {
-        return invalid("no node id 0");
-    }
-    if !membership
-        .witnesses
-        .iter()
-        .all(|&id| membership.is_voter(id))
-    {
-        return invalid("every witness to be a voter");
-    }
-    if membership
-        .learners
-        .iter()
-        .any(|id| membership.incoming.contains(id))
-    {
-        return invalid("learners outside the incoming voters");
-    }
-    Ok(())
-}
-
-/// Append entries: contiguous from `prev_log_index + 1`, terms non-decreasing from
-/// `prev_log_term` and at most the message term, configurations sane.
-fn check_entries(
-    message_term: Term,
-    prev_log_index: Index,
-    prev_log_term: Term,
-    entries: &[Entry],
-) -> Result<(), PeerMisbehaved> {
-    check_index("prev_log_index", prev_log_index)?;
-    let prev_min = u64::from(prev_log_index > 0);
-    let prev_max = if prev_log_index == 0 { 0 } else { message_term };
-    check_term_range("prev_log_term", prev_min, prev_max, prev_log_term)?;
-    let mut expected = prev_log_index;
-    let mut min_term = prev_log_term.max(1);
-    for (position, entry) in entries.iter().enumerate() {
-        // Cannot overflow: `expected` starts at most MAX_INDEX and each step is checked
-        // against MAX_INDEX below before the next increment.
-        expected += 1;
-        if entry.index != expected {
-            return Err(PeerMisbehaved::EntryIndexGap {
-                position,
-                expected,
-                got: entry.index,
-            });
-        }
-        check_index("entry index", entry.index)?;
-        check_term_range("entry term", min_term, message_term, entry.term)?;
-        min_term = entry.term;
-        if let EntryPayload::Membership(membership) = &entry.payload {
-            check_membership(membership)?;
-        }
-    }
-    Ok(())
-}
-
-fn check_snapshot_chunk(
-    message_term: Term,
-    meta: &SnapshotMeta,
-    offset: u64,
-    len_bytes: usize,
-) -> Result<(), PeerMisbehaved> {
-    check_index_range("snapshot index", 1, meta.index)?;
-    check_term_range("snapshot term", 1, message_term, meta.term)?;
-    let len_bytes = len_bytes as u64;
-    if offset.checked_add(len_bytes).is_none() {
-        return Err(PeerMisbehaved::SnapshotChunkOverflow { offset, len_bytes });
-    }
-    check_membership(&meta.membership)
-}
-
-/// Rules that depend on the message alone.
-fn check_shape(message: &Message) -> Result<(), PeerMisbehaved> {
-    let term = message.term;
-    if term > MAX_TERM {
-        return Err(PeerMisbehaved::TermTooHigh {
-            field: "term",
-            max: MAX_TERM,
-            got: term,
-        });
-    }
-    if leader_kind(&message.body) {
-        check_term_range("term of a leader's message", 1, MAX_TERM, term)?;
-    }
-    match &message.body {
-        MessageBody::VoteRequest {
-            last_log_index,
-            last_log_term,
-            ..
-        } => {
-            check_index("last_log_index", *last_log_index)?;
-            check_term_range("last_log_term", 0, term, *last_log_term)
-        }
-        MessageBody::Append {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => {
-            check_index("leader_commit", *leader_commit)?;
-            check_entries(term, *prev_log_index, *prev_log_term, entries)
-        }
-        MessageBody::AppendResponse {
-            match_index, hint, ..
-        } => {
-            check_index("match_index", *match_index)?;
-            match hint {
-                Some(hint) => {
-                    check_index("hint index", hint.index)?;
-                    check_term_range("hint term", 0, MAX_TERM, hint.term)
-                }
-                None => Ok(()),
-            }
-        }
-        MessageBody::Heartbeat { commit, .. } => check_index("commit", *commit),
-        MessageBody::SnapshotChunk {
-            meta, offset, data, ..
-        } => check_snapshot_chunk(term, meta, *offset, data.len()),
-        MessageBody::SnapshotResponse { index, .. } => check_index("snapshot index", *index),
-        MessageBody::ForwardProposalResponse {
-            result: Ok((index, entry_term)),
-            ..
-        } => {
-            check_index("proposal index", *index)?;
-            check_term_range("proposal term", 1, term, *entry_term)
-        }
-        MessageBody::ReadIndexResponse {
-            result: Ok(index), ..
-        } => check_index("read index", *index),
-        _ => Ok(()),
-    }
-}
-
-/// The highest term `body` can carry when it reaches a node in `own_term`, for messages that
-/// only answer (or follow) something that node sent in its own term; `None` if any term can
-/// come (it may announce a newer term).
-fn highest_answer_term(body: &MessageBody, own_term: Term) -> Option<Term> {
-    match body {
-        MessageBody::VoteRequest { .. }
-        | MessageBody::Append { .. }
-        | MessageBody::Heartbeat { .. }
-        | MessageBody::SnapshotChunk { .. } => None,
-        // A refused pre-vote carries the refuser's term, which may be newer.
-        MessageBody::VoteResponse {
-            pre_vote: true,
-            granted: false,
-        } => None,
-        // A granted pre-vote carries the term we asked about: ours + 1 at the time.
-        MessageBody::VoteResponse {
-            pre_vote: true,
-            granted: true,
-        } => Some(own_term.saturating_add(1)),
-        // The bare answer to a stale leader announces the follower's newer term.
-        MessageBody::AppendResponse {
-            success: false,
-            hint: None,
-            ..
-        } => None,
-        // A leader fails the reads it holds for followers when it loses leadership, in
-        // whatever term it has moved to by then.
-        MessageBody::ReadIndexResponse { .. } => None,
-        _ => Some(own_term),
-    }
-}
-
 impl Node {
     /// Checks `message` against the rules in the module docs; `Err` says why it must be
     /// dropped. Pure and allocation-free.
@@ -460,7 +221,7 @@ impl Node {
             return Err(PeerMisbehaved::InvalidSender { got: message.from });
         }
         check_shape(message)?;
-        let max_term = self.term.saturating_add(MAX_TERM_JUMP).min(MAX_TERM);
+        let max_term = self.term().saturating_add(MAX_TERM_JUMP).min(MAX_TERM);
         if message.term > max_term {
             return Err(PeerMisbehaved::TermTooHigh {
                 field: "term (too far ahead of this node's)",
@@ -468,7 +229,7 @@ impl Node {
                 got: message.term,
             });
         }
-        if let Some(max) = highest_answer_term(&message.body, self.term)
+        if let Some(max) = highest_answer_term(&message.body, self.term())
             && message.term > max
         {
             return Err(PeerMisbehaved::TermAhead {
@@ -483,12 +244,12 @@ impl Node {
 
     /// One leader per term: leader messages of our term come from the leader we follow.
     fn check_leader_sender(&self, message: &Message) -> Result<(), PeerMisbehaved> {
-        if message.term != self.term || !leader_kind(&message.body) {
+        if message.term != self.term() || !leader_kind(&message.body) {
             return Ok(());
         }
-        let expected = match self.role {
+        let expected = match self.role.state() {
             RoleState::Leader(_) => Some(self.id()),
-            _ => self.leader,
+            _ => self.leader(),
         };
         match expected {
             Some(leader) if leader != message.from => Err(PeerMisbehaved::NotFromLeader {
@@ -503,7 +264,7 @@ impl Node {
 
     /// Leader Completeness: a leader of a term at least ours holds our committed entries.
     fn check_against_log(&self, message: &Message) -> Result<(), PeerMisbehaved> {
-        if message.term < self.term {
+        if message.term < self.term() {
             return Ok(()); // stale: answered as such and otherwise ignored
         }
         match &message.body {
@@ -520,7 +281,7 @@ impl Node {
                     .try_for_each(|entry| self.check_committed(entry.index, entry.term))
             }
             MessageBody::SnapshotChunk { meta, .. } => self.check_committed(meta.index, meta.term),
-            MessageBody::HeartbeatResponse { round } => match &self.role {
+            MessageBody::HeartbeatResponse { round } => match self.role.state() {
                 RoleState::Leader(leader) if *round > leader.reads.current_round() => {
                     Err(PeerMisbehaved::RoundAhead {
                         max: leader.reads.current_round(),
@@ -533,9 +294,7 @@ impl Node {
                 success: true,
                 match_index,
                 ..
-            } if matches!(self.role, RoleState::Leader(_))
-                && *match_index > self.log.last_index() =>
-            {
+            } if self.role.is_leader() && *match_index > self.log.last_index() => {
                 Err(PeerMisbehaved::AckBeyondLog {
                     max: self.log.last_index(),
                     got: *match_index,
@@ -564,7 +323,7 @@ impl Node {
     /// the blame on the peer, at the first rejection and then at every power of two, so a
     /// flood costs a handful of log lines.
     pub(crate) fn reject_message(&mut self, message: &Message, reason: PeerMisbehaved) {
-        let count = self.rejections.record(message.from);
+        let count = self.rejections_mut().record(message.from);
         if count.is_power_of_two() {
             tracing::warn!(
                 node = self.id(),
@@ -577,17 +336,8 @@ impl Node {
             );
         }
     }
-
-    /// How many messages each sender had rejected by validation (see [`Node::step`]). Ids
-    /// beyond the 256 first offenders are counted together under id 0.
-    pub fn rejected_messages(&self) -> &BTreeMap<NodeId, u64> {
-        &self.rejections.by_sender
-    }
-
-    pub(crate) fn rejections_snapshot(&self) -> BTreeMap<NodeId, u64> {
-        self.rejections.by_sender.clone()
-    }
 }
 
+mod shape;
 #[cfg(test)]
 mod tests;

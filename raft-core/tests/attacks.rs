@@ -18,7 +18,7 @@ fn cluster_with_commits(commands: usize) -> Cluster {
     let mut cluster = Cluster::new(&[1, 2, 3]);
     cluster.elect(1);
     for _ in 0..commands {
-        cluster.propose(1, b"honest");
+        let _ = cluster.propose(1, b"honest");
     }
     cluster.settle();
     let commit = cluster.node(1).commit_index();
@@ -53,7 +53,7 @@ fn inject(cluster: &mut Cluster, message: Message) {
 fn assert_still_commits(cluster: &mut Cluster) {
     let leader = cluster.leader().expect("a leader");
     let before = cluster.node(leader).commit_index();
-    cluster.propose(leader, b"after the attack");
+    let _ = cluster.propose(leader, b"after the attack");
     cluster.settle();
     cluster.tick(leader);
     cluster.settle();
@@ -267,7 +267,7 @@ fn forged_acknowledgements_cannot_commit_or_confirm_anything() {
     let last = cluster.node(1).last_index();
     cluster.isolate(2);
     cluster.isolate(3);
-    cluster.propose(1, b"unreplicated");
+    let _ = cluster.propose(1, b"unreplicated");
     cluster.settle();
     let commit = cluster.node(1).commit_index();
     let ack = MessageBody::AppendResponse {

@@ -1,7 +1,9 @@
 //! Property tests: random interleavings of ticks, deliveries, losses, duplications,
 //! durability notices, proposals, snapshots and crashes on a small in-memory cluster. After
 //! every step the four safety properties of Raft (Figure 3) must hold: election safety, log
-//! matching, leader completeness and state machine safety.
+//! matching, leader completeness and state machine safety. And every command (proposal,
+//! read, membership change, transfer) ends in exactly one outcome under its own id: never
+//! two, and, once the cluster is left alone to recover, never none (unless its node crashed).
 
 mod common;
 
@@ -10,8 +12,30 @@ use std::collections::BTreeMap;
 use common::{Cluster, config};
 use proptest::prelude::*;
 use raft_core::{
-    Action, Config, Index, MembershipChange, NodeId, ReadConsistency, ReadId, Role, Term,
+    Action, ChangeId, Config, Index, MembershipChange, NodeId, ProposalId, ReadConsistency, ReadId,
+    Role, Term, TransferId,
 };
+
+/// A command's id, of any kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Command {
+    Proposal(ProposalId),
+    Read(ReadId),
+    Change(ChangeId),
+    Transfer(TransferId),
+}
+
+impl Command {
+    fn of_outcome(action: &Action) -> Option<Command> {
+        match action {
+            Action::ProposalOutcome { id, .. } => Some(Command::Proposal(*id)),
+            Action::ReadOutcome { id, .. } => Some(Command::Read(*id)),
+            Action::MembershipOutcome { id, .. } => Some(Command::Change(*id)),
+            Action::TransferOutcome { id, .. } => Some(Command::Transfer(*id)),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -73,6 +97,12 @@ struct Observed {
     /// Nodes that restarted at least once. Validation never blames an honest peer, except
     /// that a node which lost its term's write in a crash may receive answers from it.
     restarted: std::collections::BTreeSet<NodeId>,
+    /// Commands issued and not yet ended.
+    open: std::collections::BTreeSet<(NodeId, Command)>,
+    /// Commands that ended.
+    ended: std::collections::BTreeSet<(NodeId, Command)>,
+    /// Commands of removed nodes: an outcome may still come, or not.
+    retired: std::collections::BTreeSet<(NodeId, Command)>,
 }
 
 impl Observed {
@@ -115,7 +145,52 @@ impl Observed {
         cluster.assert_state_machine_safety();
     }
 
+    fn issued(&mut self, node: NodeId, command: Command) {
+        assert!(
+            self.open.insert((node, command)) && !self.ended.contains(&(node, command)),
+            "node {node} handed out {command:?} twice"
+        );
+    }
+
+    /// A crashed node's commands end with it (its host fails them): no outcome is due.
+    fn crashed(&mut self, node: NodeId) {
+        self.open.retain(|(n, _)| *n != node);
+        self.reads.retain(|(n, _), _| *n != node);
+    }
+
+    /// A removed node's commands need no outcome (see `recover`).
+    fn retire(&mut self, node: NodeId) {
+        let (retired, open) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|(n, _)| *n == node);
+        self.open = open;
+        self.retired
+            .extend::<std::collections::BTreeSet<_>>(retired);
+    }
+
+    fn check_outcomes(&mut self, cluster: &Cluster) {
+        for (node, action) in &cluster.events[self.events_seen..] {
+            let Some(command) = Command::of_outcome(action) else {
+                continue;
+            };
+            let key = (*node, command);
+            if !self.open.remove(&key) && !self.retired.remove(&key) {
+                assert!(
+                    !self.ended.contains(&key),
+                    "second outcome for {command:?} on node {node}: {action:?}"
+                );
+                // The leader promotes caught-up learners itself: a change no host asked for.
+                assert!(
+                    matches!(command, Command::Change(_)),
+                    "outcome for {command:?} that node {node} never handed out"
+                );
+            }
+            self.ended.insert(key);
+        }
+    }
+
     fn check_reads(&mut self, cluster: &Cluster) {
+        self.check_outcomes(cluster);
         for (node, action) in &cluster.events[self.events_seen..] {
             if let Action::ReadOutcome { id, result } = action {
                 let floor = self
@@ -223,11 +298,13 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) -> Progress {
             Op::Persist(k) => cluster.persist(pick(&cluster, k)),
             Op::Propose(k) => {
                 let id = pick(&cluster, k);
-                cluster.propose(id, b"cmd");
+                let proposal = cluster.propose(id, b"cmd");
+                observed.issued(id, Command::Proposal(proposal));
             }
             Op::Crash(k) => {
                 let id = pick(&cluster, k);
                 observed.restarted.insert(id);
+                observed.crashed(id);
                 cluster.restart(id);
             }
             Op::Read(k) => {
@@ -240,19 +317,22 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) -> Progress {
                     .unwrap_or(0);
                 let read = cluster.node_mut(id).read(ReadConsistency::Linearizable);
                 observed.reads.insert((id, read), floor);
+                observed.issued(id, Command::Read(read));
                 cluster.process(id);
             }
             Op::Transfer(k, target) => {
                 let id = pick(&cluster, k);
                 let target = pick(&cluster, target);
-                cluster.node_mut(id).transfer_leadership(Some(target));
+                let transfer = cluster.node_mut(id).transfer_leadership(Some(target));
+                observed.issued(id, Command::Transfer(transfer));
                 cluster.process(id);
             }
             Op::Reconfigure(k, change) => {
                 let id = pick(&cluster, k);
-                cluster
+                let change = cluster
                     .node_mut(id)
                     .change_membership(vec![CHANGES[change].clone()]);
+                observed.issued(id, Command::Change(change));
                 cluster.process(id);
             }
             Op::Snapshot(k) => {
@@ -268,6 +348,7 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) -> Progress {
         }
         observed.check(&cluster);
     }
+    recover(&mut cluster, &mut observed);
     Progress {
         max_commit: cluster
             .nodes
@@ -286,6 +367,60 @@ fn run(size: usize, ops: Vec<Op>, make: fn(NodeId) -> Config) -> Progress {
             .filter(|(_, a)| matches!(a, Action::MembershipOutcome { result: Ok(_), .. }))
             .count(),
     }
+}
+
+/// Leaves the cluster alone with a reliable network and disk until every command has
+/// ended (each has a timeout, so a few election timeouts suffice), checking the
+/// properties on the way; then asserts none is left without its outcome. A node removed
+/// from the cluster is exempt: nobody tells it of the removal (a removed follower never
+/// learns the entry that removed it), so its host retires it and fails what it waits for.
+fn recover(cluster: &mut Cluster, observed: &mut Observed) {
+    cluster.auto_persist = true;
+    let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
+    for _ in 0..200 {
+        if let Some(leader) = cluster
+            .leader()
+            .filter(|l| cluster.node(*l).role() == Role::Leader)
+        {
+            let node = cluster.node(leader);
+            if node.commit_index() >= node.last_index() {
+                let membership = node.membership().clone();
+                for id in &ids {
+                    if !membership.contains(*id) {
+                        observed.retire(*id);
+                    }
+                }
+            }
+        }
+        if observed.open.is_empty() {
+            break;
+        }
+        for id in &ids {
+            cluster.persist(*id);
+        }
+        cluster.tick_all();
+        cluster.settle();
+        observed.check(cluster);
+    }
+    assert!(
+        observed.open.is_empty(),
+        "commands without an outcome after recovery: {:?}\n{}",
+        observed.open,
+        cluster
+            .nodes
+            .iter()
+            .map(|(id, n)| format!(
+                "n{id}: {:?} term {} leader {:?} commit {} last {} membership {}",
+                n.role(),
+                n.term(),
+                n.leader(),
+                n.commit_index(),
+                n.last_index(),
+                n.membership().describe()
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 fn small_config(id: NodeId) -> Config {

@@ -51,7 +51,7 @@ fn ticks_before_the_deadline_do_nothing_through_a_failover() {
     cluster.elect(1);
     for round in 0..200 {
         if round % 7 == 0 {
-            cluster.propose(1, b"x");
+            let _ = cluster.propose(1, b"x");
         }
         if round == 50 {
             cluster.isolate(1);

@@ -150,8 +150,6 @@ pub struct Engine<M: StateMachine, S: Storage, A> {
     pub(crate) book: Book<A>,
     pub(crate) metrics: EngineMetrics,
     pub(crate) fatal: Option<String>,
-    /// Set while a transfer request's own outcome may be among the drained actions.
-    pub(crate) transfer_immediate: bool,
     /// The observation feed (off unless a driver turns it on).
     pub(crate) observations: Observations<M>,
     /// Bugs planted on purpose (only with the `planted-bugs` feature; none otherwise).
@@ -219,7 +217,6 @@ where
             transmit: VecDeque::new(),
             metrics: EngineMetrics::default(),
             fatal: None,
-            transfer_immediate: false,
             observations: Observations::new(),
             planted: Planted::default(),
         })
@@ -428,22 +425,22 @@ where
     /// [`Reply::Leader`] once the target leads.
     pub fn handle_transfer(&mut self, target: Option<NodeId>) -> RequestId {
         let request = self.next_request_id();
-        // Outcomes of earlier transfers go out first, so that an immediate refusal of this
-        // one is told apart from them.
-        self.pump();
-        self.pending.add_transfer(request);
-        self.node.transfer_leadership(target);
-        self.transfer_immediate = true;
+        let id = self.node.transfer_leadership(target);
+        self.pending.add_transfer(id, request);
         self.dirty = true;
-        self.pump();
-        self.transfer_immediate = false;
         request
     }
 
-    /// Snapshots the state machine now, whatever the policy says (ignored while a snapshot
-    /// is being taken or saved).
-    pub fn handle_trigger_snapshot(&mut self) {
+    /// Snapshots the state machine now, whatever the policy says. Answered with
+    /// [`Reply::Snapshot`] and the snapshot's index once it is saved (a request made while a
+    /// snapshot is being taken is answered with that one), or
+    /// [`Error::SnapshotFailed`] if saving fails.
+    pub fn handle_trigger_snapshot(&mut self) -> RequestId {
+        let request = self.next_request_id();
+        self.pending.add_snapshot(request);
         self.queue_view();
+        self.dirty = true;
+        request
     }
 
     /// Answers every waiting request with `error` (shutdown or a fatal stop). Report the
@@ -522,6 +519,9 @@ where
         };
         if index <= self.node.snapshot_meta().index {
             self.snapshots.busy = false;
+            // Nothing newer to save: the current snapshot answers the requests.
+            let current = self.node.snapshot_meta().index;
+            self.pending.on_snapshot_outcome(Ok(current));
             return;
         }
         let Some(meta) = self.node.snapshot_meta_at(index) else {

@@ -108,6 +108,13 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// Taking or saving the snapshot failed; the log is not compacted. The node keeps
+    /// running; retry later.
+    #[error("the snapshot failed: {reason}")]
+    SnapshotFailed {
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -210,4 +217,9 @@ pub enum RestoreError {
     /// list every founding member, this node included.
     #[error("bootstrap needs this node ({0}) among the founding members")]
     BootstrapWithoutSelf(NodeId),
+    /// The storage gave back a log that cannot be a Raft log (a gap after the snapshot or
+    /// between entries, or a term going down): it is corrupt or buggy. Restore the data
+    /// directory; the node must not start.
+    #[error("the stored log is inconsistent: {0}")]
+    Inconsistent(String),
 }

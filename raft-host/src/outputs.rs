@@ -276,12 +276,14 @@ where
                 tracing::info!(index = meta.index, term = meta.term, "snapshot saved");
                 self.metrics.snapshots_saved += 1;
                 self.snapshots.busy = false;
+                self.pending.on_snapshot_outcome(Ok(meta.index));
                 self.node.on_snapshot_saved(meta);
             }
             DoneKind::Saved(Err(reason)) => {
                 tracing::warn!(%reason, "snapshot failed; the log is not compacted");
                 self.metrics.snapshots_failed += 1;
                 self.snapshots.busy = false;
+                self.pending.on_snapshot_outcome(Err(reason));
             }
             DoneKind::ChunkRead { to, result } => match result {
                 Ok(Some((message, cursor))) => {
@@ -385,9 +387,8 @@ where
                 }
                 self.pending.on_change_outcome(id, result);
             }
-            Action::TransferOutcome { target, result } => {
-                self.pending
-                    .on_transfer_outcome(target, result, self.transfer_immediate);
+            Action::TransferOutcome { id, target, result } => {
+                self.pending.on_transfer_outcome(id, target, result);
             }
             Action::RoleChanged { role, term, leader } => {
                 self.metrics.role_changes += 1;
@@ -437,9 +438,20 @@ where
     }
 
     fn queue_entries(&mut self, entries: Vec<Entry>) {
-        let Some(last) = entries.last().map(|e| e.index) else {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return;
         };
+        // The core's side of this boundary asserts the same (`hand_out_committed`); checked
+        // here too so that a host fed by anything else never applies out of order.
+        assert!(
+            first.index == self.apply.queued_index + 1
+                && last.index == first.index + (entries.len() as u64 - 1),
+            "apply batch {}..={} does not continue the queued index {} contiguously",
+            first.index,
+            last.index,
+            self.apply.queued_index
+        );
+        let last = last.index;
         self.apply.since_snapshot_entries += entries.len() as u64;
         self.apply.since_snapshot_bytes += entries.iter().map(Entry::size_bytes).sum::<u64>();
         self.apply.steps.push(ApplyStep::Entries(entries));

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use raft_core::{
     ChangeId, Index, Membership, MembershipError, NodeId, ProposalError, ProposalId, ReadError,
-    ReadId, StateMachine, TransferError,
+    ReadId, StateMachine, TransferError, TransferId,
 };
 
 use crate::error::Error;
@@ -38,6 +38,8 @@ pub enum Reply<M: StateMachine> {
     Membership(Membership),
     /// A leadership transfer finished; the new leader.
     Leader(NodeId),
+    /// A snapshot asked for was saved (or one at least as new already was); its index.
+    Snapshot(Index),
 }
 
 impl<M: StateMachine> std::fmt::Debug for Reply<M> {
@@ -48,6 +50,7 @@ impl<M: StateMachine> std::fmt::Debug for Reply<M> {
             Reply::Query(_) => f.write_str("Query(..)"),
             Reply::Membership(m) => write!(f, "Membership({})", m.describe()),
             Reply::Leader(id) => write!(f, "Leader({id})"),
+            Reply::Snapshot(index) => write!(f, "Snapshot({index})"),
         }
     }
 }
@@ -94,8 +97,9 @@ pub(crate) struct Pending<M: StateMachine> {
     applied: Index,
     reads: BTreeMap<ReadId, (RequestId, M::Query)>,
     changes: BTreeMap<ChangeId, RequestId>,
-    /// Transfers in progress, oldest first.
-    transfers: VecDeque<RequestId>,
+    transfers: BTreeMap<TransferId, RequestId>,
+    /// Snapshot requests, answered together when the snapshot being taken is saved.
+    snapshots: Vec<RequestId>,
     pub(crate) answers: VecDeque<Answer<M>>,
 }
 
@@ -109,7 +113,8 @@ impl<M: StateMachine> Pending<M> {
             applied,
             reads: BTreeMap::new(),
             changes: BTreeMap::new(),
-            transfers: VecDeque::new(),
+            transfers: BTreeMap::new(),
+            snapshots: Vec::new(),
             answers: VecDeque::new(),
         }
     }
@@ -238,27 +243,38 @@ impl<M: StateMachine> Pending<M> {
         }
     }
 
-    pub(crate) fn add_transfer(&mut self, request: RequestId) {
-        self.transfers.push_back(request);
+    pub(crate) fn add_transfer(&mut self, id: TransferId, request: RequestId) {
+        self.transfers.insert(id, request);
     }
 
-    /// A transfer outcome. `immediate` when it answers the request just made (the core
-    /// refused it at once); otherwise it ends the oldest transfer in progress.
     pub(crate) fn on_transfer_outcome(
         &mut self,
+        id: TransferId,
         target: NodeId,
         result: Result<(), TransferError>,
-        immediate: bool,
     ) {
-        let request = if immediate {
-            self.transfers.pop_back()
-        } else {
-            self.transfers.pop_front()
-        };
-        if let Some(request) = request {
+        if let Some(request) = self.transfers.remove(&id) {
             let reply = result
                 .map(|()| Reply::Leader(target))
                 .map_err(Error::from_transfer);
+            self.answer(request, reply);
+        }
+    }
+
+    pub(crate) fn add_snapshot(&mut self, request: RequestId) {
+        self.snapshots.push(request);
+    }
+
+    /// The snapshot being taken was saved at `index` (or there was nothing newer than the
+    /// one at `index`), or it failed: every snapshot request waiting ends.
+    pub(crate) fn on_snapshot_outcome(&mut self, result: Result<Index, String>) {
+        for request in std::mem::take(&mut self.snapshots) {
+            let reply = match &result {
+                Ok(index) => Ok(Reply::Snapshot(*index)),
+                Err(reason) => Err(Error::SnapshotFailed {
+                    reason: reason.clone(),
+                }),
+            };
             self.answer(request, reply);
         }
     }
@@ -270,7 +286,8 @@ impl<M: StateMachine> Pending<M> {
         requests.extend(self.by_index.values().map(|(request, _)| *request));
         requests.extend(self.reads.values().map(|(request, _)| *request));
         requests.extend(self.changes.values().copied());
-        requests.extend(self.transfers.iter().copied());
+        requests.extend(self.transfers.values().copied());
+        requests.extend(self.snapshots.iter().copied());
         requests.sort_unstable();
         for request in requests {
             self.answer(request, Err(error.clone()));
@@ -280,6 +297,7 @@ impl<M: StateMachine> Pending<M> {
         self.reads.clear();
         self.changes.clear();
         self.transfers.clear();
+        self.snapshots.clear();
         self.floors.clear();
         self.early.clear();
     }
@@ -291,6 +309,7 @@ impl<M: StateMachine> Pending<M> {
             + self.reads.len()
             + self.changes.len()
             + self.transfers.len()
+            + self.snapshots.len()
     }
 }
 
@@ -400,15 +419,14 @@ mod tests {
         );
     }
 
-    /// Goal: an immediate transfer refusal answers the newest request, a later outcome the
-    /// oldest.
+    /// Goal: transfer outcomes answer the request of their id, in whatever order they come.
     #[test]
     fn transfer_matching() {
         let mut pending = Pending::<Echo>::new(0);
-        pending.add_transfer(RequestId(1));
-        pending.add_transfer(RequestId(2));
-        pending.on_transfer_outcome(2, Err(TransferError::InProgress), true);
-        pending.on_transfer_outcome(3, Ok(()), false);
+        pending.add_transfer(TransferId(7), RequestId(1));
+        pending.add_transfer(TransferId(8), RequestId(2));
+        pending.on_transfer_outcome(TransferId(8), 2, Err(TransferError::InProgress));
+        pending.on_transfer_outcome(TransferId(7), 3, Ok(()));
         let answers: Vec<_> = pending.answers.drain(..).collect();
         assert!(matches!(
             answers[0],

@@ -73,6 +73,10 @@ where
             operation: "restore",
             source: Box::new(e),
         })?;
+    // Read-back check: corrupt or buggy storage is an error here, not a panic in the core.
+    restored
+        .validate()
+        .map_err(|error| RestoreError::Inconsistent(error.to_string()))?;
     let peers = match init {
         Init::Bootstrap { members } => members.clone(),
         Init::Join { peers } => peers.clone(),

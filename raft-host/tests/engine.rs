@@ -310,6 +310,66 @@ fn restart_reapplies_committed_entries() {
     cluster.run_until(100, |c| c.hosts[&1].sm.0 == 12);
 }
 
+/// Goal: a snapshot request has an id and ends in exactly one answer: the index of the
+/// snapshot saved for it, covering what was applied when it was made; a second request
+/// when nothing new was applied is answered with the same snapshot.
+#[test]
+fn a_snapshot_request_is_answered_with_the_saved_index() {
+    let mut cluster = single_node();
+    for value in [3u64, 4] {
+        let request = cluster
+            .host(1)
+            .engine
+            .handle_propose(Proposal::command(&value).unwrap());
+        cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&request));
+    }
+    let applied = cluster.host(1).engine.node().applied_index();
+    let first = cluster.host(1).engine.handle_trigger_snapshot();
+    cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&first));
+    let saved = match &cluster.hosts[&1].answers[&first] {
+        Ok(Reply::Snapshot(index)) => *index,
+        other => panic!("{other:?}"),
+    };
+    assert!(saved >= applied, "saved {saved}, applied {applied}");
+    assert_eq!(cluster.host(1).engine.node().snapshot_meta().index, saved);
+    let second = cluster.host(1).engine.handle_trigger_snapshot();
+    assert_ne!(first, second);
+    cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&second));
+    assert!(
+        matches!(cluster.hosts[&1].answers[&second], Ok(Reply::Snapshot(index)) if index == saved),
+        "{:?}",
+        cluster.hosts[&1].answers[&second]
+    );
+}
+
+/// Goal: a log read back from storage with a gap is refused by `restore` with an error
+/// naming the fault, instead of panicking in the core (whose `Node::new` would).
+#[test]
+fn restore_refuses_a_stored_log_with_a_gap() {
+    let mut cluster = single_node();
+    for value in [3u64, 4] {
+        let request = cluster
+            .host(1)
+            .engine
+            .handle_propose(Proposal::command(&value).unwrap());
+        cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&request));
+    }
+    let host = cluster.host(1);
+    host.storage.lock().unwrap().lose_first_entry = true;
+    let Err(error) = raft_host::restore(
+        1,
+        &host.storage,
+        &mut Counter::default(),
+        &Init::<u64>::Restart,
+    ) else {
+        panic!("a log with a gap is refused");
+    };
+    assert!(
+        matches!(&error, raft_host::RestoreError::Inconsistent(reason) if reason.contains("not contiguous")),
+        "{error}"
+    );
+}
+
 /// Goal: an idle follower sleeps until its election timeout instead of waking every tick,
 /// while the leader, which heartbeats every tick, wakes every tick; a follower that hears
 /// nothing meanwhile campaigns on that one wake-up, not before.

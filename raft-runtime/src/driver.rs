@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use raft_core::{Membership, MembershipChange, Message, NodeId, StateMachine, Storage};
+use raft_core::{Index, Membership, MembershipChange, Message, NodeId, StateMachine, Storage};
 use raft_host::{
     AddressBook, Consistency, Engine, Error, PeerChange, PeerInfo, Proposal, Reply, RequestId,
 };
@@ -56,7 +56,9 @@ pub(crate) enum Request<M: StateMachine, A> {
         target: Option<NodeId>,
         reply: AnswerTo<NodeId>,
     },
-    Snapshot,
+    Snapshot {
+        reply: AnswerTo<Index>,
+    },
 }
 
 /// Where the answer to a request the engine accepted goes.
@@ -66,6 +68,7 @@ enum Waiter<M: StateMachine> {
     Read(AnswerTo<M::QueryResponse>),
     Change(AnswerTo<Membership>),
     Transfer(AnswerTo<NodeId>),
+    Snapshot(AnswerTo<Index>),
 }
 
 impl<M: StateMachine, A> Request<M, A> {
@@ -76,7 +79,7 @@ impl<M: StateMachine, A> Request<M, A> {
             Request::Read { reply, .. } => drop(reply.send(Err(error))),
             Request::ChangeMembership { reply, .. } => drop(reply.send(Err(error))),
             Request::Transfer { reply, .. } => drop(reply.send(Err(error))),
-            Request::Snapshot => {}
+            Request::Snapshot { reply } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -121,6 +124,10 @@ impl<M: StateMachine> Waiter<M> {
             }),
             Waiter::Transfer(reply) => answer(reply, result, |r| match r {
                 Reply::Leader(leader) => Some(leader),
+                _ => None,
+            }),
+            Waiter::Snapshot(reply) => answer(reply, result, |r| match r {
+                Reply::Snapshot(index) => Some(index),
                 _ => None,
             }),
         }
@@ -326,10 +333,10 @@ where
             Request::Transfer { target, reply } => {
                 (self.engine.handle_transfer(target), Waiter::Transfer(reply))
             }
-            Request::Snapshot => {
-                self.engine.handle_trigger_snapshot();
-                return;
-            }
+            Request::Snapshot { reply } => (
+                self.engine.handle_trigger_snapshot(),
+                Waiter::Snapshot(reply),
+            ),
         };
         self.waiters.insert(id, waiter);
     }

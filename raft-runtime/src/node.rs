@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use raft_core::{Membership, MembershipChange, Message, NodeId, StateMachine, Storage};
+use raft_core::{Index, Membership, MembershipChange, Message, NodeId, StateMachine, Storage};
 use raft_host::{
     AddressBook, Consistency, Engine, EngineConfig, EngineConfigError, Error, Init, PeerChange,
     PeerInfo, Proposal, Startup,
@@ -338,15 +338,11 @@ where
         self.call(|reply| Request::Transfer { target, reply }).await
     }
 
-    /// Asks the apply lane to snapshot the state machine now (it is saved and the log
-    /// compacted in the background, as for automatic snapshots). Ignored while a snapshot
-    /// is being saved; watch `status().raft.snapshot_index` to see it land.
-    pub async fn trigger_snapshot(&self) -> Result<(), Error> {
-        self.inner
-            .requests
-            .send(Request::Snapshot)
-            .await
-            .map_err(|_| self.closed_error())
+    /// Snapshots the state machine now (saved and the log compacted as for automatic
+    /// snapshots); returns the saved snapshot's index. A request made while a snapshot is
+    /// being taken is answered with that one; [`Error::SnapshotFailed`] if saving fails.
+    pub async fn trigger_snapshot(&self) -> Result<Index, Error> {
+        self.call(|reply| Request::Snapshot { reply }).await
     }
 
     /// The node's current status.

@@ -568,7 +568,7 @@ impl<M: SimMachine> Host<M> {
     /// Asks the engine for a snapshot now.
     pub fn take_snapshot(&mut self, ctx: &mut Ctx<'_, M>) {
         if let Some(engine) = self.engine.as_mut() {
-            engine.handle_trigger_snapshot();
+            let _ = engine.handle_trigger_snapshot();
             self.drive(ctx);
         }
     }

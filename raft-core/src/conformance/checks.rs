@@ -4,7 +4,7 @@ mod durability;
 mod log;
 mod snapshots;
 
-use super::runner::{Check, Harness};
+use super::harness::{Check, Harness};
 
 /// Every scenario check, in a fixed order.
 pub fn checks<H: Harness>() -> Vec<Check<H>> {

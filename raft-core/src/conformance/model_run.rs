@@ -3,8 +3,8 @@
 
 use std::fmt;
 
+use super::harness::Harness;
 use super::ops::Op;
-use super::runner::Harness;
 use super::samples::{meta, sample_bytes, sample_entry};
 use super::support::{self, Context, all_entries, fresh, read_snapshot, write_snapshot};
 use crate::storage::MemState;

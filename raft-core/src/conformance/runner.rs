@@ -1,26 +1,9 @@
-//! The harness a store's tests implement, and running the named checks against it.
+//! Running the named checks against a store's harness.
 
 use std::fmt;
 
 use super::checks::checks;
-use crate::storage::Storage;
-
-/// Creates and reopens the store under test.
-pub trait Harness {
-    /// The store under test.
-    type Store: Storage;
-
-    /// A new, empty store (e.g. in a fresh temporary directory).
-    fn create(&mut self) -> Result<Self::Store, <Self::Store as Storage>::Error>;
-
-    /// Closes `store` without syncing it and opens it again from what it left behind, as a
-    /// process restart (or, for a simulated store, a crash) would. The kit calls
-    /// [`Storage::restore`] on the result itself.
-    fn reopen(
-        &mut self,
-        store: Self::Store,
-    ) -> Result<Self::Store, <Self::Store as Storage>::Error>;
-}
+use super::harness::Harness;
 
 /// One failed check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,14 +18,6 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.check, self.message)
     }
-}
-
-/// A named check: runs on a harness and returns what went wrong.
-pub struct Check<H: Harness> {
-    /// A name that says what is checked, e.g. `append_rejects_gaps_and_overlaps`.
-    pub name: &'static str,
-    /// Runs the check.
-    pub run: fn(&mut H) -> Result<(), String>,
 }
 
 /// Runs every check in [`checks`], returning all failures.

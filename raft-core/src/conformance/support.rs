@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{Read, Write};
 
-use super::runner::Harness;
+use super::harness::Harness;
 use crate::storage::Storage;
 use crate::types::{Entry, Index, RestoredState, SnapshotMeta};
 

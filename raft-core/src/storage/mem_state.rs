@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::memory::MemStorageError;
+use crate::storage::StorageMisuse as MemStorageError;
 use crate::types::{Entry, HardState, Index, RestoredState, SnapshotMeta, Term};
 
 /// One side of a [`MemStorage`](super::MemStorage): what a reader sees, or what survives a

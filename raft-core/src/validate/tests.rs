@@ -5,7 +5,8 @@ use bytes::Bytes;
 
 use super::*;
 use crate::config::Config;
-use crate::types::RestoredState;
+use crate::membership::Membership;
+use crate::types::{Entry, EntryPayload, RestoredState, SnapshotMeta};
 
 fn entry(index: Index, term: Term) -> Entry {
     Entry {

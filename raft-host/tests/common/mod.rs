@@ -54,6 +54,8 @@ impl StateMachine for Counter {
 pub struct Counting {
     pub inner: MemStorage,
     pub syncs: u64,
+    /// Makes `restore` give back the log without its first entry, as a corrupt disk would.
+    pub lose_first_entry: bool,
 }
 
 impl Storage for Counting {
@@ -61,7 +63,11 @@ impl Storage for Counting {
     type SnapshotReader = <MemStorage as Storage>::SnapshotReader;
     type SnapshotWriter = <MemStorage as Storage>::SnapshotWriter;
     fn restore(&mut self) -> Result<RestoredState, Self::Error> {
-        self.inner.restore()
+        let mut restored = self.inner.restore()?;
+        if self.lose_first_entry && !restored.entries.is_empty() {
+            restored.entries.remove(0);
+        }
+        Ok(restored)
     }
     fn append(&mut self, entries: &[Entry]) -> Result<(), Self::Error> {
         self.inner.append(entries)

@@ -136,7 +136,8 @@ fn runtime_error(
         RuntimeError::Shutdown => ApiError::new(ErrorCode::ShuttingDown, message),
         RuntimeError::InvalidCommand { .. }
         | RuntimeError::Encode { .. }
-        | RuntimeError::Stopped { .. } => ApiError::new(ErrorCode::Internal, message),
+        | RuntimeError::Stopped { .. }
+        | RuntimeError::SnapshotFailed { .. } => ApiError::new(ErrorCode::Internal, message),
     }
 }
 

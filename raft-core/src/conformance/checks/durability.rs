@@ -1,9 +1,9 @@
 //! Checks of durability: what a reopen keeps, synced or not, and how `restore` lines the
 //! log up with the snapshot.
 
+use super::super::harness::Harness;
 use super::super::model_run::check_ops;
 use super::super::ops::random_ops;
-use super::super::runner::Harness;
 use super::super::samples::{meta, run_of};
 use super::super::support::{Context, all_entries, commit_snapshot, fresh, reopen};
 use crate::storage::Storage;

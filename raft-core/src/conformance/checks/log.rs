@@ -1,6 +1,6 @@
 //! Checks of the log: bounds, reads, appends, truncation, compaction, misuse.
 
-use super::super::runner::Harness;
+use super::super::harness::Harness;
 use super::super::samples::{meta, run_of, sample_entry};
 use super::super::support::{Context, all_entries, commit_snapshot, fresh, log_view, reopen};
 use crate::storage::Storage;

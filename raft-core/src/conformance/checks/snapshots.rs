@@ -3,7 +3,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::super::runner::Harness;
+use super::super::harness::Harness;
 use super::super::samples::{meta, run_of, sample_bytes};
 use super::super::support::{
     Context, all_entries, commit_snapshot, fresh, read_snapshot, reopen, write_snapshot,

@@ -346,10 +346,11 @@ impl Runner {
         let mut args = command.consume_args();
         let id: NodeId = parse(args.next_pos().ok_or("node id missing")?)?;
         let target = args.take_key("to").map(parse::<NodeId>).transpose()?;
-        self.cluster.live(id)?.transfer_leadership(target);
+        let transfer = self.cluster.live(id)?.transfer_leadership(target);
+        let name = self.cluster.aliases.name(id, 't', transfer.0);
         let to = target.map_or("the best voter".to_string(), |t| format!("n{t}"));
         self.cluster
-            .line(0, &format!("n{id}: transfer leadership to {to}"));
+            .line(0, &format!("n{id}: transfer {name} leadership to {to}"));
         self.cluster.process(id, 0);
         Ok(())
     }

@@ -17,7 +17,7 @@ pub(crate) struct Aliases {
 }
 
 impl Aliases {
-    /// The name of request `id` of `kind` ('p', 'r' or 'c') made by `node`.
+    /// The name of request `id` of `kind` ('p', 'r', 'c' or 't') made by `node`.
     pub(crate) fn name(&mut self, node: NodeId, kind: char, id: u64) -> String {
         if let Some(name) = self.names.get(&(node, kind, id)) {
             return name.clone();
@@ -213,10 +213,17 @@ pub(crate) fn render_action(id: NodeId, action: &Action, aliases: &mut Aliases) 
                 Err(error) => format!("change {name} failed: {error}"),
             }
         }
-        Action::TransferOutcome { target, result } => match result {
-            Ok(()) => format!("transfer to n{target} done"),
-            Err(error) => format!("transfer to n{target} failed: {error}"),
-        },
+        Action::TransferOutcome {
+            id: t,
+            target,
+            result,
+        } => {
+            let name = aliases.name(id, 't', t.0);
+            match result {
+                Ok(()) => format!("transfer {name} to n{target} done"),
+                Err(error) => format!("transfer {name} to n{target} failed: {error}"),
+            }
+        }
         Action::RoleChanged { role, term, leader } => {
             format!("{} @{term} leader={}", role_name(*role), node_name(*leader))
         }
