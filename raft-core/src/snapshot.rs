@@ -199,7 +199,7 @@ impl Node {
             self.send_after_persist(from, body, ack);
             return;
         }
-        let Some(expected) = self.expected_chunk_offset(&meta, offset) else {
+        let Some(expected) = self.expected_chunk_offset(from, &meta, offset) else {
             return;
         };
         if offset != expected {
@@ -231,11 +231,19 @@ impl Node {
         self.send_after_persist(from, body, None);
     }
 
-    /// The offset expected next for the snapshot `meta` (a chunk at offset 0 of a new
-    /// snapshot starts it afresh); `None` while a received snapshot is being installed.
-    fn expected_chunk_offset(&mut self, meta: &SnapshotMeta, offset: u64) -> Option<u64> {
+    /// The offset expected next for the snapshot `meta` from leader `from` in this term (a
+    /// chunk at offset 0 of another snapshot or from another stream starts it afresh);
+    /// `None` while a received snapshot is being installed.
+    fn expected_chunk_offset(
+        &mut self,
+        from: NodeId,
+        meta: &SnapshotMeta,
+        offset: u64,
+    ) -> Option<u64> {
+        let source = (from, self.term());
         let fresh = || IncomingSnapshot {
             meta: meta.clone(),
+            source,
             next_offset: 0,
             installing: None,
         };
@@ -243,14 +251,14 @@ impl Node {
         if incoming.installing.is_some() {
             return None;
         }
-        if offset == 0 && incoming.meta != *meta {
+        let same_stream = incoming.meta == *meta && incoming.source == source;
+        if offset == 0 && !same_stream {
             *incoming = fresh();
+            return Some(0);
         }
-        Some(if incoming.meta == *meta {
-            incoming.next_offset
-        } else {
-            0
-        })
+        // Bytes from another leader (or another term) cannot be spliced onto this one's:
+        // a chunk of a different stream is answered with offset 0, so it starts over.
+        Some(if same_stream { incoming.next_offset } else { 0 })
     }
 
     /// Queues one chunk on the disk lane, after every earlier log write.

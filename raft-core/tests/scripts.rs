@@ -108,6 +108,7 @@ scripts! {
     replication_flow_control,
     snapshot_catch_up_chunks,
     snapshot_chunk_lost_resume,
+    snapshot_chunk_new_leader_restarts,
     snapshot_install_keeps_suffix,
     snapshot_overlap_append,
     snapshot_restart,
