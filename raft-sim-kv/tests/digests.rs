@@ -16,11 +16,11 @@ const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
     (0, None, StorageKind::Memory, "0e08dba9fdc61e4f"),
     (1, None, StorageKind::Memory, "ed53346a8b6ee269"),
     (2, None, StorageKind::Memory, "6c74771f4221f32d"),
-    (3, None, StorageKind::Memory, "5c8df7b312e90370"),
+    (3, None, StorageKind::Memory, "c74fac602bdeaf35"),
     (4, None, StorageKind::Memory, "6f24790626b8078a"),
     (5, None, StorageKind::Memory, "84a1e49287ef80ff"),
     (6, None, StorageKind::Memory, "78f5617a05f2ff6f"),
-    (7, None, StorageKind::Memory, "4b90feb7d8407706"),
+    (7, None, StorageKind::Memory, "a76c2af075ba7d64"),
     (1, None, StorageKind::File, "cc693ec35cdb521b"),
     (
         0,
