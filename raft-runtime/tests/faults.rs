@@ -38,6 +38,30 @@ async fn single_node(faults: FaultInjector) -> (tempfile::TempDir, Kv) {
     (dir, node)
 }
 
+/// The node stopped for good: the error names `cause`, the status says `Failed`, and a
+/// later write fails the same way.
+async fn assert_stopped_for_good<M>(node: &RaftNode<M, TcpTransport>, error: &Error, cause: &str)
+where
+    M: StateMachine<Command = Command>,
+{
+    match error {
+        Error::Stopped { reason } => assert!(reason.contains(cause), "{reason}"),
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    let status = node
+        .wait_for(PATIENCE, |s| s.lifecycle != Lifecycle::Running)
+        .await
+        .expect("status reports the stop");
+    assert!(
+        matches!(status.lifecycle, Lifecycle::Failed { .. }),
+        "{status:?}"
+    );
+    assert!(matches!(
+        node.propose(Command::put("c", "3", now_ms())).await,
+        Err(Error::Stopped { .. })
+    ));
+}
+
 /// Goal: a failed fsync is fatal: the waiting client gets `Stopped` naming the fsync, the
 /// status says `Failed`, later calls fail the same way, and nothing is acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,22 +77,7 @@ async fn failed_fsync_stops_the_node() {
         .propose(Command::put("b", "2", now_ms()))
         .await
         .expect_err("a write whose fsync failed must not be acknowledged");
-    match &error {
-        Error::Stopped { reason } => assert!(reason.contains("fsync"), "{reason}"),
-        other => panic!("expected Stopped, got {other:?}"),
-    }
-    let status = node
-        .wait_for(PATIENCE, |s| s.lifecycle != Lifecycle::Running)
-        .await
-        .expect("status reports the stop");
-    assert!(
-        matches!(status.lifecycle, Lifecycle::Failed { .. }),
-        "{status:?}"
-    );
-    assert!(matches!(
-        node.propose(Command::put("c", "3", now_ms())).await,
-        Err(Error::Stopped { .. })
-    ));
+    assert_stopped_for_good(&node, &error, "fsync").await;
     assert!(matches!(node.shutdown().await, Err(Error::Stopped { .. })));
 }
 
@@ -181,20 +190,5 @@ async fn state_machine_panic_stops_the_node() {
         .propose(Command::put("boom", "1", now_ms()))
         .await
         .expect_err("a write whose apply panicked has no response");
-    match &error {
-        Error::Stopped { reason } => assert!(reason.contains("panicked"), "{reason}"),
-        other => panic!("expected Stopped, got {other:?}"),
-    }
-    let status = node
-        .wait_for(PATIENCE, |s| s.lifecycle != Lifecycle::Running)
-        .await
-        .expect("status reports the stop");
-    assert!(
-        matches!(status.lifecycle, Lifecycle::Failed { .. }),
-        "{status:?}"
-    );
-    assert!(matches!(
-        node.propose(Command::put("c", "3", now_ms())).await,
-        Err(Error::Stopped { .. })
-    ));
+    assert_stopped_for_good(&node, &error, "panicked").await;
 }
