@@ -470,6 +470,12 @@ where
     /// Serves `query` once the state machine has applied `index`: right after the entries
     /// that reach it if they are already queued, else when they are.
     pub(crate) fn queue_query(&mut self, index: Index, request: RequestId, query: M::Query) {
+        // A node may learn it holds a witness's data (elided payloads while it catches up
+        // as a witness, a payload-less snapshot) after it accepted the read, so the check
+        // of `handle_read` is repeated when the read is served.
+        if self.refuse_if_witness(request) {
+            return;
+        }
         if index <= self.apply.queued_index {
             self.apply
                 .steps
@@ -488,6 +494,10 @@ where
         let later = self.apply.parked.split_off(&(self.apply.queued_index + 1));
         let ready = std::mem::replace(&mut self.apply.parked, later);
         for (request, query) in ready.into_values().flatten() {
+            // Entries up to the read's index are in the log now; see `queue_query`.
+            if self.refuse_if_witness(request) {
+                continue;
+            }
             self.apply
                 .steps
                 .push(ApplyStep::Query { id: request, query });

@@ -3,11 +3,15 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{Cluster, Counter, Counting, Host, config};
-use raft_host::{Consistency, Engine, Init, PeerInfo, Proposal, Reply, SnapshotPolicy};
+use raft_core::{MembershipChange, MessageBody};
+use raft_host::{
+    AddressBook, Consistency, Engine, Error, Init, PeerInfo, Proposal, Reply, SnapshotPolicy,
+};
 
 fn response(answer: Option<&common::Answer>) -> u64 {
     match answer {
@@ -483,4 +487,102 @@ fn observation_feed_reports_writes_durability_applies_and_answers() {
         engine.poll_observation().is_none(),
         "turning the feed off drops it"
     );
+}
+
+/// Goal: a node being added as a witness never answers a read from its state machine, even
+/// one it accepted before it learned it is a witness. Method: node 4 joins; it hears the
+/// leader's heartbeats (so it knows the leader) but none of its appends, takes a read (the
+/// leader confirms the read index), then gets the log: elided payloads and the
+/// configuration that names it a witness. Its counter never saw the write, so an answer
+/// would be wrong; the read must fail with `Witness` instead.
+#[test]
+fn a_read_taken_before_learning_it_is_a_witness_is_refused() {
+    let mut cluster = Cluster::new(3, SnapshotPolicy::disabled());
+    let leader = cluster.elect();
+    let write = cluster
+        .host(leader)
+        .engine
+        .handle_propose(Proposal::command(&10u64).unwrap());
+    cluster.run_until(100, |c| c.hosts[&leader].answers.contains_key(&write));
+
+    let peers: AddressBook<u64> = (1..=3).map(|id| (id, PeerInfo::new(id))).collect();
+    let storage = Mutex::new(Counting::default());
+    let mut sm = Counter::default();
+    let startup = raft_host::restore(4, &storage, &mut sm, &Init::Join { peers }).unwrap();
+    let engine = Engine::new(config(4, SnapshotPolicy::disabled()), startup, cluster.now).unwrap();
+    cluster.hosts.insert(
+        4,
+        Host {
+            engine,
+            storage,
+            sm,
+            hold_apply: false,
+            held: None,
+            answers: BTreeMap::new(),
+        },
+    );
+    let _change = cluster
+        .host(leader)
+        .engine
+        .handle_change_membership(vec![MembershipChange::AddWitness(4)]);
+
+    // Deliver everything but the leader's appends and snapshots to node 4, until a few
+    // rounds after node 4 took the read (the leader confirms its index meanwhile).
+    let mut read = None;
+    let mut rounds_since_read = 0;
+    for _ in 0..300 {
+        cluster.now += Duration::from_millis(10);
+        let now = cluster.now;
+        for host in cluster.hosts.values_mut() {
+            host.engine.handle_timeout(now);
+        }
+        for _ in 0..100 {
+            let mut outbox = Vec::new();
+            for host in cluster.hosts.values_mut() {
+                host.drain(&mut outbox);
+            }
+            if outbox.is_empty() {
+                break;
+            }
+            for message in outbox {
+                let log_to_4 = message.to == 4
+                    && matches!(
+                        message.body,
+                        MessageBody::Append { .. } | MessageBody::SnapshotChunk { .. }
+                    );
+                if !log_to_4 && let Some(host) = cluster.hosts.get_mut(&message.to) {
+                    host.engine.handle_message(message);
+                }
+            }
+        }
+        let knows_leader = cluster.hosts[&4].engine.node().leader() == Some(leader);
+        if read.is_none() && knows_leader {
+            assert!(!cluster.hosts[&4].engine.node().has_incomplete_state());
+            read = Some(
+                cluster
+                    .host(4)
+                    .engine
+                    .handle_read((), Consistency::Linearizable),
+            );
+        }
+        if read.is_some() {
+            rounds_since_read += 1;
+            if rounds_since_read > 3 {
+                break;
+            }
+        }
+    }
+    let read = read.expect("node 4 heard the leader's heartbeats");
+    assert!(
+        !cluster.hosts[&4].answers.contains_key(&read),
+        "the read waits for entries node 4 does not have yet"
+    );
+
+    // Now the log reaches node 4, with the configuration that makes it a witness.
+    cluster.run_until(300, |c| c.hosts[&4].answers.contains_key(&read));
+    assert!(cluster.hosts[&4].engine.node().has_incomplete_state());
+    match &cluster.hosts[&4].answers[&read] {
+        Err(Error::Witness) => {}
+        other => panic!("a witness answered a read: {other:?}"),
+    }
 }
