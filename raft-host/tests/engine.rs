@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -506,21 +505,7 @@ fn a_read_taken_before_learning_it_is_a_witness_is_refused() {
     cluster.run_until(100, |c| c.hosts[&leader].answers.contains_key(&write));
 
     let peers: AddressBook<u64> = (1..=3).map(|id| (id, PeerInfo::new(id))).collect();
-    let storage = Mutex::new(Counting::default());
-    let mut sm = Counter::default();
-    let startup = raft_host::restore(4, &storage, &mut sm, &Init::Join { peers }).unwrap();
-    let engine = Engine::new(config(4, SnapshotPolicy::disabled()), startup, cluster.now).unwrap();
-    cluster.hosts.insert(
-        4,
-        Host {
-            engine,
-            storage,
-            sm,
-            hold_apply: false,
-            held: None,
-            answers: BTreeMap::new(),
-        },
-    );
+    cluster.start(4, &Init::Join { peers }, SnapshotPolicy::disabled());
     let _change = cluster
         .host(leader)
         .engine
@@ -531,30 +516,13 @@ fn a_read_taken_before_learning_it_is_a_witness_is_refused() {
     let mut read = None;
     let mut rounds_since_read = 0;
     for _ in 0..300 {
-        cluster.now += Duration::from_millis(10);
-        let now = cluster.now;
-        for host in cluster.hosts.values_mut() {
-            host.engine.handle_timeout(now);
-        }
-        for _ in 0..100 {
-            let mut outbox = Vec::new();
-            for host in cluster.hosts.values_mut() {
-                host.drain(&mut outbox);
-            }
-            if outbox.is_empty() {
-                break;
-            }
-            for message in outbox {
-                let log_to_4 = message.to == 4
-                    && matches!(
-                        message.body,
-                        MessageBody::Append { .. } | MessageBody::SnapshotChunk { .. }
-                    );
-                if !log_to_4 && let Some(host) = cluster.hosts.get_mut(&message.to) {
-                    host.engine.handle_message(message);
-                }
-            }
-        }
+        cluster.step_delivering(|message| {
+            message.to != 4
+                || !matches!(
+                    message.body,
+                    MessageBody::Append { .. } | MessageBody::SnapshotChunk { .. }
+                )
+        });
         let knows_leader = cluster.hosts[&4].engine.node().leader() == Some(leader);
         if read.is_none() && knows_leader {
             assert!(!cluster.hosts[&4].engine.node().has_incomplete_state());
@@ -578,7 +546,7 @@ fn a_read_taken_before_learning_it_is_a_witness_is_refused() {
         "the read waits for entries node 4 does not have yet"
     );
 
-    // Now the log reaches node 4, with the configuration that makes it a witness.
+    // Now the log reaches node 4: elided payloads while it catches up as a witness.
     cluster.run_until(300, |c| c.hosts[&4].answers.contains_key(&read));
     assert!(cluster.hosts[&4].engine.node().has_incomplete_state());
     match &cluster.hosts[&4].answers[&read] {

@@ -187,30 +187,35 @@ pub fn config(id: NodeId, policy: SnapshotPolicy) -> EngineConfig {
 impl Cluster {
     pub fn new(size: u64, policy: SnapshotPolicy) -> Cluster {
         let members: AddressBook<u64> = (1..=size).map(|id| (id, PeerInfo::new(id))).collect();
-        let mut hosts = BTreeMap::new();
+        let mut cluster = Cluster {
+            hosts: BTreeMap::new(),
+            now: Duration::ZERO,
+            isolated: BTreeSet::new(),
+        };
         for id in 1..=size {
-            let storage = Mutex::new(Counting::default());
-            let mut sm = Counter::default();
             let init = Init::Bootstrap {
                 members: members.clone(),
             };
-            let startup = raft_host::restore(id, &storage, &mut sm, &init).unwrap();
-            let engine = Engine::new(config(id, policy.clone()), startup, Duration::ZERO).unwrap();
-            let host = Host {
-                engine,
-                storage,
-                sm,
-                hold_apply: false,
-                held: None,
-                answers: BTreeMap::new(),
-            };
-            hosts.insert(id, host);
+            cluster.start(id, &init, policy.clone());
         }
-        Cluster {
-            hosts,
-            now: Duration::ZERO,
-            isolated: BTreeSet::new(),
-        }
+        cluster
+    }
+
+    /// Starts node `id` on empty storage with `init`, at the cluster's current time.
+    pub fn start(&mut self, id: NodeId, init: &Init<u64>, policy: SnapshotPolicy) {
+        let storage = Mutex::new(Counting::default());
+        let mut sm = Counter::default();
+        let startup = raft_host::restore(id, &storage, &mut sm, init).unwrap();
+        let engine = Engine::new(config(id, policy), startup, self.now).unwrap();
+        let host = Host {
+            engine,
+            storage,
+            sm,
+            hold_apply: false,
+            held: None,
+            answers: BTreeMap::new(),
+        };
+        self.hosts.insert(id, host);
     }
 
     pub fn host(&mut self, id: NodeId) -> &mut Host {
@@ -219,6 +224,11 @@ impl Cluster {
 
     /// Drains every node and delivers messages until the network is empty (no time passes).
     pub fn settle(&mut self) {
+        self.settle_delivering(|_| true);
+    }
+
+    /// As [`Cluster::settle`], but drops the messages `deliver` refuses.
+    pub fn settle_delivering(&mut self, mut deliver: impl FnMut(&Message) -> bool) {
         for _ in 0..1000 {
             let mut outbox = Vec::new();
             for host in self.hosts.values_mut() {
@@ -228,7 +238,10 @@ impl Cluster {
                 return;
             }
             for message in outbox {
-                if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
+                if self.isolated.contains(&message.from)
+                    || self.isolated.contains(&message.to)
+                    || !deliver(&message)
+                {
                     continue;
                 }
                 if let Some(host) = self.hosts.get_mut(&message.to) {
@@ -241,11 +254,16 @@ impl Cluster {
 
     /// One tick of virtual time for every node, then settle.
     pub fn step(&mut self) {
+        self.step_delivering(|_| true);
+    }
+
+    /// As [`Cluster::step`], but drops the messages `deliver` refuses.
+    pub fn step_delivering(&mut self, deliver: impl FnMut(&Message) -> bool) {
         self.now += Duration::from_millis(10);
         for host in self.hosts.values_mut() {
             host.engine.handle_timeout(self.now);
         }
-        self.settle();
+        self.settle_delivering(deliver);
     }
 
     /// Steps until `condition` holds; fails after `steps_max` steps.
