@@ -322,6 +322,41 @@ fn a_node_whose_term_cannot_grow_does_not_campaign() {
     }
 }
 
+/// Goal: a node whose log already ends at `MAX_INDEX` (restored from a store pushed there
+/// before indices were validated) stays a quiet follower: as leader its no-op would need an
+/// index past `MAX_INDEX`. One entry short of that, it campaigns as usual.
+#[test]
+fn a_node_whose_log_is_full_does_not_campaign() {
+    for (last, campaigns) in [(MAX_INDEX, false), (MAX_INDEX - 1, true)] {
+        let restored = RestoredState {
+            hard_state: HardState {
+                term: 1,
+                vote: None,
+                commit: last,
+            },
+            snapshot: raft_core::SnapshotMeta {
+                index: last,
+                term: 1,
+                membership: Membership::with_voters([1]),
+            },
+            entries: Vec::new(),
+        };
+        let mut node = Node::new(Config::new(1, 7), restored).unwrap();
+        let mut actions = Vec::new();
+        for _ in 0..200 {
+            node.tick();
+            node.drain_actions(&mut actions);
+        }
+        if campaigns {
+            assert!(node.term() > 1, "a log ending at {last} still campaigns");
+        } else {
+            assert_eq!(node.term(), 1, "the term did not move");
+            assert_eq!(node.role(), Role::Follower);
+        }
+        assert!(!node.is_halted());
+    }
+}
+
 #[test]
 #[should_panic(expected = "host misuse: on_applied(5)")]
 fn applying_beyond_what_was_handed_out_panics() {
