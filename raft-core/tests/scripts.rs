@@ -101,6 +101,8 @@ scripts! {
     proposal_not_forwarded,
     read_fails_on_step_down,
     read_follower,
+    read_forwarded_leader_reelected,
+    read_forwarded_same_leader_not_resent,
     read_index_basic,
     read_index_new_leader_waits,
     read_lease,
