@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod batching;
 mod membership;
 mod reads;
 mod snapshots;
