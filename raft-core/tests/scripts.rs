@@ -118,6 +118,8 @@ scripts! {
     snapshot_install_no_campaign,
     snapshot_overlap_append,
     snapshot_restart,
+    snapshot_transfer_ends_when_follower_caught_up,
+    snapshot_transfer_goes_on_after_a_short_ack,
     transfer_basic,
     transfer_catch_up_first,
     transfer_invalid_targets,
