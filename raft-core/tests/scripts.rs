@@ -120,6 +120,7 @@ scripts! {
     snapshot_restart,
     snapshot_transfer_ends_when_follower_caught_up,
     snapshot_transfer_goes_on_after_a_short_ack,
+    timers_sleeping_leader,
     transfer_basic,
     transfer_catch_up_first,
     transfer_invalid_targets,

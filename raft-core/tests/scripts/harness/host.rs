@@ -162,6 +162,22 @@ impl Cluster {
         Ok(&mut host.node)
     }
 
+    /// Ticks node `id` and carries out what it does, checking the contract of
+    /// [`Node::next_deadline`] on the way: a tick before the deadline emits nothing and
+    /// changes neither role nor term (a host may skip it and deliver it late).
+    pub(crate) fn tick(&mut self, id: NodeId) -> Result<(), String> {
+        let node = self.live(id)?;
+        let quiet = !node.has_pending_actions() && node.next_deadline().is_none_or(|due| due > 1);
+        let (role, term) = (node.role(), node.term());
+        node.tick();
+        let acted = node.has_pending_actions() || node.role() != role || node.term() != term;
+        self.process(id, 0);
+        if quiet && acted {
+            return Err(format!("n{id} acted on a tick before its next deadline"));
+        }
+        Ok(())
+    }
+
     pub(crate) fn line(&mut self, indent: usize, text: &str) {
         for _ in 0..indent {
             self.out.push(' ');

@@ -10,7 +10,8 @@
 //! [apply=manual]`, `persist [count=]`, `apply [count=]`, `snapshot`, `crash`, `restart`,
 //! `send` (a hand-written message, see `inject.rs`), `invariants on|off`, and the views
 //! `status`, `log`, `progress`, `messages`, `state`, `disk`, `describe`, `rejected`
-//! (validation's per-sender count of dropped messages).
+//! (validation's per-sender count of dropped messages), `deadline` (`Node::next_deadline`).
+//! Every tick checks that contract: a tick before a node's deadline must do nothing.
 
 mod check;
 mod host;
@@ -156,7 +157,7 @@ impl Runner {
     }
 
     /// Read-only commands: `status`, `log`, `progress`, `messages`, `state`, `disk`,
-    /// `describe`, `rejected`.
+    /// `describe`, `rejected`, `deadline`.
     fn view(&mut self, command: &Command) -> Result<(), String> {
         match command.name.as_str() {
             "status" => self.status_lines(&self.ids(command)?),
@@ -174,6 +175,17 @@ impl Runner {
                 }
             }
             "messages" => self.messages(),
+            "deadline" => {
+                for id in self.ids(command)? {
+                    let due = self.cluster.host(id)?.node.next_deadline();
+                    let text = match due {
+                        None => "none (no timer runs)".to_string(),
+                        Some(1) => "the next tick".to_string(),
+                        Some(n) => format!("in {n} ticks"),
+                    };
+                    self.cluster.line(0, &format!("n{id} next deadline: {text}"));
+                }
+            }
             "rejected" => {
                 for id in self.ids(command)? {
                     let counts: Vec<String> = (self.cluster.host(id)?.node.rejected_messages())
@@ -272,8 +284,7 @@ impl Runner {
                 if self.cluster.host(id)?.crashed {
                     continue;
                 }
-                self.cluster.live(id)?.tick();
-                self.cluster.process(id, 0);
+                self.cluster.tick(id)?;
             }
             if settle {
                 self.stabilize(100)?;
@@ -289,8 +300,7 @@ impl Runner {
         for _ in 0..limit {
             let before_role = self.cluster.live(id)?.role();
             let queued = self.cluster.network.len();
-            self.cluster.live(id)?.tick();
-            self.cluster.process(id, 0);
+            self.cluster.tick(id)?;
             let asked =
                 self.cluster.network.iter().skip(queued).any(|m| {
                     m.from == id && matches!(m.kind(), "vote_request" | "pre_vote_request")
