@@ -1,9 +1,9 @@
 //! Reads, leadership transfer, membership changes, learners and witnesses, driven through
 //! the in-memory cluster. Each test states the behaviour a user relies on.
 
+mod batching;
 #[path = "../common/mod.rs"]
 mod common;
-mod batching;
 mod membership;
 mod reads;
 mod snapshots;

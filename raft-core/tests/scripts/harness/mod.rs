@@ -183,7 +183,8 @@ impl Runner {
                         Some(1) => "the next tick".to_string(),
                         Some(n) => format!("in {n} ticks"),
                     };
-                    self.cluster.line(0, &format!("n{id} next deadline: {text}"));
+                    self.cluster
+                        .line(0, &format!("n{id} next deadline: {text}"));
                 }
             }
             "rejected" => {
