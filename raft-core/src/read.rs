@@ -175,11 +175,8 @@ impl Node {
                 leader.progress.get(&id).map_or(0, |p| p.acked_round)
             }
         };
-        let round = quorum::joint_committed(
-            &self.membership().incoming,
-            &self.membership().outgoing,
-            acked,
-        );
+        let membership = self.membership();
+        let round = quorum::joint_committed(&membership.incoming, &membership.outgoing, acked);
         round.min(leader.reads.round)
     }
 

@@ -36,11 +36,10 @@ impl Node {
             return false;
         };
         let me = self.id();
-        quorum::joint_active(
-            &self.membership().incoming,
-            &self.membership().outgoing,
-            |id| id == me || leader.progress.get(&id).is_some_and(|p| p.recently_active),
-        )
+        let membership = self.membership();
+        quorum::joint_active(&membership.incoming, &membership.outgoing, |id| {
+            id == me || leader.progress.get(&id).is_some_and(|p| p.recently_active)
+        })
     }
 
     /// Sends a heartbeat to every peer, opening a new heartbeat round (reads and leases
@@ -383,11 +382,8 @@ impl Node {
                 leader.progress.get(&id).map_or(0, |p| p.match_index)
             }
         };
-        let committed = quorum::joint_committed(
-            &self.membership().incoming,
-            &self.membership().outgoing,
-            acked,
-        );
+        let membership = self.membership();
+        let committed = quorum::joint_committed(&membership.incoming, &membership.outgoing, acked);
         if committed > self.commit_index()
             && committed != Index::MAX
             && self.log().term(committed) == Some(self.term())
