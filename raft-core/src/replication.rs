@@ -362,9 +362,11 @@ impl Node {
         let Some(progress) = leader.progress.get_mut(&from) else {
             return;
         };
-        progress.become_probe();
-        progress.next_index = next.max(progress.match_index.saturating_add(1));
-        self.send_append(from, true);
+        // At most one append per rejection, and none unless it backtracks (no storm of
+        // identical appends and rejections): see `Progress::on_reject`.
+        if progress.on_reject(match_index, next) {
+            self.send_append(from, true);
+        }
     }
 
     /// Section 5.3/5.4.2: commit the highest index held (durably) by a quorum, but only if

@@ -106,6 +106,7 @@ scripts! {
     read_lease_disabled,
     read_timeout,
     replication_flow_control,
+    replication_reject_backoff,
     snapshot_catch_up_chunks,
     snapshot_chunk_lost_resume,
     snapshot_chunk_new_leader_restarts,
