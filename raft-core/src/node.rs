@@ -1,7 +1,9 @@
-//! The [`Node`]: its state (private to this module), construction, getters and the small
-//! views the feature files use. The node's own machinery lives in the submodules: `inbound`
-//! (term rules and dispatch), `output` (host feedback, flush, invariants), `timer` (the
-//! timer table and [`Node::tick`]) and `transitions` (the `become_*` role changes). The
+//! The [`Node`]: its state (every field private to this module), construction and getters.
+//! The feature files reach the state only through the named views and mutators of `views`
+//! (read-only views, and methods that each make one change and keep its invariant). The
+//! node's own machinery lives in the other submodules: `inbound` (term rules and dispatch),
+//! `output` (host feedback, flush, invariants), `timer` (the timer table and [`Node::tick`])
+//! and `transitions` (the `become_*` role changes, the only code that replaces the role). The
 //! rules of each part of the protocol live in their own files (`election.rs`,
 //! `replication.rs`, `snapshot.rs`, `proposal.rs`, `read.rs`, `transfer.rs`,
 //! `reconfiguration.rs`, `validate.rs`); their plain state types live in `role.rs` and the

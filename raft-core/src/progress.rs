@@ -244,7 +244,10 @@ mod tests {
         assert!(progress.on_reject(10, 9), "backtracks from 12 to 9");
         assert_eq!(progress.next_index, 9);
         progress.state = ReplicationState::Probe { paused: true }; // the probe went
-        assert!(!progress.on_reject(8, 9), "stays at 9: waits for a heartbeat");
+        assert!(
+            !progress.on_reject(8, 9),
+            "stays at 9: waits for a heartbeat"
+        );
         assert_eq!(progress.state, ReplicationState::Probe { paused: true });
         assert_eq!((progress.match_index, progress.next_index), (7, 9));
     }

@@ -40,7 +40,8 @@ impl Node {
         self.vote
     }
 
-    /// Messages refused by validation, per sender.
+    /// Messages refused by validation, per sender (raw: a plain counter type that keeps its
+    /// own bound on senders).
     pub(crate) fn rejections_mut(&mut self) -> &mut Rejections {
         &mut self.rejections
     }
@@ -50,6 +51,7 @@ impl Node {
         &self.follower_reads
     }
 
+    /// Raw: the forwarded reads are a self-contained table no other field depends on.
     pub(crate) fn follower_reads_mut(&mut self) -> &mut FollowerReads {
         &mut self.follower_reads
     }
@@ -121,7 +123,8 @@ impl Node {
         self.role.leader()
     }
 
-    /// The leader's state to change, in the leader role.
+    /// The leader's state to change, in the leader role (raw: it is that role's own state;
+    /// replacing the role stays with `node/transitions.rs`).
     pub(crate) fn leader_state(&mut self) -> Option<&mut LeaderState> {
         self.role.leader_mut()
     }
