@@ -273,6 +273,7 @@ pub mod bugs;
 mod chaos;
 pub mod checker;
 pub mod commit_point;
+mod durable;
 pub mod faults;
 pub mod host;
 pub mod html;
