@@ -70,7 +70,8 @@ pub(crate) fn received<M: StateMachine>(
             ctx.now_us,
             ViolationKind::DurabilityLost,
             format!(
-                "n{to} rejects n{}'s append after entry {prev_log_index}@t{prev_log_term},                  which it had acknowledged or reported durable: it holds {} there now",
+                "n{to} rejects n{}'s append after entry {prev_log_index}@t{prev_log_term}, \
+                 which it had acknowledged or reported durable: it holds {} there now",
                 message.from,
                 held.map_or_else(|| "nothing".to_string(), |t| format!("term {t}"))
             ),
@@ -91,7 +92,9 @@ pub(crate) fn restored<M: StateMachine>(id: NodeId, node: &Node, ctx: &mut Ctx<'
             ctx.now_us,
             ViolationKind::DurabilityLost,
             format!(
-                "n{id} restarted without entry {index}@t{term}, which it had acknowledged or                  reported durable: its restored log (snapshot {snapshot}, last index {}) holds                  {} there",
+                "n{id} restarted without entry {index}@t{term}, which it had acknowledged or \
+                 reported durable: its restored log (snapshot {snapshot}, last index {}) \
+                 holds {} there",
                 node.last_index(),
                 held.map_or_else(|| "nothing".to_string(), |t| format!("term {t}"))
             ),
