@@ -26,9 +26,9 @@ impl Node {
     pub(crate) fn can_campaign(&self) -> bool {
         let id = self.id();
         self.next_term().is_some()
-            && self.log.last_index() < MAX_INDEX
-            && self.membership.is_voter(id)
-            && !self.membership.is_witness(id)
+            && self.log().last_index() < MAX_INDEX
+            && self.membership().is_voter(id)
+            && !self.membership().is_witness(id)
             && self.incoming_snapshot_idle()
             && !self.holds_witness_data()
     }
@@ -39,8 +39,7 @@ impl Node {
     }
 
     fn incoming_snapshot_idle(&self) -> bool {
-        self.incoming_snapshot
-            .as_ref()
+        self.incoming_snapshot()
             .is_none_or(|s| s.installing.is_none())
     }
 
@@ -86,11 +85,11 @@ impl Node {
         } else {
             self.term()
         };
-        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let (last_log_index, last_log_term) = (self.log().last_index(), self.log().last_term());
         let voters: Vec<NodeId> = self
-            .membership
+            .membership()
             .incoming
-            .union(&self.membership.outgoing)
+            .union(&self.membership().outgoing)
             .copied()
             .collect();
         let me = self.id();
@@ -107,12 +106,11 @@ impl Node {
                 },
             };
             if pre_vote {
-                self.actions.push(crate::Action::Send(message));
+                self.push_action(crate::Action::Send(message));
             } else {
                 // Our own vote and term must be durable before we ask: otherwise a crash
                 // could let us vote twice in this term.
-                let hard_state = self.hard_state();
-                self.durability.hold(message, None, hard_state);
+                self.hold_until_persisted(message);
             }
         }
         // Counted last: a single voter wins at once and must have asked nobody meanwhile.
@@ -121,8 +119,8 @@ impl Node {
         if pre_vote {
             self.record_vote(me, true, true);
         } else {
-            let seq = self.durability.required_seq(self.hard_state());
-            if let Some(campaign) = self.role.candidate_mut() {
+            let seq = self.durability().required_seq(self.hard_state());
+            if let Some(campaign) = self.candidate_campaign() {
                 campaign.self_vote_pending = Some(seq);
             }
             self.count_durable_self_vote();
@@ -132,14 +130,16 @@ impl Node {
     /// Counts our own vote once the write that holds it is durable.
     pub(crate) fn count_durable_self_vote(&mut self) {
         // A candidate's campaign ends with its term, so a pending vote is of this term.
-        let Some(campaign) = self.role.candidate_mut() else {
+        let Some(seq) = self
+            .candidate_campaign()
+            .and_then(|campaign| campaign.self_vote_pending)
+        else {
             return;
         };
-        let Some(seq) = campaign.self_vote_pending else {
-            return;
-        };
-        if self.durability.is_durable(seq) {
-            campaign.self_vote_pending = None;
+        if self.durability().is_durable(seq) {
+            if let Some(campaign) = self.candidate_campaign() {
+                campaign.self_vote_pending = None;
+            }
             self.record_vote(self.id(), true, false);
         }
     }
@@ -156,7 +156,7 @@ impl Node {
         last_log_term: Term,
         transfer: bool,
     ) {
-        let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
+        let up_to_date = self.log().is_up_to_date(last_log_index, last_log_term);
         let can_vote = if pre_vote {
             // A pre-vote is only ever granted for a future term.
             term > self.term()
@@ -165,7 +165,7 @@ impl Node {
                 && (self.leader().is_none() || self.leader() == Some(from))
         };
         let sticky = !transfer && self.in_leader_lease() && self.leader() != Some(from);
-        let granted = up_to_date && can_vote && !sticky && !self.role.is_leader();
+        let granted = up_to_date && can_vote && !sticky && !self.is_leader();
         tracing::debug!(
             node = self.id(),
             from,
@@ -184,7 +184,7 @@ impl Node {
                 term: reply_term,
                 body: response,
             };
-            self.actions.push(crate::Action::Send(message));
+            self.push_action(crate::Action::Send(message));
         } else if granted {
             self.cast_vote(from);
             self.restart_election_timer();
@@ -195,7 +195,7 @@ impl Node {
     }
 
     pub(crate) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
-        let campaigning_as_asked = match self.role.state() {
+        let campaigning_as_asked = match self.role_state() {
             RoleState::PreCandidate(_) => pre_vote,
             RoleState::Candidate(_) => !pre_vote,
             _ => false,
@@ -207,15 +207,19 @@ impl Node {
     }
 
     fn record_vote(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
-        let Some(campaign) = self.role.campaign_mut() else {
+        let Some(campaign) = self.campaign_state() else {
             return;
         };
         campaign.votes.entry(from).or_insert(granted);
-        let votes = &campaign.votes;
-        let result =
-            quorum::joint_vote(&self.membership.incoming, &self.membership.outgoing, |id| {
-                votes.get(&id).copied()
-            });
+        let (RoleState::PreCandidate(campaign) | RoleState::Candidate(campaign)) =
+            self.role_state()
+        else {
+            return;
+        };
+        let membership = self.membership();
+        let result = quorum::joint_vote(&membership.incoming, &membership.outgoing, |id| {
+            campaign.votes.get(&id).copied()
+        });
         match result {
             VoteResult::Won if pre_vote => self.start_real_campaign(false),
             VoteResult::Won => self.become_leader(),

@@ -1,7 +1,9 @@
-//! The [`Node`]: its state (private to this module), construction, getters and the small
-//! views the feature files use. The node's own machinery lives in the submodules: `inbound`
-//! (term rules and dispatch), `output` (host feedback, flush, invariants), `timer` (the
-//! timer table and [`Node::tick`]) and `transitions` (the `become_*` role changes). The
+//! The [`Node`]: its state (every field private to this module), construction and getters.
+//! The feature files reach the state only through the named views and mutators of `views`
+//! (read-only views, and methods that each make one change and keep its invariant). The
+//! node's own machinery lives in the other submodules: `inbound` (term rules and dispatch),
+//! `output` (host feedback, flush, invariants), `timer` (the timer table and [`Node::tick`])
+//! and `transitions` (the `become_*` role changes, the only code that replaces the role). The
 //! rules of each part of the protocol live in their own files (`election.rs`,
 //! `replication.rs`, `snapshot.rs`, `proposal.rs`, `read.rs`, `transfer.rs`,
 //! `reconfiguration.rs`, `validate.rs`); their plain state types live in `role.rs` and the
@@ -19,7 +21,7 @@ use crate::durability::Durability;
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::message::{Message, MessageBody};
-use crate::node::role::{Follower, LeaderState, RoleSlot, RoleState};
+use crate::node::role::{Follower, RoleSlot, RoleState};
 use crate::progress::PeerProgress;
 use crate::state::incoming_snapshot::IncomingSnapshot;
 use crate::state::proposals::Proposals;
@@ -34,6 +36,7 @@ mod output;
 pub(crate) mod role;
 mod timer;
 mod transitions;
+pub(crate) mod views;
 
 /// One Raft node: a pure, deterministic state machine.
 ///
@@ -56,16 +59,16 @@ pub struct Node {
     rng: ChaCha8Rng,
     term: Term,
     vote: Option<NodeId>,
-    pub(crate) commit: Index,
-    pub(crate) log: RaftLog,
-    pub(crate) snapshot: SnapshotMeta,
+    commit: Index,
+    log: RaftLog,
+    snapshot: SnapshotMeta,
     /// The latest appended configuration and the index of its entry (the snapshot index
     /// when it came from the snapshot).
-    pub(crate) membership: Membership,
-    pub(crate) membership_index: Index,
+    membership: Membership,
+    membership_index: Index,
     /// Configuration entries in the log after the snapshot, ascending by index.
-    pub(crate) config_history: BTreeMap<Index, Membership>,
-    pub(crate) role: RoleSlot,
+    config_history: BTreeMap<Index, Membership>,
+    role: RoleSlot,
     /// The tick (`ticks_total`) the election timer was last restarted at.
     election_started: u64,
     randomized_election_ticks: u32,
@@ -77,16 +80,16 @@ pub struct Node {
     /// Bytes of entries handed out for apply and not yet reported applied.
     apply_inflight_bytes: u64,
     halted: Option<String>,
-    pub(crate) durability: Durability,
-    pub(crate) proposals: Proposals,
+    durability: Durability,
+    proposals: Proposals,
     follower_reads: FollowerReads,
-    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    incoming_snapshot: Option<IncomingSnapshot>,
     /// The latest snapshot installed from the leader carried no data (a witness's).
     snapshot_without_data: bool,
     /// A warning about holding a witness's data as a full member was logged.
     reported_incomplete: bool,
     next_request_id: u64,
-    pub(crate) actions: Vec<Action>,
+    actions: Vec<Action>,
     /// (role, term, leader) as last reported through `RoleChanged`.
     reported_role: Option<(Role, Term, Option<NodeId>)>,
     /// Messages refused by validation, per sender.
@@ -358,49 +361,6 @@ impl Node {
         self.rejections.by_sender.clone()
     }
 
-    // ----- views for the feature files -----
-
-    /// Ticks since the node was created: the core's only clock (for leases).
-    pub(crate) fn now(&self) -> u64 {
-        self.ticks_total
-    }
-
-    /// The vote cast in the current term.
-    pub(crate) fn vote(&self) -> Option<NodeId> {
-        self.vote
-    }
-
-    /// Messages refused by validation, per sender.
-    pub(crate) fn rejections_mut(&mut self) -> &mut Rejections {
-        &mut self.rejections
-    }
-
-    /// Reads forwarded to the leader, waiting for its answer.
-    pub(crate) fn follower_reads(&self) -> &FollowerReads {
-        &self.follower_reads
-    }
-
-    pub(crate) fn follower_reads_mut(&mut self) -> &mut FollowerReads {
-        &mut self.follower_reads
-    }
-
-    /// The latest snapshot installed from the leader carried no data (a witness's).
-    pub(crate) fn snapshot_without_data(&self) -> bool {
-        self.snapshot_without_data
-    }
-
-    pub(crate) fn set_snapshot_without_data(&mut self, without_data: bool) {
-        self.snapshot_without_data = without_data;
-    }
-
-    /// Records whether this node now holds incomplete (witness) data as a full member;
-    /// true if that just started, so it is reported once.
-    pub(crate) fn note_incomplete_state(&mut self, incomplete: bool) -> bool {
-        let started = incomplete && !self.reported_incomplete;
-        self.reported_incomplete = incomplete;
-        started
-    }
-
     // ----- shared helpers -----
 
     pub(crate) fn next_id(&mut self) -> u64 {
@@ -454,16 +414,6 @@ impl Node {
         self.durability.note_appended(index);
         self.mark_replication_dirty();
         index
-    }
-
-    pub(crate) fn mark_replication_dirty(&mut self) {
-        if let Some(leader) = self.role.leader_mut() {
-            leader.replication_dirty = true;
-        }
-    }
-
-    pub(crate) fn leader_state(&mut self) -> Option<&mut LeaderState> {
-        self.role.leader_mut()
     }
 
     /// Stops the node for good on a detected inconsistency.

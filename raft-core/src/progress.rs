@@ -124,6 +124,31 @@ impl Progress {
         advanced
     }
 
+    /// The follower rejected the append that followed `rejected` (an answer that is not
+    /// stale); `next` is where the leader's log and the follower's conflict hint say to
+    /// probe. Returns true if one probe may be sent at once: only when it backtracks
+    /// (`next_index` moves strictly down, so answering each rejection at once ends after at
+    /// most one round per log entry, fewer with the hint's jumps). Otherwise the progress
+    /// stays paused until the next heartbeat answer, so a follower that keeps rejecting the
+    /// same probe gets one per heartbeat interval instead of one per round trip.
+    pub(crate) fn on_reject(&mut self, rejected: Index, next: Index) -> bool {
+        let previous_next = self.next_index;
+        if rejected <= self.match_index {
+            // It rejects an entry it acknowledged: it lost acknowledged writes (a disk that
+            // dropped synced data). Nothing it acknowledged can be trusted any more: forget
+            // it (commit is never lowered; the leader only counts it again once it
+            // acknowledges afresh) and backtrack from its hint.
+            self.match_index = 0;
+        }
+        self.become_probe();
+        self.next_index = next.max(self.match_index.saturating_add(1));
+        let backtracks = self.next_index < previous_next;
+        if !backtracks {
+            self.state = ReplicationState::Probe { paused: true };
+        }
+        backtracks
+    }
+
     pub(crate) fn become_probe(&mut self) {
         let next = match &self.state {
             ReplicationState::Snapshot(transfer) => {
@@ -208,6 +233,32 @@ mod tests {
         window.free_through(5);
         assert!(!window.is_full(2, 1000));
         assert_eq!(window.count(), 1);
+    }
+
+    #[test]
+    fn a_rejection_sends_at_once_only_when_it_backtracks() {
+        let mut progress = Progress::new(10);
+        progress.on_match(7);
+        progress.become_replicate();
+        progress.next_index = 12; // appends through 11 in flight
+        assert!(progress.on_reject(10, 9), "backtracks from 12 to 9");
+        assert_eq!(progress.next_index, 9);
+        progress.state = ReplicationState::Probe { paused: true }; // the probe went
+        assert!(
+            !progress.on_reject(8, 9),
+            "stays at 9: waits for a heartbeat"
+        );
+        assert_eq!(progress.state, ReplicationState::Probe { paused: true });
+        assert_eq!((progress.match_index, progress.next_index), (7, 9));
+    }
+
+    #[test]
+    fn a_rejection_of_an_acknowledged_entry_forgets_the_match() {
+        let mut progress = Progress::new(10);
+        progress.on_match(7);
+        progress.become_probe();
+        assert!(progress.on_reject(7, 3), "probes from the follower's hint");
+        assert_eq!((progress.match_index, progress.next_index), (0, 3));
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Node {
             self.proposal_outcome(id, Err(ProposalError::NotLeader { leader_hint: None }));
             return id;
         }
-        match (self.role.state(), self.leader()) {
+        match (self.role_state(), self.leader()) {
             // Our state machine has holes: its answer to a forwarded command would be wrong.
             (
                 RoleState::Follower(_) | RoleState::PreCandidate(_) | RoleState::Candidate(_),
@@ -65,7 +65,7 @@ impl Node {
                 }
             }
             (_, Some(leader)) if self.config().forward_proposals => {
-                if self.proposals.len() >= self.config().max_pending_proposals {
+                if self.proposals().len() >= self.config().max_pending_proposals {
                     self.proposal_outcome(id, Err(ProposalError::Overloaded));
                 } else {
                     self.forward_proposal(id.0, leader, command);
@@ -79,7 +79,7 @@ impl Node {
     }
 
     fn proposal_outcome(&mut self, id: ProposalId, result: Result<Index, ProposalError>) {
-        self.actions.push(Action::ProposalOutcome { id, result });
+        self.push_action(Action::ProposalOutcome { id, result });
     }
 
     /// Leader admission: size, backpressure and transfer checks, then append, and track the
@@ -101,8 +101,8 @@ impl Node {
                 max_bytes: max_entry,
             });
         }
-        let pending = self.proposals.len();
-        let Some(leader) = self.role.leader_mut() else {
+        let pending = self.proposals().len();
+        let Some(leader) = self.leader_state() else {
             return Err(ProposalError::NotLeader {
                 leader_hint: self.leader(),
             });
@@ -117,14 +117,15 @@ impl Node {
         leader.uncommitted_bytes += entry_bytes;
         let index = self.append_as_leader(EntryPayload::Command(command));
         if let Some(id) = id {
-            self.proposals.track(index, id, self.term());
+            let term = self.term();
+            self.proposals_mut().track(index, id, term);
         }
         Ok((index, self.term()))
     }
 
     /// Leader side of forwarding: append on behalf of a follower and tell it where.
     pub(crate) fn handle_forward_proposal(&mut self, from: NodeId, id: u64, data: Bytes) {
-        let result = if self.role.is_leader() {
+        let result = if self.is_leader() {
             // The follower tracks the outcome; nobody waits for it here.
             self.append_proposal(data, None)
         } else {
@@ -140,10 +141,10 @@ impl Node {
     pub(crate) fn settle_forwarded(&mut self) {
         self.abandon_proposals_if_removed();
         let view = (self.term(), self.leader());
-        if self.proposals.view == Some(view) {
+        if self.proposals().view == Some(view) {
             return;
         }
-        self.proposals.view = Some(view);
+        self.proposals_mut().view = Some(view);
         self.settle_forwarded_proposals();
         self.settle_forwarded_reads();
     }
@@ -152,20 +153,19 @@ impl Node {
     /// the entries of its proposals may still commit or be overwritten elsewhere, but it
     /// would never hear of it, so they end now, as unknown.
     fn abandon_proposals_if_removed(&mut self) {
-        if self.proposals.appended.is_empty()
-            || self.role.is_leader()
-            || self.membership.contains(self.id())
+        if self.proposals().appended.is_empty()
+            || self.is_leader()
+            || self.membership().contains(self.id())
         {
             return;
         }
         tracing::info!(
             node = self.id(),
-            pending = self.proposals.appended.len(),
+            pending = self.proposals().appended.len(),
             "removed from the cluster: pending proposals end as unknown"
         );
-        self.proposals.abandon_appended(
+        self.abandon_appended_proposals(
             "this node was removed from the cluster before it learned the outcome",
-            &mut self.actions,
         );
     }
 
@@ -177,7 +177,7 @@ impl Node {
             waited: 0,
             command: command.clone(),
         };
-        self.proposals.forwarded.insert(id, forwarded);
+        self.proposals_mut().forwarded.insert(id, forwarded);
         self.send(leader, MessageBody::ForwardProposal { id, data: command });
     }
 
@@ -186,8 +186,8 @@ impl Node {
     /// the new leader (or appended here, if that is us; it waits while no leader is known);
     /// any other is answered `Unknown`, since the old leader may have appended it.
     pub(crate) fn settle_forwarded_proposals(&mut self) {
-        for id in self.proposals.stale(self.term(), self.leader()) {
-            let Some(forwarded) = self.proposals.forwarded.remove(&id) else {
+        for id in self.proposals().stale(self.term(), self.leader()) {
+            let Some(forwarded) = self.proposals_mut().forwarded.remove(&id) else {
                 continue;
             };
             let retry_safe = self.config().retry_safe.allows(&forwarded.command);
@@ -201,7 +201,7 @@ impl Node {
                 }
                 // Wait for a leader; the request timeout still runs.
                 None => {
-                    self.proposals.forwarded.insert(id, forwarded);
+                    self.proposals_mut().forwarded.insert(id, forwarded);
                 }
                 Some(leader) if leader == self.id() => {
                     if let Err(error) =
@@ -224,24 +224,19 @@ impl Node {
         // Only the leader it was last sent to answers it: a late answer from an old leader
         // to a proposal re-sent elsewhere is ignored.
         if self
-            .proposals
+            .proposals()
             .forwarded
             .get(&id)
             .is_none_or(|f| f.to != from)
         {
             return;
         }
-        self.proposals.forwarded.remove(&id);
+        self.proposals_mut().forwarded.remove(&id);
         let id = ProposalId(id);
         match result {
             Ok((index, term)) => {
-                self.proposals.track(index, id, term);
-                self.proposals.resolve_committed(
-                    self.commit,
-                    &self.log,
-                    &self.snapshot,
-                    &mut self.actions,
-                );
+                self.proposals_mut().track(index, id, term);
+                self.resolve_committed_proposals();
             }
             Err(error) => self.proposal_outcome(id, Err(error)),
         }

@@ -42,7 +42,7 @@ impl Node {
         let id = ReadId(self.next_id());
         let outcome = if self.is_halted() {
             Some(Err(ReadError::NotLeader { leader_hint: None }))
-        } else if self.role.is_leader() {
+        } else if self.is_leader() {
             self.leader_read(ReadOrigin::Local(id), consistency)
         } else if self.has_incomplete_state() {
             // Our state machine has holes (a witness's data): send the client elsewhere.
@@ -60,7 +60,7 @@ impl Node {
             Some(Err(ReadError::NotLeader { leader_hint: None }))
         };
         if let Some(result) = outcome {
-            self.actions.push(Action::ReadOutcome { id, result });
+            self.push_action(Action::ReadOutcome { id, result });
         }
         id
     }
@@ -113,11 +113,11 @@ impl Node {
                 return Some(Err(ReadError::LeaseDisabled));
             }
             if self.lease_valid() && self.committed_in_current_term() {
-                return Some(Ok(self.commit));
+                return Some(Ok(self.commit_index()));
             }
         }
         let max_pending = self.config().max_pending_reads;
-        let Some(leader) = self.role.leader_mut() else {
+        let Some(leader) = self.leader_state() else {
             return Some(Err(ReadError::NotLeader {
                 leader_hint: self.leader(),
             }));
@@ -136,7 +136,7 @@ impl Node {
     }
 
     fn committed_in_current_term(&self) -> bool {
-        self.log.term(self.commit) == Some(self.term())
+        self.log().term(self.commit_index()) == Some(self.term())
     }
 
     /// Opens a heartbeat round for reads that have none yet, once the leader has committed
@@ -145,8 +145,8 @@ impl Node {
         if !self.committed_in_current_term() {
             return;
         }
-        let commit = self.commit;
-        let needs = self.role.leader().is_some_and(|l| l.reads.needs_round());
+        let commit = self.commit_index();
+        let needs = self.leader_view().is_some_and(|l| l.reads.needs_round());
         if !needs {
             return;
         }
@@ -175,13 +175,13 @@ impl Node {
                 leader.progress.get(&id).map_or(0, |p| p.acked_round)
             }
         };
-        let round =
-            quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
+        let membership = self.membership();
+        let round = quorum::joint_committed(&membership.incoming, &membership.outgoing, acked);
         round.min(leader.reads.round)
     }
 
     fn lease_valid(&self) -> bool {
-        let Some(leader) = self.role.leader() else {
+        let Some(leader) = self.leader_view() else {
             return false;
         };
         if leader.transfer.is_some() {
@@ -197,14 +197,14 @@ impl Node {
 
     /// Completes every read whose round a quorum acknowledged.
     pub(crate) fn confirm_reads(&mut self) {
-        let Some(leader) = self.role.leader() else {
+        let Some(leader) = self.leader_view() else {
             return;
         };
         if leader.reads.pending.is_empty() {
             return;
         }
         self.start_read_round();
-        let Some(leader) = self.role.leader() else {
+        let Some(leader) = self.leader_view() else {
             return;
         };
         let acked = self.quorum_acked_round(leader);
@@ -228,7 +228,7 @@ impl Node {
 
     fn finish_read(&mut self, origin: ReadOrigin, result: Result<Index, ReadError>) {
         match origin {
-            ReadOrigin::Local(id) => self.actions.push(Action::ReadOutcome { id, result }),
+            ReadOrigin::Local(id) => self.push_action(Action::ReadOutcome { id, result }),
             ReadOrigin::Remote { from, id } => {
                 self.send(from, MessageBody::ReadIndexResponse { id, result })
             }
@@ -237,7 +237,7 @@ impl Node {
 
     pub(crate) fn handle_read_index_request(&mut self, from: NodeId, id: u64) {
         let origin = ReadOrigin::Remote { from, id };
-        let outcome = if self.role.is_leader() {
+        let outcome = if self.is_leader() {
             self.leader_read(origin, ReadConsistency::Linearizable)
         } else {
             Some(Err(ReadError::NotLeader {
@@ -251,7 +251,7 @@ impl Node {
 
     pub(crate) fn handle_read_index_response(&mut self, id: u64, result: Result<Index, ReadError>) {
         if self.follower_reads_mut().forwarded.remove(&id).is_some() {
-            self.actions.push(Action::ReadOutcome {
+            self.push_action(Action::ReadOutcome {
                 id: ReadId(id),
                 result,
             });

@@ -14,6 +14,7 @@ use crate::action::{Action, ChangeId};
 use crate::membership::{Membership, MembershipChange, MembershipError};
 use crate::node::Node;
 use crate::node::role::RoleState;
+use crate::node::views::LeaderWithLog;
 use crate::progress::{Progress, ReplicationState};
 use crate::state::membership_change::{ChangePhase, PendingChange};
 use crate::types::{EntryPayload, Index, NodeId};
@@ -53,7 +54,7 @@ impl Node {
     pub fn change_membership(&mut self, changes: Vec<MembershipChange>) -> ChangeId {
         let id = ChangeId(self.next_id());
         if let Err(error) = self.start_change(id, &changes) {
-            self.actions.push(Action::MembershipOutcome {
+            self.push_action(Action::MembershipOutcome {
                 id,
                 result: Err(error),
             });
@@ -66,12 +67,12 @@ impl Node {
         id: ChangeId,
         changes: &[MembershipChange],
     ) -> Result<(), MembershipError> {
-        let uncommitted_config = self.membership_index > self.commit;
-        let membership = self.membership.clone();
-        let next_index = self.log.next_index();
+        let uncommitted_config = self.membership_index() > self.commit_index();
+        let membership = self.membership().clone();
+        let next_index = self.log().next_index();
         let leader_hint = self.leader();
         let me = self.id();
-        let Some(leader) = self.role.leader_mut() else {
+        let Some(leader) = self.leader_state() else {
             return Err(MembershipError::NotLeader { leader_hint });
         };
         if leader.pending_change.is_some() || membership.is_joint() || uncommitted_config {
@@ -107,8 +108,11 @@ impl Node {
 
     /// Appends C(old,new) once every future voter is caught up.
     fn try_enter_joint(&mut self) {
-        let (last_index, max_lag) = (self.log.last_index(), self.config().catch_up_max_lag);
-        let Some(leader) = self.role.leader_mut() else {
+        let (last_index, max_lag) = (self.log().last_index(), self.config().catch_up_max_lag);
+        let Some(LeaderWithLog {
+            leader, membership, ..
+        }) = self.leader_with_log()
+        else {
             return;
         };
         let Some(change) = &mut leader.pending_change else {
@@ -125,7 +129,7 @@ impl Node {
         if !caught_up {
             return;
         }
-        let joint = self.membership.enter_joint(&change.target);
+        let joint = membership.enter_joint(&change.target);
         change.phase = ChangePhase::Joint;
         tracing::info!(node = self.id(), config = %joint.describe(), "entering joint configuration");
         self.append_as_leader(EntryPayload::Membership(Box::new(joint)));
@@ -135,7 +139,7 @@ impl Node {
     /// abandons the change when they did not in time.
     pub(crate) fn on_catch_up_tick(&mut self) {
         let timeout = self.config().catch_up_timeout_ticks;
-        let membership = self.membership.clone();
+        let membership = self.membership().clone();
         let Some(leader) = self.leader_state() else {
             return;
         };
@@ -172,7 +176,7 @@ impl Node {
             laggard,
             "membership change abandoned: catch-up timeout"
         );
-        self.actions.push(Action::MembershipOutcome {
+        self.push_action(Action::MembershipOutcome {
             id,
             result: Err(MembershipError::CatchUpTimeout(laggard)),
         });
@@ -181,11 +185,11 @@ impl Node {
     /// Leader: the latest configuration committed. Leave a joint configuration; report a
     /// finished change; step down if no longer a voter.
     pub(crate) fn on_configuration_committed(&mut self) {
-        if self.membership_index > self.commit {
+        if self.membership_index() > self.commit_index() {
             return;
         }
-        if self.membership.is_joint() {
-            let leave = self.membership.leave_joint();
+        if self.membership().is_joint() {
+            let leave = self.membership().leave_joint();
             if let Some(change) = self.leader_state().and_then(|l| l.pending_change.as_mut()) {
                 change.phase = ChangePhase::Leaving;
             }
@@ -202,13 +206,13 @@ impl Node {
             })
             .and_then(|l| l.pending_change.take());
         if let Some(change) = finished {
-            let result = Ok(Box::new(self.membership.clone()));
-            self.actions.push(Action::MembershipOutcome {
+            let result = Ok(Box::new(self.membership().clone()));
+            self.push_action(Action::MembershipOutcome {
                 id: change.id,
                 result,
             });
         }
-        if !self.membership.is_voter(self.id()) {
+        if !self.membership().is_voter(self.id()) {
             tracing::info!(node = self.id(), "stepping down: removed from the voters");
             self.become_follower(self.term(), None);
         }
@@ -216,9 +220,7 @@ impl Node {
 
     /// A configuration entry was appended at `index`: it takes effect now.
     pub(crate) fn adopt_configuration(&mut self, index: Index, membership: Membership) {
-        self.config_history.insert(index, membership.clone());
-        self.membership = membership;
-        self.membership_index = index;
+        self.record_configuration(index, membership);
         self.sync_progress_with_membership();
         self.check_witness_data();
     }
@@ -226,10 +228,10 @@ impl Node {
     /// True if `peer` is a witness, or is catching up to become one: it never receives
     /// command payloads or snapshot data.
     pub(crate) fn stores_no_payloads(&self, peer: NodeId) -> bool {
-        if self.membership.is_witness(peer) {
+        if self.membership().is_witness(peer) {
             return true;
         }
-        match self.role.state() {
+        match self.role_state() {
             RoleState::Leader(leader) => leader
                 .pending_change
                 .as_ref()
@@ -245,15 +247,15 @@ impl Node {
     /// an operator wipes the node; see [`crate::Node::has_incomplete_state`].
     pub(crate) fn holds_witness_data(&self) -> bool {
         self.snapshot_without_data()
-            || self.snapshot.membership.is_witness(self.id())
-            || self.log.has_elided()
+            || self.snapshot_meta().membership.is_witness(self.id())
+            || self.log().has_elided()
     }
 
     /// Logs once when this node becomes, or stops being, a full member holding a witness's
     /// data (a former witness re-added without wiping it).
     pub(crate) fn check_witness_data(&mut self) {
         let id = self.id();
-        let full_member = self.membership.contains(id) && !self.membership.is_witness(id);
+        let full_member = self.membership().contains(id) && !self.membership().is_witness(id);
         let incomplete = full_member && self.holds_witness_data();
         if self.note_incomplete_state(incomplete) {
             tracing::warn!(
@@ -264,24 +266,10 @@ impl Node {
         }
     }
 
-    /// A truncation removed configuration entries from `from` on: fall back to the latest
-    /// one still in the log (or the snapshot's).
-    pub(crate) fn rollback_configuration(&mut self, from: Index) {
-        if self.config_history.split_off(&from).is_empty() {
-            return;
-        }
-        let (index, membership) = self.config_history.last_key_value().map_or(
-            (self.snapshot.index, self.snapshot.membership.clone()),
-            |(i, m)| (*i, m.clone()),
-        );
-        self.membership = membership;
-        self.membership_index = index;
-    }
-
     fn sync_progress_with_membership(&mut self) {
         let me = self.id();
-        let members = self.membership.members();
-        let next_index = self.log.next_index();
+        let members = self.membership().members();
+        let next_index = self.log().next_index();
         let Some(leader) = self.leader_state() else {
             return;
         };
@@ -312,13 +300,13 @@ impl Node {
     pub(crate) fn maybe_auto_promote(&mut self, from: NodeId) {
         self.try_enter_joint();
         if !self.config().auto_promote_learners
-            || !self.membership.is_learner(from)
-            || self.membership.is_joint()
+            || !self.membership().is_learner(from)
+            || self.membership().is_joint()
         {
             return;
         }
-        let (last_index, max_lag) = (self.log.last_index(), self.config().catch_up_max_lag);
-        let uncommitted_config = self.membership_index > self.commit;
+        let (last_index, max_lag) = (self.log().last_index(), self.config().catch_up_max_lag);
+        let uncommitted_config = self.membership_index() > self.commit_index();
         let Some(leader) = self.leader_state() else {
             return;
         };

@@ -4,6 +4,7 @@
 use crate::log::AppendResult;
 use crate::message::{ConflictHint, MessageBody};
 use crate::node::Node;
+use crate::node::views::LeaderWithLog;
 use crate::progress::ReplicationState;
 use crate::quorum;
 use crate::types::{Entry, EntryPayload, Index, NodeId, Term};
@@ -31,11 +32,12 @@ impl Node {
     }
 
     fn quorum_recently_active(&self) -> bool {
-        let Some(leader) = self.role.leader() else {
+        let Some(leader) = self.leader_view() else {
             return false;
         };
         let me = self.id();
-        quorum::joint_active(&self.membership.incoming, &self.membership.outgoing, |id| {
+        let membership = self.membership();
+        quorum::joint_active(&membership.incoming, &membership.outgoing, |id| {
             id == me || leader.progress.get(&id).is_some_and(|p| p.recently_active)
         })
     }
@@ -43,7 +45,7 @@ impl Node {
     /// Sends a heartbeat to every peer, opening a new heartbeat round (reads and leases
     /// count acknowledgements per round).
     pub(crate) fn broadcast_heartbeat(&mut self) {
-        let commit = self.commit;
+        let commit = self.commit_index();
         let now = self.now();
         let Some(leader) = self.leader_state() else {
             return;
@@ -63,7 +65,7 @@ impl Node {
     /// Sends whatever each follower's progress allows (called on every flush, does work
     /// only when something changed since the last one).
     pub(crate) fn broadcast_pending(&mut self) {
-        let mut peers = match self.role.leader_mut() {
+        let mut peers = match self.leader_state() {
             Some(leader) if leader.replication_dirty => {
                 leader.replication_dirty = false;
                 let mut peers = std::mem::take(&mut leader.peer_scratch);
@@ -81,7 +83,7 @@ impl Node {
             }
         }
         peers.clear();
-        if let Some(leader) = self.role.leader_mut() {
+        if let Some(leader) = self.leader_state() {
             leader.peer_scratch = peers;
         }
     }
@@ -94,9 +96,15 @@ impl Node {
             self.config().max_inflight_bytes,
             self.config().max_append_bytes,
         );
-        let commit = self.commit;
+        let commit = self.commit_index();
         let witness = self.stores_no_payloads(to);
-        let Some(leader) = self.role.leader_mut() else {
+        let Some(LeaderWithLog {
+            leader,
+            log,
+            snapshot,
+            ..
+        }) = self.leader_with_log()
+        else {
             return false;
         };
         let Some(progress) = leader.progress.get_mut(&to) else {
@@ -113,7 +121,7 @@ impl Node {
             }
             _ => {}
         }
-        if !probe && progress.next_index > self.log.last_index() {
+        if !probe && progress.next_index > log.last_index() {
             return false;
         }
         assert!(
@@ -121,15 +129,14 @@ impl Node {
             "a follower's match index stays below its next index"
         );
         let prev_log_index = progress.next_index - 1; // next_index > match_index >= 0
-        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+        let Some(prev_log_term) = log.term(prev_log_index) else {
             // The entries this follower needs are compacted: send the snapshot instead.
-            let meta = self.snapshot.clone();
+            let meta = snapshot.clone();
             progress.become_snapshot(meta);
             self.send_snapshot_chunk(to, 0);
             return true;
         };
-        let entries: Vec<Entry> = self
-            .log
+        let entries: Vec<Entry> = log
             .slice_bounded(progress.next_index, max_append, max_count.max(1) * 64)
             .iter()
             .map(|e| if witness { e.elided() } else { e.clone() })
@@ -178,7 +185,7 @@ impl Node {
         // forged append could have put them there), and the leader would count them as
         // replicated here. `try_append` checks every entry's term and writes nothing for
         // what matches; validation already refused anything contradicting a committed entry.
-        match self.log.try_append(prev_log_index, prev_log_term, entries) {
+        match self.try_append_from_leader(prev_log_index, prev_log_term, entries) {
             AppendResult::Rejected(hint) => {
                 let response = MessageBody::AppendResponse {
                     success: false,
@@ -197,10 +204,10 @@ impl Node {
                     // contradicts a committed entry. Reaching it means our own state is
                     // inconsistent (a broken store handed us a log that disagrees with
                     // the commit index), which no message can repair.
-                    if from_index <= self.commit {
+                    if from_index <= self.commit_index() {
                         self.halt(format!(
                             "leader {from} would overwrite committed entry {from_index} (commit {})",
-                            self.commit
+                            self.commit_index()
                         ));
                         return;
                     }
@@ -211,7 +218,7 @@ impl Node {
                 }
                 // Section 5.3: commit no further than the last entry this request vouched for.
                 self.advance_follower_commit(leader_commit.min(last_new_index));
-                let ack = self.log.term(last_new_index).map(|t| (last_new_index, t));
+                let ack = self.log().term(last_new_index).map(|t| (last_new_index, t));
                 let response = MessageBody::AppendResponse {
                     success: true,
                     match_index: last_new_index,
@@ -226,7 +233,7 @@ impl Node {
     /// the same term steps down (section 5.2). Returns false for a node that cannot follow
     /// (another leader of our term would be a protocol violation).
     pub(crate) fn accept_leader(&mut self, from: NodeId) -> bool {
-        if self.role.is_leader() {
+        if self.is_leader() {
             tracing::error!(
                 node = self.id(),
                 from,
@@ -234,7 +241,7 @@ impl Node {
                 "two leaders in one term; ignoring"
             );
             false
-        } else if let Some(follower) = self.role.follower_mut() {
+        } else if let Some(follower) = self.follower_state() {
             follower.leader = Some(from);
             self.restart_election_timer();
             true
@@ -245,18 +252,18 @@ impl Node {
     }
 
     fn advance_follower_commit(&mut self, index: Index) {
-        if index > self.commit {
-            self.commit = index.min(self.log.last_index());
+        if index > self.commit_index() {
+            self.advance_commit(index.min(self.log().last_index()));
             self.on_commit_advanced();
         }
     }
 
     /// New entries were appended at `first` and after: adopt configurations among them.
     fn on_entries_appended(&mut self, first: Index) {
-        self.durability.note_appended(first);
+        self.note_log_appended(first);
         let configs: Vec<(Index, crate::membership::Membership)> = self
-            .log
-            .slice(first, self.log.next_index())
+            .log()
+            .slice(first, self.log().next_index())
             .iter()
             .filter_map(|e| match &e.payload {
                 EntryPayload::Membership(m) => Some((e.index, (**m).clone())),
@@ -271,9 +278,9 @@ impl Node {
     /// The log lost its suffix from `from`: roll back configurations appended there and fail
     /// the proposals whose entries are gone.
     fn on_log_truncated(&mut self, from: Index) {
-        self.durability.note_truncated(from);
+        self.note_log_truncated(from);
         self.rollback_configuration(from);
-        self.proposals.drop_from(from, &mut self.actions);
+        self.drop_proposals_from(from);
     }
 
     pub(crate) fn handle_heartbeat(&mut self, from: NodeId, commit: Index, round: u64) {
@@ -281,12 +288,12 @@ impl Node {
             return;
         }
         // The leader caps `commit` at what it knows we hold, so it is safe to adopt.
-        self.advance_follower_commit(commit.min(self.log.last_index()));
+        self.advance_follower_commit(commit.min(self.log().last_index()));
         self.send(from, MessageBody::HeartbeatResponse { round });
     }
 
     pub(crate) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
-        let last_index = self.log.last_index();
+        let last_index = self.log().last_index();
         let Some(leader) = self.leader_state() else {
             return;
         };
@@ -348,24 +355,26 @@ impl Node {
         if stale {
             return;
         }
-        let next = self.log.next_probe_index(match_index, hint);
+        let next = self.log().next_probe_index(match_index, hint);
         let Some(leader) = self.leader_state() else {
             return;
         };
         let Some(progress) = leader.progress.get_mut(&from) else {
             return;
         };
-        progress.become_probe();
-        progress.next_index = next.max(progress.match_index.saturating_add(1));
-        self.send_append(from, true);
+        // At most one append per rejection, and none unless it backtracks (no storm of
+        // identical appends and rejections): see `Progress::on_reject`.
+        if progress.on_reject(match_index, next) {
+            self.send_append(from, true);
+        }
     }
 
     /// Section 5.3/5.4.2: commit the highest index held (durably) by a quorum, but only if
     /// it is from the current term; earlier terms' entries commit with it.
     pub(crate) fn maybe_commit(&mut self) {
         let me = self.id();
-        let durable = self.durability.durable_index();
-        let Some(leader) = self.role.leader() else {
+        let durable = self.durability().durable_index();
+        let Some(leader) = self.leader_view() else {
             return;
         };
         let acked = |id: NodeId| {
@@ -375,16 +384,16 @@ impl Node {
                 leader.progress.get(&id).map_or(0, |p| p.match_index)
             }
         };
-        let committed =
-            quorum::joint_committed(&self.membership.incoming, &self.membership.outgoing, acked);
-        if committed > self.commit
+        let membership = self.membership();
+        let committed = quorum::joint_committed(&membership.incoming, &membership.outgoing, acked);
+        if committed > self.commit_index()
             && committed != Index::MAX
-            && self.log.term(committed) == Some(self.term())
+            && self.log().term(committed) == Some(self.term())
         {
-            let previous = self.commit;
-            self.commit = committed;
+            let previous = self.commit_index();
+            self.advance_commit(committed);
             let released: u64 = self
-                .log
+                .log()
                 .slice(previous.saturating_add(1), committed.saturating_add(1))
                 .iter()
                 .filter(|e| e.term == self.term())
@@ -399,9 +408,8 @@ impl Node {
 
     /// Everything that waits for the commit index: proposals, reads, configuration changes.
     pub(crate) fn on_commit_advanced(&mut self) {
-        self.proposals
-            .resolve_committed(self.commit, &self.log, &self.snapshot, &mut self.actions);
-        if self.role.is_leader() {
+        self.resolve_committed_proposals();
+        if self.is_leader() {
             self.confirm_reads();
             self.on_configuration_committed();
         }

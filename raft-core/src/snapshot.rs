@@ -17,21 +17,17 @@ impl Node {
     /// compacted.
     pub fn snapshot_meta_at(&self, index: Index) -> Option<SnapshotMeta> {
         // A full member holding a witness's data keeps it visible instead of compacting it.
-        if self.holds_witness_data() && !self.membership.is_witness(self.id()) {
+        if self.holds_witness_data() && !self.membership().is_witness(self.id()) {
             return None;
         }
         if index > self.applied_index()
-            || index > self.durability.durable_index()
-            || index < self.snapshot.index
+            || index > self.durability().durable_index()
+            || index < self.snapshot_meta().index
         {
             return None;
         }
-        let term = self.log.term(index)?;
-        let membership = self
-            .config_history
-            .range(..=index)
-            .next_back()
-            .map_or_else(|| self.snapshot.membership.clone(), |(_, m)| m.clone());
+        let term = self.log().term(index)?;
+        let membership = self.membership_at(index);
         Some(SnapshotMeta {
             index,
             term,
@@ -52,7 +48,7 @@ impl Node {
     /// (applied entries are committed and never change), so a failure means the host made
     /// the metadata up or mixed up nodes.
     pub fn on_snapshot_saved(&mut self, meta: SnapshotMeta) {
-        if self.is_halted() || meta.index <= self.snapshot.index {
+        if self.is_halted() || meta.index <= self.snapshot_meta().index {
             return;
         }
         assert!(
@@ -63,14 +59,14 @@ impl Node {
             self.applied_index()
         );
         assert_eq!(
-            self.log.term(meta.index),
+            self.log().term(meta.index),
             Some(meta.term),
             "host misuse: on_snapshot_saved with term {} at index {}, which the log does not \
              hold (metadata not from snapshot_meta_at?)",
             meta.term,
             meta.index
         );
-        if meta.index > self.durability.durable_index() {
+        if meta.index > self.durability().durable_index() {
             // Unreachable for metadata from `snapshot_meta_at`: applied entries are durable
             // and committed entries are never truncated. Kept as a refusal, not a panic,
             // since compacting a prefix that is not durable would lose it in a crash.
@@ -81,17 +77,13 @@ impl Node {
             );
             return;
         }
-        self.log.compact(meta.index, meta.term);
-        self.config_history = self.config_history.split_off(&meta.index.saturating_add(1));
-        let through_index = meta.index;
-        self.snapshot = meta;
-        self.actions.push(Action::CompactLog { through_index });
+        self.compact_to_snapshot(meta);
     }
 
     /// Asks the host to send the chunk at `offset` of our current snapshot. Witnesses get
     /// the metadata only: they keep no state machine.
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId, offset: u64) {
-        let meta = self.snapshot.clone();
+        let meta = self.snapshot_meta().clone();
         if self.stores_no_payloads(to) {
             let body = MessageBody::SnapshotChunk {
                 meta: Box::new(meta),
@@ -102,7 +94,7 @@ impl Node {
             self.send(to, body);
             return;
         }
-        self.actions.push(Action::SendSnapshotChunk {
+        self.push_action(Action::SendSnapshotChunk {
             to,
             term: self.term(),
             meta: Box::new(meta),
@@ -115,7 +107,7 @@ impl Node {
     /// if one was taken meanwhile.
     pub(crate) fn retry_snapshot_transfers(&mut self) {
         let retry_ticks = self.config().snapshot_retry_ticks;
-        let current = self.snapshot.clone();
+        let current = self.snapshot_meta().clone();
         let Some(leader) = self.leader_state() else {
             return;
         };
@@ -188,9 +180,12 @@ impl Node {
             return;
         }
         let index = meta.index;
-        if index <= self.commit {
+        if index <= self.commit_index() {
             // We already hold everything it covers (committed entries match the leader's).
-            let ack = self.log.term(self.commit).map(|t| (self.commit, t));
+            let ack = self
+                .log()
+                .term(self.commit_index())
+                .map(|t| (self.commit_index(), t));
             let body = MessageBody::SnapshotResponse {
                 index,
                 next_offset: 0,
@@ -214,7 +209,7 @@ impl Node {
         }
         // Validation refused a chunk whose end overflows.
         let next_offset = offset.saturating_add(data.len() as u64);
-        if let Some(incoming) = &mut self.incoming_snapshot {
+        if let Some(incoming) = self.incoming_snapshot_mut() {
             incoming.next_offset = next_offset;
         }
         let token = self.write_snapshot_chunk(meta.clone(), offset, data, done);
@@ -247,7 +242,7 @@ impl Node {
             next_offset: 0,
             installing: None,
         };
-        let incoming = self.incoming_snapshot.get_or_insert_with(fresh);
+        let incoming = self.incoming_snapshot_or(fresh);
         if incoming.installing.is_some() {
             return None;
         }
@@ -269,13 +264,8 @@ impl Node {
         data: Bytes,
         done: bool,
     ) -> crate::action::WriteToken {
-        let hard_state = self.hard_state();
-        if let Some(batch) = self.durability.take_batch(hard_state, &self.log) {
-            self.actions.push(Action::Persist(batch));
-        }
-        let token = self
-            .durability
-            .issue_snapshot_chunk(done.then(|| meta.clone()));
+        self.persist_pending_writes();
+        let token = self.issue_snapshot_chunk_write(done.then(|| meta.clone()));
         let chunk = SnapshotChunkWrite {
             meta,
             offset,
@@ -283,36 +273,18 @@ impl Node {
             done,
             token,
         };
-        self.actions
-            .push(Action::WriteSnapshotChunk(Box::new(chunk)));
+        self.push_action(Action::WriteSnapshotChunk(Box::new(chunk)));
         token
     }
 
     fn install_snapshot_in_memory(&mut self, meta: SnapshotMeta, token: crate::action::WriteToken) {
-        let cleared = self.log.term(meta.index) != Some(meta.term);
-        self.log.install_snapshot(meta.index, meta.term);
-        self.durability.note_snapshot_installed(&self.log, cleared);
-        self.config_history = if cleared {
-            Default::default()
-        } else {
-            self.config_history.split_off(&meta.index.saturating_add(1))
-        };
-        let (membership_index, membership) = self
-            .config_history
-            .last_key_value()
-            .map_or((meta.index, meta.membership.clone()), |(i, m)| {
-                (*i, m.clone())
-            });
-        self.membership_index = membership_index;
-        self.membership = membership;
-        self.commit = self.commit.max(meta.index);
-        self.snapshot = meta;
-        if let Some(incoming) = &mut self.incoming_snapshot {
+        let cleared = self.install_snapshot_state(meta);
+        if let Some(incoming) = self.incoming_snapshot_mut() {
             incoming.installing = Some(token);
         }
         tracing::info!(
             node = self.id(),
-            index = self.snapshot.index,
+            index = self.snapshot_meta().index,
             cleared,
             "installed snapshot from leader"
         );
@@ -321,12 +293,12 @@ impl Node {
 
     /// The final chunk is durable: the state machine may now be restored from it.
     pub(crate) fn finish_snapshot_install(&mut self, meta: SnapshotMeta) {
-        self.incoming_snapshot = None;
+        self.clear_incoming_snapshot();
         self.apply_from_snapshot(meta.index);
-        self.actions.push(Action::RestoreStateMachine {
+        self.push_action(Action::RestoreStateMachine {
             meta: Box::new(meta),
         });
-        if self.role.is_leader() {
+        if self.is_leader() {
             self.maybe_commit();
         }
     }

@@ -18,7 +18,7 @@ impl Node {
         let id = TransferId(self.next_id());
         if let Err((target, error)) = self.start_transfer(id, target) {
             tracing::debug!(node = self.id(), target, %error, "leadership transfer refused");
-            self.actions.push(Action::TransferOutcome {
+            self.push_action(Action::TransferOutcome {
                 id,
                 target,
                 result: Err(error),
@@ -33,10 +33,10 @@ impl Node {
         target: Option<NodeId>,
     ) -> Result<(), (NodeId, TransferError)> {
         let me = self.id();
-        let last_index = self.log.last_index();
+        let last_index = self.log().last_index();
         let leader_hint = self.leader();
-        let membership = self.membership.clone();
-        let Some(leader) = self.role.leader_mut() else {
+        let membership = self.membership().clone();
+        let Some(leader) = self.leader_state() else {
             return Err((
                 target.unwrap_or(0),
                 TransferError::NotLeader { leader_hint },
@@ -91,7 +91,7 @@ impl Node {
     /// A follower's match index advanced: the transfer target may now be caught up, and a
     /// learner may be ready for promotion.
     pub(crate) fn on_follower_progress(&mut self, from: NodeId) {
-        let last_index = self.log.last_index();
+        let last_index = self.log().last_index();
         let Some(leader) = self.leader_state() else {
             return;
         };
@@ -122,7 +122,7 @@ impl Node {
             let (id, target) = (transfer.id, transfer.target);
             leader.transfer = None;
             tracing::info!(node = self.id(), target, "leadership transfer timed out");
-            self.actions.push(Action::TransferOutcome {
+            self.push_action(Action::TransferOutcome {
                 id,
                 target,
                 result: Err(TransferError::Timeout),
@@ -137,7 +137,7 @@ impl Node {
         };
         if let Some(transfer) = leader.transfer.take() {
             let error = TransferError::Aborted(reason.to_string());
-            self.actions.push(Action::TransferOutcome {
+            self.push_action(Action::TransferOutcome {
                 id: transfer.id,
                 target: transfer.target,
                 result: Err(error),
@@ -151,7 +151,7 @@ impl Node {
     /// depose a healthy leader. A node that knows no leader of its term (it restarted, or
     /// campaigns itself) ignores it; the transfer then times out on the leader.
     pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.leader() != Some(from) || !self.role.is_follower() {
+        if self.leader() != Some(from) || !self.is_follower() {
             tracing::debug!(
                 node = self.id(),
                 from,
@@ -177,7 +177,7 @@ impl Node {
                 "leadership lost before the target caught up".into(),
             ))
         };
-        self.actions.push(Action::TransferOutcome {
+        self.push_action(Action::TransferOutcome {
             id: transfer.id,
             target: transfer.target,
             result,

@@ -247,7 +247,7 @@ impl Node {
         if message.term != self.term() || !leader_kind(&message.body) {
             return Ok(());
         }
-        let expected = match self.role.state() {
+        let expected = match self.role_state() {
             RoleState::Leader(_) => Some(self.id()),
             _ => self.leader(),
         };
@@ -277,11 +277,11 @@ impl Node {
                 self.check_committed(*prev_log_index, *prev_log_term)?;
                 entries
                     .iter()
-                    .take_while(|entry| entry.index <= self.commit)
+                    .take_while(|entry| entry.index <= self.commit_index())
                     .try_for_each(|entry| self.check_committed(entry.index, entry.term))
             }
             MessageBody::SnapshotChunk { meta, .. } => self.check_committed(meta.index, meta.term),
-            MessageBody::HeartbeatResponse { round } => match self.role.state() {
+            MessageBody::HeartbeatResponse { round } => match self.role_state() {
                 RoleState::Leader(leader) if *round > leader.reads.current_round() => {
                     Err(PeerMisbehaved::RoundAhead {
                         max: leader.reads.current_round(),
@@ -294,9 +294,9 @@ impl Node {
                 success: true,
                 match_index,
                 ..
-            } if self.role.is_leader() && *match_index > self.log.last_index() => {
+            } if self.is_leader() && *match_index > self.log().last_index() => {
                 Err(PeerMisbehaved::AckBeyondLog {
-                    max: self.log.last_index(),
+                    max: self.log().last_index(),
                     got: *match_index,
                 })
             }
@@ -306,10 +306,10 @@ impl Node {
 
     /// A claim that `index` has `term`, checked if `index` is committed and still held.
     fn check_committed(&self, index: Index, term: Term) -> Result<(), PeerMisbehaved> {
-        if index > self.commit {
+        if index > self.commit_index() {
             return Ok(());
         }
-        match self.log.term(index) {
+        match self.log().term(index) {
             Some(expected) if expected != term => Err(PeerMisbehaved::ContradictsCommitted {
                 index,
                 expected,

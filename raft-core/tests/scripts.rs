@@ -110,6 +110,7 @@ scripts! {
     read_timeout,
     replication_flow_control,
     replication_probe_one_at_a_time,
+    replication_reject_backoff,
     replication_window_refill,
     snapshot_catch_up_chunks,
     snapshot_chunk_lost_resume,

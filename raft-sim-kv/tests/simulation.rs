@@ -123,6 +123,8 @@ fn every_broken_variant_is_caught_within_a_few_seeds() {
             | Bug::DurableBeforeSync
             | Bug::SkipSync
             | Bug::LoseUnsyncedSegment => &[
+                // The direct check: a node lost an entry it claimed durable.
+                ViolationKind::DurabilityLost,
                 // A core that believes lost writes durable can also livelock.
                 ViolationKind::Liveness,
                 ViolationKind::TermRegressed,

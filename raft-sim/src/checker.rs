@@ -34,6 +34,8 @@ pub enum ViolationKind {
     DoubleVote,
     /// A node forgot a term it had promised in.
     TermRegressed,
+    /// A node lost a log entry it had reported durable or acknowledged to a leader.
+    DurabilityLost,
     /// A client-level check failed (linearizability, lost write, double apply).
     Client,
     /// The cluster did not recover in time after healing.
@@ -55,6 +57,7 @@ impl fmt::Display for ViolationKind {
             ViolationKind::StateMachineSafety => "state-machine-safety",
             ViolationKind::DoubleVote => "double-vote",
             ViolationKind::TermRegressed => "term-regressed",
+            ViolationKind::DurabilityLost => "durability-lost",
             ViolationKind::Client => "client",
             ViolationKind::Liveness => "liveness",
             ViolationKind::UnexpectedHalt => "unexpected-halt",
@@ -157,6 +160,8 @@ pub struct SafetyChecker {
     votes: BTreeMap<(NodeId, Term), NodeId>,
     commit_seen: BTreeMap<NodeId, Index>,
     promised_term: BTreeMap<NodeId, Term>,
+    /// Log entries each node claimed durable.
+    pub(crate) durable: crate::durable::DurableClaims,
     violations: Vec<Violation>,
 }
 
@@ -397,6 +402,7 @@ impl SafetyChecker {
         self.promised_term.remove(&node);
         self.votes.retain(|(voter, _), _| *voter != node);
         self.commit_seen.remove(&node);
+        self.durable.wiped(node);
     }
 
     /// A node made a promise that requires `term` to be durable (a vote request, a vote,

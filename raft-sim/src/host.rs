@@ -359,6 +359,7 @@ impl<M: SimMachine> Host<M> {
         });
         ctx.checker
             .observe_restart(ctx.now_us, self.id, node.commit_index(), node.term());
+        crate::watch::restored(self.id, node, ctx);
         self.engine = Some(engine);
         self.liveness = Liveness::Up;
         self.drive(ctx);
@@ -506,6 +507,7 @@ impl<M: SimMachine> Host<M> {
     /// A message arrives.
     pub fn receive(&mut self, message: Message, ctx: &mut Ctx<'_, M>) {
         if let Some(engine) = self.engine.as_mut() {
+            crate::watch::received(self.id, &message, engine.node(), ctx);
             engine.handle_message(message);
             self.drive(ctx);
         }
@@ -592,7 +594,7 @@ impl<M: SimMachine> Host<M> {
                 return;
             };
             while let Some(message) = engine.poll_transmit() {
-                crate::watch::sent(self.id, &message, ctx);
+                crate::watch::sent(self.id, &message, engine.node(), ctx);
                 ctx.effects.push(Effect::Send(message));
                 busy = true;
             }

@@ -220,7 +220,10 @@
 //! leader of term t holds every entry committed in a term before t, and no elided payload);
 //! state machine safety (one entry per applied index across nodes, no gaps); durable
 //! promises (no two votes in one term, a restarted node's term at least the highest term it
-//! promised in). At client level: the history (put, get, delete, compare-and-set on a small
+//! promised in; a restarted node's log holds every entry it reported durable or acknowledged
+//! to a leader, unless a leader's conflicting append or a snapshot install removed it since,
+//! and a node is never sent an append after such an entry it no longer holds: see
+//! `durable.rs`). At client level: the history (put, get, delete, compare-and-set on a small
 //! key space, with sessions and retries) must be linearizable ([`linearizability`], per key,
 //! Wing-Gong/Lowe search with memoization; an unanswered operation may take effect at any
 //! time after its call or never); every acknowledged write took effect at one committed
@@ -240,19 +243,19 @@
 //!
 //! | variant | sabotage | caught by |
 //! |---|---|---|
-//! | `ack-before-durable` | the engine reports a persist's token as soon as the core issues it | forgotten terms, double votes, lost entries, livelock |
+//! | `ack-before-durable` | the engine reports a persist's token as soon as the core issues it | durability lost, forgotten terms, double votes, lost entries |
 //! | `vote-without-log-check` | vote requests claim `last_log_term = term` | leader completeness |
 //! | `commit-without-quorum` | appends tell followers to commit all the leader holds | leader completeness, linearizability |
 //! | `commit-previous-term` | commit index raised to the majority-acknowledged index, any term (figure 8) | leader completeness, after leader changes over divergent logs |
 //! | `stale-reads` | the engine serves every read from local state at once | linearizability |
-//! | `skip-corruption-check` | file-store recovery cuts a corrupt record of the last segment like a torn tail (file storage) | forgotten terms, double votes |
+//! | `skip-corruption-check` | file-store recovery cuts a corrupt record of the last segment like a torn tail (file storage) | durability lost, forgotten terms, double votes |
 //! | `no-sessions` | retries carry no session | "write took effect twice" |
 //! | `lease-beyond-bound` | clocks beyond the lease bound: a leader's clock at a quarter rate, pauses stop clocks | linearizability (stale lease read) |
-//! | `durable-before-sync` | the engine's disk lane reports a work durable and syncs it with the next one | forgotten terms, lost entries |
-//! | `skip-sync` | the disk lane skips the sync of a lone small write | forgotten terms, double votes, lost entries |
+//! | `durable-before-sync` | the engine's disk lane reports a work durable and syncs it with the next one | durability lost, forgotten terms, lost entries |
+//! | `skip-sync` | the disk lane skips the sync of a lone small write | durability lost, forgotten terms, double votes, lost entries |
 //! | `apply-before-commit` | the engine applies entries when they are appended | "applied before any node committed it" |
 //! | `reply-before-apply` | the engine answers a read before its read index is applied | linearizability |
-//! | `lose-unsynced-segment` | file-store recovery drops a last segment with a torn tail whole (file storage) | forgotten terms, lost entries |
+//! | `lose-unsynced-segment` | file-store recovery drops a last segment with a torn tail whole (file storage) | durability lost, forgotten terms, lost entries |
 //!
 //! Each variant's run draws a profile aimed at it ([`profile::FaultProfile::draw_for`]):
 //! `commit-previous-term` gets many divergent-log faults, one-by-one appends, the figure-8
@@ -273,6 +276,7 @@ pub mod bugs;
 mod chaos;
 pub mod checker;
 pub mod commit_point;
+mod durable;
 pub mod faults;
 pub mod host;
 pub mod html;

@@ -2,16 +2,30 @@
 //! entries applied, role changes, stops), the messages it sends, its answers to clients,
 //! and its commit index after every step.
 
-use raft_core::{EntryPayload, Message, MessageBody, NodeId, Role, StateMachine, Term};
+use raft_core::{EntryPayload, Message, MessageBody, Node, NodeId, Role, StateMachine, Term};
 use raft_host::{Observation, Reply as EngineReply, RequestId};
 
 use crate::checker::{Fingerprint, ViolationKind};
 use crate::host::{Ctx, Effect, Host, Liveness};
 use crate::workload::{Reply, SimMachine};
 
-/// A message leaves `from`: votes and acknowledgements are promises the checker holds the
-/// node to after a restart.
-pub(crate) fn sent<M: StateMachine>(from: NodeId, message: &Message, ctx: &mut Ctx<'_, M>) {
+/// A message leaves `from`, whose core is `node`: votes and acknowledgements are promises
+/// the checker holds the node to after a restart.
+pub(crate) fn sent<M: StateMachine>(
+    from: NodeId,
+    message: &Message,
+    node: &Node,
+    ctx: &mut Ctx<'_, M>,
+) {
+    if let MessageBody::AppendResponse {
+        success: true,
+        match_index,
+        ..
+    } = message.body
+        && let Some(term) = node.entry_term(match_index)
+    {
+        ctx.checker.durable.acknowledged(from, match_index, term);
+    }
     match &message.body {
         MessageBody::VoteResponse {
             pre_vote: false,
@@ -26,6 +40,65 @@ pub(crate) fn sent<M: StateMachine>(from: NodeId, message: &Message, ctx: &mut C
             ctx.checker.promise(from, message.term)
         }
         _ => {}
+    }
+}
+
+/// An append reaches `to`, whose core is `node`: if it names as predecessor an entry `to`
+/// claimed durable and no longer holds, `to` rejects it because it lost that entry.
+pub(crate) fn received<M: StateMachine>(
+    to: NodeId,
+    message: &Message,
+    node: &Node,
+    ctx: &mut Ctx<'_, M>,
+) {
+    let MessageBody::Append {
+        prev_log_index,
+        prev_log_term,
+        ..
+    } = message.body
+    else {
+        return;
+    };
+    let held = node.entry_term(prev_log_index);
+    let snapshot = node.snapshot_meta().index;
+    if ctx
+        .checker
+        .durable
+        .lost_prev(to, prev_log_index, prev_log_term, snapshot, held)
+    {
+        ctx.checker.report(
+            ctx.now_us,
+            ViolationKind::DurabilityLost,
+            format!(
+                "n{to} rejects n{}'s append after entry {prev_log_index}@t{prev_log_term}, \
+                 which it had acknowledged or reported durable: it holds {} there now",
+                message.from,
+                held.map_or_else(|| "nothing".to_string(), |t| format!("term {t}"))
+            ),
+        );
+    }
+}
+
+/// `id` restarted from its store with core `node`: its log must still hold every entry it
+/// claimed durable before the crash.
+pub(crate) fn restored<M: StateMachine>(id: NodeId, node: &Node, ctx: &mut Ctx<'_, M>) {
+    let snapshot = node.snapshot_meta().index;
+    let lost = ctx
+        .checker
+        .durable
+        .restored(id, snapshot, |index| node.entry_term(index));
+    if let Some((index, term, held)) = lost {
+        ctx.checker.report(
+            ctx.now_us,
+            ViolationKind::DurabilityLost,
+            format!(
+                "n{id} restarted without entry {index}@t{term}, which it had acknowledged or \
+                 reported durable: its restored log (snapshot {snapshot}, last index {}) \
+                 holds {} there",
+                node.last_index(),
+                held.map_or_else(|| "nothing".to_string(), |t| format!("term {t}"))
+            ),
+        );
     }
 }
 
@@ -44,8 +117,15 @@ impl<M: SimMachine> Host<M> {
     pub(crate) fn watch(&mut self, observation: Observation<M>, ctx: &mut Ctx<'_, M>) {
         match observation {
             Observation::Persist {
-                entries, prev_term, ..
+                truncate_from,
+                entries,
+                prev_term,
+                token,
+                ..
             } => {
+                ctx.checker
+                    .durable
+                    .persist(self.id, truncate_from, &entries, token.sequence());
                 if !entries.is_empty() {
                     ctx.checker
                         .observe_append(ctx.now_us, self.id, prev_term, &entries);
@@ -91,7 +171,10 @@ impl<M: SimMachine> Host<M> {
                 ctx.effects
                     .push(Effect::CrashNow(format!("storage failed: {reason}")));
             }
-            Observation::Durable { .. } | Observation::Answered { .. } => {}
+            Observation::Durable { token, .. } => {
+                ctx.checker.durable.durable(self.id, token.sequence());
+            }
+            Observation::Answered { .. } => {}
         }
     }
 
@@ -250,6 +333,11 @@ impl<M: SimMachine> Host<M> {
             return;
         };
         let witness = node.membership().is_witness(id) || node.has_incomplete_state();
+        ctx.checker
+            .durable
+            .snapshot_seen(id, node.snapshot_meta().index, |index| {
+                node.entry_term(index)
+            });
         ctx.checker
             .observe_commit(ctx.now_us, id, node.term(), node.commit_index(), |index| {
                 let term = node.entry_term(index)?;

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use raft_core::{Index, StateMachine};
 use raft_sim::invariant::{AtEnd, Cluster};
 use raft_sim::{
-    Call, Invariant, Model, Request, RunReport, SimOptions, SimRng, Simulation, ViolationKind,
+    Bug, Call, Invariant, Model, Request, RunReport, SimOptions, SimRng, Simulation, ViolationKind,
     Workload,
 };
 
@@ -281,6 +281,35 @@ fn a_non_deterministic_counter_is_caught_by_the_invariant() {
         "seed {seed}: {violation}"
     );
     assert!(violation.detail.contains("hold totals"), "{violation}");
+}
+
+/// Goal: a host that reports writes durable before they are synced loses entries it
+/// promised when it crashes, and the durability check names the loss itself (node, index,
+/// term) rather than leaving it to what the loss breaks later; the same seeds pass without
+/// the bug, so the check is quiet on healthy runs.
+#[test]
+fn entries_lost_after_an_early_durable_report_are_caught_directly() {
+    for bug in [Bug::AckBeforeDurable, Bug::DurableBeforeSync] {
+        let (seed, violation) = (0..30)
+            .find_map(|seed| {
+                let report = run(
+                    SimOptions {
+                        bug: Some(bug),
+                        ..options(seed)
+                    },
+                    Flaw::None,
+                );
+                let first = report.violations.first()?;
+                (first.kind == ViolationKind::DurabilityLost).then(|| (seed, first.clone()))
+            })
+            .unwrap_or_else(|| panic!("{bug}: no durability-lost violation within 30 seeds"));
+        assert!(
+            violation.detail.contains("acknowledged or") && violation.detail.contains('@'),
+            "{bug} seed {seed}: {violation}"
+        );
+        let healthy = run(options(seed), Flaw::None);
+        assert!(healthy.passed(), "seed {seed}: {:?}", healthy.violations);
+    }
 }
 
 /// Goal: a seed replays bit for bit: the same digest, events, history outcome, violations

@@ -28,9 +28,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -267,13 +266,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     })
 }
 
-/// Middleware: authorizes the request, records its principal and credentials in the
-/// request's extensions, or answers 401/403 without running the handler.
-pub async fn authorize(
-    State(auth): State<Arc<Auth>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Authorizes `request` and records its principal and credentials in its extensions
+/// (`None`), or gives the 401/403 answer to send instead of running the handler.
+pub fn refusal(auth: &Auth, request: &mut Request) -> Option<Response> {
+    // A cloned header value shares the request's bytes (a reference count, no copy).
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
     match auth.check(
         request.method(),
@@ -281,11 +277,10 @@ pub async fn authorize(
         authorization.as_ref(),
     ) {
         Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            request
-                .extensions_mut()
-                .insert(CallerAuthorization(authorization));
-            next.run(request).await
+            let extensions = request.extensions_mut();
+            extensions.insert(principal);
+            extensions.insert(CallerAuthorization(authorization));
+            None
         }
         Err(error) => {
             let unauthorized = error.code == ErrorCode::Unauthorized;
@@ -296,7 +291,7 @@ pub async fn authorize(
                     HeaderValue::from_static("Bearer realm=\"raft-kv\""),
                 );
             }
-            response
+            Some(response)
         }
     }
 }

@@ -220,7 +220,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = self.code.as_str(), message = %self.message, "request refused");
         }
-        (status, axum::Json(self.body())).into_response()
+        crate::server::newline::json_line(status, &self.body())
     }
 }
 

@@ -152,27 +152,32 @@ pub fn router(state: ApiState) -> Router {
         ))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.auth),
-            auth::authorize,
-        ))
+        // One layer, not three: each `from_fn` layer boxes a future and clones its state
+        // per request.
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            record_metrics,
+            around_request,
         ))
-        .layer(middleware::from_fn(newline::json_newline))
         .with_state(state)
 }
 
-/// Times every request and counts its status, by route.
-async fn record_metrics(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// Around every request: authorizes it ([`auth::refusal`]), times it and counts its status by
+/// route (refusals included), and ends a JSON answer with a newline ([`newline::end_line`]).
+async fn around_request(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let route = route_index(request.method(), request.uri().path(), request.headers());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = match auth::refusal(&state.auth, &mut request) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
+    };
     state
         .metrics
         .record(route, response.status().as_u16(), started.elapsed());
-    response
+    newline::end_line(response).await
 }
 
 fn route_index(method: &Method, path: &str, headers: &HeaderMap) -> usize {
@@ -283,7 +288,7 @@ async fn write(
         command = command.with_session(client_id, sequence);
     }
     let response = state.backend.write(command).await?;
-    write_outcome(response).map(|body| axum::Json(body).into_response())
+    write_outcome(response).map(|body| newline::json_line(StatusCode::OK, &body))
 }
 
 /// Maps the state machine's answer to a write to the API's answer.
@@ -387,11 +392,11 @@ async fn list_keys(State(state): State<ApiState>, uri: Uri) -> Result<Response, 
         entries,
         more: answer.more,
     };
-    Ok(axum::Json(body).into_response())
+    Ok(newline::json_line(StatusCode::OK, &body))
 }
 
 async fn status(State(state): State<ApiState>) -> Response {
-    axum::Json(state.backend.status()).into_response()
+    newline::json_line(StatusCode::OK, &state.backend.status())
 }
 
 async fn healthz(State(state): State<ApiState>) -> Response {

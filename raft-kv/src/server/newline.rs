@@ -1,19 +1,47 @@
-//! A response layer that ends every JSON answer with a newline, so `curl` output and shell
-//! pipelines (`| jq`, `| while read`) see complete lines. Streams (`application/x-ndjson`)
-//! write their own line ends and pass through untouched.
+//! JSON answers end with a newline, so `curl` output and shell pipelines (`| jq`,
+//! `| while read`) see complete lines. Streams (`application/x-ndjson`) write their own line
+//! ends and pass through untouched.
+//!
+//! The hot routes build their body with the newline already in it ([`json_line`]), which marks
+//! the response so [`end_line`] passes it on without buffering it again; any other JSON answer
+//! is buffered once and given its newline there.
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 /// Answers bigger than this are passed through as they are (JSON answers are far smaller).
 const JSON_BUFFER_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// Appends `\n` to `application/json` bodies that do not end with one.
-pub async fn json_newline(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// Marks a response whose JSON body already ends with `\n` (zero-sized: no allocation to box).
+#[derive(Clone, Copy, Debug)]
+struct EndsWithNewline;
+
+/// A JSON answer of `value` with `status`, its body ending with `\n`, serialized once.
+pub fn json_line<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let mut body = Vec::with_capacity(64);
+    if let Err(error) = serde_json::to_writer(&mut body, value) {
+        // Our answer types serialize infallibly (no maps with non-string keys); still answer.
+        tracing::error!(%error, "could not serialize a JSON answer");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
+    }
+    body.push(b'\n');
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.extensions_mut().insert(EndsWithNewline);
+    response
+}
+
+/// `response` with `\n` appended to an `application/json` body that does not end with one.
+pub async fn end_line(response: Response) -> Response {
+    if response.extensions().get::<EndsWithNewline>().is_some() {
+        return response;
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -38,4 +66,27 @@ pub async fn json_newline(request: Request, next: Next) -> Response {
     line.push(b'\n');
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: a body built with its newline is sent as built, and any other JSON answer
+    /// still gets exactly one newline.
+    #[tokio::test]
+    async fn every_json_answer_ends_with_one_newline() {
+        let body = |response: Response| async {
+            let response = end_line(response).await;
+            axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .expect("a small in-memory body")
+        };
+        let built = json_line(StatusCode::OK, &serde_json::json!({"revision": 7}));
+        assert_eq!(body(built).await, "{\"revision\":7}\n");
+        let plain = axum::Json(serde_json::json!({"revision": 7})).into_response();
+        assert_eq!(body(plain).await, "{\"revision\":7}\n");
+        let text = (StatusCode::OK, "ok").into_response();
+        assert_eq!(body(text).await, "ok");
+    }
 }
