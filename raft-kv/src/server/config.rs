@@ -409,9 +409,7 @@ impl ServeArgs {
             // leader about three times before it would stand, and the lease
             // (election_ticks - 2 from a round's send) outlives two rounds. A heartbeat
             // every tick cost an idle 3-node cluster ~58 ms of CPU per second.
-            heartbeat_ticks: self
-                .heartbeat_ticks
-                .unwrap_or((election_ticks / 3).max(1)),
+            heartbeat_ticks: self.heartbeat_ticks.unwrap_or((election_ticks / 3).max(1)),
             lease_reads: self.lease_reads.unwrap_or(true),
             max_inflight_appends: self.max_inflight_appends.unwrap_or(64).max(1),
             snapshot_entries: positive(Some(self.snapshot_entries.unwrap_or(100_000))),
@@ -632,5 +630,26 @@ mod tests {
                 .to_string()
                 .contains("budget")
         );
+    }
+
+    /// Goal: the leader heartbeats every third of the shortest election timeout unless told
+    /// otherwise (three heartbeats per timeout; the core refuses a heartbeat interval that
+    /// is not below the election timeout, so short timeouts still start).
+    #[test]
+    fn heartbeat_defaults_to_a_third_of_the_election_timeout() {
+        let resolve = |election_ticks, heartbeat_ticks| {
+            ServeArgs {
+                election_ticks,
+                heartbeat_ticks,
+                ..insecure()
+            }
+            .resolve()
+            .unwrap()
+        };
+        let defaults = resolve(None, None);
+        assert_eq!((defaults.election_ticks, defaults.heartbeat_ticks), (10, 3));
+        assert_eq!(resolve(Some(30), None).heartbeat_ticks, 10);
+        assert_eq!(resolve(Some(2), None).heartbeat_ticks, 1);
+        assert_eq!(resolve(None, Some(1)).heartbeat_ticks, 1);
     }
 }
