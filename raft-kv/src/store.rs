@@ -27,39 +27,63 @@ pub(crate) struct Store {
 impl Store {
     /// Carries out a validated `op` as the command at log index `index`.
     pub(crate) fn execute(&mut self, index: u64, op: &Op) -> Response {
-        let current = self.entries.get(op.key());
-        if !condition_holds(op.condition(), current) {
-            return Response::ConditionFailed {
-                revision: self.revision,
-                current: current.map(|stored| stored.key_revision),
-            };
-        }
-        // The lookup above serves the put too: one search of the map fewer per write.
-        let previous = current.map(|stored| stored.key_revision);
+        let revision = self.revision;
         match op {
-            Op::Put { key, value, .. } => self.put(index, key, value, previous),
-            Op::Delete { key, .. } => self.delete(index, key),
+            // An existing key is found and updated in place: one search of the map per
+            // overwrite (a lookup then an insert was two, with every key comparison a
+            // memcmp). The in-place update copies the path only while a snapshot view
+            // shares it.
+            Op::Put { key, value, .. } => match self.entries.get_mut(key) {
+                Some(stored) => {
+                    if !condition_holds(op.condition(), Some(stored)) {
+                        return Response::ConditionFailed {
+                            revision,
+                            current: Some(stored.key_revision),
+                        };
+                    }
+                    let previous = stored.key_revision;
+                    stored.value = value.clone();
+                    stored.key_revision = KeyRevision {
+                        create_revision: previous.create_revision,
+                        mod_revision: index,
+                        version: previous.version + 1,
+                    };
+                    let key_revision = stored.key_revision;
+                    self.revision = index;
+                    Response::Put {
+                        revision: index,
+                        key_revision,
+                        previous: Some(previous),
+                    }
+                }
+                None => {
+                    if !condition_holds(op.condition(), None) {
+                        return Response::ConditionFailed {
+                            revision,
+                            current: None,
+                        };
+                    }
+                    self.insert_new(index, key, value)
+                }
+            },
+            Op::Delete { key, .. } => {
+                let current = self.entries.get(key);
+                if !condition_holds(op.condition(), current) {
+                    return Response::ConditionFailed {
+                        revision,
+                        current: current.map(|stored| stored.key_revision),
+                    };
+                }
+                self.delete(index, key)
+            }
         }
     }
 
-    fn put(
-        &mut self,
-        index: u64,
-        key: &Bytes,
-        value: &Bytes,
-        previous: Option<KeyRevision>,
-    ) -> Response {
-        let key_revision = match previous {
-            Some(before) => KeyRevision {
-                create_revision: before.create_revision,
-                mod_revision: index,
-                version: before.version + 1,
-            },
-            None => KeyRevision {
-                create_revision: index,
-                mod_revision: index,
-                version: 1,
-            },
+    fn insert_new(&mut self, index: u64, key: &Bytes, value: &Bytes) -> Response {
+        let key_revision = KeyRevision {
+            create_revision: index,
+            mod_revision: index,
+            version: 1,
         };
         self.entries.insert(
             key.clone(),
@@ -72,7 +96,7 @@ impl Store {
         Response::Put {
             revision: index,
             key_revision,
-            previous,
+            previous: None,
         }
     }
 
