@@ -13,6 +13,8 @@ pub(crate) const SNAPSHOT_MAGIC: [u8; 8] = *b"RAFTSNP\0";
 pub(crate) const SEGMENT_HEADER_BYTES: usize = 36;
 /// length (4) + length check (4) + body crc (4).
 pub(crate) const FRAME_HEADER_BYTES: usize = 12;
+/// The length and its check, at the start of a frame header.
+pub(crate) const LENGTH_FIELDS_BYTES: u64 = 8;
 /// The largest record body accepted, so a corrupt length can never ask for more.
 pub(crate) const RECORD_BODY_BYTES_MAX: usize = 128 << 20;
 /// magic (8) + version (4) + meta length (4) + data length (8) + data crc (4) + crc (4).
@@ -157,6 +159,11 @@ pub(crate) enum Frame<'a> {
     BadBody { frame_bytes: usize },
 }
 
+/// The body checksum stored in the frame header at the start of `frame`.
+pub(crate) fn stored_body_crc(frame: &[u8]) -> u32 {
+    u32_at(frame, 8)
+}
+
 /// The length of the frame at `bytes[offset..]`, whose header was checked before.
 pub(crate) fn frame_bytes_at(bytes: &[u8], offset: usize) -> usize {
     FRAME_HEADER_BYTES + u32_at(bytes, offset) as usize
@@ -200,24 +207,35 @@ pub(crate) fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Resu
 }
 
 /// True if `bytes`, which start at file offset `offset`, contain a whole 512-byte sector
-/// of zeros, or at least 64 zeros from a sector boundary to `file_len`: the trace of a
-/// write that never reached the disk. (A shorter zero run at the end of the file is too
-/// likely to be data.)
-pub(crate) fn has_unwritten_sector(bytes: &[u8], offset: u64, file_len: u64) -> bool {
+/// of zeros: the trace of a write that never reached the disk.
+pub(crate) fn has_unwritten_sector(bytes: &[u8], offset: u64) -> bool {
     let end = offset + bytes.len() as u64;
     let mut sector = offset.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-    while sector < end {
-        let sector_end = (sector + SECTOR_BYTES).min(end);
-        let run_bytes = sector_end - sector;
-        let whole = run_bytes == SECTOR_BYTES || (sector_end == file_len && run_bytes >= 64);
+    while sector + SECTOR_BYTES <= end {
         let from = (sector - offset) as usize;
-        let to = (sector_end - offset) as usize;
-        if whole && bytes[from..to].iter().all(|b| *b == 0) {
+        if bytes[from..from + SECTOR_BYTES as usize]
+            .iter()
+            .all(|b| *b == 0)
+        {
             return true;
         }
         sector += SECTOR_BYTES;
     }
     false
+}
+
+/// If `rest`, which starts at file offset `offset` and runs to the end of the file, ends
+/// in zeros from a sector boundary on (at least one byte of them), that boundary: the
+/// last sector of the file may never have been written, though the file's length was.
+pub(crate) fn zero_tail_start(rest: &[u8], offset: u64) -> Option<u64> {
+    let file_len = offset + rest.len() as u64;
+    let zeros_from = offset
+        + rest
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |at| at as u64 + 1);
+    let sector = zeros_from.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
+    (sector < file_len).then_some(sector)
 }
 
 /// The header of a snapshot file, followed by `meta_len` bytes of metadata and the data.
@@ -338,17 +356,29 @@ mod tests {
     #[test]
     fn unwritten_sectors_are_found_only_when_whole() {
         let mut bytes = vec![1u8; 2048];
-        assert!(!has_unwritten_sector(&bytes, 100, 5000));
+        assert!(!has_unwritten_sector(&bytes, 100));
         bytes[412..924].fill(0); // file offsets 512..1024: one whole sector
-        assert!(has_unwritten_sector(&bytes, 100, 5000));
+        assert!(has_unwritten_sector(&bytes, 100));
         let mut bytes = vec![1u8; 2048];
         bytes[413..924].fill(0); // one byte short of a whole sector
-        assert!(!has_unwritten_sector(&bytes, 100, 5000));
+        assert!(!has_unwritten_sector(&bytes, 100));
+    }
+
+    #[test]
+    fn zeros_from_a_sector_boundary_to_the_end_are_found_however_few() {
         let mut bytes = vec![1u8; 600];
-        bytes[412..600].fill(0); // zeros from a sector boundary to the end of the file
-        assert!(has_unwritten_sector(&bytes, 100, 700));
-        let mut bytes = vec![1u8; 440];
-        bytes[412..440].fill(0); // too few zeros at the end of the file to mean anything
-        assert!(!has_unwritten_sector(&bytes, 100, 540));
+        bytes[412..600].fill(0); // file offsets 512..700
+        assert_eq!(zero_tail_start(&bytes, 100), Some(512));
+        let mut bytes = vec![1u8; 414];
+        bytes[412..].fill(0); // two zeros from offset 512 to the end
+        assert_eq!(zero_tail_start(&bytes, 100), Some(512));
+        bytes[410..].fill(0); // zeros from before the boundary: still from it on
+        assert_eq!(zero_tail_start(&bytes, 100), Some(512));
+        bytes[413] = 7; // the last byte is data
+        assert_eq!(zero_tail_start(&bytes, 100), None);
+        let mut bytes = vec![1u8; 412];
+        bytes[300..].fill(0); // zeros that stop short of a sector boundary
+        assert_eq!(zero_tail_start(&bytes, 100), None);
+        assert_eq!(zero_tail_start(&[0u8; 12], 1024), Some(1024));
     }
 }

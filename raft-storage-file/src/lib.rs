@@ -61,6 +61,7 @@
 //! a deterministic simulator runs the real store on it.
 #![forbid(unsafe_code)]
 
+mod bit_flip;
 mod chain;
 mod decode;
 mod error;

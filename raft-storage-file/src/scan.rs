@@ -6,6 +6,7 @@ use std::path::Path;
 use bytes::Bytes;
 use raft_core::{Entry, HardState, Index, Term};
 
+use crate::bit_flip;
 use crate::decode::{self, Peeked};
 use crate::error::StorageError;
 use crate::format::{
@@ -157,7 +158,7 @@ pub(crate) fn scan_segment_with(
         let offset = pos as u64;
         let frame = format::read_frame(&bytes[pos..]);
         let Frame::Valid { body, frame_bytes } = frame else {
-            match tear(&frame, &bytes[pos..], offset, file_len) {
+            match tear(&frame, &bytes[pos..], offset) {
                 Some(reason) if is_last => {
                     torn = Some(Torn { offset, reason });
                     break;
@@ -204,8 +205,10 @@ pub(crate) fn scan_segment_with(
 
 /// If the bad frame at `offset` looks like an interrupted write, says why. A write cut
 /// short ends the file early; a write that did not reach the disk leaves zeros (file
-/// systems never expose stale bytes), whole sectors at a time. A bit flip does neither.
-fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64, file_len: u64) -> Option<String> {
+/// systems never expose stale bytes), whole sectors at a time, or from a sector boundary
+/// to the end of the file (its length was written, its last sector not). A bit flip does
+/// neither.
+fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64) -> Option<String> {
     match frame {
         Frame::HeaderCut => Some("record header cut short by the end of the file".to_string()),
         Frame::ZeroHeader => Some("record header never written (zeros)".to_string()),
@@ -219,18 +222,40 @@ fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64, file_len: u64) -> Option<St
             let frame_end = offset + *frame_bytes as u64;
             let window_end = frame_end.div_ceil(format::SECTOR_BYTES) * format::SECTOR_BYTES;
             let window = rest.len().min((window_end - offset) as usize);
-            format::has_unwritten_sector(&rest[..window], offset, file_len)
-                .then(|| "record holds an unwritten (zero) sector".to_string())
+            if format::has_unwritten_sector(&rest[..window], offset) {
+                return Some("record holds an unwritten (zero) sector".to_string());
+            }
+            let zeros_from = format::zero_tail_start(rest, offset)?;
+            (zeros_from < frame_end && !flipped_before(rest, *frame_bytes, offset, zeros_from))
+                .then(|| "record ends in an unwritten (zero) last sector of the file".to_string())
         }
         Frame::BadHeader(_) => {
             let near = &rest[..rest
                 .len()
                 .min(format::FRAME_HEADER_BYTES + format::SECTOR_BYTES as usize)];
-            format::has_unwritten_sector(near, offset, file_len)
+            // Zeros that reach into the length or its check explain the bad header; a
+            // whole record's body would follow, starting with a kind byte that is never 0.
+            let zeroed = format::zero_tail_start(rest, offset)
+                .is_some_and(|from| from < offset + format::LENGTH_FIELDS_BYTES);
+            (format::has_unwritten_sector(near, offset) || zeroed)
                 .then(|| "record header runs into an unwritten (zero) sector".to_string())
         }
         Frame::Valid { .. } => None,
     }
+}
+
+/// True if one flipped bit before file offset `zeros_from` (in the body or in its stored
+/// checksum) would make the record at `offset` whole: a record written in full and damaged
+/// at rest, whose last bytes happen to be zeros, not a write that never reached the disk.
+fn flipped_before(rest: &[u8], frame_bytes: usize, offset: u64, zeros_from: u64) -> bool {
+    let header_bytes = format::FRAME_HEADER_BYTES;
+    let body = &rest[header_bytes..frame_bytes];
+    let stored = format::stored_body_crc(rest);
+    let body_at = offset + header_bytes as u64;
+    let in_stored_crc = zeros_from >= body_at && (crc32c::crc32c(body) ^ stored).count_ones() == 1;
+    let in_body = bit_flip::single_bit_error(body, stored)
+        .is_some_and(|at| body_at + (at as u64) < zeros_from);
+    in_stored_crc || in_body
 }
 
 fn describe(frame: &Frame<'_>) -> String {

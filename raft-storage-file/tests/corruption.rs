@@ -7,9 +7,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use common::{commands, segments};
 use raft_core::conformance::sample_bytes;
-use raft_core::{HardState, Membership, SnapshotMeta, Storage};
+use raft_core::{Entry, EntryPayload, HardState, Membership, SnapshotMeta, Storage};
 use raft_storage_file::{FileStorage, Options, StorageError};
 
 fn options() -> Options {
@@ -239,4 +240,64 @@ fn every_pass_over_a_damaged_snapshot_from_its_start_fails() {
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
     let again = reader.read(&mut [0u8; 16]).unwrap_err();
     assert_eq!(again.kind(), std::io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn a_bit_flip_in_a_last_record_that_ends_in_zeros_is_not_taken_for_a_torn_write() {
+    // Goal: a crash may leave zeros from a sector boundary to the end of the file (a torn
+    // last sector), and recovery cuts such a record off; a record that was synced whole and
+    // merely ends in zeros of its own must still be reported when a bit of it flips.
+    // Method: a last entry whose payload ends in 30 zero bytes, 10 of them past a sector
+    // boundary, synced; flip bits before the boundary, one at a time.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FileStorage::open(dir.path()).unwrap();
+    store.restore().unwrap();
+    store.append(&commands(1, 5, 1, 100)).unwrap();
+    store.sync().unwrap();
+    let start = store.unsynced_tail().unwrap().written_bytes;
+    let entry = |payload_bytes: usize| {
+        let mut payload = sample_bytes(6, payload_bytes);
+        payload[payload_bytes - 30..].fill(0);
+        Entry {
+            term: 1,
+            index: 6,
+            payload: EntryPayload::Command(Bytes::from(payload)),
+        }
+    };
+    store.append(&[entry(200)]).unwrap();
+    let probe_end = store.unsynced_tail().unwrap().written_bytes;
+    store.truncate_suffix(6).unwrap();
+    store.sync().unwrap();
+    let start_after_roll = store.unsynced_tail().unwrap().written_bytes;
+    let boundary = (start_after_roll + 250).div_ceil(512) * 512;
+    let payload_bytes = (200 + boundary + 10 - (start_after_roll + probe_end - start)) as usize;
+    store.append(&[entry(payload_bytes)]).unwrap();
+    store.sync().unwrap();
+    let tail = store.unsynced_tail().unwrap();
+    assert_eq!(tail.written_bytes, boundary + 10);
+    drop(store);
+    let original = std::fs::read(&tail.path).unwrap();
+    for bit in (start_after_roll * 8..boundary * 8).step_by(5) {
+        let mut bytes = original.clone();
+        bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
+        std::fs::write(&tail.path, &bytes).unwrap();
+        match FileStorage::open(dir.path()) {
+            Err(StorageError::Corrupt {
+                path: named,
+                offset,
+                ..
+            }) => assert_eq!((named, offset), (tail.path.clone(), start_after_roll)),
+            other => panic!("bit {bit}: expected a corruption error, got {other:?}"),
+        }
+    }
+    // The same record with its last sector unwritten is a torn tail.
+    let mut bytes = original;
+    bytes[boundary as usize - 40..].fill(0);
+    std::fs::write(&tail.path, &bytes).unwrap();
+    let mut store = FileStorage::open(dir.path()).unwrap();
+    assert_eq!(
+        store.recovery_report().torn_tail.as_ref().map(|t| t.offset),
+        Some(start_after_roll)
+    );
+    assert_eq!(store.restore().unwrap().entries, commands(1, 5, 1, 100));
 }
