@@ -30,6 +30,16 @@ fn threaded() -> Options {
     }
 }
 
+/// A store in `dir` holding entries 1..=5, synced; and where the next record will start.
+fn five_synced_entries(dir: &Path) -> (FileStorage, u64) {
+    let mut store = FileStorage::open(dir).unwrap();
+    store.restore().unwrap();
+    store.append(&commands(1, 5, 1, 100)).unwrap();
+    store.sync().unwrap();
+    let start = store.unsynced_tail().unwrap().written_bytes;
+    (store, start)
+}
+
 /// A store with every region: several segments (entries and hard state records), a
 /// truncation, and a snapshot with data.
 fn build_store(dir: &Path) {
@@ -132,11 +142,7 @@ fn a_bit_flip_in_the_last_record_is_not_taken_for_a_torn_write() {
     // Method: the last record is where a torn write would be; a flipped bit there has no
     // trace of one (no cut, no zeros) and must be an error at its offset.
     let dir = tempfile::tempdir().unwrap();
-    let mut store = FileStorage::open(dir.path()).unwrap();
-    store.restore().unwrap();
-    store.append(&commands(1, 5, 1, 100)).unwrap();
-    store.sync().unwrap();
-    let start = store.unsynced_tail().unwrap().written_bytes;
+    let (mut store, start) = five_synced_entries(dir.path());
     store.append(&commands(6, 6, 1, 100)).unwrap();
     store.sync().unwrap();
     let path = store.unsynced_tail().unwrap().path;
@@ -250,11 +256,7 @@ fn a_bit_flip_in_a_last_record_that_ends_in_zeros_is_not_taken_for_a_torn_write(
     // Method: a last entry whose payload ends in 30 zero bytes, 10 of them past a sector
     // boundary, synced; flip bits before the boundary, one at a time.
     let dir = tempfile::tempdir().unwrap();
-    let mut store = FileStorage::open(dir.path()).unwrap();
-    store.restore().unwrap();
-    store.append(&commands(1, 5, 1, 100)).unwrap();
-    store.sync().unwrap();
-    let start = store.unsynced_tail().unwrap().written_bytes;
+    let (mut store, start) = five_synced_entries(dir.path());
     let entry = |payload_bytes: usize| {
         let mut payload = sample_bytes(6, payload_bytes);
         payload[payload_bytes - 30..].fill(0);
