@@ -28,19 +28,20 @@ impl Store {
     /// Carries out a validated `op` as the command at log index `index`.
     pub(crate) fn execute(&mut self, index: u64, op: &Op) -> Response {
         let revision = self.revision;
+        let refused = |current: Option<&Stored>| Response::ConditionFailed {
+            revision,
+            current: current.map(|stored| stored.key_revision),
+        };
         match op {
             // An existing key is found and updated in place: one search of the map per
             // overwrite (a lookup then an insert was two, with every key comparison a
             // memcmp). The in-place update copies the path only while a snapshot view
             // shares it.
             Op::Put { key, value, .. } => match self.entries.get_mut(key) {
+                Some(stored) if !condition_holds(op.condition(), Some(stored)) => {
+                    refused(Some(stored))
+                }
                 Some(stored) => {
-                    if !condition_holds(op.condition(), Some(stored)) {
-                        return Response::ConditionFailed {
-                            revision,
-                            current: Some(stored.key_revision),
-                        };
-                    }
                     let previous = stored.key_revision;
                     stored.value = value.clone();
                     stored.key_revision = KeyRevision {
@@ -56,23 +57,13 @@ impl Store {
                         previous: Some(previous),
                     }
                 }
-                None => {
-                    if !condition_holds(op.condition(), None) {
-                        return Response::ConditionFailed {
-                            revision,
-                            current: None,
-                        };
-                    }
-                    self.insert_new(index, key, value)
-                }
+                None if !condition_holds(op.condition(), None) => refused(None),
+                None => self.insert_new(index, key, value),
             },
             Op::Delete { key, .. } => {
                 let current = self.entries.get(key);
                 if !condition_holds(op.condition(), current) {
-                    return Response::ConditionFailed {
-                        revision,
-                        current: current.map(|stored| stored.key_revision),
-                    };
+                    return refused(current);
                 }
                 self.delete(index, key)
             }

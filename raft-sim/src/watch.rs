@@ -73,7 +73,7 @@ pub(crate) fn received<M: StateMachine>(
                 "n{to} rejects n{}'s append after entry {prev_log_index}@t{prev_log_term}, \
                  which it had acknowledged or reported durable: it holds {} there now",
                 message.from,
-                held.map_or_else(|| "nothing".to_string(), |t| format!("term {t}"))
+                describe_held(held)
             ),
         );
     }
@@ -96,10 +96,15 @@ pub(crate) fn restored<M: StateMachine>(id: NodeId, node: &Node, ctx: &mut Ctx<'
                  reported durable: its restored log (snapshot {snapshot}, last index {}) \
                  holds {} there",
                 node.last_index(),
-                held.map_or_else(|| "nothing".to_string(), |t| format!("term {t}"))
+                describe_held(held)
             ),
         );
     }
+}
+
+/// What a node's log holds at an index, for a violation message.
+fn describe_held(held: Option<Term>) -> String {
+    held.map_or_else(|| "nothing".to_string(), |term| format!("term {term}"))
 }
 
 /// The digest the workload keys a write by: of the command's own bytes. The engine's log
