@@ -158,6 +158,19 @@ impl<S: Storage> DiskWork<S> {
         })
     }
 
+    /// True if the work is cheap enough to run on the driver's own thread instead of
+    /// handing it to a disk thread: it needs no sync and only saves hard state (no entries,
+    /// no truncation, no snapshot chunk, no compaction). That is the write that raises the
+    /// commit index after a commit; a disk thread would cost two thread wake-ups for one
+    /// small `pwrite`.
+    pub fn is_light(&self) -> bool {
+        !self.needs_sync()
+            && self.ops.iter().all(|op| {
+                matches!(op, DiskOp::Persist(batch)
+                    if batch.entries.is_empty() && batch.truncate_from.is_none())
+            })
+    }
+
     /// One persist batch of at most one entry and nothing else (what the planted
     /// `SkipSync` bug spares a sync).
     fn is_lone_small_write(&self) -> bool {

@@ -166,6 +166,9 @@ pub(crate) struct Driver<M: StateMachine, S: Storage, T: Transport> {
     /// Apply work out with the apply thread; light work runs inline only when it is zero,
     /// so the state machine sees the work in order.
     apply_out: usize,
+    /// Disk work out with the disk thread; light disk work runs inline only when it is
+    /// zero, so the storage sees the writes in order.
+    disk_out: usize,
 }
 
 /// Everything a driver is built from.
@@ -201,6 +204,7 @@ where
             waiters: HashMap::new(),
             blocking: JoinSet::new(),
             apply_out: 0,
+            disk_out: 0,
         }
     }
 
@@ -303,7 +307,10 @@ where
 
     fn on_event(&mut self, event: LaneEvent<M, S, T::Address>) {
         match event {
-            LaneEvent::Disk(done) => self.engine.handle_disk_done(done),
+            LaneEvent::Disk(done) => {
+                self.disk_out = self.disk_out.saturating_sub(1);
+                self.engine.handle_disk_done(done);
+            }
             LaneEvent::Applied(done) => {
                 self.apply_out = self.apply_out.saturating_sub(1);
                 self.engine.handle_applied(done);
@@ -352,6 +359,20 @@ where
         let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
         loop {
             while let Some(work) = self.engine.poll_disk() {
+                // Inline only while nothing is out with the thread: the writes stay in
+                // order, and the storage is free unless a snapshot task holds it.
+                let work = if self.disk_out == 0 && work.is_light() {
+                    match lanes.disk_inline(work) {
+                        Ok(done) => {
+                            self.engine.handle_disk_done(done);
+                            continue;
+                        }
+                        Err(work) => work,
+                    }
+                } else {
+                    work
+                };
+                self.disk_out += 1;
                 lanes.disk.send(work).map_err(|_| "the disk lane stopped")?;
             }
             let mut applied_inline = false;

@@ -3,7 +3,8 @@
 //! Each runs the work it is given, in order, and sends the completion back to the driver;
 //! the engine decides everything else (it hands out one work item per lane at a time,
 //! which is what groups writes into one sync). Light apply work runs on the driver itself
-//! ([`Lanes::apply_inline`]): two thread wake-ups cost more than applying a few puts.
+//! ([`Lanes::apply_inline`]): two thread wake-ups cost more than applying a few puts; so
+//! does light disk work, the unsynced write of a new commit index ([`Lanes::disk_inline`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender};
@@ -12,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use raft_core::{StateMachine, Storage};
-use raft_host::{Applied, ApplyWork, DiskWork};
+use raft_host::{Applied, ApplyWork, DiskDone, DiskWork};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -53,6 +54,23 @@ where
         .map_err(|_| "the state machine panicked while applying".to_string())?;
         drop(state_machine);
         self.counters.apply_latency.record(started.elapsed());
+        Ok(done)
+    }
+}
+
+impl<M: StateMachine, S: Storage, A> Lanes<M, S, A> {
+    /// Runs light disk work ([`DiskWork::is_light`]: no sync, hard state only) on the
+    /// calling (driver) thread, if the storage is free; hands the work back otherwise, so
+    /// the driver never waits for a sync or a snapshot that holds the storage.
+    pub(crate) fn disk_inline(&self, work: DiskWork<S>) -> Result<DiskDone<S>, DiskWork<S>> {
+        let mut store = match self.storage.try_lock() {
+            Ok(store) => store,
+            // A poisoned lock is the disk thread's to report (it stops the lane).
+            Err(_) => return Err(work),
+        };
+        add(&self.counters.disk_batches, 1);
+        add(&self.counters.disk_ops, work.op_count() as u64);
+        let done = work.run(&mut store);
         Ok(done)
     }
 }
