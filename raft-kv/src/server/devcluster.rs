@@ -294,27 +294,7 @@ fn spawn_node(
     if !options.show_logs {
         command.stderr(Stdio::null());
     }
-    // The nodes share this machine's cores: each gets its share of tokio worker threads
-    // unless the caller chose (`TOKIO_WORKER_THREADS` is tokio's own setting). With more
-    // workers than its share, an idle worker is woken for every input that arrives from
-    // another thread and finds nothing to do: on 2 cores, 3 nodes with 2 workers each
-    // cost ~29 context switches per lone put, with 1 worker each ~21 (BENCHMARKS.md).
-    if std::env::var_os(WORKER_THREADS_VAR).is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        let workers = worker_threads_per_node(cores, options.nodes);
-        command.env(WORKER_THREADS_VAR, workers.to_string());
-    }
     command.spawn()
-}
-
-/// The environment variable tokio reads for its worker thread count.
-const WORKER_THREADS_VAR: &str = "TOKIO_WORKER_THREADS";
-
-/// Worker threads for each of `nodes` nodes sharing `cores` cores: an equal share, at
-/// least one.
-fn worker_threads_per_node(cores: usize, nodes: u64) -> usize {
-    let nodes = usize::try_from(nodes).unwrap_or(usize::MAX).max(1);
-    (cores / nodes).max(1)
 }
 
 /// Asks process `pid` to stop (SIGTERM) through the `kill` utility, which keeps this crate
@@ -359,14 +339,5 @@ mod tests {
         assert!(is_dev_data_dir(&data));
         std::fs::write(data.join("precious.txt"), b"x").unwrap();
         assert!(!is_dev_data_dir(&data));
-    }
-
-    /// Goal: nodes on one machine split its cores, and each keeps at least one worker.
-    #[test]
-    fn nodes_share_the_cores() {
-        assert_eq!(worker_threads_per_node(2, 3), 1);
-        assert_eq!(worker_threads_per_node(8, 3), 2);
-        assert_eq!(worker_threads_per_node(16, 5), 3);
-        assert_eq!(worker_threads_per_node(1, 0), 1);
     }
 }
