@@ -16,7 +16,8 @@ use raft_core::{
     Index, Membership, MembershipChange, Message, Node, NodeId, Role, StateMachine, Status, Storage,
 };
 use raft_host::{
-    AddressBook, Consistency, Engine, Error, PeerChange, PeerInfo, Proposal, Reply, RequestId,
+    AddressBook, Consistency, DiskDone, Engine, Error, PeerChange, PeerInfo, Proposal, Reply,
+    RequestId,
 };
 use raft_transport::Transport;
 use serde::Serialize;
@@ -133,6 +134,14 @@ impl<M: StateMachine> Waiter<M> {
                 _ => None,
             }),
         }
+    }
+}
+
+/// Completes when the disk thread has rung the driver's doorbell; never without lanes.
+async fn disk_rung<M: StateMachine, S: Storage, A>(lanes: Option<&mut Lanes<M, S, A>>) {
+    match lanes {
+        Some(lanes) => lanes.disk_done.rung().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -290,6 +299,10 @@ where
                     self.catch_up_time();
                     self.on_event(event);
                 }
+                () = disk_rung(self.lanes.as_mut()) => {
+                    self.catch_up_time();
+                    self.take_disk_done();
+                }
                 request = self.inputs.requests.recv() => match request {
                     Some(request) => {
                         self.catch_up_time();
@@ -338,6 +351,7 @@ where
     /// Takes whatever else is already queued, bounded per source, so one wake-up becomes
     /// one batch for the engine.
     fn take_more_inputs(&mut self) {
+        self.take_disk_done();
         let budget = self.config.batch_inputs_max;
         for _ in 0..budget {
             match self.inputs.events.try_recv() {
@@ -359,6 +373,19 @@ where
         }
     }
 
+    /// Hands every disk completion queued to the engine (the engine has at most
+    /// [`raft_host::DISK_WORKS_IN_FLIGHT_MAX`] out).
+    fn take_disk_done(&mut self) {
+        while let Some(done) = self.lanes.as_ref().and_then(|l| l.disk_done.try_recv()) {
+            self.on_disk_done(done);
+        }
+    }
+
+    fn on_disk_done(&mut self, done: DiskDone<S>) {
+        self.disk_out = self.disk_out.saturating_sub(1);
+        self.engine.handle_disk_done(done);
+    }
+
     fn on_message(&mut self, message: Message) {
         add(&self.shared.counters.messages_received, 1);
         self.engine.handle_message(message);
@@ -366,10 +393,6 @@ where
 
     fn on_event(&mut self, event: LaneEvent<M, S, T::Address>) {
         match event {
-            LaneEvent::Disk(done) => {
-                self.disk_out = self.disk_out.saturating_sub(1);
-                self.engine.handle_disk_done(done);
-            }
             LaneEvent::Applied(done) => {
                 self.apply_out = self.apply_out.saturating_sub(1);
                 self.engine.handle_applied(done);
@@ -426,7 +449,7 @@ where
                             self.engine.handle_disk_done(done);
                             continue;
                         }
-                        Err(work) => work,
+                        Err(work) => *work,
                     }
                 } else {
                     work
@@ -601,6 +624,7 @@ where
         let Lanes {
             disk,
             disk_thread,
+            disk_done,
             apply,
             apply_thread,
             ..
@@ -618,6 +642,10 @@ where
             Ok(false) => tracing::error!("a lane thread panicked"),
             // The tokio runtime is going away; the threads end on their own.
             Err(error) => tracing::debug!(%error, "could not wait for the lane threads"),
+        }
+        // Writes that finished while the lane wound down still count.
+        while let Some(done) = disk_done.try_recv() {
+            self.on_disk_done(done);
         }
     }
 }

@@ -17,6 +17,7 @@ use raft_host::{Applied, ApplyWork, DiskDone, DiskWork};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::doorbell::{self, BellReceiver, BellSender};
 use crate::event::LaneEvent;
 use crate::metrics::{Counters, add};
 
@@ -24,6 +25,8 @@ use crate::metrics::{Counters, add};
 pub(crate) struct Lanes<M: StateMachine, S: Storage, A> {
     pub(crate) disk: Sender<DiskWork<S>>,
     pub(crate) disk_thread: JoinHandle<()>,
+    /// The disk thread's completions (see [`crate::doorbell`] for why not `events`).
+    pub(crate) disk_done: BellReceiver<DiskDone<S>>,
     pub(crate) apply: Sender<ApplyWork<M, A>>,
     pub(crate) apply_thread: JoinHandle<()>,
     /// The state machine: locked by the apply thread for its work and by the driver for
@@ -62,11 +65,11 @@ impl<M: StateMachine, S: Storage, A> Lanes<M, S, A> {
     /// Runs light disk work ([`DiskWork::is_light`]: no sync, hard state only) on the
     /// calling (driver) thread, if the storage is free; hands the work back otherwise, so
     /// the driver never waits for a sync or a snapshot that holds the storage.
-    pub(crate) fn disk_inline(&self, work: DiskWork<S>) -> Result<DiskDone<S>, DiskWork<S>> {
+    pub(crate) fn disk_inline(&self, work: DiskWork<S>) -> Result<DiskDone<S>, Box<DiskWork<S>>> {
         let mut store = match self.storage.try_lock() {
             Ok(store) => store,
             // A poisoned lock is the disk thread's to report (it stops the lane).
-            Err(_) => return Err(work),
+            Err(_) => return Err(Box::new(work)),
         };
         add(&self.counters.disk_batches, 1);
         add(&self.counters.disk_ops, work.op_count() as u64);
@@ -90,14 +93,15 @@ where
     A: Clone + DeserializeOwned + Send + 'static,
 {
     let (disk, receiver) = std::sync::mpsc::channel();
+    let (done_sender, disk_done) = doorbell::channel()?;
     let disk_thread = {
-        let (storage, events, counters) = (storage.clone(), events.clone(), counters.clone());
+        let (storage, counters) = (storage.clone(), counters.clone());
         let span = span.clone();
         std::thread::Builder::new()
             .name("raft-disk".into())
             .spawn(move || {
                 let _entered = span.enter();
-                run_disk(&storage, &receiver, &events, &counters);
+                run_disk(&storage, &receiver, &done_sender, &counters);
             })?
     };
     let state_machine = Arc::new(Mutex::new(state_machine));
@@ -116,6 +120,7 @@ where
     Ok(Lanes {
         disk,
         disk_thread,
+        disk_done,
         apply,
         apply_thread,
         state_machine,
@@ -124,10 +129,10 @@ where
     })
 }
 
-fn run_disk<M: StateMachine, S: Storage, A>(
+fn run_disk<S: Storage>(
     storage: &Mutex<S>,
     receiver: &Receiver<DiskWork<S>>,
-    events: &UnboundedSender<LaneEvent<M, S, A>>,
+    done: &BellSender<DiskDone<S>>,
     counters: &Counters,
 ) {
     while let Ok(work) = receiver.recv() {
@@ -141,14 +146,14 @@ fn run_disk<M: StateMachine, S: Storage, A>(
             tracing::error!("storage lock poisoned: a storage call panicked; disk lane stopped");
             return;
         };
-        let done = work.run(&mut store);
+        let outcome = work.run(&mut store);
         drop(store);
-        if done.synced() {
+        if outcome.synced() {
             counters.fsync_latency.record(started.elapsed());
             add(&counters.fsyncs, 1);
         }
         // The driver may be gone at shutdown; nothing is left to tell then.
-        let _ = events.send(LaneEvent::Disk(done));
+        let _ = done.send(outcome);
     }
 }
 

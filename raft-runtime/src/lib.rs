@@ -140,6 +140,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod doorbell;
 mod driver;
 mod error;
 mod event;
