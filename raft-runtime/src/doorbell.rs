@@ -1,29 +1,45 @@
-//! A queue from a plain thread (the disk thread) to the driver task whose wake-up goes
-//! through the tokio reactor: each send writes one byte to a socket pair the driver's
+//! A queue from a plain thread (the disk thread) to the driver task that can wake the
+//! driver through the tokio reactor: a send writes one byte to a socket pair the driver's
 //! runtime watches.
 //!
-//! Why not a tokio channel: a task woken from a thread outside the runtime is handed to a
-//! parked worker, which wakes as a "searching" worker, and tokio then wakes a second idle
-//! worker in case more work follows; on a quiet node that second wake-up finds nothing.
-//! A readiness event wakes only the worker that polls the reactor. Measured on a 3-node
+//! Why: a task woken from a thread outside the runtime is handed to a parked worker, which
+//! wakes as a "searching" worker, and tokio then wakes a second idle worker in case more
+//! work follows; on a quiet node that second wake-up finds nothing. A readiness event
+//! wakes only the worker that polls the reactor. But a busy worker polls the reactor only
+//! every `event_interval` task polls, so on a busy runtime (a leader serving many clients)
+//! the completion, and with it the next group commit, would wait: there the driver asks
+//! for the ordinary wake-up ([`BellReceiver::ring_through_reactor`]). Measured on a 3-node
 //! cluster on 2 cores (BENCHMARKS.md, branch perf-crossings).
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
 use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+/// How the sender wakes the receiver, chosen by the receiver.
+#[derive(Debug, Default)]
+struct Wake {
+    /// Through the reactor (a byte on the socket) rather than [`Wake::notify`].
+    through_reactor: AtomicBool,
+    notify: Notify,
+}
 
 /// The sending half, for a plain thread.
 pub(crate) struct BellSender<T> {
     queue: Sender<T>,
     bell: StdUnixStream,
+    wake: Arc<Wake>,
 }
 
 /// The receiving half, for the driver task.
 pub(crate) struct BellReceiver<T> {
     queue: Receiver<T>,
     bell: UnixStream,
+    wake: Arc<Wake>,
     /// False once the sender is gone and everything it sent was taken.
     open: bool,
 }
@@ -37,14 +53,17 @@ pub(crate) fn channel<T>() -> std::io::Result<(BellSender<T>, BellReceiver<T>)> 
     receiver_end.set_nonblocking(true)?;
     let bell = UnixStream::from_std(receiver_end)?;
     let (queue, receiver) = std::sync::mpsc::channel();
+    let wake = Arc::new(Wake::default());
     Ok((
         BellSender {
             queue,
             bell: sender_end,
+            wake: Arc::clone(&wake),
         },
         BellReceiver {
             queue: receiver,
             bell,
+            wake,
             open: true,
         },
     ))
@@ -57,23 +76,37 @@ impl<T> BellSender<T> {
             return false;
         }
         // Rung after the item is queued, so the receiver that hears it finds the item.
-        // `WouldBlock` means unread rings are pending, which wake the receiver anyway.
-        let _ = (&self.bell).write(&[1]);
+        if self.wake.through_reactor.load(Ordering::Relaxed) {
+            // `WouldBlock` means unread rings are pending, which wake the receiver anyway.
+            let _ = (&self.bell).write(&[1]);
+        } else {
+            // Stores a permit if the receiver is not waiting: no wake-up is lost.
+            self.wake.notify.notify_one();
+        }
         true
     }
 }
 
 impl<T> BellReceiver<T> {
-    /// Waits until the bell rings (or the sender is gone), then clears the rings heard.
-    /// Take the items with [`BellReceiver::try_recv`] afterwards. Never completes once the
-    /// sender is gone.
+    /// Whether the sender should wake the receiver through the reactor (for a runtime
+    /// that is mostly idle) or as tokio wakes a task from another thread (busy runtime).
+    pub(crate) fn ring_through_reactor(&self, yes: bool) {
+        self.wake.through_reactor.store(yes, Ordering::Relaxed);
+    }
+
+    /// Waits until the sender wakes the receiver either way (or the sender is gone), then
+    /// clears the rings heard. Take the items with [`BellReceiver::try_recv`] afterwards.
     pub(crate) async fn rung(&mut self) {
         if !self.open {
-            return std::future::pending().await;
+            return self.wake.notify.notified().await;
         }
-        if self.bell.readable().await.is_err() {
-            self.open = false;
-            return;
+        tokio::select! {
+            biased;
+            () = self.wake.notify.notified() => return,
+            readable = self.bell.readable() => if readable.is_err() {
+                self.open = false;
+                return;
+            },
         }
         let mut rings = [0u8; 64];
         loop {
@@ -109,6 +142,7 @@ mod tests {
     #[tokio::test]
     async fn items_from_a_thread_arrive_in_order() {
         let (sender, mut receiver) = channel::<u32>().expect("socket pair");
+        receiver.ring_through_reactor(true);
         let thread = std::thread::spawn(move || {
             for item in 0..1000 {
                 assert!(sender.send(item));
@@ -128,6 +162,27 @@ mod tests {
             receiver.rung().await;
         }
         assert_eq!(receiver.try_recv(), None);
+    }
+
+    /// Goal: the same holds when the receiver asks to be woken without the reactor.
+    #[tokio::test]
+    async fn items_arrive_without_the_reactor_too() {
+        let (sender, mut receiver) = channel::<u32>().expect("socket pair");
+        receiver.ring_through_reactor(false);
+        let thread = std::thread::spawn(move || {
+            for item in 0..1000 {
+                assert!(sender.send(item));
+            }
+        });
+        let mut next = 0;
+        while next < 1000 {
+            receiver.rung().await;
+            while let Some(item) = receiver.try_recv() {
+                assert_eq!(item, next);
+                next += 1;
+            }
+        }
+        thread.join().expect("sender thread");
     }
 
     /// Goal: a sender whose receiver is gone learns it.

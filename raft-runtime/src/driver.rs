@@ -495,6 +495,12 @@ where
         if let Some(reason) = self.engine.fatal_error() {
             return Err(reason.to_string());
         }
+        // A leader's runtime is busy with its clients; anywhere else it is mostly idle
+        // between inputs (see `crate::doorbell`).
+        let busy = self.engine.node().role() == Role::Leader;
+        if let Some(lanes) = &self.lanes {
+            lanes.disk_done.ring_through_reactor(!busy);
+        }
         self.publish_status(Lifecycle::Running);
         self.shared.counters.copy_engine(self.engine.metrics());
         Ok(())
