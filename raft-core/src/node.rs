@@ -327,14 +327,6 @@ impl Node {
 
     /// A summary for operators.
     pub fn status(&self) -> Status {
-        let progress = match self.role.state() {
-            RoleState::Leader(leader) => leader
-                .progress
-                .iter()
-                .map(|(id, p)| (*id, p.summary()))
-                .collect(),
-            _ => BTreeMap::new(),
-        };
         Status {
             id: self.id(),
             role: self.role(),
@@ -345,9 +337,70 @@ impl Node {
             last_index: self.log.last_index(),
             snapshot_index: self.snapshot.index,
             membership: self.membership.clone(),
-            progress,
+            progress: self.progress_summary(),
             halted: self.halted.clone(),
             rejected_messages: self.rejections_snapshot(),
+        }
+    }
+
+    /// Brings `status` (an earlier [`Node::status`] of this node) up to date in place; true
+    /// if anything changed. A host that republishes the status after every step uses it
+    /// instead of [`Node::status`]: it allocates only for what changed (the membership,
+    /// the rejection counts, a leader's peer progress).
+    ///
+    /// ```
+    /// use raft_core::{Config, Membership, Node, RestoredState, Role};
+    ///
+    /// let restored = RestoredState::bootstrap(Membership::with_voters([1]));
+    /// let mut node = Node::new(Config::new(1, 42), restored).unwrap();
+    /// let mut status = node.status();
+    /// assert!(!node.refresh_status(&mut status));
+    /// while node.role() != Role::Leader {
+    ///     node.tick();
+    /// }
+    /// assert!(node.refresh_status(&mut status));
+    /// assert_eq!(status, node.status());
+    /// ```
+    pub fn refresh_status(&self, status: &mut Status) -> bool {
+        let mut changed = false;
+        changed |= refresh(&mut status.id, self.id());
+        changed |= refresh(&mut status.role, self.role());
+        changed |= refresh(&mut status.term, self.term);
+        changed |= refresh(&mut status.leader, self.leader());
+        changed |= refresh(&mut status.commit, self.commit);
+        changed |= refresh(&mut status.applied, self.applied);
+        changed |= refresh(&mut status.last_index, self.log.last_index());
+        changed |= refresh(&mut status.snapshot_index, self.snapshot.index);
+        changed |= refresh_with(&mut status.membership, &self.membership);
+        changed |= refresh_with(&mut status.halted, &self.halted);
+        changed |= refresh_with(&mut status.rejected_messages, &self.rejections.by_sender);
+        let progress_unchanged = match self.role.state() {
+            RoleState::Leader(leader) => {
+                status.progress.len() == leader.progress.len()
+                    && status
+                        .progress
+                        .iter()
+                        .zip(&leader.progress)
+                        .all(|((id, kept), (peer, p))| id == peer && *kept == p.summary())
+            }
+            _ => status.progress.is_empty(),
+        };
+        if !progress_unchanged {
+            status.progress = self.progress_summary();
+            changed = true;
+        }
+        changed
+    }
+
+    /// Each peer's replication progress while leading; empty otherwise.
+    fn progress_summary(&self) -> BTreeMap<NodeId, PeerProgress> {
+        match self.role.state() {
+            RoleState::Leader(leader) => leader
+                .progress
+                .iter()
+                .map(|(id, p)| (*id, p.summary()))
+                .collect(),
+            _ => BTreeMap::new(),
         }
     }
 
@@ -426,4 +479,22 @@ impl Node {
     pub(crate) fn new_proposal_id(&mut self) -> ProposalId {
         ProposalId(self.next_id())
     }
+}
+
+/// Sets `slot` to `fresh`; true if it differed.
+fn refresh<T: PartialEq>(slot: &mut T, fresh: T) -> bool {
+    let differs = *slot != fresh;
+    if differs {
+        *slot = fresh;
+    }
+    differs
+}
+
+/// Sets `slot` to a copy of `fresh` if it differs (no clone otherwise); true if it did.
+fn refresh_with<T: PartialEq + Clone>(slot: &mut T, fresh: &T) -> bool {
+    let differs = slot != fresh;
+    if differs {
+        slot.clone_from(fresh);
+    }
+    differs
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use raft_core::{
-    Index, Membership, MembershipChange, Message, Node, NodeId, Role, StateMachine, Status, Storage,
+    Index, Membership, MembershipChange, Message, NodeId, Role, StateMachine, Storage,
 };
 use raft_host::{
     AddressBook, Consistency, DiskDone, Engine, Error, PeerChange, PeerInfo, Proposal, Reply,
@@ -143,63 +143,6 @@ async fn disk_rung<M: StateMachine, S: Storage, A>(lanes: Option<&mut Lanes<M, S
         Some(lanes) => lanes.disk_done.rung().await,
         None => std::future::pending().await,
     }
-}
-
-/// Brings `status` up to date with `node`, which leads no peers and has not halted (no
-/// progress, no halt reason); true if anything changed.
-fn refresh_status(status: &mut Status, node: &Node) -> bool {
-    let fresh = (
-        node.id(),
-        node.role(),
-        node.term(),
-        node.leader(),
-        node.commit_index(),
-        node.applied_index(),
-        node.last_index(),
-        node.snapshot_meta().index,
-    );
-    let old = (
-        status.id,
-        status.role,
-        status.term,
-        status.leader,
-        status.commit,
-        status.applied,
-        status.last_index,
-        status.snapshot_index,
-    );
-    let mut changed = fresh != old;
-    if changed {
-        (
-            status.id,
-            status.role,
-            status.term,
-            status.leader,
-            status.commit,
-            status.applied,
-            status.last_index,
-            status.snapshot_index,
-        ) = fresh;
-    }
-    if status.membership != *node.membership() {
-        status.membership = node.membership().clone();
-        changed = true;
-    }
-    if status.rejected_messages != *node.rejected_messages() {
-        status.rejected_messages = node.rejected_messages().clone();
-        changed = true;
-    }
-    if !status.progress.is_empty() || status.halted.is_some() {
-        status.progress.clear();
-        status.halted = None;
-        changed = true;
-    }
-    debug_assert_eq!(
-        *status,
-        node.status(),
-        "refreshed status differs from the core's"
-    );
-    changed
 }
 
 /// What the driver shares with the handles.
@@ -558,24 +501,12 @@ where
         }
     }
 
-    /// Publishes the status if it changed. A leader's status is built afresh (its peers'
-    /// progress moves with every write and only the core can summarize it); any other
-    /// node's is brought up to date in place, which allocates nothing unless the
-    /// membership or the rejection counts changed: this runs after every batch.
+    /// Publishes the status if it changed. It runs after every batch, so the status is
+    /// brought up to date in place, which allocates only for what changed.
     fn publish_status(&self, lifecycle: Lifecycle) {
         let node = self.engine.node();
-        let rebuild = node.role() == Role::Leader || node.is_halted();
         self.shared.status.send_if_modified(|current| {
-            let mut changed = if rebuild {
-                let raft = self.engine.status();
-                let changed = current.raft != raft;
-                if changed {
-                    current.raft = raft;
-                }
-                changed
-            } else {
-                refresh_status(&mut current.raft, node)
-            };
+            let mut changed = node.refresh_status(&mut current.raft);
             if current.lifecycle != lifecycle {
                 current.lifecycle = lifecycle;
                 changed = true;

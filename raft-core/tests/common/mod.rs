@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use raft_core::{
     Action, Config, Entry, EntryPayload, HardState, Index, Membership, Message, MessageBody, Node,
-    NodeId, PersistBatch, RestoredState, Role, SnapshotMeta,
+    NodeId, PersistBatch, RestoredState, Role, SnapshotMeta, Status,
 };
 
 /// What one node has on "disk".
@@ -88,6 +88,9 @@ pub struct Cluster {
     pub record_events: bool,
     /// Reused action buffer.
     scratch: Vec<Action>,
+    /// Each node's status as a host keeps it: refreshed in place after every step and
+    /// checked against a fresh [`Node::status`].
+    statuses: BTreeMap<NodeId, Status>,
 }
 
 pub fn config(id: NodeId) -> Config {
@@ -117,6 +120,7 @@ impl Cluster {
             configs: BTreeMap::new(),
             record_events: true,
             scratch: Vec::new(),
+            statuses: BTreeMap::new(),
         };
         for &id in ids {
             let disk = Disk {
@@ -161,6 +165,19 @@ impl Cluster {
             }
         }
         self.scratch = actions;
+        self.check_status(id);
+    }
+
+    /// Refreshes the status kept for `id` in place and checks it against a fresh one.
+    fn check_status(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get(&id) else {
+            return;
+        };
+        let kept = self.statuses.entry(id).or_insert_with(|| node.status());
+        let before = kept.clone();
+        let changed = node.refresh_status(kept);
+        assert_eq!(*kept, node.status(), "node {id}: refreshed status is stale");
+        assert_eq!(changed, before != *kept, "node {id}: refresh_status misreported");
     }
 
     fn carry_out(&mut self, id: NodeId, action: Action) {
