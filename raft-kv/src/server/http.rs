@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::server::auth::{self, Auth, Principal};
+use crate::server::auth::{self, Auth, Caller, Principal};
 use crate::server::backend::KvBackend;
 use crate::server::error::{ApiError, ErrorCode};
 use crate::server::limits::{BodyBudget, BodyError, BodyLease, BodyLimits};
@@ -551,13 +551,13 @@ fn consistency_of(text: Option<&str>) -> Result<ReadConsistency, ApiError> {
 /// The `(client_id, sequence)` of a session write, from its headers (both or neither), the
 /// client id made the caller's own ([`auth::session_client_id`]).
 fn session_of(parts: &axum::http::request::Parts) -> Result<Option<(u64, u64)>, ApiError> {
+    let open = Principal(None);
     let principal = parts
         .extensions
-        .get::<Principal>()
-        .cloned()
-        .unwrap_or_default();
+        .get::<Caller>()
+        .map_or(&open, |caller| &caller.principal);
     Ok(session_headers(&parts.headers)?
-        .map(|(client_id, sequence)| (auth::session_client_id(&principal, client_id), sequence)))
+        .map(|(client_id, sequence)| (auth::session_client_id(principal, client_id), sequence)))
 }
 
 /// The `(client_id, sequence)` headers as sent.

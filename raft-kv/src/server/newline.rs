@@ -6,12 +6,13 @@
 //! the response so [`end_line`] passes it on without buffering it again; any other JSON answer
 //! is buffered once and given its newline there.
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// Answers bigger than this are passed through as they are (JSON answers are far smaller).
+/// Answers bigger than this (or of unknown size) are passed through as they are, without
+/// the newline.
 const JSON_BUFFER_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Marks a response whose JSON body already ends with `\n` (zero-sized: no allocation to box).
@@ -48,6 +49,18 @@ pub async fn end_line(response: Response) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
+        return response;
+    }
+    // Only a body of known size that fits is buffered: giving up half way through would
+    // have consumed it, and a 200 with an empty body is what a client then parsed ("EOF
+    // while parsing"; a bench cleanup listing pages of 1 MB values hit it). A larger or
+    // streamed answer goes out as it is, without the newline.
+    let fits = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|len| len <= JSON_BUFFER_BYTES_MAX as u64);
+    if !fits {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -88,5 +101,19 @@ mod tests {
         assert_eq!(body(plain).await, "{\"revision\":7}\n");
         let text = (StatusCode::OK, "ok").into_response();
         assert_eq!(body(text).await, "ok");
+    }
+
+    /// Goal: a JSON answer too large to buffer reaches the client whole (it used to be sent
+    /// as an empty 200, which clients failed to parse).
+    #[tokio::test]
+    async fn a_json_answer_too_large_to_buffer_is_sent_whole() {
+        let big = "x".repeat(JSON_BUFFER_BYTES_MAX + 1);
+        let response =
+            end_line(axum::Json(serde_json::json!({ "value": big })).into_response()).await;
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("an in-memory body");
+        let value: serde_json::Value = serde_json::from_slice(&bytes).expect("whole JSON");
+        assert_eq!(value["value"].as_str().map(str::len), Some(big.len()));
     }
 }
