@@ -113,10 +113,17 @@ pub struct Auth {
 #[derive(Clone, Debug, Default)]
 pub struct Principal(pub Option<Arc<str>>);
 
-/// The credentials a request arrived with, kept so that a follower forwarding it to the
-/// leader can present them again (the leader checks them itself).
+/// Who sent a request and the credentials it arrived with, stored as the request's one
+/// extension (one allocation per request): handlers read the principal, and a follower
+/// forwarding the request to the leader presents the credentials again (the leader checks
+/// them itself).
 #[derive(Clone, Debug, Default)]
-pub struct CallerAuthorization(pub Option<HeaderValue>);
+pub struct Caller {
+    /// The principal the token names.
+    pub principal: Principal,
+    /// The `Authorization` header as sent (it shares the request's bytes).
+    pub authorization: Option<HeaderValue>,
+}
 
 fn digest(token: &[u8]) -> [u8; 32] {
     let hash = ring::digest::digest(&ring::digest::SHA256, token);
@@ -266,8 +273,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     })
 }
 
-/// Authorizes `request` and records its principal and credentials in its extensions
-/// (`None`), or gives the 401/403 answer to send instead of running the handler.
+/// Authorizes `request` and records its [`Caller`] in its extensions (`None`), or gives the 401/403 answer to send instead of running the handler.
 pub fn refusal(auth: &Auth, request: &mut Request) -> Option<Response> {
     // A cloned header value shares the request's bytes (a reference count, no copy).
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
@@ -277,9 +283,10 @@ pub fn refusal(auth: &Auth, request: &mut Request) -> Option<Response> {
         authorization.as_ref(),
     ) {
         Ok(principal) => {
-            let extensions = request.extensions_mut();
-            extensions.insert(principal);
-            extensions.insert(CallerAuthorization(authorization));
+            request.extensions_mut().insert(Caller {
+                principal,
+                authorization,
+            });
             None
         }
         Err(error) => {

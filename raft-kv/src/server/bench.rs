@@ -215,9 +215,12 @@ impl CpuSample {
     }
 }
 
+/// Value bytes the cleanup asks for in one page of the key listing.
+const LIST_PAGE_BYTES: usize = 4 << 20;
+
 /// Deletes every key under the run's prefix (found by listing, so writes whose outcome was
 /// unknown are removed too), with up to 16 deletes in flight; returns how many.
-async fn remove_keys(options: &BenchOptions) -> Result<u64, ClientError> {
+pub(crate) async fn remove_keys(options: &BenchOptions) -> Result<u64, ClientError> {
     let client_options = ClientOptions {
         credentials: options.credentials.clone(),
         ..ClientOptions::default()
@@ -229,18 +232,27 @@ async fn remove_keys(options: &BenchOptions) -> Result<u64, ClientError> {
             "refusing to delete every key: empty prefix".into(),
         ));
     }
+    // A page carries the values too: keep it to a few MiB (1,000 keys of 1 MB values would
+    // be a 1 GB answer, held twice in memory on both ends and slower than the request timeout).
+    let page = u32::try_from(LIST_PAGE_BYTES / options.value_size.max(1))
+        .unwrap_or(u32::MAX)
+        .clamp(1, 1000);
     let mut removed = 0u64;
     let mut start_after: Option<String> = None;
     loop {
-        let page = lister
+        let listed = lister
             .list(
                 prefix,
                 start_after.as_deref(),
-                1000,
+                page,
                 ReadConsistency::Linearizable,
             )
             .await?;
-        let keys: Vec<Vec<u8>> = page.entries.iter().filter_map(|e| e.key_bytes()).collect();
+        let keys: Vec<Vec<u8>> = listed
+            .entries
+            .iter()
+            .filter_map(|e| e.key_bytes())
+            .collect();
         start_after = keys.last().map(|k| String::from_utf8_lossy(k).into_owned());
         let mut deleters = tokio::task::JoinSet::new();
         for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
@@ -257,7 +269,7 @@ async fn remove_keys(options: &BenchOptions) -> Result<u64, ClientError> {
         while let Some(done) = deleters.join_next().await {
             removed += done.map_err(|e| decode_error(e.to_string()))??;
         }
-        if !page.more || start_after.is_none() {
+        if !listed.more || start_after.is_none() {
             return Ok(removed);
         }
     }

@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::response::Response;
 
-use crate::server::auth::CallerAuthorization;
+use crate::server::auth::Caller;
 use crate::server::client;
 use crate::server::credentials::Credentials;
 use crate::server::error::{ApiError, ErrorCode};
@@ -43,8 +43,8 @@ pub(crate) async fn forward_or(
     };
     let authorization = parts
         .extensions
-        .get::<CallerAuthorization>()
-        .and_then(|c| c.0.clone());
+        .get::<Caller>()
+        .and_then(|c| c.authorization.clone());
     let answer = client::forward(
         &url,
         parts.method.clone(),

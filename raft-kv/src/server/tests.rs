@@ -480,3 +480,45 @@ async fn unreachable_cluster_fails_fast() {
         started.elapsed()
     );
 }
+
+/// Goal: a bench run's cleanup removes every key it wrote, also when the values are 1 MB
+/// (one page of the listing then carries far more value bytes than a small answer).
+#[tokio::test]
+async fn bench_cleanup_removes_one_megabyte_values() {
+    let url = spawn_api(
+        Arc::new(MemoryBackend::new(KvConfig::default(), None)),
+        Limits::from_kv(&KvConfig::default()),
+    )
+    .await;
+    let mut c = client(&url);
+    let value = Bytes::from(vec![b'x'; 1_000_000]);
+    for i in 0..40 {
+        let key = format!("bench/1mb/{i:010}");
+        c.put(key.as_bytes(), value.clone(), WriteCondition::Always)
+            .await
+            .unwrap();
+    }
+    let options = crate::server::bench::BenchOptions {
+        endpoints: vec![url.clone()],
+        clients: 1,
+        duration: Duration::ZERO,
+        warmup: Duration::ZERO,
+        value_size: value.len(),
+        keys: 40,
+        read_ratio: 0.0,
+        consistency: ReadConsistency::Linearizable,
+        target: crate::server::bench::Target::All,
+        sessions: false,
+        credentials: Default::default(),
+        key_prefix: "bench/1mb/".into(),
+        keep: false,
+        server_pids: Vec::new(),
+    };
+    let removed = crate::server::bench::remove_keys(&options).await.unwrap();
+    assert_eq!(removed, 40);
+    let left = c
+        .list("bench/1mb/", None, 1000, ReadConsistency::Linearizable)
+        .await
+        .unwrap();
+    assert!(left.entries.is_empty(), "{} keys left", left.entries.len());
+}

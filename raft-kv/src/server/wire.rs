@@ -467,7 +467,10 @@ fn hex_digit(nibble: u8) -> char {
 /// Decodes a percent-encoded URL component into bytes; `None` on a malformed escape.
 pub fn decode_percent(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+    // The exact length of a well-formed decoding, so that `Bytes::from` the result takes
+    // the buffer as it is instead of allocating a shared header for the spare capacity.
+    let escapes = bytes.iter().filter(|b| **b == b'%').count();
+    let mut out = Vec::with_capacity(bytes.len().saturating_sub(2 * escapes));
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
