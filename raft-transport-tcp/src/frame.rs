@@ -11,6 +11,7 @@ use bytes::{Buf, BytesMut};
 use raft_core::Message;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::append_slices::{self, SLICE_MIN_PAYLOAD_BYTES};
 use crate::error::{ConnectionError, FrameError};
 
 /// Bytes of the length prefix.
@@ -77,13 +78,23 @@ impl FrameDecoder {
         }
         buffer.advance(LENGTH_PREFIX_BYTES);
         let body = buffer.split_to(body_bytes);
-        let (message, rest) = postcard::take_from_bytes::<Message>(&body)?;
-        if !rest.is_empty() {
-            return Err(FrameError::TrailingBytes {
-                extra_bytes: rest.len(),
-            });
+        if body_bytes >= SLICE_MIN_PAYLOAD_BYTES {
+            // Large payloads become slices of the frame instead of copies; the frame's
+            // buffer then lives as long as the entries that point into it.
+            let body = body.freeze();
+            if let Some(message) = append_slices::decode_append(&body) {
+                return Ok(Some(message));
+            }
+            return decode_body(&body).map(Some);
         }
-        Ok(Some(message))
+        decode_body(&body).map(Some)
+    }
+
+    /// The frame's end (prefix included) when its length prefix has arrived.
+    fn frame_end(&self, buffer: &BytesMut) -> Result<Option<usize>, FrameError> {
+        Ok(self
+            .body_length(buffer)?
+            .map(|body_bytes| LENGTH_PREFIX_BYTES + body_bytes))
     }
 
     /// The body length announced at the front of `buffer`, checked against the limit.
@@ -105,6 +116,17 @@ impl FrameDecoder {
     }
 }
 
+/// Decodes one whole frame body with postcard.
+fn decode_body(body: &[u8]) -> Result<Message, FrameError> {
+        let (message, rest) = postcard::take_from_bytes::<Message>(body)?;
+        if !rest.is_empty() {
+            return Err(FrameError::TrailingBytes {
+                extra_bytes: rest.len(),
+            });
+        }
+        Ok(message)
+}
+
 /// Reads the next message from `reader`, buffering in `buffer` (kept between calls so that
 /// bytes of the following frames read in the same system call are not lost).
 ///
@@ -123,9 +145,7 @@ where
         if let Some(message) = decoder.decode(buffer)? {
             return Ok(Some((message, buffered_bytes - buffer.len())));
         }
-        // Grow by a bounded step per read, so memory follows the bytes that actually
-        // arrived rather than what a length prefix promised.
-        buffer.reserve(READ_CHUNK_BYTES);
+        grow_for_frame(buffer, decoder.frame_end(buffer)?);
         if reader.read_buf(buffer).await? == 0 {
             if buffer.is_empty() {
                 return Ok(None);
@@ -135,6 +155,25 @@ where
             }
             .into());
         }
+    }
+}
+
+/// Makes room for the next read. A frame larger than one read gets a buffer of exactly its
+/// size, reached by at most doubling what already arrived, so memory follows the bytes
+/// that actually arrived rather than what a length prefix promised, and the buffer (which
+/// large payloads keep alive as slices) holds nothing but the frame. Otherwise a read-sized
+/// step, which may also take in the frames that follow.
+fn grow_for_frame(buffer: &mut BytesMut, frame_end: Option<usize>) {
+    match frame_end {
+        Some(end) if end > READ_CHUNK_BYTES => {
+            let target = end.min(buffer.len().max(READ_CHUNK_BYTES) * 2);
+            if buffer.capacity() < target {
+                let mut grown = BytesMut::with_capacity(target);
+                grown.extend_from_slice(buffer);
+                *buffer = grown;
+            }
+        }
+        _ => buffer.reserve(READ_CHUNK_BYTES),
     }
 }
 
@@ -272,6 +311,31 @@ mod tests {
             "{}",
             buffer.capacity()
         );
+    }
+
+    /// Goal: a frame much larger than one read arrives whole through the growing buffer,
+    /// and the frame after it is not lost.
+    #[tokio::test]
+    async fn large_frame_arrives_whole_and_the_next_follows() {
+        let (mut writer, mut reader) = tokio::io::duplex(1 << 16);
+        let messages = [append(1 << 20), heartbeat(1, 1)];
+        let mut bytes = Vec::new();
+        let large_frame_bytes = encode_frame(&messages[0], 2 << 20, &mut bytes).expect("fits");
+        encode_frame(&messages[1], 2 << 20, &mut bytes).expect("fits");
+        tokio::spawn(async move { writer.write_all(&bytes).await });
+        let decoder = FrameDecoder::new(2 << 20);
+        let mut buffer = BytesMut::new();
+        let (first, size) = read_frame(&mut reader, &mut buffer, decoder)
+            .await
+            .expect("valid")
+            .expect("a frame");
+        assert_eq!(first, messages[0]);
+        assert_eq!(size, large_frame_bytes);
+        let (second, _) = read_frame(&mut reader, &mut buffer, decoder)
+            .await
+            .expect("valid")
+            .expect("a frame");
+        assert_eq!(second, messages[1]);
     }
 
     /// Goal: a clean end of stream between frames is not an error.
