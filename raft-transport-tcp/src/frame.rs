@@ -8,7 +8,7 @@
 //! sent.
 
 use bytes::{Buf, BytesMut};
-use raft_core::Message;
+use raft_core::{Message, MessageBody};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::append_slices::{self, SLICE_MIN_PAYLOAD_BYTES};
@@ -30,6 +30,10 @@ pub fn encode_frame(
     out: &mut Vec<u8>,
 ) -> Result<usize, FrameError> {
     let start = out.len();
+    // Room for the whole frame at once: growing as postcard writes would copy a large
+    // payload again and leave a buffer twice its size.
+    let max_body_bytes = usize::try_from(max_frame_bytes).unwrap_or(usize::MAX);
+    out.reserve(LENGTH_PREFIX_BYTES + body_size_hint(message).min(max_body_bytes));
     out.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
     // `to_io` writes byte strings (payloads) as whole slices, so a 64 KiB command is one
     // memcpy rather than 64 Ki pushes.
@@ -50,6 +54,24 @@ pub fn encode_frame(
     };
     out[start..start + LENGTH_PREFIX_BYTES].copy_from_slice(&length.to_be_bytes());
     Ok(out.len() - start)
+}
+
+/// About the size of `message`'s postcard body: its payload bytes plus room for the
+/// fixed fields. Only a capacity hint; the encoding decides the real size.
+fn body_size_hint(message: &Message) -> usize {
+    /// Room for the fields around the payloads (ids, terms, indexes, varint lengths).
+    const FIELDS_BYTES: usize = 64;
+    let payload_bytes = match &message.body {
+        MessageBody::Append { entries, .. } => entries
+            .iter()
+            .map(|entry| usize::try_from(entry.size_bytes()).unwrap_or(usize::MAX))
+            .fold(0, usize::saturating_add),
+        MessageBody::SnapshotChunk { data, .. } | MessageBody::ForwardProposal { data, .. } => {
+            data.len()
+        }
+        _ => 0,
+    };
+    payload_bytes.saturating_add(FIELDS_BYTES)
 }
 
 /// Splits a byte stream into messages. Holds only the limit; the caller owns the buffer.
@@ -237,6 +259,15 @@ mod tests {
             decode_all(&bytes, MAX_FRAME_BYTES).expect("valid"),
             messages
         );
+    }
+
+    /// Goal: a large message is encoded into a buffer sized for it once, not grown to
+    /// twice its size while postcard writes.
+    #[test]
+    fn large_frame_is_encoded_without_regrowth() {
+        let mut bytes = Vec::new();
+        let frame_bytes = encode_frame(&append(1 << 20), 2 << 20, &mut bytes).expect("fits");
+        assert!(bytes.capacity() < frame_bytes + 1024, "{}", bytes.capacity());
     }
 
     /// Goal: the encoder refuses what the decoder would refuse, and leaves a batch that is
