@@ -157,10 +157,7 @@ mod tests {
     /// its own buffer, and the message equals what the ordinary decoder gives.
     #[test]
     fn large_payloads_are_slices_of_the_frame() {
-        let message = append(vec![
-            command(11, SLICE_MIN_PAYLOAD_BYTES),
-            command(12, 100),
-        ]);
+        let message = append(vec![command(11, SLICE_MIN_PAYLOAD_BYTES), command(12, 100)]);
         let frame = Bytes::from(postcard::to_stdvec(&message).expect("encodes"));
         let decoded = decode_append(&frame).expect("an append");
         assert_eq!(Some(&decoded), ordinary(&frame).as_ref());

@@ -140,13 +140,13 @@ impl FrameDecoder {
 
 /// Decodes one whole frame body with postcard.
 fn decode_body(body: &[u8]) -> Result<Message, FrameError> {
-        let (message, rest) = postcard::take_from_bytes::<Message>(body)?;
-        if !rest.is_empty() {
-            return Err(FrameError::TrailingBytes {
-                extra_bytes: rest.len(),
-            });
-        }
-        Ok(message)
+    let (message, rest) = postcard::take_from_bytes::<Message>(body)?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes {
+            extra_bytes: rest.len(),
+        });
+    }
+    Ok(message)
 }
 
 /// Reads the next message from `reader`, buffering in `buffer` (kept between calls so that
@@ -267,7 +267,11 @@ mod tests {
     fn large_frame_is_encoded_without_regrowth() {
         let mut bytes = Vec::new();
         let frame_bytes = encode_frame(&append(1 << 20), 2 << 20, &mut bytes).expect("fits");
-        assert!(bytes.capacity() < frame_bytes + 1024, "{}", bytes.capacity());
+        assert!(
+            bytes.capacity() < frame_bytes + 1024,
+            "{}",
+            bytes.capacity()
+        );
     }
 
     /// Goal: the encoder refuses what the decoder would refuse, and leaves a batch that is
