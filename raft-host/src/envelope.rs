@@ -58,8 +58,12 @@ pub(crate) enum LogRecord<C, A> {
 
 /// Encodes a command without cloning it (serde serializes `&C` as `C`). The address type
 /// does not appear in a command record's bytes, so none is named here.
+/// The buffer is sized first (postcard's size pass copies nothing), so a large command is
+/// written once instead of being copied again when the buffer grows past it.
 pub(crate) fn encode_command<C: Serialize>(command: &C) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(&LogRecord::<&C, ()>::Command(command))
+    let record = LogRecord::<&C, ()>::Command(command);
+    let bytes = Vec::with_capacity(postcard::experimental::serialized_size(&record)?);
+    postcard::to_extend(&record, bytes)
 }
 
 /// Encodes address book records.

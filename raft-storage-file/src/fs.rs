@@ -44,6 +44,13 @@ pub trait FsFile: Debug + Send + Sync + 'static {
     /// Makes every write to this file durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
 
+    /// A hint that the durable bytes in `[offset, offset + len)` will not be read soon, so
+    /// their cached pages can go. Changes no content; the default does nothing.
+    fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Fills `buf` from `offset`, or fails with [`io::ErrorKind::UnexpectedEof`].
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
         while !buf.is_empty() {
@@ -132,6 +139,13 @@ impl FsFile for StdFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    /// `posix_fadvise(DONTNEED)`: clean pages are dropped from the page cache.
+    fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
+        let advice = rustix::fs::Advice::DontNeed;
+        rustix::fs::fadvise(&self.0, offset, std::num::NonZeroU64::new(len), advice)?;
+        Ok(())
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {

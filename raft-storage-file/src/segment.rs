@@ -15,6 +15,10 @@ use crate::fs::{Disk, FileSystem, FsFile};
 /// Reads of entries go to the disk in spans of about this many bytes.
 const READ_CHUNK_BYTES: u64 = 1 << 20;
 
+/// Page size assumed when releasing cached pages: only whole pages are released, so a
+/// larger real page just means some stay cached.
+const CACHE_PAGE_BYTES: u64 = 4096;
+
 /// The file name of the segment with sequence number `seq`.
 pub(crate) fn file_name(seq: u64) -> String {
     format!("log-{seq:016x}.seg")
@@ -48,6 +52,8 @@ pub(crate) struct Segment<F: FileSystem> {
     pub(crate) end_offset: u64,
     /// Bytes known to be durable.
     pub(crate) synced_offset: u64,
+    /// Offset up to which durable pages were released from the page cache.
+    cache_dropped_offset: u64,
     /// `(index, term)` of the last entry physically in the file, or of the entry before the
     /// first when there is none. An append that does not follow it needs a new segment.
     pub(crate) physical_last: (Index, Term),
@@ -133,6 +139,7 @@ impl<F: FileSystem> Segment<F> {
             live_end: end_offset,
             end_offset,
             synced_offset: 0,
+            cache_dropped_offset: 0,
             physical_last: (header.first_index - 1, header.prev_term),
         })
     }
@@ -154,6 +161,7 @@ impl<F: FileSystem> Segment<F> {
             live_end: live.live_end,
             end_offset,
             synced_offset: end_offset,
+            cache_dropped_offset: 0,
             physical_last,
         }
     }
@@ -254,7 +262,28 @@ impl<F: FileSystem> Segment<F> {
     pub(crate) fn force_sync(&mut self, disk: &Disk<F>) -> io::Result<()> {
         disk.sync_data(&self.file)?;
         self.synced_offset = self.end_offset;
+        self.drop_synced_pages();
         Ok(())
+    }
+
+    /// Lets the kernel drop the whole pages just made durable from its cache. The node
+    /// keeps its log in memory and reads the file back only when it restarts, so the
+    /// cache only grew: every append wrote into fresh page cache (with 1 MB values that
+    /// was the follower's largest cost on a VM, see BENCHMARKS.md, perf-bytes), where
+    /// dropped pages are reused at once. The partly written last page stays cached, so
+    /// the next append never has to read it back. Only a hint: a failure is logged.
+    fn drop_synced_pages(&mut self) {
+        let end = self.synced_offset - self.synced_offset % CACHE_PAGE_BYTES;
+        if end <= self.cache_dropped_offset {
+            // Equal, or the file was cut back below what was dropped.
+            self.cache_dropped_offset = end;
+            return;
+        }
+        let start = self.cache_dropped_offset;
+        self.cache_dropped_offset = end;
+        if let Err(error) = self.file.drop_cached(start, end - start) {
+            tracing::debug!(path = %self.path.display(), %error, "cannot drop cached log pages");
+        }
     }
 
     /// Appends the live entries in `[low, high)` to `out`, verifying each record's checksum,

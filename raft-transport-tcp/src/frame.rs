@@ -8,9 +8,10 @@
 //! sent.
 
 use bytes::{Buf, BytesMut};
-use raft_core::Message;
+use raft_core::{Message, MessageBody};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::append_slices::{self, SLICE_MIN_PAYLOAD_BYTES};
 use crate::error::{ConnectionError, FrameError};
 
 /// Bytes of the length prefix.
@@ -29,6 +30,10 @@ pub fn encode_frame(
     out: &mut Vec<u8>,
 ) -> Result<usize, FrameError> {
     let start = out.len();
+    // Room for the whole frame at once: growing as postcard writes would copy a large
+    // payload again and leave a buffer twice its size.
+    let max_body_bytes = usize::try_from(max_frame_bytes).unwrap_or(usize::MAX);
+    out.reserve(LENGTH_PREFIX_BYTES + body_size_hint(message).min(max_body_bytes));
     out.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
     // `to_io` writes byte strings (payloads) as whole slices, so a 64 KiB command is one
     // memcpy rather than 64 Ki pushes.
@@ -49,6 +54,24 @@ pub fn encode_frame(
     };
     out[start..start + LENGTH_PREFIX_BYTES].copy_from_slice(&length.to_be_bytes());
     Ok(out.len() - start)
+}
+
+/// About the size of `message`'s postcard body: its payload bytes plus room for the
+/// fixed fields. Only a capacity hint; the encoding decides the real size.
+fn body_size_hint(message: &Message) -> usize {
+    /// Room for the fields around the payloads (ids, terms, indexes, varint lengths).
+    const FIELDS_BYTES: usize = 64;
+    let payload_bytes = match &message.body {
+        MessageBody::Append { entries, .. } => entries
+            .iter()
+            .map(|entry| usize::try_from(entry.size_bytes()).unwrap_or(usize::MAX))
+            .fold(0, usize::saturating_add),
+        MessageBody::SnapshotChunk { data, .. } | MessageBody::ForwardProposal { data, .. } => {
+            data.len()
+        }
+        _ => 0,
+    };
+    payload_bytes.saturating_add(FIELDS_BYTES)
 }
 
 /// Splits a byte stream into messages. Holds only the limit; the caller owns the buffer.
@@ -77,13 +100,23 @@ impl FrameDecoder {
         }
         buffer.advance(LENGTH_PREFIX_BYTES);
         let body = buffer.split_to(body_bytes);
-        let (message, rest) = postcard::take_from_bytes::<Message>(&body)?;
-        if !rest.is_empty() {
-            return Err(FrameError::TrailingBytes {
-                extra_bytes: rest.len(),
-            });
+        if body_bytes >= SLICE_MIN_PAYLOAD_BYTES {
+            // Large payloads become slices of the frame instead of copies; the frame's
+            // buffer then lives as long as the entries that point into it.
+            let body = body.freeze();
+            if let Some(message) = append_slices::decode_append(&body) {
+                return Ok(Some(message));
+            }
+            return decode_body(&body).map(Some);
         }
-        Ok(Some(message))
+        decode_body(&body).map(Some)
+    }
+
+    /// The frame's end (prefix included) when its length prefix has arrived.
+    fn frame_end(&self, buffer: &BytesMut) -> Result<Option<usize>, FrameError> {
+        Ok(self
+            .body_length(buffer)?
+            .map(|body_bytes| LENGTH_PREFIX_BYTES + body_bytes))
     }
 
     /// The body length announced at the front of `buffer`, checked against the limit.
@@ -105,6 +138,17 @@ impl FrameDecoder {
     }
 }
 
+/// Decodes one whole frame body with postcard.
+fn decode_body(body: &[u8]) -> Result<Message, FrameError> {
+    let (message, rest) = postcard::take_from_bytes::<Message>(body)?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes {
+            extra_bytes: rest.len(),
+        });
+    }
+    Ok(message)
+}
+
 /// Reads the next message from `reader`, buffering in `buffer` (kept between calls so that
 /// bytes of the following frames read in the same system call are not lost).
 ///
@@ -123,9 +167,7 @@ where
         if let Some(message) = decoder.decode(buffer)? {
             return Ok(Some((message, buffered_bytes - buffer.len())));
         }
-        // Grow by a bounded step per read, so memory follows the bytes that actually
-        // arrived rather than what a length prefix promised.
-        buffer.reserve(READ_CHUNK_BYTES);
+        grow_for_frame(buffer, decoder.frame_end(buffer)?);
         if reader.read_buf(buffer).await? == 0 {
             if buffer.is_empty() {
                 return Ok(None);
@@ -135,6 +177,25 @@ where
             }
             .into());
         }
+    }
+}
+
+/// Makes room for the next read. A frame larger than one read gets a buffer of exactly its
+/// size, reached by at most doubling what already arrived, so memory follows the bytes
+/// that actually arrived rather than what a length prefix promised, and the buffer (which
+/// large payloads keep alive as slices) holds nothing but the frame. Otherwise a read-sized
+/// step, which may also take in the frames that follow.
+fn grow_for_frame(buffer: &mut BytesMut, frame_end: Option<usize>) {
+    match frame_end {
+        Some(end) if end > READ_CHUNK_BYTES => {
+            let target = end.min(buffer.len().max(READ_CHUNK_BYTES) * 2);
+            if buffer.capacity() < target {
+                let mut grown = BytesMut::with_capacity(target);
+                grown.extend_from_slice(buffer);
+                *buffer = grown;
+            }
+        }
+        _ => buffer.reserve(READ_CHUNK_BYTES),
     }
 }
 
@@ -197,6 +258,19 @@ mod tests {
         assert_eq!(
             decode_all(&bytes, MAX_FRAME_BYTES).expect("valid"),
             messages
+        );
+    }
+
+    /// Goal: a large message is encoded into a buffer sized for it once, not grown to
+    /// twice its size while postcard writes.
+    #[test]
+    fn large_frame_is_encoded_without_regrowth() {
+        let mut bytes = Vec::new();
+        let frame_bytes = encode_frame(&append(1 << 20), 2 << 20, &mut bytes).expect("fits");
+        assert!(
+            bytes.capacity() < frame_bytes + 1024,
+            "{}",
+            bytes.capacity()
         );
     }
 
@@ -272,6 +346,31 @@ mod tests {
             "{}",
             buffer.capacity()
         );
+    }
+
+    /// Goal: a frame much larger than one read arrives whole through the growing buffer,
+    /// and the frame after it is not lost.
+    #[tokio::test]
+    async fn large_frame_arrives_whole_and_the_next_follows() {
+        let (mut writer, mut reader) = tokio::io::duplex(1 << 16);
+        let messages = [append(1 << 20), heartbeat(1, 1)];
+        let mut bytes = Vec::new();
+        let large_frame_bytes = encode_frame(&messages[0], 2 << 20, &mut bytes).expect("fits");
+        encode_frame(&messages[1], 2 << 20, &mut bytes).expect("fits");
+        tokio::spawn(async move { writer.write_all(&bytes).await });
+        let decoder = FrameDecoder::new(2 << 20);
+        let mut buffer = BytesMut::new();
+        let (first, size) = read_frame(&mut reader, &mut buffer, decoder)
+            .await
+            .expect("valid")
+            .expect("a frame");
+        assert_eq!(first, messages[0]);
+        assert_eq!(size, large_frame_bytes);
+        let (second, _) = read_frame(&mut reader, &mut buffer, decoder)
+            .await
+            .expect("valid")
+            .expect("a frame");
+        assert_eq!(second, messages[1]);
     }
 
     /// Goal: a clean end of stream between frames is not an error.

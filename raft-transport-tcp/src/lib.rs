@@ -100,6 +100,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod append_slices;
 mod backoff;
 mod channel;
 mod config;
