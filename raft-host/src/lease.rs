@@ -95,7 +95,11 @@ impl<M: StateMachine, S: Storage, A> Engine<M, S, A> {
         {
             return None;
         }
-        let lease = self.node.lease_read()?;
+        let mut lease = self.node.lease_read()?;
+        if self.planted.has(PlantedBug::ReplyBeforeApply) {
+            // Planted bug: lease reads do not wait for the read index to be applied.
+            lease.read_index = 0;
+        }
         Some(grant_from(lease, self.node.term(), |k| {
             self.clock.deadline_after(k)
         }))
