@@ -298,7 +298,7 @@ type NodeCounter = (
 );
 
 /// The runtime's counters, as Prometheus counters.
-const NODE_COUNTERS: [NodeCounter; 18] = [
+const NODE_COUNTERS: [NodeCounter; 20] = [
     (
         "raft_proposals_submitted_total",
         "Proposals submitted here.",
