@@ -191,7 +191,8 @@ impl Node {
     }
 
     fn lease_valid(&self) -> bool {
-        self.lease_expiry().is_some_and(|expiry| self.now() < expiry)
+        self.lease_expiry()
+            .is_some_and(|expiry| self.now() < expiry)
     }
 
     /// The tick at which the lease lapses (it holds while `now` is below it), if there is one

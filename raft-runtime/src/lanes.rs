@@ -6,8 +6,8 @@
 //! ([`Lanes::apply_inline`]): two thread wake-ups cost more than applying a few puts.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{Receiver, Sender};
 use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -98,7 +98,14 @@ where
             .name("raft-apply".into())
             .spawn(move || {
                 let _entered = span.enter();
-                run_apply(&state_machine, &applied, &storage, &receiver, &events, &counters);
+                run_apply(
+                    &state_machine,
+                    &applied,
+                    &storage,
+                    &receiver,
+                    &events,
+                    &counters,
+                );
             })?
     };
     Ok(Lanes {

@@ -21,8 +21,7 @@ use std::time::Duration;
 use raft_core::{Config, Index, MembershipChange, Message, Node, NodeId, StateMachine, Storage};
 use raft_host::{
     AddressBook, ApplyWork, DiskWritten, Engine, EngineConfig, Init, LeaseGrant, Proposal,
-    RequestId,
-    SnapshotPolicy, SnapshotWork,
+    RequestId, SnapshotPolicy, SnapshotWork,
 };
 use raft_storage_file::{FaultInjector, FileStorage, Options, SimFaults, SimFs};
 
