@@ -30,10 +30,8 @@ impl LeaseSlot {
 
     /// Replaces the grant (the driver, after each batch of inputs, before sending).
     pub(crate) fn publish(&self, grant: Option<LeaseGrant>) {
-        let mut slot = self.grant.lock().unwrap_or_else(|p| p.into_inner());
-        if *slot != grant {
-            *slot = grant;
-        }
+        // A poisoned slot still holds a whole `Copy` value: nothing can be half-written.
+        *self.grant.lock().unwrap_or_else(|p| p.into_inner()) = grant;
     }
 
     fn grant(&self) -> Option<LeaseGrant> {
