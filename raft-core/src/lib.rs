@@ -206,7 +206,7 @@ pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{ConflictHint, Message, MessageBody};
 pub use node::{Node, Status};
 pub use progress::{PeerProgress, PeerState};
-pub use read::ReadConsistency;
+pub use read::{LeaseRead, ReadConsistency};
 pub use state_machine::StateMachine;
 pub use storage::{MemStorage, Storage};
 pub use types::{

@@ -35,6 +35,16 @@ pub enum ReadConsistency {
     Lease,
 }
 
+/// A lease read the leader can answer without a heartbeat round: see [`Node::lease_read`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRead {
+    /// The index the state machine must have applied before the read is served.
+    pub read_index: Index,
+    /// The lease holds until this many more ticks are delivered (at least 1): with
+    /// `ticks_left - 1` more ticks it still holds, with `ticks_left` it has lapsed.
+    pub ticks_left: u64,
+}
+
 impl Node {
     /// Starts a read. The outcome, [`Action::ReadOutcome`], gives the index the state
     /// machine must have applied before the read is served.
@@ -181,18 +191,50 @@ impl Node {
     }
 
     fn lease_valid(&self) -> bool {
-        let Some(leader) = self.leader_view() else {
-            return false;
-        };
+        self.lease_expiry()
+            .is_some_and(|expiry| self.now() < expiry)
+    }
+
+    /// The tick at which the lease lapses (it holds while `now` is below it), if there is one
+    /// at all: a leader not transferring leadership with a quorum-acknowledged round.
+    fn lease_expiry(&self) -> Option<u64> {
+        let leader = self.leader_view()?;
         if leader.transfer.is_some() {
-            return false;
+            return None;
         }
         let round = self.quorum_acked_round(leader);
-        let Some(&sent) = leader.reads.round_sent_tick.get(&round) else {
-            return false;
-        };
+        let sent = *leader.reads.round_sent_tick.get(&round)?;
         let lease_ticks = u64::from(self.config().election_ticks - self.config().lease_drift_ticks);
-        self.now() < sent + lease_ticks
+        Some(sent + lease_ticks)
+    }
+
+    /// The lease read [`Node::read`] with [`ReadConsistency::Lease`] would answer at once
+    /// right now, if it would: this node leads, lease reads are on, no leadership transfer
+    /// is under way, a quorum acknowledged a recent heartbeat round and an entry of this
+    /// term is committed. Read-only: a host uses it to serve lease reads beside the node
+    /// (the read index is the commit index), while fewer than
+    /// [`LeaseRead::ticks_left`] more ticks have been delivered and nothing else was
+    /// stepped into the node.
+    ///
+    /// ```
+    /// use raft_core::{Config, Membership, Node, RestoredState};
+    ///
+    /// let restored = RestoredState::bootstrap(Membership::with_voters([1, 2, 3]));
+    /// let mut config = Config::new(1, 42);
+    /// config.lease_reads = true;
+    /// let node = Node::new(config, restored).unwrap();
+    /// assert_eq!(node.lease_read(), None, "a follower holds no lease");
+    /// ```
+    pub fn lease_read(&self) -> Option<LeaseRead> {
+        if self.is_halted() || !self.config().lease_reads || !self.committed_in_current_term() {
+            return None;
+        }
+        let expiry = self.lease_expiry()?;
+        let ticks_left = expiry.checked_sub(self.now()).filter(|left| *left > 0)?;
+        Some(LeaseRead {
+            read_index: self.commit_index(),
+            ticks_left,
+        })
     }
 
     /// Completes every read whose round a quorum acknowledged.

@@ -43,6 +43,7 @@
 //! | [`Engine::poll_reply`] → answer | give it to the client that holds the [`RequestId`] |
 //! | [`Engine::poll_peer_change`] → [`PeerChange`] | add, move or remove the peer in the transport |
 //! | [`Engine::poll_timeout`] → time | call [`Engine::handle_timeout`] then (or earlier) |
+//! | [`Engine::lease_grant`] → [`LeaseGrant`] | (optional) publish it to the lease-read fast path *before* `poll_transmit` and `poll_reply` |
 //!
 //! Batch inputs before draining: the core turns everything since the last drain into one
 //! write and one message per peer, so many proposals cost one sync. A completion may be
@@ -161,6 +162,7 @@ mod disk;
 mod engine;
 mod envelope;
 mod error;
+mod lease;
 mod observe;
 mod outputs;
 mod pending;
@@ -179,6 +181,7 @@ pub use disk::{DISK_WORKS_IN_FLIGHT_MAX, DiskDone, DiskWork, DiskWritten};
 pub use engine::{Answer, Consistency, Engine, EngineMetrics, Proposal};
 pub use envelope::{AddressBook, PeerInfo};
 pub use error::{Error, RestoreError};
+pub use lease::LeaseGrant;
 pub use observe::Observation;
 pub use pending::{Reply, RequestId};
 pub use planted::PlantedBug;

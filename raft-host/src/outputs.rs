@@ -102,6 +102,10 @@ where
 
     /// The next message to send. Send at once, in parallel with the disk: the core never
     /// asks to send something that depends on an unfinished write. Losing it is harmless.
+    /// A driver that serves lease reads beside the engine publishes
+    /// [`Engine::lease_grant`] before the first call after a batch of inputs: a message
+    /// may start a leadership transfer or reveal a newer commit, and the grant it then
+    /// reads is void or carries that commit.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Message> {
         self.pump_if_dirty();

@@ -148,6 +148,8 @@ async fn disk_rung<M: StateMachine, S: Storage, A>(lanes: Option<&mut Lanes<M, S
 /// What the driver shares with the handles.
 pub(crate) struct DriverShared<A> {
     pub(crate) counters: Arc<Counters>,
+    /// Where the engine's lease grant is published for the handles' lease reads.
+    pub(crate) lease: Arc<crate::lease::LeaseSlot>,
     pub(crate) book: Arc<RwLock<AddressBook<A>>>,
     pub(crate) status: watch::Sender<NodeStatus>,
 }
@@ -419,6 +421,8 @@ where
                 break;
             }
         }
+        // Before any message or answer leaves: see `Engine::lease_grant`.
+        self.shared.lease.publish(self.engine.lease_grant());
         while let Some(work) = self.engine.poll_snapshot() {
             let storage = Arc::clone(&self.storage);
             let events = self.inputs.events_sender.clone();
@@ -529,6 +533,7 @@ where
                 }
             }
         };
+        self.shared.lease.publish(None);
         self.inputs.requests.close();
         while let Ok(request) = self.inputs.requests.try_recv() {
             request.fail(error.clone());

@@ -7,6 +7,7 @@
 //! does light disk work, the unsynced write of a new commit index ([`Lanes::disk_inline`]).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,6 +33,8 @@ pub(crate) struct Lanes<M: StateMachine, S: Storage, A> {
     /// The state machine: locked by the apply thread for its work and by the driver for
     /// light work it runs itself (only while no work is out with the thread).
     pub(crate) state_machine: Arc<Mutex<M>>,
+    /// The state machine's applied index, set under its lock (for lease reads).
+    pub(crate) applied: Arc<AtomicU64>,
     pub(crate) storage: Arc<Mutex<S>>,
     pub(crate) counters: Arc<Counters>,
 }
@@ -55,6 +58,7 @@ where
             work.run(&mut *state_machine, &self.storage)
         }))
         .map_err(|_| "the state machine panicked while applying".to_string())?;
+        crate::lease::publish_applied(&self.applied, done.applied_index());
         drop(state_machine);
         self.counters.apply_latency.record(started.elapsed());
         Ok(done)
@@ -105,16 +109,25 @@ where
             })?
     };
     let state_machine = Arc::new(Mutex::new(state_machine));
+    let applied = Arc::new(AtomicU64::new(0));
     let (apply, receiver) = std::sync::mpsc::channel();
     let apply_thread = {
         let (storage, events, counters) = (storage.clone(), events.clone(), counters.clone());
         let state_machine = Arc::clone(&state_machine);
+        let applied = Arc::clone(&applied);
         let span = span.clone();
         std::thread::Builder::new()
             .name("raft-apply".into())
             .spawn(move || {
                 let _entered = span.enter();
-                run_apply(&state_machine, &storage, &receiver, &events, &counters);
+                run_apply(
+                    &state_machine,
+                    &applied,
+                    &storage,
+                    &receiver,
+                    &events,
+                    &counters,
+                );
             })?
     };
     Ok(Lanes {
@@ -124,6 +137,7 @@ where
         apply,
         apply_thread,
         state_machine,
+        applied,
         storage: Arc::clone(storage),
         counters: Arc::clone(counters),
     })
@@ -159,6 +173,7 @@ fn run_disk<S: Storage>(
 
 fn run_apply<M, S, A>(
     state_machine: &Mutex<M>,
+    applied: &AtomicU64,
     storage: &Mutex<S>,
     receiver: &Receiver<ApplyWork<M, A>>,
     events: &UnboundedSender<LaneEvent<M, S, A>>,
@@ -177,6 +192,7 @@ fn run_apply<M, S, A>(
             return;
         };
         let done = work.run(&mut *state_machine, storage);
+        crate::lease::publish_applied(applied, done.applied_index());
         drop(state_machine);
         counters.apply_latency.record(started.elapsed());
         let _ = events.send(LaneEvent::Applied(done));

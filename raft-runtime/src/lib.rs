@@ -145,6 +145,7 @@ mod driver;
 mod error;
 mod event;
 mod lanes;
+mod lease;
 mod metrics;
 mod node;
 mod status;

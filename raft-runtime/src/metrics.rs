@@ -19,6 +19,11 @@ pub struct Metrics {
     pub reads_submitted: u64,
     /// Reads that failed.
     pub reads_failed: u64,
+    /// Lease reads answered from the state machine beside the driver (the fast path).
+    pub reads_lease_fast: u64,
+    /// Lease reads the fast path could not answer (no grant, lapsed, not applied far
+    /// enough, state machine busy), sent through the driver.
+    pub reads_lease_fallback: u64,
     /// Log entries applied to the state machine (all kinds).
     pub entries_applied: u64,
     /// Committed commands the state machine could not decode (answered with an error).
@@ -166,6 +171,8 @@ pub(crate) struct Counters {
     pub(crate) proposals_failed: AtomicU64,
     pub(crate) reads_submitted: AtomicU64,
     pub(crate) reads_failed: AtomicU64,
+    pub(crate) reads_lease_fast: AtomicU64,
+    pub(crate) reads_lease_fallback: AtomicU64,
     pub(crate) entries_applied: AtomicU64,
     pub(crate) commands_invalid: AtomicU64,
     pub(crate) disk_batches: AtomicU64,
@@ -214,6 +221,8 @@ impl Counters {
             proposals_failed: get(&self.proposals_failed),
             reads_submitted: get(&self.reads_submitted),
             reads_failed: get(&self.reads_failed),
+            reads_lease_fast: get(&self.reads_lease_fast),
+            reads_lease_fallback: get(&self.reads_lease_fallback),
             entries_applied: get(&self.entries_applied),
             commands_invalid: get(&self.commands_invalid),
             disk_batches: get(&self.disk_batches),

@@ -20,6 +20,7 @@ use crate::config::{RuntimeConfig, RuntimeConfigError};
 use crate::driver::{Driver, DriverInputs, DriverParts, DriverShared, Request};
 use crate::error::StartError;
 use crate::lanes;
+use crate::lease::LeaseSlot;
 use crate::metrics::{Counters, Metrics, add};
 use crate::status::{Lifecycle, NodeStatus};
 
@@ -49,6 +50,11 @@ struct Inner<M: StateMachine, A> {
     shutdown: watch::Sender<bool>,
     driver: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     request_timeout: Duration,
+    /// Lease reads beside the driver: the published grant, the state machine it allows
+    /// reading, and the origin of the engine's clock.
+    lease: Arc<LeaseSlot>,
+    state_machine: Arc<Mutex<M>>,
+    origin: Instant,
 }
 
 impl From<EngineConfigError> for StartError {
@@ -177,6 +183,8 @@ where
     let (request_sender, requests) = mpsc::channel(config.request_queue_capacity);
     let book = Arc::new(RwLock::new(engine.book().clone()));
     let request_timeout = config.request_timeout;
+    let lease = Arc::new(LeaseSlot::new(Arc::clone(&lanes.applied)));
+    let state_machine = Arc::clone(&lanes.state_machine);
     let driver = Driver::<M, S, T>::new(DriverParts {
         engine,
         origin,
@@ -193,6 +201,7 @@ where
         lanes,
         shared: DriverShared {
             counters: Arc::clone(&counters),
+            lease: Arc::clone(&lease),
             book: Arc::clone(&book),
             status: status_sender,
         },
@@ -208,6 +217,9 @@ where
             shutdown,
             driver: tokio::sync::Mutex::new(Some(handle)),
             request_timeout,
+            lease,
+            state_machine,
+            origin,
         }),
         _transport: PhantomData,
     })
@@ -239,12 +251,28 @@ where
 
     /// Reads with `query` at the given consistency. Linearizable and lease reads work on
     /// any node (followers ask the leader for the read index, then serve locally once they
-    /// have applied it).
+    /// have applied it). A lease read on the leader is answered here, from the state machine,
+    /// while the engine's lease grant allows it (see `raft_host::LeaseGrant`), without a
+    /// trip through the driver; otherwise it goes through the driver like the others.
     pub async fn read(
         &self,
         query: M::Query,
         consistency: Consistency,
     ) -> Result<M::QueryResponse, Error> {
+        if consistency == Consistency::Lease {
+            let counters = &self.inner.counters;
+            let now = self.inner.origin.elapsed();
+            let served = self
+                .inner
+                .lease
+                .try_serve(&self.inner.state_machine, now, &query);
+            if let Some(response) = served {
+                add(&counters.reads_submitted, 1);
+                add(&counters.reads_lease_fast, 1);
+                return Ok(response);
+            }
+            add(&counters.reads_lease_fallback, 1);
+        }
         self.call(|reply| Request::Read {
             query,
             consistency,

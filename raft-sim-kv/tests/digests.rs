@@ -11,22 +11,24 @@ use raft_sim_kv::{DEFAULT_KEYS, simulate};
 /// (sim-engine 548a7eb, the host-port milestone, KV built into raft-sim): the move changed no event. (Before the
 /// engine-driven host, main 6c7f79a, the same held against that host's digests.) A change
 /// to the host, the faults, the network or the workload changes the runs on purpose; then
-/// re-record (the failure message prints the new table).
+/// re-record (the failure message prints the new table). Re-recorded when lease reads
+/// began to be served beside the engine from its lease grant (perf-lease): the runs with
+/// lease reads on (seeds 0, 2, 5, 6; seed 0 with no sessions) changed, the rest did not.
 const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
-    (0, None, StorageKind::Memory, "0e08dba9fdc61e4f"),
+    (0, None, StorageKind::Memory, "3c924b8415482936"),
     (1, None, StorageKind::Memory, "ed53346a8b6ee269"),
-    (2, None, StorageKind::Memory, "6c74771f4221f32d"),
+    (2, None, StorageKind::Memory, "72bc72ead06855e5"),
     (3, None, StorageKind::Memory, "c74fac602bdeaf35"),
     (4, None, StorageKind::Memory, "6f24790626b8078a"),
-    (5, None, StorageKind::Memory, "84a1e49287ef80ff"),
-    (6, None, StorageKind::Memory, "78f5617a05f2ff6f"),
+    (5, None, StorageKind::Memory, "2e975749cdf09f2b"),
+    (6, None, StorageKind::Memory, "7064889f7815e752"),
     (7, None, StorageKind::Memory, "a76c2af075ba7d64"),
     (1, None, StorageKind::File, "cc693ec35cdb521b"),
     (
         0,
         Some(Bug::NoSessions),
         StorageKind::Memory,
-        "b4371d3d211ff33e",
+        "b89f05b497d6f742",
     ),
     (
         1,

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use raft_core::{Config, Index, MembershipChange, Message, Node, NodeId, StateMachine, Storage};
 use raft_host::{
-    AddressBook, ApplyWork, DiskWritten, Engine, EngineConfig, Init, Proposal, RequestId,
-    SnapshotPolicy, SnapshotWork,
+    AddressBook, ApplyWork, DiskWritten, Engine, EngineConfig, Init, LeaseGrant, Proposal,
+    RequestId, SnapshotPolicy, SnapshotWork,
 };
 use raft_storage_file::{FaultInjector, FileStorage, Options, SimFaults, SimFs};
 
@@ -178,6 +178,11 @@ pub struct Host<M: StateMachine> {
     corrupt: bool,
     /// Highest index the state machine applied (or restored) in this life.
     pub(crate) applied: Index,
+    /// The engine's lease grant as published in the last drive (before its messages and
+    /// answers left), for lease reads served beside the engine as the runtime serves them.
+    lease: Option<LeaseGrant>,
+    /// The state machine's applied index as its last apply work left it.
+    sm_applied: Index,
     /// The state machine skipped elided (witness) payloads since its last full restore.
     pub(crate) replica_incomplete: bool,
     /// This node's data was ever a witness's since its disk was last wiped: an operator
@@ -229,6 +234,8 @@ impl<M: SimMachine> Host<M> {
             diverges: false,
             corrupt: false,
             applied: 0,
+            lease: None,
+            sm_applied: 0,
             replica_incomplete: false,
             held_witness_data: false,
         };
@@ -344,6 +351,8 @@ impl<M: SimMachine> Host<M> {
         }
         self.sm = sm;
         self.applied = restored_index;
+        self.sm_applied = restored_index;
+        self.lease = None;
         self.replica_incomplete = incomplete;
         let node = engine.node();
         ctx.note(|| {
@@ -413,6 +422,7 @@ impl<M: SimMachine> Host<M> {
             return;
         }
         self.engine = None;
+        self.lease = None;
         self.liveness = Liveness::Down;
         self.incarnation += 1;
         self.paused_until = None;
@@ -515,12 +525,21 @@ impl<M: SimMachine> Host<M> {
 
     /// A client request arrives.
     pub fn client_request(&mut self, request: ClientRequest<M::Query>, ctx: &mut Ctx<'_, M>) {
-        let Some(engine) = self.engine.as_mut() else {
+        if self.engine.is_none() {
             return;
-        };
+        }
         let waiter = Waiter {
             client: request.client,
             op_serial: request.op_serial,
+        };
+        if let RequestBody::Read(query) = &request.body
+            && self.lease_reads
+            && self.serve_from_lease(query, &waiter, ctx)
+        {
+            return;
+        }
+        let Some(engine) = self.engine.as_mut() else {
+            return;
         };
         let id = match request.body {
             RequestBody::Write(bytes) => {
@@ -549,6 +568,36 @@ impl<M: SimMachine> Host<M> {
         };
         self.waiters.insert(id, waiter);
         self.drive(ctx);
+    }
+
+    /// Answers a lease read from the state machine at once when the grant published in the
+    /// last drive allows it at this node's clock, as the runtime's handle does; false when
+    /// the read must go through the engine.
+    fn serve_from_lease(
+        &mut self,
+        query: &M::Query,
+        waiter: &Waiter,
+        ctx: &mut Ctx<'_, M>,
+    ) -> bool {
+        let now = self.local_now();
+        let servable = !self.replica_incomplete
+            && LeaseGrant::serves(self.lease.as_ref(), now, self.sm_applied);
+        if !servable {
+            return false;
+        }
+        let reply = Reply::Read(self.sm.query(query));
+        ctx.note(|| {
+            format!(
+                "n{} answers client {} op {} from its lease: {reply:?} at applied {}",
+                self.id, waiter.client, waiter.op_serial, self.sm_applied
+            )
+        });
+        ctx.effects.push(Effect::Reply {
+            client: waiter.client,
+            op_serial: waiter.op_serial,
+            reply,
+        });
+        true
     }
 
     /// Asks the node (if it leads) for a membership change.
@@ -593,6 +642,8 @@ impl<M: SimMachine> Host<M> {
             let Some(engine) = self.engine.as_mut() else {
                 return;
             };
+            // Published before any message or answer leaves (the engine's contract).
+            self.lease = engine.lease_grant();
             while let Some(message) = engine.poll_transmit() {
                 crate::watch::sent(self.id, &message, engine.node(), ctx);
                 ctx.effects.push(Effect::Send(message));
@@ -703,6 +754,7 @@ impl<M: SimMachine> Host<M> {
             return;
         };
         let done = work.run(&mut self.sm, &self.store);
+        self.sm_applied = done.applied_index();
         if let Some(engine) = self.engine.as_mut() {
             engine.handle_applied(done);
             self.drive(ctx);

@@ -186,6 +186,11 @@ pub fn config(id: NodeId, policy: SnapshotPolicy) -> EngineConfig {
 
 impl Cluster {
     pub fn new(size: u64, policy: SnapshotPolicy) -> Cluster {
+        Cluster::new_with(size, policy, |_| {})
+    }
+
+    /// As [`Cluster::new`], with `tweak` applied to every node's configuration.
+    pub fn new_with(size: u64, policy: SnapshotPolicy, tweak: fn(&mut EngineConfig)) -> Cluster {
         let members: AddressBook<u64> = (1..=size).map(|id| (id, PeerInfo::new(id))).collect();
         let mut cluster = Cluster {
             hosts: BTreeMap::new(),
@@ -196,17 +201,30 @@ impl Cluster {
             let init = Init::Bootstrap {
                 members: members.clone(),
             };
-            cluster.start(id, &init, policy.clone());
+            cluster.start_with(id, &init, policy.clone(), tweak);
         }
         cluster
     }
 
     /// Starts node `id` on empty storage with `init`, at the cluster's current time.
     pub fn start(&mut self, id: NodeId, init: &Init<u64>, policy: SnapshotPolicy) {
+        self.start_with(id, init, policy, |_| {});
+    }
+
+    /// As [`Cluster::start`], with `tweak` applied to the configuration.
+    pub fn start_with(
+        &mut self,
+        id: NodeId,
+        init: &Init<u64>,
+        policy: SnapshotPolicy,
+        tweak: fn(&mut EngineConfig),
+    ) {
         let storage = Mutex::new(Counting::default());
         let mut sm = Counter::default();
         let startup = raft_host::restore(id, &storage, &mut sm, init).unwrap();
-        let engine = Engine::new(config(id, policy), startup, self.now).unwrap();
+        let mut config = config(id, policy);
+        tweak(&mut config);
+        let engine = Engine::new(config, startup, self.now).unwrap();
         let host = Host {
             engine,
             storage,

@@ -298,7 +298,7 @@ type NodeCounter = (
 );
 
 /// The runtime's counters, as Prometheus counters.
-const NODE_COUNTERS: [NodeCounter; 18] = [
+const NODE_COUNTERS: [NodeCounter; 20] = [
     (
         "raft_proposals_submitted_total",
         "Proposals submitted here.",
@@ -318,6 +318,16 @@ const NODE_COUNTERS: [NodeCounter; 18] = [
     ("raft_reads_failed_total", "Reads that failed.", |m| {
         m.reads_failed
     }),
+    (
+        "raft_reads_lease_fast_total",
+        "Lease reads answered beside the driver.",
+        |m| m.reads_lease_fast,
+    ),
+    (
+        "raft_reads_lease_fallback_total",
+        "Lease reads sent through the driver.",
+        |m| m.reads_lease_fallback,
+    ),
     ("raft_entries_applied_total", "Log entries applied.", |m| {
         m.entries_applied
     }),
