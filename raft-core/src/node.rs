@@ -355,9 +355,14 @@ impl Node {
     /// let mut node = Node::new(Config::new(1, 42), restored).unwrap();
     /// let mut status = node.status();
     /// assert!(!node.refresh_status(&mut status));
-    /// while node.role() != Role::Leader {
+    /// // Past its election timeout the node campaigns: its role and term change.
+    /// for _ in 0..1_000 {
+    ///     if node.role() != Role::Follower {
+    ///         break;
+    ///     }
     ///     node.tick();
     /// }
+    /// assert_ne!(node.role(), Role::Follower);
     /// assert!(node.refresh_status(&mut status));
     /// assert_eq!(status, node.status());
     /// ```
