@@ -4,60 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{PATIENCE, init_tracing, now_ms, runtime_config};
-use raft_core::{NodeId, Role};
-use raft_kv::{Command, KvConfig, KvStateMachine, Query, QueryResponse};
-use raft_runtime::{AddressBook, Consistency, Error, Init, PeerInfo, RaftNode, SnapshotPolicy};
-use raft_storage_file::FileStorage;
-use raft_transport_tcp::{ChannelNetwork, ChannelTransport};
-
-type Node = RaftNode<KvStateMachine, ChannelTransport>;
-
-async fn start(dir: &std::path::Path, network: &ChannelNetwork) -> BTreeMap<NodeId, Node> {
-    let members: AddressBook<()> = (1..=3).map(|id| (id, PeerInfo::new(()))).collect();
-    let mut nodes = BTreeMap::new();
-    for id in 1..=3 {
-        let mut config = runtime_config(id, SnapshotPolicy::disabled());
-        config.raft.lease_reads = true;
-        let node = RaftNode::start(
-            config,
-            Init::Bootstrap {
-                members: members.clone(),
-            },
-            FileStorage::open(dir.join(id.to_string())).expect("storage"),
-            network.endpoint(id),
-            KvStateMachine::new(KvConfig::default()).unwrap(),
-        )
-        .await
-        .expect("start");
-        nodes.insert(id, node);
-    }
-    nodes
-}
-
-async fn leader_among(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId]) -> NodeId {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let leaders: Vec<NodeId> = ids
-            .iter()
-            .copied()
-            .filter(|id| nodes[id].status().raft.role == Role::Leader)
-            .collect();
-        if let [leader] = leaders[..]
-            && ids.iter().all(|id| nodes[id].leader() == Some(leader))
-        {
-            return leader;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader among {ids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use common::channel::{Node, leader_among, put, start};
+use common::{PATIENCE, init_tracing};
+use raft_core::NodeId;
+use raft_kv::{Query, QueryResponse};
+use raft_runtime::{Consistency, Error};
+use raft_transport_tcp::ChannelNetwork;
 
 async fn lease_get(node: &Node, key: &str) -> Result<Option<String>, Error> {
     let query = Query::Get {
@@ -68,22 +22,6 @@ async fn lease_get(node: &Node, key: &str) -> Result<Option<String>, Error> {
             .entry
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())),
         other => panic!("unexpected answer {other:?}"),
-    }
-}
-
-async fn put(node: &Node, key: &str, value: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match node
-            .propose(Command::put(key.to_string(), value.to_string(), now_ms()))
-            .await
-        {
-            Ok(_) => return,
-            Err(error) if error.is_retryable() && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(error) => panic!("put {key}: {error}"),
-        }
     }
 }
 
@@ -116,7 +54,10 @@ async fn lease_reads_follow_a_leader_change() {
     init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
     let network = ChannelNetwork::new();
-    let nodes = start(dir.path(), &network).await;
+    let nodes = start(dir.path(), &network, |config| {
+        config.raft.lease_reads = true
+    })
+    .await;
     let old_leader = leader_among(&nodes, &[1, 2, 3]).await;
     put(&nodes[&old_leader], "k", "old").await;
     wait_fast_read(&nodes[&old_leader], "k", "old").await;

@@ -4,38 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{PATIENCE, init_tracing, now_ms, runtime_config};
-use raft_core::{NodeId, Role};
-use raft_kv::{Command, KvConfig, KvStateMachine, Query, QueryResponse};
-use raft_runtime::{AddressBook, Consistency, Error, Init, PeerInfo, RaftNode, SnapshotPolicy};
-use raft_storage_file::FileStorage;
-use raft_transport_tcp::{ChannelNetwork, ChannelTransport};
-
-type Node = RaftNode<KvStateMachine, ChannelTransport>;
-
-async fn leader_among(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId]) -> NodeId {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let leaders: Vec<NodeId> = ids
-            .iter()
-            .copied()
-            .filter(|id| nodes[id].status().raft.role == Role::Leader)
-            .collect();
-        if let [leader] = leaders[..]
-            && ids.iter().all(|id| nodes[id].leader() == Some(leader))
-        {
-            return leader;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader among {ids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use common::channel::{Node, leader_among, put, start};
+use common::{PATIENCE, init_tracing, now_ms};
+use raft_core::NodeId;
+use raft_kv::{Command, Query, QueryResponse};
+use raft_runtime::{Consistency, Error};
+use raft_transport_tcp::ChannelNetwork;
 
 /// A linearizable read, retried while the cluster is between leaders (right after the
 /// partition heals, the old leader may still be finding its place).
@@ -60,24 +36,6 @@ async fn get(node: &Node, key: &str) -> Result<Option<String>, Error> {
     }
 }
 
-/// A put, retried while the cluster is between leaders (a re-sent put of the same value
-/// leaves the same state, so no session is needed here).
-async fn put(node: &Node, key: &str, value: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match node
-            .propose(Command::put(key.to_string(), value.to_string(), now_ms()))
-            .await
-        {
-            Ok(_) => return,
-            Err(error) if error.is_retryable() && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(error) => panic!("put {key}: {error}"),
-        }
-    }
-}
-
 /// Goal: a write sent to a leader cut off from the majority is never acknowledged; once the
 /// partition heals, its client gets an error (not a response) and the value is absent,
 /// while the majority's writes are all there.
@@ -86,22 +44,7 @@ async fn partitioned_leader_write_is_not_acknowledged() {
     init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
     let network = ChannelNetwork::new();
-    let members: AddressBook<()> = (1..=3).map(|id| (id, PeerInfo::new(()))).collect();
-    let mut nodes = BTreeMap::new();
-    for id in 1..=3 {
-        let node = RaftNode::start(
-            runtime_config(id, SnapshotPolicy::disabled()),
-            Init::Bootstrap {
-                members: members.clone(),
-            },
-            FileStorage::open(dir.path().join(id.to_string())).expect("storage"),
-            network.endpoint(id),
-            KvStateMachine::new(KvConfig::default()).unwrap(),
-        )
-        .await
-        .expect("start");
-        nodes.insert(id, node);
-    }
+    let nodes = start(dir.path(), &network, |_| {}).await;
     let old_leader = leader_among(&nodes, &[1, 2, 3]).await;
     put(&nodes[&old_leader], "before", "1").await;
 

@@ -177,7 +177,11 @@ impl Cluster {
         let before = kept.clone();
         let changed = node.refresh_status(kept);
         assert_eq!(*kept, node.status(), "node {id}: refreshed status is stale");
-        assert_eq!(changed, before != *kept, "node {id}: refresh_status misreported");
+        assert_eq!(
+            changed,
+            before != *kept,
+            "node {id}: refresh_status misreported"
+        );
     }
 
     fn carry_out(&mut self, id: NodeId, action: Action) {

@@ -2,6 +2,8 @@
 //! (127.0.0.1, port 0), for the runtime's integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod channel;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
