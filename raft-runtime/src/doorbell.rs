@@ -137,12 +137,11 @@ impl<T> BellReceiver<T> {
 mod tests {
     use super::*;
 
-    /// Goal: every item sent from a plain thread is received in order, each wait ends
-    /// after a ring, and a gone sender ends the waits without losing what it sent.
-    #[tokio::test]
-    async fn items_from_a_thread_arrive_in_order() {
+    /// Sends 1,000 items from a plain thread, woken as `through_reactor` says, and checks
+    /// each wait ends after a ring and the items arrive in order; returns the receiver.
+    async fn thousand_in_order(through_reactor: bool) -> BellReceiver<u32> {
         let (sender, mut receiver) = channel::<u32>().expect("socket pair");
-        receiver.ring_through_reactor(true);
+        receiver.ring_through_reactor(through_reactor);
         let thread = std::thread::spawn(move || {
             for item in 0..1000 {
                 assert!(sender.send(item));
@@ -157,6 +156,14 @@ mod tests {
             }
         }
         thread.join().expect("sender thread");
+        receiver
+    }
+
+    /// Goal: every item sent from a plain thread is received in order, each wait ends
+    /// after a ring, and a gone sender ends the waits without losing what it sent.
+    #[tokio::test]
+    async fn items_from_a_thread_arrive_in_order() {
+        let mut receiver = thousand_in_order(true).await;
         // Rings left over, then the end of the stream.
         while receiver.open {
             receiver.rung().await;
@@ -167,22 +174,7 @@ mod tests {
     /// Goal: the same holds when the receiver asks to be woken without the reactor.
     #[tokio::test]
     async fn items_arrive_without_the_reactor_too() {
-        let (sender, mut receiver) = channel::<u32>().expect("socket pair");
-        receiver.ring_through_reactor(false);
-        let thread = std::thread::spawn(move || {
-            for item in 0..1000 {
-                assert!(sender.send(item));
-            }
-        });
-        let mut next = 0;
-        while next < 1000 {
-            receiver.rung().await;
-            while let Some(item) = receiver.try_recv() {
-                assert_eq!(item, next);
-                next += 1;
-            }
-        }
-        thread.join().expect("sender thread");
+        thousand_in_order(false).await;
     }
 
     /// Goal: a sender whose receiver is gone learns it.
