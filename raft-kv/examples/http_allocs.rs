@@ -20,12 +20,14 @@ use raft_kv::server::auth::Auth;
 use raft_kv::server::backend::KvBackend;
 use raft_kv::server::client::Connection;
 use raft_kv::server::credentials::{CredentialSources, files};
-use raft_kv::server::error::ApiError;
+use raft_kv::server::error::{ApiError, ErrorCode};
 use raft_kv::server::http::{ApiState, Limits, router};
 use raft_kv::server::limits::{HttpLimits, serve_http};
 use raft_kv::server::prom::HttpMetrics;
 use raft_kv::server::tls::{TlsFiles, server_config};
-use raft_kv::server::wire::{AddMemberBody, MembersBody, ReadConsistency, StatusBody, encode_key};
+use raft_kv::server::wire::{
+    AddMemberBody, LeaderRef, MemberBody, MembersBody, ReadConsistency, StatusBody, encode_key,
+};
 use raft_kv::{Command, KvConfig, KvStateMachine, Query, QueryResponse, Response};
 
 /// One unreplicated store: the HTTP layer's cost without any of the node's.
@@ -54,25 +56,57 @@ impl KvBackend for Memory {
             .unwrap_or_else(|p| p.into_inner())
             .query(&query))
     }
+    /// A lone voter that leads term 1 and has applied every write.
     fn status(&self) -> StatusBody {
-        unimplemented!("not used by this example")
+        let applied = self.index.load(Ordering::Relaxed);
+        StatusBody {
+            id: 1,
+            role: "leader".into(),
+            term: 1,
+            leader: Some(LeaderRef { id: 1, url: None }),
+            commit: applied,
+            applied,
+            last_index: applied,
+            snapshot_index: 0,
+            members: self.members().members,
+            progress: Default::default(),
+            lifecycle: "running".into(),
+        }
     }
     fn members(&self) -> MembersBody {
-        unimplemented!("not used by this example")
+        MembersBody {
+            members: vec![MemberBody {
+                id: 1,
+                role: "voter".into(),
+                raft_addr: None,
+                url: None,
+            }],
+            joint: false,
+        }
     }
+    // An unreplicated store has no cluster to change: membership and leadership requests
+    // are refused with a clear answer rather than served.
     async fn add_member(&self, _: AddMemberBody) -> Result<MembersBody, ApiError> {
-        unimplemented!("not used by this example")
+        Err(no_cluster())
     }
     async fn remove_member(&self, _: u64) -> Result<MembersBody, ApiError> {
-        unimplemented!("not used by this example")
+        Err(no_cluster())
     }
     async fn transfer_leader(&self, _: Option<u64>) -> Result<u64, ApiError> {
-        unimplemented!("not used by this example")
+        Err(no_cluster())
     }
     fn render_metrics(&self, _: &mut String) {}
     fn health(&self) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// The answer to a membership or leadership request: this store is one unreplicated node.
+fn no_cluster() -> ApiError {
+    ApiError::new(
+        ErrorCode::MembershipRefused,
+        "this example's store is one unreplicated node: it has no membership to change",
+    )
 }
 
 /// Starts the server on its own runtime (its threads counted) with or without TLS and
