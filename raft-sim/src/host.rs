@@ -30,7 +30,7 @@ use crate::checker::{SafetyChecker, ViolationKind};
 use crate::profile::TICK_US;
 use crate::rng::SimRng;
 use crate::store::{SimStore, StorageKind};
-use crate::workload::{ClientRequest, Reply, RequestBody, SimMachine};
+use crate::workload::{ClientRequest, Reply, ReplyOf, RequestBody, SimMachine};
 
 /// The engine every simulated node of state machine `M` runs.
 pub type SimEngine<M> = Engine<M, SimStore, ()>;
@@ -586,10 +586,24 @@ impl<M: SimMachine> Host<M> {
             return false;
         }
         let reply = Reply::Read(self.sm.query(query));
+        self.reply_to(waiter, reply, " from its lease", self.sm_applied, ctx);
+        true
+    }
+
+    /// Sends `reply` to `waiter`'s client, noted with where it came from (`source`) and the
+    /// applied index it reflects.
+    pub(crate) fn reply_to(
+        &self,
+        waiter: &Waiter,
+        reply: ReplyOf<M>,
+        source: &str,
+        applied: Index,
+        ctx: &mut Ctx<'_, M>,
+    ) {
         ctx.note(|| {
             format!(
-                "n{} answers client {} op {} from its lease: {reply:?} at applied {}",
-                self.id, waiter.client, waiter.op_serial, self.sm_applied
+                "n{} answers client {} op {}{source}: {reply:?} at applied {applied}",
+                self.id, waiter.client, waiter.op_serial
             )
         });
         ctx.effects.push(Effect::Reply {
@@ -597,7 +611,6 @@ impl<M: SimMachine> Host<M> {
             op_serial: waiter.op_serial,
             reply,
         });
-        true
     }
 
     /// Asks the node (if it leads) for a membership change.

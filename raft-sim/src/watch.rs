@@ -317,17 +317,7 @@ impl<M: SimMachine> Host<M> {
             Err(raft_host::Error::Witness) => Reply::Redirect(leader),
             Err(_) => Reply::Retry,
         };
-        ctx.note(|| {
-            format!(
-                "n{} answers client {} op {}: {reply:?} at applied {}",
-                self.id, waiter.client, waiter.op_serial, self.applied
-            )
-        });
-        ctx.effects.push(Effect::Reply {
-            client: waiter.client,
-            op_serial: waiter.op_serial,
-            reply,
-        });
+        self.reply_to(&waiter, reply, "", self.applied, ctx);
     }
 
     /// After the engine went quiet: the commit index the checker follows, and what the
