@@ -7,22 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::channel::{Node, leader_among, put, start};
-use common::{PATIENCE, init_tracing};
+use common::{PATIENCE, init_tracing, read_with};
 use raft_core::NodeId;
-use raft_kv::{Query, QueryResponse};
 use raft_runtime::{Consistency, Error};
 use raft_transport_tcp::ChannelNetwork;
 
 async fn lease_get(node: &Node, key: &str) -> Result<Option<String>, Error> {
-    let query = Query::Get {
-        key: key.to_string().into(),
-    };
-    match node.read(query, Consistency::Lease).await? {
-        QueryResponse::Get(get) => Ok(get
-            .entry
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())),
-        other => panic!("unexpected answer {other:?}"),
-    }
+    read_with(node, key, Consistency::Lease).await
 }
 
 /// Lease reads on `node` until one is answered by the fast path with `value`.

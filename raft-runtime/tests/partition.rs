@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::channel::{Node, leader_among, put, start};
-use common::{PATIENCE, init_tracing, now_ms};
+use common::{PATIENCE, init_tracing, now_ms, read_with};
 use raft_core::NodeId;
-use raft_kv::{Command, Query, QueryResponse};
+use raft_kv::Command;
 use raft_runtime::{Consistency, Error};
 use raft_transport_tcp::ChannelNetwork;
 
@@ -18,16 +18,8 @@ use raft_transport_tcp::ChannelNetwork;
 async fn get(node: &Node, key: &str) -> Result<Option<String>, Error> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let query = Query::Get {
-            key: key.to_string().into(),
-        };
-        match node.read(query, Consistency::Linearizable).await {
-            Ok(QueryResponse::Get(get)) => {
-                return Ok(get
-                    .entry
-                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()));
-            }
-            Ok(other) => panic!("unexpected answer {other:?}"),
+        match read_with(node, key, Consistency::Linearizable).await {
+            Ok(value) => return Ok(value),
             Err(error) if error.is_retryable() && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -268,11 +268,17 @@ pub async fn local_get(node: &Kv, key: &str) -> Option<String> {
         .expect("stale read")
 }
 
-pub async fn read_with(
-    node: &Kv,
+/// A read of `key` on `node` (over any transport) at `consistency`: the value as a string,
+/// if present.
+pub async fn read_with<T>(
+    node: &RaftNode<KvStateMachine, T>,
     key: &str,
     consistency: Consistency,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<String>, Error>
+where
+    T: raft_transport::Transport,
+    T::Address: serde::Serialize + serde::de::DeserializeOwned,
+{
     match node
         .read(
             Query::Get {
