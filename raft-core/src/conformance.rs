@@ -5,7 +5,7 @@
 //! behave the same way as far as the core can tell. This module states that behaviour as
 //! executable checks, written against the trait only, with no IO of its own:
 //!
-//! * [`checks`] lists named scenario checks (append and read back, truncation, compaction,
+//! * [`checks()`] lists named scenario checks (append and read back, truncation, compaction,
 //!   hard state, snapshots, `install_snapshot_log`, reopen semantics, misuse that must be an
 //!   error rather than a panic); [`run_all`] runs them and collects every failure;
 //!   [`assert_conforms`] panics with a readable list, for use in a `#[test]`.
