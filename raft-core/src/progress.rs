@@ -88,6 +88,12 @@ pub(crate) struct Progress {
     pub(crate) recently_active: bool,
     /// The highest heartbeat round the follower acknowledged (for ReadIndex and leases).
     pub(crate) acked_round: u64,
+    /// The highest commit index sent to the follower that it can adopt (capped by what the
+    /// message showed it).
+    pub(crate) commit_sent: Index,
+    /// The follower waits for the commit index to reach this (a proposal it forwarded was
+    /// appended there, or it was given this read index); 0 when it waits for nothing.
+    pub(crate) commit_wanted: Index,
 }
 
 impl Progress {
@@ -109,6 +115,15 @@ impl Progress {
             inflights: Inflights::default(),
             recently_active: true,
             acked_round: 0,
+            commit_sent: 0,
+            commit_wanted: 0,
+        }
+    }
+
+    /// The follower waits for the commit index to reach `index`.
+    pub(crate) fn want_commit(&mut self, index: Index) {
+        if index > self.commit_sent {
+            self.commit_wanted = self.commit_wanted.max(index);
         }
     }
 

@@ -126,8 +126,13 @@ impl Node {
     /// Leader side of forwarding: append on behalf of a follower and tell it where.
     pub(crate) fn handle_forward_proposal(&mut self, from: NodeId, id: u64, data: Bytes) {
         let result = if self.is_leader() {
-            // The follower tracks the outcome; nobody waits for it here.
-            self.append_proposal(data, None)
+            // The follower tracks the outcome; here we only note that it waits for the
+            // commit index to reach the entry.
+            let result = self.append_proposal(data, None);
+            if let Ok((index, _)) = result {
+                self.follower_waits_for_commit(from, index);
+            }
+            result
         } else {
             Err(ProposalError::NotLeader {
                 leader_hint: self.leader(),

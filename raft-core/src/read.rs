@@ -272,6 +272,10 @@ impl Node {
         match origin {
             ReadOrigin::Local(id) => self.push_action(Action::ReadOutcome { id, result }),
             ReadOrigin::Remote { from, id } => {
+                // The follower serves the read once it has applied `index`.
+                if let Ok(index) = result {
+                    self.follower_waits_for_commit(from, index);
+                }
                 self.send(from, MessageBody::ReadIndexResponse { id, result })
             }
         }

@@ -54,8 +54,12 @@ impl Node {
         let round = leader.reads.open_round(now);
         let targets: Vec<(NodeId, Index)> = leader
             .progress
-            .iter()
-            .map(|(id, p)| (*id, commit.min(p.match_index)))
+            .iter_mut()
+            .map(|(id, p)| {
+                let commit = commit.min(p.match_index);
+                p.commit_sent = p.commit_sent.max(commit);
+                (*id, commit)
+            })
             .collect();
         for (to, commit) in targets {
             self.send(to, MessageBody::Heartbeat { commit, round });
@@ -84,6 +88,52 @@ impl Node {
         }
         peers.clear();
         if let Some(leader) = self.leader_state() {
+            leader.peer_scratch = peers;
+        }
+    }
+
+    /// Notes that follower `peer` waits for the commit index to reach `index`.
+    pub(crate) fn follower_waits_for_commit(&mut self, peer: NodeId, index: Index) {
+        if let Some(progress) = self
+            .leader_state()
+            .and_then(|leader| leader.progress.get_mut(&peer))
+        {
+            progress.want_commit(index);
+        }
+    }
+
+    /// Tells followers that wait on the commit index (for a proposal they forwarded, or a
+    /// read index they were given) that it has reached what they wait for, at once rather
+    /// than with the next heartbeat (up to a heartbeat interval later). Runs on every
+    /// flush after the appends went out, so a follower that just got one carrying the new
+    /// commit index gets nothing more; an empty append goes only to a follower that holds
+    /// the entry (`match_index`), in steady replication, so it can adopt the commit index.
+    pub(crate) fn notify_commit_waiters(&mut self) {
+        let commit = self.commit_index();
+        let mut peers = match self.leader_state() {
+            Some(leader) => {
+                let mut peers = std::mem::take(&mut leader.peer_scratch);
+                peers.extend(leader.progress.iter().filter_map(|(id, p)| {
+                    (p.commit_wanted > p.commit_sent
+                        && p.commit_wanted <= commit
+                        && p.commit_wanted <= p.match_index
+                        && p.state == ReplicationState::Replicate)
+                        .then_some(*id)
+                }));
+                peers
+            }
+            None => return,
+        };
+        for &peer in &peers {
+            self.send_append(peer, true);
+        }
+        peers.clear();
+        if let Some(leader) = self.leader_state() {
+            for progress in leader.progress.values_mut() {
+                if progress.commit_wanted <= progress.commit_sent {
+                    progress.commit_wanted = 0;
+                }
+            }
             leader.peer_scratch = peers;
         }
     }
@@ -144,6 +194,9 @@ impl Node {
         if entries.is_empty() && !probe {
             return false;
         }
+        // The follower commits no further than the last entry this append shows it.
+        let shown = entries.last().map_or(prev_log_index, |e| e.index);
+        progress.commit_sent = progress.commit_sent.max(commit.min(shown));
         if let Some(last) = entries.last() {
             let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
             match progress.state {

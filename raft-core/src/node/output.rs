@@ -89,6 +89,7 @@ impl Node {
         }
         if self.role.is_leader() {
             self.broadcast_pending();
+            self.notify_commit_waiters();
         }
         self.durability.release_held(&self.log, &mut self.actions);
         self.hand_out_committed();
