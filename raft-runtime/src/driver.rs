@@ -2,8 +2,9 @@
 //!
 //! On each wake-up (in the manner of quinn's `ConnectionDriver`) it takes a batch of inputs
 //! (lane completions, client requests, peer messages), tells the engine the time, then
-//! drains every engine output once: disk work to the disk thread, apply work to the apply
-//! thread, snapshot work to the blocking pool, messages to the transport, answers to the
+//! drains every engine output once: disk work to the disk thread (or run here when it is
+//! light, see [`crate::lanes`]), apply work to the apply thread (or here when light),
+//! snapshot work to the blocking pool, messages to the transport, answers to the
 //! waiting clients, address changes to the transport. It sleeps until the engine's next
 //! deadline, checked against the clock. Every rule (what to write, when to sync, what to
 //! apply, which answer goes to whom) is the engine's.
