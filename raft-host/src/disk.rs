@@ -171,6 +171,24 @@ impl<S: Storage> DiskWork<S> {
             })
     }
 
+    /// True if it only persists log entries and hard state (no snapshot chunk, no
+    /// compaction) and its entries weigh at most `max_bytes` ([`raft_core::Entry::size_bytes`]):
+    /// a write a driver may run on its own thread when a sync is quick.
+    pub fn persists_at_most(&self, max_bytes: u64) -> bool {
+        let mut bytes = 0u64;
+        self.ops.iter().all(|op| match op {
+            DiskOp::Persist(batch) => {
+                bytes += batch
+                    .entries
+                    .iter()
+                    .map(raft_core::Entry::size_bytes)
+                    .sum::<u64>();
+                bytes <= max_bytes
+            }
+            DiskOp::Chunk(_) | DiskOp::Compact(_) => false,
+        })
+    }
+
     /// One persist batch of at most one entry and nothing else (what the planted
     /// `SkipSync` bug spares a sync).
     fn is_lone_small_write(&self) -> bool {

@@ -151,6 +151,22 @@ fn write_goes_out_behind_a_commit_only_write() {
     }
 }
 
+/// Goal: a driver can tell a small append (which it may sync on its own thread) from a
+/// big one. Method: one 8-byte command weighs its payload plus the fixed per-entry
+/// overhead (`Entry::size_bytes`), so a bound below that refuses it.
+#[test]
+fn disk_work_knows_the_bytes_it_appends() {
+    let mut cluster = single_node();
+    let host = cluster.host(1);
+    host.engine
+        .handle_propose(Proposal::command(&1u64).unwrap());
+    let write = host.engine.poll_disk().unwrap();
+    assert!(write.persists_at_most(1024), "{write:?}");
+    assert!(!write.persists_at_most(8), "{write:?}");
+    let done = write.run(&mut host.storage.lock().unwrap());
+    host.engine.handle_disk_done(done);
+}
+
 /// Goal: a batch that only raises the commit index (sync_required false) costs no sync.
 /// Method: on a single node, a write's durability commits it; the next disk work carries
 /// only the commit index; running it must not sync.

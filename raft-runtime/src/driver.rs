@@ -2,8 +2,9 @@
 //!
 //! On each wake-up (in the manner of quinn's `ConnectionDriver`) it takes a batch of inputs
 //! (lane completions, client requests, peer messages), tells the engine the time, then
-//! drains every engine output once: disk work to the disk thread, apply work to the apply
-//! thread, snapshot work to the blocking pool, messages to the transport, answers to the
+//! drains every engine output once: disk work to the disk thread (or run here when it is
+//! light, see [`crate::lanes`]), apply work to the apply thread (or here when light),
+//! snapshot work to the blocking pool, messages to the transport, answers to the
 //! waiting clients, address changes to the transport. It sleeps until the engine's next
 //! deadline, checked against the clock. Every rule (what to write, when to sync, what to
 //! apply, which answer goes to whom) is the engine's.
@@ -136,6 +137,11 @@ impl<M: StateMachine> Waiter<M> {
         }
     }
 }
+
+/// The most log bytes a follower writes and syncs on its driver instead of the disk
+/// thread (with [`Lanes::syncs_are_quick`]); bigger writes take longer than the two
+/// thread wake-ups they would save.
+const INLINE_SYNC_MAX_BYTES: u64 = 64 << 10;
 
 /// Completes when the disk thread has rung the driver's doorbell; never without lanes.
 async fn disk_rung<M: StateMachine, S: Storage, A>(lanes: Option<&mut Lanes<M, S, A>>) {
@@ -384,11 +390,16 @@ where
     /// Drains every engine output once and hands each to its lane.
     fn flush(&mut self) -> Result<(), String> {
         let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
+        let sync_inline = self.engine.node().role() != Role::Leader && lanes.syncs_are_quick();
         loop {
             while let Some(work) = self.engine.poll_disk() {
                 // Inline only while nothing is out with the thread: the writes stay in
-                // order, and the storage is free unless a snapshot task holds it.
-                let work = if self.disk_out == 0 && work.is_light() {
+                // order, and the storage is free unless a snapshot task holds it. A
+                // follower also syncs a small append here while syncs are quick: its ack
+                // then leaves without two thread wake-ups (see `Lanes::disk_inline`).
+                let inline = work.is_light()
+                    || (sync_inline && work.persists_at_most(INLINE_SYNC_MAX_BYTES));
+                let work = if self.disk_out == 0 && inline {
                     match lanes.disk_inline(work) {
                         Ok(done) => {
                             self.engine.handle_disk_done(done);

@@ -5,12 +5,19 @@
 //! which is what groups writes into one sync). Light apply work runs on the driver itself
 //! ([`Lanes::apply_inline`]): two thread wake-ups cost more than applying a few puts; so
 //! does light disk work, the unsynced write of a new commit index ([`Lanes::disk_inline`]).
+//! A follower also writes and syncs a small append inline while syncs are quick
+//! ([`Lanes::syncs_are_quick`]): at one client its ack then leaves on the thread that
+//! read the append, without waking the disk thread and being woken back (two of the
+//! three wake-ups on a follower's part of the critical path, BENCHMARKS.md, branch
+//! perf-lone). A slow sync falls back to the thread, so heartbeats keep being answered
+//! while a slow disk syncs.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use std::time::Instant;
 
 use raft_core::{StateMachine, Storage};
@@ -37,6 +44,21 @@ pub(crate) struct Lanes<M: StateMachine, S: Storage, A> {
     pub(crate) applied: Arc<AtomicU64>,
     pub(crate) storage: Arc<Mutex<S>>,
     pub(crate) counters: Arc<Counters>,
+    /// How long the last sync took (inline or on the thread), in microseconds.
+    pub(crate) last_sync_micros: Arc<AtomicU64>,
+}
+
+/// A sync slower than this sends the next synced writes to the disk thread until one is
+/// quick again: a driver blocked in a sync answers no heartbeat, and election timeouts
+/// are about 100 ms by default.
+const QUICK_SYNC: Duration = Duration::from_millis(2);
+
+/// Records how long a sync took.
+fn record_sync(counters: &Counters, last_sync_micros: &AtomicU64, took: Duration) {
+    counters.fsync_latency.record(took);
+    add(&counters.fsyncs, 1);
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    last_sync_micros.store(micros, Ordering::Relaxed);
 }
 
 impl<M, S, A> Lanes<M, S, A>
@@ -66,18 +88,29 @@ where
 }
 
 impl<M: StateMachine, S: Storage, A> Lanes<M, S, A> {
-    /// Runs light disk work ([`DiskWork::is_light`]: no sync, hard state only) on the
-    /// calling (driver) thread, if the storage is free; hands the work back otherwise, so
-    /// the driver never waits for a sync or a snapshot that holds the storage.
+    /// Whether the last sync was quick enough for the driver to run the next one itself.
+    pub(crate) fn syncs_are_quick(&self) -> bool {
+        let quick = u64::try_from(QUICK_SYNC.as_micros()).unwrap_or(u64::MAX);
+        self.last_sync_micros.load(Ordering::Relaxed) <= quick
+    }
+
+    /// Runs disk work on the calling (driver) thread, if the storage is free; hands the
+    /// work back otherwise, so the driver never waits for a snapshot that holds the
+    /// storage. The driver passes light work ([`DiskWork::is_light`]: no sync, hard state
+    /// only) and, on a follower whose syncs are quick, small appends with their sync.
     pub(crate) fn disk_inline(&self, work: DiskWork<S>) -> Result<DiskDone<S>, Box<DiskWork<S>>> {
         let mut store = match self.storage.try_lock() {
             Ok(store) => store,
             // A poisoned lock is the disk thread's to report (it stops the lane).
             Err(_) => return Err(Box::new(work)),
         };
+        let started = Instant::now();
         add(&self.counters.disk_batches, 1);
         add(&self.counters.disk_ops, work.op_count() as u64);
         let done = work.run(&mut store);
+        if done.synced() {
+            record_sync(&self.counters, &self.last_sync_micros, started.elapsed());
+        }
         Ok(done)
     }
 }
@@ -98,14 +131,22 @@ where
 {
     let (disk, receiver) = std::sync::mpsc::channel();
     let (done_sender, disk_done) = doorbell::channel()?;
+    let last_sync_micros = Arc::new(AtomicU64::new(0));
     let disk_thread = {
         let (storage, counters) = (storage.clone(), counters.clone());
+        let last_sync_micros = Arc::clone(&last_sync_micros);
         let span = span.clone();
         std::thread::Builder::new()
             .name("raft-disk".into())
             .spawn(move || {
                 let _entered = span.enter();
-                run_disk(&storage, &receiver, &done_sender, &counters);
+                run_disk(
+                    &storage,
+                    &receiver,
+                    &done_sender,
+                    &counters,
+                    &last_sync_micros,
+                );
             })?
     };
     let state_machine = Arc::new(Mutex::new(state_machine));
@@ -140,6 +181,7 @@ where
         applied,
         storage: Arc::clone(storage),
         counters: Arc::clone(counters),
+        last_sync_micros,
     })
 }
 
@@ -148,6 +190,7 @@ fn run_disk<S: Storage>(
     receiver: &Receiver<DiskWork<S>>,
     done: &BellSender<DiskDone<S>>,
     counters: &Counters,
+    last_sync_micros: &AtomicU64,
 ) {
     while let Ok(work) = receiver.recv() {
         let started = Instant::now();
@@ -163,8 +206,7 @@ fn run_disk<S: Storage>(
         let outcome = work.run(&mut store);
         drop(store);
         if outcome.synced() {
-            counters.fsync_latency.record(started.elapsed());
-            add(&counters.fsyncs, 1);
+            record_sync(counters, last_sync_micros, started.elapsed());
         }
         // The driver may be gone at shutdown; nothing is left to tell then.
         let _ = done.send(outcome);
