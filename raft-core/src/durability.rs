@@ -265,7 +265,7 @@ impl Durability {
                 }
                 _ => {
                     if let Some(at) = superseded_ack(&out[released_from..], &held.message) {
-                        let _superseded = out.remove(released_from + at);
+                        out.remove(released_from + at);
                     }
                     out.push(Action::Send(held.message));
                 }
