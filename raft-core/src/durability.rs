@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use crate::action::{Action, PersistBatch, WriteToken};
 use crate::log::RaftLog;
-use crate::message::{Message, MessageBody};
+use crate::message::Message;
 use crate::types::{HardState, Index, SnapshotMeta, Term};
 
 /// A message waiting for write `required_seq` to become durable.
@@ -242,10 +242,8 @@ impl Durability {
     }
 
     /// Messages whose writes are durable, in the order they were queued. Acknowledgements
-    /// of entries that were overwritten meanwhile are dropped (the leader will retry), and
-    /// so is an acknowledgement that a later one released with it supersedes.
+    /// of entries that were overwritten meanwhile are dropped (the leader will retry).
     pub(crate) fn release_held(&mut self, log: &RaftLog, out: &mut Vec<Action>) {
-        let released_from = out.len();
         // Held messages wait for writes in issue order, so the ready ones are at the front.
         while self
             .held
@@ -263,45 +261,8 @@ impl Durability {
                         "dropping acknowledgement of an overwritten entry"
                     );
                 }
-                _ => {
-                    if let Some(at) = superseded_ack(&out[released_from..], &held.message) {
-                        out.remove(released_from + at);
-                    }
-                    out.push(Action::Send(held.message));
-                }
+                _ => out.push(Action::Send(held.message)),
             }
         }
-    }
-}
-
-/// Where in `released` the acknowledgement that `later` supersedes is, if there is one.
-///
-/// One sync often covers several appends from the leader (they arrive while the previous
-/// sync runs); each was acknowledged, and all are released together. A successful
-/// `AppendResponse` is cumulative: the leader keeps the highest `match_index` it hears
-/// (`Progress::on_match` frees every in-flight append through it and marks the follower
-/// active), so an earlier success to the same peer in the same term, for an index no
-/// higher, tells it nothing the later one does not. Dropping it is a lost message, which
-/// the protocol tolerates anyway; the last one is sent, so the leader learns the same
-/// match index at the same moment, with one message per sync instead of one per append.
-fn superseded_ack(released: &[Action], later: &Message) -> Option<usize> {
-    let later_index = success_ack_index(later)?;
-    released.iter().rposition(|action| {
-        matches!(action, Action::Send(earlier)
-            if earlier.to == later.to
-                && earlier.term == later.term
-                && success_ack_index(earlier).is_some_and(|index| index <= later_index))
-    })
-}
-
-/// The match index of a successful append acknowledgement.
-fn success_ack_index(message: &Message) -> Option<Index> {
-    match message.body {
-        MessageBody::AppendResponse {
-            success: true,
-            match_index,
-            ..
-        } => Some(match_index),
-        _ => None,
     }
 }
