@@ -265,6 +265,15 @@ run_system() {
     for connections in $(conns_for "$load"); do
       log "$system $load at $connections connections for ${seconds}s"
       results["$system $load $connections"]=$(run_load "$system" "$url" "$load" "$connections")
+      # A row that ran across a leader change measures the election (and a client left on
+      # a follower), not the steady state: flag it, and aim the next rows at the new leader.
+      local leader_now
+      if [ "$system" = etcd ]; then leader_now=$(etcd_leader_url); else leader_now=$(raft_kv_leader_url); fi
+      if [ "$leader_now" != "$url" ]; then
+        log "$system leader moved from $url to $leader_now during the row"
+        results["$system $load $connections"]+=" moved"
+        url="$leader_now"
+      fi
     done
   done
   stop_servers
@@ -294,14 +303,17 @@ printf '| load | conns | etcd ops/s | etcd p50/p99/p99.9 ms | etcd CPU us/op (wr
 printf '|---|---|---|---|---|---|---|---|---|\n'
 for load in $loads; do
   for connections in $(conns_for "$load"); do
-    read -r e_rate e_p50 e_p99 e_p999 e_cpu e_err e_mb e_wrk <<<"${results["etcd $load $connections"]:-- - - - - - - -}"
-    read -r r_rate r_p50 r_p99 r_p999 r_cpu r_err r_mb r_wrk <<<"${results["raft-kv $load $connections"]:-- - - - - - - -}"
+    read -r e_rate e_p50 e_p99 e_p999 e_cpu e_err e_mb e_wrk e_moved <<<"${results["etcd $load $connections"]:-- - - - - - - -}"
+    read -r r_rate r_p50 r_p99 r_p999 r_cpu r_err r_mb r_wrk r_moved <<<"${results["raft-kv $load $connections"]:-- - - - - - - -}"
     ratio=$(awk -v a="$r_rate" -v b="$e_rate" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.1fx", a / b; else print "-" }')
     [ "$load" = put-1mb ] && e_rate="$e_rate ($e_mb MB/s)" && r_rate="$r_rate ($r_mb MB/s)"
     printf '| %s | %s | %s | %s/%s/%s | %s (%s) | %s | %s/%s/%s | %s (%s) | %s |\n' "$load" "$connections" \
       "$e_rate" "$e_p50" "$e_p99" "$e_p999" "$e_cpu" "$e_wrk" "$r_rate" "$r_p50" "$r_p99" "$r_p999" "$r_cpu" "$r_wrk" "$ratio"
     if [ "${e_err:-0}" != 0 ] && [ "${e_err:--}" != - ] || [ "${r_err:-0}" != 0 ] && [ "${r_err:--}" != - ]; then
       printf '|   | errors | %s |  |  | %s |  |  |  |\n' "${e_err:-}" "${r_err:-}"
+    fi
+    if [ -n "${e_moved:-}" ] || [ -n "${r_moved:-}" ]; then
+      printf '|   | leader changed during the row | %s |  |  | %s |  |  |  |\n' "${e_moved:+yes}" "${r_moved:+yes}"
     fi
   done
 done
