@@ -268,8 +268,8 @@ run_system() {
       # A row that ran across a leader change measures the election (and a client left on
       # a follower), not the steady state: flag it, and aim the next rows at the new leader.
       local leader_now
-      if [ "$system" = etcd ]; then leader_now=$(etcd_leader_url); else leader_now=$(raft_kv_leader_url); fi
-      if [ "$leader_now" != "$url" ]; then
+      if [ "$system" = etcd ]; then leader_now=$(etcd_leader_url || true); else leader_now=$(raft_kv_leader_url || true); fi
+      if [ -n "$leader_now" ] && [ "$leader_now" != "$url" ]; then
         log "$system leader moved from $url to $leader_now during the row"
         results["$system $load $connections"]+=" moved"
         url="$leader_now"
