@@ -55,7 +55,8 @@ fi
 
 cargo build --release -q -p raft-kv --bin raft-kv
 target_dir="${CARGO_TARGET_DIR:-target}"
-raft_kv="$(pwd)/$target_dir/release/raft-kv"
+case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
+raft_kv="$target_dir/release/raft-kv"
 work="$(mktemp -d /tmp/side-by-side.XXXXXX)"
 clock_ticks=$(getconf CLK_TCK)
 pids=()
