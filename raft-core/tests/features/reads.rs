@@ -121,7 +121,10 @@ fn reads_arriving_while_a_round_is_in_flight_share_the_next_round() {
     let waiting: Vec<_> = (0..5)
         .map(|_| read(&mut cluster, 1, ReadConsistency::Linearizable))
         .collect();
-    assert!(cluster.network.is_empty(), "no round while one is in flight");
+    assert!(
+        cluster.network.is_empty(),
+        "no round while one is in flight"
+    );
     for message in round_one {
         cluster.deliver(message);
     }

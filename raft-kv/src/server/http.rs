@@ -207,11 +207,7 @@ where
 }
 
 /// Around every request routed by [`router`]: see [`around`].
-async fn around_request(
-    State(state): State<ApiState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn around_request(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     around(&state, request, |request| next.run(request)).await
 }
 
