@@ -4,8 +4,23 @@
 //! ReadIndex: the leader records its commit index, then confirms it is still leader with a
 //! heartbeat round *opened after the read arrived*; acknowledgements count once per peer
 //! (each peer's highest acknowledged round), and only once the leader has committed an
-//! entry of its own term (before that its commit index may be stale). Many reads share one
-//! round.
+//! entry of its own term (before that its commit index may be stale).
+//!
+//! Many reads share one round: a read only joins the queue; the round for every read
+//! waiting without one is opened when the node flushes its outputs (one round per batch of
+//! inputs, not one per read), and only while no round is in flight (the latest round sent
+//! is acknowledged by a quorum). Reads arriving while a round is in flight wait for the
+//! next one, so rounds per second are bounded by the heartbeat round trip and reads per
+//! round grow with the load. Any heartbeat round sent, the periodic one included, takes
+//! the reads waiting at that moment: a lost round delays them until the next periodic
+//! heartbeat, it never strands them.
+//!
+//! Why that is still linearizable: a read is served at the commit index taken when its
+//! round is *opened*, and the round is opened after the read arrived, so (1) that index is
+//! at least the commit index at the read's arrival, hence covers every write acknowledged
+//! before the read began, and (2) a quorum acknowledging the round proves this node was
+//! still leader after the read arrived, so no other leader had committed anything newer
+//! by then. Waiting longer for the round changes neither argument.
 //!
 //! Lease reads: a quorum that acknowledged a heartbeat sent at tick `t` will not elect
 //! another leader before `t + election_ticks` by their clocks (check-quorum stickiness), so
@@ -140,8 +155,8 @@ impl Node {
             confirm: None,
             waited_ticks: 0,
         });
-        self.start_read_round();
-        self.confirm_reads();
+        // The round is opened at the next flush (`open_read_round_if_due`), shared with
+        // every other read of this batch of inputs.
         None
     }
 
@@ -149,22 +164,42 @@ impl Node {
         self.log().term(self.commit_index()) == Some(self.term())
     }
 
-    /// Opens a heartbeat round for reads that have none yet, once the leader has committed
-    /// an entry of its term.
-    fn start_read_round(&mut self) {
+    /// True if reads wait for a round and one may be opened now: this leader has committed
+    /// an entry of its term and no round is in flight (the latest one sent is acknowledged
+    /// by a quorum; a single voter acknowledges its own at once).
+    pub(crate) fn read_round_due(&self) -> bool {
+        if !self.committed_in_current_term() {
+            return false;
+        }
+        self.leader_view().is_some_and(|leader| {
+            leader.reads.needs_round() && self.quorum_acked_round(leader) >= leader.reads.round
+        })
+    }
+
+    /// Called at every flush of a leader: opens one heartbeat round for every read waiting
+    /// without one, when [`Node::read_round_due`] allows (see the module docs).
+    pub(crate) fn open_read_round_if_due(&mut self) {
+        if !self.read_round_due() {
+            return;
+        }
+        // Assigns the waiting reads (`assign_read_round`).
+        self.broadcast_heartbeat();
+        // A single voter's round is acknowledged as it opens.
+        self.confirm_reads();
+    }
+
+    /// Gives every read waiting without a round the round just opened at commit index
+    /// `commit`, once the leader has committed an entry of its term (before that its
+    /// commit index may be stale, and the reads wait for a later round). Called by
+    /// whoever opens a round, periodic heartbeats included: every waiting read arrived
+    /// before the round was sent.
+    pub(crate) fn assign_read_round(&mut self, commit: Index, round: u64) {
         if !self.committed_in_current_term() {
             return;
         }
-        let commit = self.commit_index();
-        let needs = self.leader_view().is_some_and(|l| l.reads.needs_round());
-        if !needs {
-            return;
-        }
-        self.broadcast_heartbeat();
         let Some(leader) = self.leader_state() else {
             return;
         };
-        let round = leader.reads.round;
         for read in leader
             .reads
             .pending
@@ -245,10 +280,6 @@ impl Node {
         if leader.reads.pending.is_empty() {
             return;
         }
-        self.start_read_round();
-        let Some(leader) = self.leader_view() else {
-            return;
-        };
         let acked = self.quorum_acked_round(leader);
         let Some(leader) = self.leader_state() else {
             return;

@@ -64,6 +64,7 @@ impl Node {
         for (to, commit) in targets {
             self.send(to, MessageBody::Heartbeat { commit, round });
         }
+        self.assign_read_round(commit, round);
     }
 
     /// Sends whatever each follower's progress allows (called on every flush, does work

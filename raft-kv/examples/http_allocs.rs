@@ -21,7 +21,7 @@ use raft_kv::server::backend::KvBackend;
 use raft_kv::server::client::Connection;
 use raft_kv::server::credentials::{CredentialSources, files};
 use raft_kv::server::error::{ApiError, ErrorCode};
-use raft_kv::server::http::{ApiState, Limits, router};
+use raft_kv::server::http::{ApiState, Limits, service};
 use raft_kv::server::limits::{HttpLimits, serve_http};
 use raft_kv::server::prom::HttpMetrics;
 use raft_kv::server::tls::{TlsFiles, server_config};
@@ -154,7 +154,7 @@ fn start_server(dir: &std::path::Path, secure: bool) -> String {
                 .expect("main waits");
             serve_http(
                 listener,
-                router(state),
+                service(state),
                 tls,
                 HttpLimits::default(),
                 metrics,

@@ -17,27 +17,29 @@ use raft_sim_kv::{DEFAULT_KEYS, simulate};
 /// Re-recorded when the leader began telling a follower at once that the commit index
 /// reached an entry it forwarded or a read index it was given (an empty append, instead of
 /// the next heartbeat): every run changed.
+/// Re-recorded when linearizable reads began to share one ReadIndex round per flush, one
+/// round in flight at a time (perf-reads): every run with linearizable reads changed.
 const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
-    (0, None, StorageKind::Memory, "b3d12c87dbc7d03f"),
-    (1, None, StorageKind::Memory, "9ee446d7245a71c7"),
-    (2, None, StorageKind::Memory, "b304ab90dbc1bd51"),
-    (3, None, StorageKind::Memory, "32e7eab603557a09"),
-    (4, None, StorageKind::Memory, "1bdcfdc52b4856e8"),
-    (5, None, StorageKind::Memory, "f7f71fada4d336df"),
-    (6, None, StorageKind::Memory, "98a039d793dbb592"),
-    (7, None, StorageKind::Memory, "cd18b5eeff6a59de"),
-    (1, None, StorageKind::File, "1e948f66da504f5b"),
+    (0, None, StorageKind::Memory, "f41aa27be4ab192f"),
+    (1, None, StorageKind::Memory, "c3213cd7ad8821b7"),
+    (2, None, StorageKind::Memory, "45f6cc4162e63067"),
+    (3, None, StorageKind::Memory, "442e12548198df74"),
+    (4, None, StorageKind::Memory, "18ee59ee87bf1ec0"),
+    (5, None, StorageKind::Memory, "cf50e3b34698bd39"),
+    (6, None, StorageKind::Memory, "6f92f522bff28750"),
+    (7, None, StorageKind::Memory, "f7635bc74a2e0e3a"),
+    (1, None, StorageKind::File, "4b07206a6db82459"),
     (
         0,
         Some(Bug::NoSessions),
         StorageKind::Memory,
-        "3340002415f2c4bc",
+        "f41aa27be4ab192f",
     ),
     (
         1,
         Some(Bug::NoSessions),
         StorageKind::Memory,
-        "86f0e7f920831715",
+        "7636288f85eedf87",
     ),
     (
         0,

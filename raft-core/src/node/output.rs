@@ -72,7 +72,9 @@ impl Node {
 
     /// True if [`Node::drain_actions`] would return something.
     pub fn has_pending_actions(&self) -> bool {
-        !self.actions.is_empty() || self.durability.has_unflushed(self.hard_state())
+        !self.actions.is_empty()
+            || self.durability.has_unflushed(self.hard_state())
+            || self.read_round_due()
     }
 
     /// Turns the state changes of the last inputs into actions: one write for everything
@@ -88,6 +90,7 @@ impl Node {
             self.actions.push(Action::Persist(batch));
         }
         if self.role.is_leader() {
+            self.open_read_round_if_due();
             self.broadcast_pending();
             self.notify_commit_waiters();
         }

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -161,23 +162,77 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Around every request: authorizes it ([`auth::refusal`]), times it and counts its status by
-/// route (refusals included), and ends a JSON answer with a newline ([`newline::end_line`]).
-async fn around_request(
-    State(state): State<ApiState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// What the listener serves: [`router`], except that requests for single keys
+/// (`/v1/kv/<key>`, the hot path) skip the router and go straight to their handler through
+/// the same request layer ([`around`]). The router would find them in its fallback anyway,
+/// after cloning its boxed route service and boxing the route's future and the layer's
+/// `Next` (about five allocations per request); here one boxed future is left.
+#[derive(Clone)]
+pub struct ApiService {
+    state: ApiState,
+    router: TowerToHyperService<Router>,
+}
+
+/// The service [`crate::server::limits::serve_http`] runs for `state`: see [`ApiService`].
+pub fn service(state: ApiState) -> ApiService {
+    ApiService {
+        router: TowerToHyperService::new(router(state.clone())),
+        state,
+    }
+}
+
+impl<B> hyper::service::Service<axum::http::Request<B>> for ApiService
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn call(&self, request: axum::http::Request<B>) -> Self::Future {
+        if is_key_path(request.uri().path()) {
+            let state = self.state.clone();
+            let request = request.map(Body::new);
+            Box::pin(async move {
+                let inner = |request| key_or_not_found(State(state.clone()), request);
+                Ok(around(&state, request, inner).await)
+            })
+        } else {
+            Box::pin(self.router.call(request))
+        }
+    }
+}
+
+/// Around every request routed by [`router`]: see [`around`].
+async fn around_request(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    around(&state, request, |request| next.run(request)).await
+}
+
+/// Around every request: authorizes it ([`auth::refusal`]), runs `inner`, times it and
+/// counts its status by route (refusals included), and ends a JSON answer with a newline
+/// ([`newline::end_line`]).
+async fn around<F, Fut>(state: &ApiState, mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let route = route_index(request.method(), request.uri().path(), request.headers());
     let started = Instant::now();
     let response = match auth::refusal(&state.auth, &mut request) {
-        None => next.run(request).await,
+        None => inner(request).await,
         Some(refusal) => refusal,
     };
     state
         .metrics
         .record(route, response.status().as_u16(), started.elapsed());
     newline::end_line(response).await
+}
+
+fn is_key_path(path: &str) -> bool {
+    path.len() > KEY_PATH_PREFIX.len() && path.starts_with(KEY_PATH_PREFIX)
 }
 
 fn route_index(method: &Method, path: &str, headers: &HeaderMap) -> usize {
@@ -206,9 +261,7 @@ fn route_index(method: &Method, path: &str, headers: &HeaderMap) -> usize {
 
 /// `GET`/`HEAD`, `PUT` and `DELETE` of `/v1/kv/<key>`; any other path is unknown.
 async fn key_or_not_found(State(state): State<ApiState>, request: Request) -> Response {
-    let path = request.uri().path();
-    let is_key = path.len() > KEY_PATH_PREFIX.len() && path.starts_with(KEY_PATH_PREFIX);
-    if !is_key {
+    if !is_key_path(request.uri().path()) {
         return route_not_found(request.uri().clone()).await.into_response();
     }
     let answer = match *request.method() {

@@ -19,18 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::server::http::ApiService;
 use crate::server::prom::HttpMetrics;
 
 /// Largest read buffer hyper keeps per connection; also the longest request head.
@@ -216,11 +215,12 @@ impl BodyBudget {
     }
 }
 
-/// Serves `router` on `listener` (over TLS when `tls` is given) within `limits` until
-/// `shutdown` resolves, then lets open requests finish for the shutdown grace.
+/// Serves `service` ([`crate::server::http::service`]) on `listener` (over TLS when `tls` is
+/// given) within `limits` until `shutdown` resolves, then lets open requests finish for the
+/// shutdown grace.
 pub async fn serve_http(
     listener: TcpListener,
-    router: Router,
+    service: ApiService,
     tls: Option<TlsAcceptor>,
     limits: HttpLimits,
     metrics: Arc<HttpMetrics>,
@@ -233,7 +233,6 @@ pub async fn serve_http(
         .store(limits.connections_max as u64, Ordering::Relaxed);
     let graceful = GracefulShutdown::new();
     let http = http_builder(&limits);
-    let service = TowerToHyperService::new(router);
     tracing::info!(
         address = ?listener.local_addr().ok(),
         tls = tls.is_some(),
@@ -306,7 +305,7 @@ fn http_builder(limits: &HttpLimits) -> hyper::server::conn::http1::Builder {
 struct Connection {
     metrics: Arc<HttpMetrics>,
     http: hyper::server::conn::http1::Builder,
-    service: TowerToHyperService<Router>,
+    service: ApiService,
     watcher: hyper_util::server::graceful::Watcher,
     handshake_timeout: Duration,
 }

@@ -225,7 +225,7 @@ async fn serve_node(
     };
     limits::serve_http(
         http_listener,
-        http::router(state),
+        http::service(state),
         acceptor,
         sized_http_limits(&config.http_limits),
         metrics,
