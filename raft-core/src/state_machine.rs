@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -32,6 +33,52 @@ pub trait StateMachine: Send + 'static {
     /// A point-in-time view that can be written out while `apply` goes on (for example a
     /// clone of a persistent map), so snapshotting never blocks the apply path.
     type Snapshot: Send + 'static;
+
+    /// Decodes a command from its log bytes (postcard, as the host encodes it), sharing
+    /// `bytes` instead of copying where that pays, for example a large value the state
+    /// keeps. `None`, the default, lets the host decode with postcard; an override must
+    /// return either exactly what postcard would decode or `None` (for anything it does not
+    /// handle, including bytes postcard would refuse), so the applied command never depends
+    /// on which decoder ran.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use raft_core::StateMachine;
+    /// # use std::io::{Read, Write};
+    /// # struct Counter(u64);
+    /// impl raft_core::StateMachine for Counter {
+    ///     type Command = u64;
+    /// #   type Response = u64;
+    /// #   type Query = ();
+    /// #   type QueryResponse = u64;
+    /// #   type Snapshot = u64;
+    ///     // A one-byte postcard varint is the number itself; longer ones go to postcard.
+    ///     fn decode_command(bytes: &Bytes) -> Option<u64> {
+    ///         match bytes.first() {
+    ///             Some(&byte) if byte < 0x80 => Some(u64::from(byte)),
+    ///             _ => None,
+    ///         }
+    ///     }
+    /// #   fn apply(&mut self, _: u64, add: u64) -> u64 { self.0 += add; self.0 }
+    /// #   fn query(&self, _: &()) -> u64 { self.0 }
+    /// #   fn snapshot(&self) -> u64 { self.0 }
+    /// #   fn write_snapshot(s: u64, w: &mut dyn Write) -> std::io::Result<()> {
+    /// #       w.write_all(&s.to_le_bytes())
+    /// #   }
+    /// #   fn restore(&mut self, r: &mut dyn Read) -> std::io::Result<()> {
+    /// #       let mut b = [0; 8];
+    /// #       r.read_exact(&mut b)?;
+    /// #       self.0 = u64::from_le_bytes(b);
+    /// #       Ok(())
+    /// #   }
+    /// }
+    /// assert_eq!(Counter::decode_command(&Bytes::from_static(&[5])), Some(5));
+    /// assert_eq!(Counter::decode_command(&Bytes::from_static(&[0x80, 1])), None);
+    /// ```
+    fn decode_command(bytes: &Bytes) -> Option<Self::Command> {
+        let _ = bytes;
+        None
+    }
 
     /// Applies the committed command at log index `index`.
     fn apply(&mut self, index: Index, command: Self::Command) -> Self::Response;

@@ -14,6 +14,7 @@
 use std::io::Read;
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use raft_core::{
     Entry, EntryPayload, Index, Membership, NodeId, SnapshotMeta, StateMachine, Storage,
 };
@@ -257,8 +258,11 @@ fn apply_entries<M: StateMachine, A: DeserializeOwned>(
 fn apply_command<M: StateMachine, A: DeserializeOwned>(
     sm: &mut M,
     index: Index,
-    bytes: &[u8],
+    bytes: &Bytes,
 ) -> EntryOutcome<M::Response, A> {
+    if let Some(command) = envelope::command_bytes(bytes).and_then(|c| M::decode_command(&c)) {
+        return EntryOutcome::Response(sm.apply(index, command));
+    }
     match envelope::decode::<M::Command, A>(bytes) {
         Ok(LogRecord::Command(command)) => EntryOutcome::Response(sm.apply(index, command)),
         Ok(LogRecord::Peers(peers)) => EntryOutcome::Peers(peers),

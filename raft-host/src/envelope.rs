@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
+use bytes::Bytes;
 use raft_core::NodeId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,16 @@ pub(crate) fn encode_peers<A: Serialize>(
     peers: Vec<(NodeId, PeerInfo<A>)>,
 ) -> Result<Vec<u8>, postcard::Error> {
     postcard::to_stdvec(&LogRecord::<(), A>::Peers(peers))
+}
+
+/// The postcard variant tag of [`LogRecord::Command`]: a command record is this byte
+/// followed by `postcard(command)`.
+const COMMAND_TAG: u8 = 0;
+
+/// The command's own bytes in a command record, shared with `record`; `None` for any
+/// other record (those, and odd encodings, go through [`decode`]).
+pub(crate) fn command_bytes(record: &Bytes) -> Option<Bytes> {
+    (record.first() == Some(&COMMAND_TAG)).then(|| record.slice(1..))
 }
 
 /// Decodes a committed command entry.
@@ -159,6 +170,10 @@ mod tests {
             LogRecord::Command(_) => panic!("decoded as command"),
         }
         assert!(decode::<String, u16>(&[9, 9, 9]).is_err());
+        // What `command_bytes` cuts off is the tag, and what it leaves is the command.
+        let cut = command_bytes(&Bytes::from(bytes.clone())).unwrap();
+        assert_eq!(postcard::from_bytes::<String>(&cut).unwrap(), "hello");
+        assert!(command_bytes(&Bytes::from(peers.clone())).is_none());
         assert!(decode::<String, u16>(&[]).is_err());
     }
 

@@ -67,6 +67,7 @@
 #![forbid(unsafe_code)]
 
 pub mod command;
+mod command_shared;
 pub mod config;
 pub mod history;
 pub mod machine;

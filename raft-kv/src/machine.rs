@@ -3,9 +3,11 @@
 
 use std::io::{Read, Write};
 
+use bytes::Bytes;
 use raft_core::{Index, StateMachine};
 
 use crate::command::{Command, CommandError, Condition, Op, Response};
+use crate::command_shared;
 use crate::config::{ConfigError, KvConfig};
 use crate::history::{Change, ChangeKind, History, Scan};
 use crate::query::{ChangesResponse, GetResponse, Query, QueryResponse};
@@ -219,6 +221,12 @@ impl StateMachine for KvStateMachine {
     type Query = Query;
     type QueryResponse = QueryResponse;
     type Snapshot = KvSnapshot;
+
+    /// Large values stay slices of the log entry instead of being copied (see
+    /// `command_shared`).
+    fn decode_command(bytes: &Bytes) -> Option<Command> {
+        command_shared::decode(bytes)
+    }
 
     fn apply(&mut self, index: Index, command: Command) -> Response {
         let applied_index = self.state.applied_index;

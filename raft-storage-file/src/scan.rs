@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use raft_core::{Entry, HardState, Index, Term};
+use raft_core::{Entry, EntryPayload, HardState, Index, Term};
 
 use crate::bit_flip;
 use crate::decode::{self, Peeked};
@@ -12,6 +12,9 @@ use crate::error::StorageError;
 use crate::format::{
     self, FORMAT_VERSION, Frame, HeaderError, Record, SEGMENT_HEADER_BYTES, SegmentHeader,
 };
+
+/// Command payloads at least this long are copied out of the segment's bytes when built.
+const OWN_BUFFER_BYTES_MIN: usize = 64 * 1024;
 
 /// What a crash left at the end of the last segment.
 #[derive(Clone, Debug)]
@@ -89,13 +92,23 @@ impl ScannedSegment {
         offset + format::frame_bytes_at(&self.bytes, offset as usize) as u64
     }
 
-    /// Builds the entry at `position`, its command payload a slice of the file's bytes.
+    /// Builds the entry at `position`, its command payload a slice of the file's bytes
+    /// unless it is large: a large payload gets its own buffer, so a state machine that
+    /// keeps it (raft-kv shares large values with the entry) never keeps the whole
+    /// segment alive after the log has moved on. Small ones live as long as the log does.
     pub(crate) fn entry(&self, path: &Path, position: usize) -> Result<Entry, StorageError> {
         let offset = self.offsets[position];
         let start = offset as usize + format::FRAME_HEADER_BYTES;
         let end = self.frame_end(position) as usize;
         match decode::decode_record(&self.bytes, start..end) {
-            Ok(Record::Entry(entry)) => Ok(entry),
+            Ok(Record::Entry(mut entry)) => {
+                if let EntryPayload::Command(payload) = &mut entry.payload
+                    && payload.len() >= OWN_BUFFER_BYTES_MIN
+                {
+                    *payload = Bytes::copy_from_slice(payload);
+                }
+                Ok(entry)
+            }
             Ok(Record::HardState(_)) => Err(StorageError::corrupt(
                 path,
                 offset,
