@@ -164,7 +164,7 @@ pub fn router(state: ApiState) -> Router {
 
 /// What the listener serves: [`router`], except that requests for single keys
 /// (`/v1/kv/<key>`, the hot path) skip the router and go straight to their handler through
-/// the same request layer ([`around`]). The router would find them in its fallback anyway,
+/// the same request layer (`around`). The router would find them in its fallback anyway,
 /// after cloning its boxed route service and boxing the route's future and the layer's
 /// `Next` (about five allocations per request); here one boxed future is left.
 #[derive(Clone)]
