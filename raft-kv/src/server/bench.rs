@@ -24,7 +24,8 @@ use crate::server::wire::{self, HEADER_CLIENT_ID, HEADER_SEQUENCE, ReadConsisten
 /// Which nodes the clients talk to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
-    /// Every client talks to the current leader (found through `/v1/status`).
+    /// Every client talks to the current leader (found through `/v1/status`, and followed
+    /// when leadership moves during the run).
     #[default]
     Leader,
     /// Clients are spread round-robin over all endpoints (followers forward writes).
@@ -121,6 +122,9 @@ pub struct BenchReport {
     pub server_cpu_us_per_op: Option<f64>,
     /// CPU time of the load generator itself per successful operation, microseconds.
     pub client_cpu_us_per_op: Option<f64>,
+    /// Times the clients moved to a new leader during the run ([`Target::Leader`]): a run
+    /// with a leader change measured an election, not the steady state.
+    pub leader_changes: u64,
 }
 
 /// Shared by the clients and the reporter.
@@ -130,7 +134,26 @@ struct Shared {
     errors: AtomicU64,
     measure_from: Instant,
     first_error: std::sync::Mutex<Option<String>>,
+    /// Where the clients send requests, when they follow the leader.
+    leader: Option<LeaderSlot>,
 }
+
+/// The current leader's URL, and a count that changes with it so that a client notices a
+/// change with one atomic load per request.
+struct LeaderSlot {
+    changes: AtomicU64,
+    url: std::sync::Mutex<String>,
+}
+
+impl LeaderSlot {
+    fn url(&self) -> String {
+        self.url.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// How often the watcher asks who leads: a change costs the clients at most this long on a
+/// former leader (which forwards their writes, so they still succeed).
+const LEADER_POLL: Duration = Duration::from_millis(250);
 
 struct ClientTotals {
     histogram: Histogram<u64>,
@@ -143,13 +166,28 @@ pub async fn run(
     options: BenchOptions,
     on_progress: impl Fn(Progress) + Send + 'static,
 ) -> Result<BenchReport, ClientError> {
+    run_until(options, on_progress, std::future::pending()).await
+}
+
+/// [`run`], measuring until `stop` completes if that comes before
+/// [`BenchOptions::duration`] has passed.
+pub async fn run_until(
+    options: BenchOptions,
+    on_progress: impl Fn(Progress) + Send + 'static,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<BenchReport, ClientError> {
     let targets = targets(&options).await?;
+    let leader = (options.target == Target::Leader).then(|| LeaderSlot {
+        changes: AtomicU64::new(0),
+        url: std::sync::Mutex::new(targets[0].clone()),
+    });
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         completed: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         measure_from: Instant::now() + options.warmup,
         first_error: std::sync::Mutex::new(None),
+        leader,
     });
     let value = Bytes::from(vec![b'x'; options.value_size]);
     let mut tasks = Vec::with_capacity(options.clients);
@@ -162,23 +200,33 @@ pub async fn run(
             value: value.clone(),
             options: options.clone(),
             seed: random_u64() | 1,
+            leader_changes_seen: 0,
         };
         tasks.push(tokio::spawn(job.run()));
     }
     let reporter = tokio::spawn(report_progress(Arc::clone(&shared), on_progress));
+    let watcher = tokio::spawn(follow_leader(Arc::clone(&shared), options.clone()));
     tokio::time::sleep(options.warmup).await;
     let cpu_before = CpuSample::take(&options.server_pids);
-    tokio::time::sleep(options.duration).await;
+    tokio::select! {
+        () = tokio::time::sleep(options.duration) => {}
+        () = stop => {}
+    }
     let cpu_after = CpuSample::take(&options.server_pids);
     shared.stop.store(true, Ordering::Relaxed);
     let measured = shared.measure_from.elapsed();
     reporter.abort();
+    watcher.abort();
     let mut report = summarize(tasks, &shared, options.clients, measured).await?;
     report.key_prefix = options.key_prefix.clone();
     report.server_processes = options.server_pids.len();
     let per_op = |us: Option<u64>| us.map(|us| us as f64 / report.ops.max(1) as f64);
     report.server_cpu_us_per_op = per_op(cpu_after.servers_since(&cpu_before));
     report.client_cpu_us_per_op = per_op(cpu_after.client_since(&cpu_before));
+    report.leader_changes = shared
+        .leader
+        .as_ref()
+        .map_or(0, |slot| slot.changes.load(Ordering::Relaxed));
     if !options.keep {
         report.keys_removed = Some(remove_keys(&options).await?);
     }
@@ -316,6 +364,7 @@ async fn summarize(
         server_processes: 0,
         server_cpu_us_per_op: None,
         client_cpu_us_per_op: None,
+        leader_changes: 0,
     })
 }
 
@@ -347,6 +396,43 @@ async fn targets(options: &BenchOptions) -> Result<Vec<String>, ClientError> {
     }
 }
 
+/// Keeps [`Shared::leader`] on the node that leads now, asking every [`LEADER_POLL`]; a
+/// failed question keeps the last answer (the clients' own errors show an outage).
+async fn follow_leader(shared: Arc<Shared>, options: BenchOptions) {
+    let Some(slot) = shared.leader.as_ref() else {
+        return;
+    };
+    let client_options = ClientOptions {
+        request_timeout: Duration::from_secs(2),
+        // Long enough to move past a node that went down to one that answers.
+        retry_for: Duration::from_secs(1),
+        credentials: options.credentials.clone(),
+    };
+    let mut client = match ClusterClient::new(&options.endpoints, client_options) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "bench cannot follow the leader");
+            return;
+        }
+    };
+    let mut interval = tokio::time::interval(LEADER_POLL);
+    loop {
+        interval.tick().await;
+        let Ok(status) = client.status().await else {
+            continue;
+        };
+        let Some(url) = status.leader.and_then(|l| l.url) else {
+            continue;
+        };
+        let mut current = slot.url.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != url {
+            tracing::info!(from = %*current, to = %url, "bench follows the new leader");
+            *current = url;
+            slot.changes.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
 async fn report_progress(shared: Arc<Shared>, on_progress: impl Fn(Progress)) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.tick().await;
@@ -374,6 +460,8 @@ struct ClientJob {
     value: Bytes,
     options: BenchOptions,
     seed: u64,
+    /// [`LeaderSlot::changes`] when this client last connected.
+    leader_changes_seen: u64,
 }
 
 impl ClientJob {
@@ -389,6 +477,7 @@ impl ClientJob {
         let mut sequence = 0u64;
         let read_threshold = (self.options.read_ratio.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
+            self.follow_leader();
             let index = self.next_random() % self.options.keys.max(1);
             let key = format!("{}{index:010}", self.options.key_prefix);
             let is_read = self.next_random() < read_threshold;
@@ -469,6 +558,22 @@ impl ClientJob {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Moves to the leader the watcher last saw, when it changed since this client connected.
+    fn follow_leader(&mut self) {
+        let Some(slot) = self.shared.leader.as_ref() else {
+            return;
+        };
+        let changes = slot.changes.load(Ordering::Acquire);
+        if changes == self.leader_changes_seen {
+            return;
+        }
+        self.leader_changes_seen = changes;
+        match Connection::with_credentials(&slot.url(), &self.options.credentials) {
+            Ok(connection) => self.connection = connection,
+            Err(error) => self.note_error(error.to_string()),
         }
     }
 

@@ -205,6 +205,79 @@ async fn metric(url: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Goal: `raft-kv bench` aimed at the leader follows leadership: after a transfer its
+/// clients talk to the new leader (not through the old one, which would add a hop to every
+/// put), and the report says the run crossed a leader change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_clients_follow_the_leader() {
+    use raft_kv::server::bench::{self, BenchOptions, Target};
+    let cluster = Cluster::start(3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(60)).await;
+    let urls = cluster.urls();
+    let clients = 3;
+    let options = BenchOptions {
+        endpoints: urls.clone(),
+        clients,
+        duration: Duration::from_secs(600),
+        warmup: Duration::ZERO,
+        value_size: 16,
+        keys: 100,
+        read_ratio: 0.0,
+        consistency: ReadConsistency::Linearizable,
+        target: Target::Leader,
+        sessions: false,
+        credentials: Default::default(),
+        key_prefix: bench::run_prefix(),
+        keep: false,
+        server_pids: Vec::new(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let progress = std::sync::Arc::clone(&done);
+    let on_progress = move |p: bench::Progress| {
+        progress.store(p.ops, std::sync::atomic::Ordering::Relaxed);
+    };
+    let run = tokio::spawn(bench::run_until(options, on_progress, async {
+        let _ = stopped.await;
+    }));
+    eventually(Duration::from_secs(60), "bench puts", || {
+        let ops = done.load(std::sync::atomic::Ordering::Relaxed);
+        async move { ops > 0 }
+    })
+    .await;
+    let url_of = |id: u64| urls[(id - 1) as usize].clone();
+    let old_url = url_of(leader);
+    let target = if leader == 1 { 2 } else { 1 };
+    node_client(&old_url)
+        .transfer_leader(Some(target))
+        .await
+        .unwrap();
+    let new_leader = cluster
+        .wait_leader_other_than(leader, Duration::from_secs(60))
+        .await;
+    let new_url = url_of(new_leader);
+    // Connections open on each node: the bench's clients, its leader watcher (on the first
+    // endpoint) and the metrics request itself. The clients have moved when the old leader
+    // keeps at most the last two and the new one holds every client.
+    let open = "raft_kv_http_connections_open";
+    eventually(
+        Duration::from_secs(60),
+        "bench clients on the new leader",
+        || {
+            let (old_url, new_url) = (old_url.clone(), new_url.clone());
+            async move {
+                metric(&old_url, open).await <= 2.0
+                    && metric(&new_url, open).await >= clients as f64 + 1.0
+            }
+        },
+    )
+    .await;
+    let _ = stop.send(());
+    let report = run.await.unwrap().unwrap();
+    assert!(report.leader_changes >= 1, "{report:?}");
+    assert!(report.ops > 0, "{report:?}");
+}
+
 /// Goal: a fourth node joins through `--join` (learner, then voter) and serves reads, a
 /// node is removed, and leadership moves to a chosen node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

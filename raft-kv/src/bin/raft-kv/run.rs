@@ -515,6 +515,12 @@ fn print_report(r: &BenchReport) {
     if let Some(error) = &r.first_error {
         println!("first error: {error}");
     }
+    if r.leader_changes > 0 {
+        println!(
+            "leadership moved {} times during the run (the clients followed)",
+            r.leader_changes
+        );
+    }
     let per_op = |us: Option<f64>| us.map_or("n/a".to_string(), |us| format!("{us:.1} us"));
     println!(
         "cpu per op: {} on {} local server processes, {} in this client",
