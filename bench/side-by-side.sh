@@ -207,6 +207,18 @@ raft_kv_seed() {
   done
 }
 
+# Sums over every raft-kv node: "syncs messages driver-wake-ups" (counters from /metrics);
+# their deltas per operation show how well batches formed in a row, which explains most of
+# the spread between runs of one build.
+raft_kv_counters() {
+  local id
+  for id in $(seq 1 "$nodes"); do
+    curl_cmd ${token:+-H "Authorization: Bearer $token"} \
+      "$(scheme)://127.0.0.1:$((18000 + id))/metrics" 2>/dev/null || true
+  done | awk '$1 == "raft_fsyncs_total" { s += $2 } $1 == "raft_messages_sent_total" { m += $2 }
+    $1 == "raft_driver_batches_total" { b += $2 } END { printf "%d %d %d\n", s, m, b }'
+}
+
 stop_servers() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -223,7 +235,8 @@ run_load() {
   esac
   [ "$system" = etcd ] && [ "$op" = get-lease ] && op=get-serializable
   [ "$connections" -lt 2 ] && threads=1
-  local before after output
+  local before after output counters_before counters_after
+  [ "$system" = raft-kv ] && counters_before=$(raft_kv_counters)
   before=$(cpu_ticks)
   # bash's `time` gives wrk's own user and system seconds.
   local TIMEFORMAT='%U %S' wrk_cpu
@@ -232,6 +245,7 @@ run_load() {
     wrk -t "$threads" -c "$connections" -d "${seconds}s" --timeout 10s \
       -s bench/wrk-load.lua "$url" >"$work/wrk.out" 2>&1 || true; } 2>"$work/wrk.time"
   after=$(cpu_ticks)
+  [ "$system" = raft-kv ] && counters_after=$(raft_kv_counters)
   output=$(grep '^RESULT' "$work/wrk.out" || true)
   wrk_cpu=$(awk '{ print $1 + $2 }' "$work/wrk.time")
   if [ -z "$output" ]; then echo "- - - - - failed"; return; fi
@@ -243,6 +257,13 @@ run_load() {
   p99=$(echo "$output" | sed -n 's/.*p99_us=\([0-9]*\).*/\1/p')
   p999=$(echo "$output" | sed -n 's/.*p999_us=\([0-9]*\).*/\1/p')
   local ok=$((requests - errors))
+  if [ "$system" = raft-kv ]; then
+    # For the second table; a file because run_load runs in a subshell.
+    awk -v b="$counters_before" -v a="$counters_after" -v ok="$ok" 'BEGIN {
+      split(b, x); split(a, y)
+      if (ok > 0) printf "%.3f %.3f %.3f", (y[1] - x[1]) / ok, (y[2] - x[2]) / ok, (y[3] - x[3]) / ok
+    }' >"$work/counters.out"
+  fi
   awk -v ok="$ok" -v d="$duration" -v p50="$p50" -v p99="$p99" -v p999="$p999" \
     -v cpu=$((after - before)) -v hz="$clock_ticks" -v errors="$errors" -v vb="$value_bytes" \
     -v wrk_cpu="$wrk_cpu" 'BEGIN {
@@ -255,7 +276,7 @@ run_load() {
 # 1 MB puts run at their own connection counts.
 conns_for() { if [ "$1" = put-1mb ]; then echo "$mb_conns"; else echo "$conns"; fi; }
 
-declare -A results
+declare -A results counters
 run_system() {
   local system="$1" url load connections
   log "starting $nodes $system nodes"
@@ -265,7 +286,9 @@ run_system() {
   for load in $loads; do
     for connections in $(conns_for "$load"); do
       log "$system $load at $connections connections for ${seconds}s"
+      rm -f "$work/counters.out"
       results["$system $load $connections"]=$(run_load "$system" "$url" "$load" "$connections")
+      [ "$system" = raft-kv ] && counters["$load $connections"]=$(cat "$work/counters.out" 2>/dev/null || true)
       # A row that ran across a leader change measures the election (and a client left on
       # a follower), not the steady state: flag it, and aim the next rows at the new leader.
       local leader_now
@@ -316,5 +339,13 @@ for load in $loads; do
     if [ -n "${e_moved:-}" ] || [ -n "${r_moved:-}" ]; then
       printf '|   | leader changed during the row | %s |  |  | %s |  |  |  |\n' "${e_moved:+yes}" "${r_moved:+yes}"
     fi
+  done
+done
+printf '\nraft-kv per operation, all nodes: syncs, messages sent, driver wake-ups\n\n'
+printf '| load | conns | syncs/op | messages/op | driver wake-ups/op |\n|---|---|---|---|---|\n'
+for load in $loads; do
+  for connections in $(conns_for "$load"); do
+    read -r c_syncs c_messages c_wakes <<<"${counters["$load $connections"]:-- - -}"
+    printf '| %s | %s | %s | %s | %s |\n' "$load" "$connections" "$c_syncs" "$c_messages" "$c_wakes"
   done
 done
