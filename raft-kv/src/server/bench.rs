@@ -122,9 +122,25 @@ pub struct BenchReport {
     pub server_cpu_us_per_op: Option<f64>,
     /// CPU time of the load generator itself per successful operation, microseconds.
     pub client_cpu_us_per_op: Option<f64>,
+    /// Each local server process's share: CPU and context switches per operation.
+    pub server_detail: Vec<ProcessCost>,
     /// Times the clients moved to a new leader during the run ([`Target::Leader`]): a run
     /// with a leader change measured an election, not the steady state.
     pub leader_changes: u64,
+}
+
+/// What one local server process spent per successful operation.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessCost {
+    /// The process.
+    pub pid: u32,
+    /// Whether it served the leader's HTTP address when the run started.
+    pub leader_at_start: bool,
+    /// CPU time per operation, microseconds.
+    pub cpu_us_per_op: f64,
+    /// Context switches of all its threads per operation: the spread between runs of one
+    /// build mostly follows how well batches formed, which these show.
+    pub switches_per_op: Option<f64>,
 }
 
 /// Shared by the clients and the reporter.
@@ -223,6 +239,24 @@ pub async fn run_until(
     let per_op = |us: Option<u64>| us.map(|us| us as f64 / report.ops.max(1) as f64);
     report.server_cpu_us_per_op = per_op(cpu_after.servers_since(&cpu_before));
     report.client_cpu_us_per_op = per_op(cpu_after.client_since(&cpu_before));
+    let ops = report.ops.max(1) as f64;
+    report.server_detail = cpu_after
+        .processes
+        .iter()
+        .zip(&cpu_before.processes)
+        .filter_map(|(after, before)| {
+            Some(ProcessCost {
+                pid: after.pid,
+                leader_at_start: options.target == Target::Leader
+                    && crate::server::cpu::serves(after.pid, &targets[0]),
+                cpu_us_per_op: after.cpu_us?.saturating_sub(before.cpu_us?) as f64 / ops,
+                switches_per_op: after
+                    .switches
+                    .zip(before.switches)
+                    .map(|(a, b)| a.saturating_sub(b) as f64 / ops),
+            })
+        })
+        .collect();
     report.leader_changes = shared
         .leader
         .as_ref()
@@ -237,20 +271,35 @@ pub async fn run_until(
 struct CpuSample {
     servers_us: Option<u64>,
     client_us: Option<u64>,
+    processes: Vec<ProcessSample>,
+}
+
+/// One server process's counters at one moment.
+struct ProcessSample {
+    pid: u32,
+    cpu_us: Option<u64>,
+    switches: Option<u64>,
 }
 
 impl CpuSample {
     fn take(pids: &[u32]) -> Self {
-        let servers_us = if pids.is_empty() {
+        let processes: Vec<ProcessSample> = pids
+            .iter()
+            .map(|&pid| ProcessSample {
+                pid,
+                cpu_us: crate::server::cpu::cpu_us(pid),
+                switches: crate::server::cpu::context_switches(pid),
+            })
+            .collect();
+        let servers_us = if processes.is_empty() {
             None
         } else {
-            pids.iter()
-                .map(|pid| crate::server::cpu::cpu_us(*pid))
-                .sum()
+            processes.iter().map(|p| p.cpu_us).sum()
         };
         CpuSample {
             servers_us,
             client_us: crate::server::cpu::own_cpu_us(),
+            processes,
         }
     }
 
@@ -364,6 +413,7 @@ async fn summarize(
         server_processes: 0,
         server_cpu_us_per_op: None,
         client_cpu_us_per_op: None,
+        server_detail: Vec::new(),
         leader_changes: 0,
     })
 }

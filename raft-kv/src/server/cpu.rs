@@ -30,6 +30,37 @@ fn parse_stat_cpu_us(stat: &str) -> Option<u64> {
     Some((utime + stime) * 1_000_000 / TICKS_PER_SEC)
 }
 
+/// Context switches (voluntary and involuntary) of every thread of a process so far, from
+/// `/proc/<pid>/task/*/status`; threads that exited are not counted.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.filter_map(Result::ok) {
+        let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+        total += parse_status_switches(&status)?;
+    }
+    Some(total)
+}
+
+/// `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` of one `/proc/.../status`.
+fn parse_status_switches(status: &str) -> Option<u64> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+    };
+    Some(field("voluntary_ctxt_switches")? + field("nonvoluntary_ctxt_switches")?)
+}
+
+/// Whether the local process `pid` is a `raft-kv serve` listening for HTTP on `endpoint`.
+pub fn serves(pid: u32, endpoint: &str) -> bool {
+    let Ok(authority) = crate::server::client::authority_of(endpoint) else {
+        return false;
+    };
+    serves_one_of(&Path::new("/proc").join(pid.to_string()), &[authority])
+}
+
 /// The local `raft-kv serve` processes whose `--http-addr` is one of `endpoints`
 /// (`http://host:port` or `host:port`), found through `/proc/*/cmdline`. A node configured
 /// through the environment or a config file is not found this way: pass its pid instead.
@@ -74,5 +105,15 @@ mod tests {
         let stat = "1234 (raft kv (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9";
         assert_eq!(parse_stat_cpu_us(stat), Some(3_000_000));
         assert_eq!(parse_stat_cpu_us("garbage"), None);
+    }
+
+    /// Goal: both kinds of context switch are added up, and a status without them is no
+    /// reading rather than zero.
+    #[test]
+    fn parses_context_switches_from_status() {
+        let status =
+            "Name:\traft-kv\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(parse_status_switches(status), Some(127));
+        assert_eq!(parse_status_switches("Name:\traft-kv\n"), None);
     }
 }

@@ -528,6 +528,21 @@ fn print_report(r: &BenchReport) {
         r.server_processes,
         per_op(r.client_cpu_us_per_op)
     );
+    for process in &r.server_detail {
+        let switches = process
+            .switches_per_op
+            .map_or("n/a".to_string(), |s| format!("{s:.2}"));
+        println!(
+            "  pid {}{}: {:.1} us, {switches} context switches per op",
+            process.pid,
+            if process.leader_at_start {
+                " (leader)"
+            } else {
+                ""
+            },
+            process.cpu_us_per_op
+        );
+    }
     match r.keys_removed {
         Some(n) => println!(
             "removed {n} keys under {} (--keep keeps them)",
