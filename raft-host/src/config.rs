@@ -62,9 +62,9 @@ pub enum EngineConfigError {
 }
 
 /// When the engine snapshots the state machine and compacts the log. A snapshot starts
-/// when either threshold is reached since the last snapshot **and** the log applied since
-/// then (in [`raft_core::Entry::size_bytes`]) holds at least as many bytes as the last
-/// snapshot this node wrote.
+/// when either threshold is reached since the last snapshot **and**, if the last snapshot
+/// this node wrote took more than [`SnapshotPolicy::AMORTISE_ABOVE_BYTES`], the log applied
+/// since then (in [`raft_core::Entry::size_bytes`]) holds at least as many bytes as it.
 ///
 /// The default, every 100,000 entries or 256 MiB of applied commands, bounds replay time
 /// after a restart and log size (the core keeps the log since the last snapshot in memory),
@@ -72,7 +72,8 @@ pub enum EngineConfigError {
 /// condition keeps snapshots amortised when the state is large: a snapshot rewrites the
 /// whole state, so without it 1 GB of state and a 256 MiB trigger would write 4 bytes of
 /// snapshot per byte of log; with it snapshot writes never exceed log writes, and the log
-/// kept in memory stays below the size of the state (plus the thresholds).
+/// kept in memory stays below the size of the state (plus the thresholds). Smaller
+/// snapshots cost mostly their fixed syncs and renames, so the thresholds alone decide.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotPolicy {
     /// Entries applied since the last snapshot; `None` disables this trigger.
@@ -92,6 +93,9 @@ impl Default for SnapshotPolicy {
 }
 
 impl SnapshotPolicy {
+    /// Snapshots up to this size are not weighed against the log (see the type docs).
+    pub const AMORTISE_ABOVE_BYTES: u64 = 1 << 20;
+
     /// Never snapshot automatically (the log grows without bound; for tests).
     pub fn disabled() -> Self {
         SnapshotPolicy {
@@ -106,7 +110,8 @@ impl SnapshotPolicy {
     pub fn is_due(&self, entries: u64, bytes: u64, last_snapshot_bytes: u64) -> bool {
         let threshold = self.every_entries.is_some_and(|limit| entries >= limit)
             || self.every_bytes.is_some_and(|limit| bytes >= limit);
-        threshold && bytes >= last_snapshot_bytes
+        threshold
+            && (last_snapshot_bytes <= Self::AMORTISE_ABOVE_BYTES || bytes >= last_snapshot_bytes)
     }
 }
 
@@ -135,8 +140,8 @@ mod tests {
     }
 
     /// Goal: a large state is not rewritten more often than the log it replaces: once the
-    /// last snapshot is bigger than the thresholds, a snapshot waits until the log applied
-    /// since holds as many bytes; a small snapshot leaves the thresholds alone.
+    /// last snapshot is bigger than 1 MiB, a snapshot waits until the log applied since
+    /// holds as many bytes; a small snapshot leaves the thresholds alone.
     #[test]
     fn snapshot_waits_for_log_as_large_as_the_last_snapshot() {
         let policy = SnapshotPolicy {
@@ -147,10 +152,11 @@ mod tests {
         assert!(!policy.is_due(256, 256 << 20, 1 << 30));
         assert!(!policy.is_due(1023, (1 << 30) - 1, 1 << 30));
         assert!(policy.is_due(1024, 1 << 30, 1 << 30));
-        // A snapshot smaller than the log since: the thresholds decide alone.
+        // A snapshot smaller than the log since, or small: the thresholds decide alone.
         assert!(policy.is_due(10, 500, 100));
         assert!(!policy.is_due(9, 999, 100));
+        assert!(policy.is_due(10, 500, 1 << 20));
+        assert!(!policy.is_due(10, 500, (1 << 20) + 1));
         assert!(!SnapshotPolicy::disabled().is_due(u64::MAX, u64::MAX, 1));
     }
-
 }

@@ -277,7 +277,12 @@ where
         }
         match done.kind {
             DoneKind::Saved(Ok((meta, bytes))) => {
-                tracing::info!(index = meta.index, term = meta.term, bytes, "snapshot saved");
+                tracing::info!(
+                    index = meta.index,
+                    term = meta.term,
+                    bytes,
+                    "snapshot saved"
+                );
                 self.apply.last_snapshot_bytes = bytes;
                 self.metrics.snapshots_saved += 1;
                 self.snapshots.busy = false;
