@@ -247,8 +247,10 @@ where
                 requested,
                 stored,
                 book,
+                bytes,
             } => {
                 self.metrics.snapshots_restored += 1;
+                self.apply.last_snapshot_bytes = bytes;
                 self.observations.push(|| Observation::Restored {
                     index: stored.index,
                     has_state: book.is_some(),
