@@ -69,7 +69,6 @@ mod fault;
 mod format;
 mod fs;
 mod lock;
-mod reaper;
 mod recovery;
 mod scan;
 mod segment;
