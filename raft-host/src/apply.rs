@@ -11,7 +11,7 @@
 //! an error; the lane keeps going. Failing to restore a snapshot is fatal: the node would
 //! otherwise serve state it does not have.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -65,6 +65,8 @@ pub(crate) enum AppliedEvent<M: StateMachine, A> {
         stored: SnapshotMeta,
         /// Its address book; `None` for a snapshot without state (a witness's).
         book: Option<AddressBook<A>>,
+        /// Bytes of state read from it, for the snapshot policy (0 without state).
+        bytes: u64,
     },
     Answer {
         id: RequestId,
@@ -281,16 +283,16 @@ fn restore<M: StateMachine, S: Storage, A: DeserializeOwned>(
     meta: &SnapshotMeta,
     done: &mut Applied<M, A>,
 ) -> Result<(), String> {
-    let loaded = restore_from_storage::<M, S, A>(sm, storage)?;
-    let (stored, book) = match loaded {
-        Some((stored, book)) if stored.index >= meta.index => (stored, book),
-        Some((stored, _)) => {
+    let loaded = restore_sized::<M, S, A>(sm, storage)?;
+    let (stored, book, bytes) = match loaded {
+        Some(((stored, book), bytes)) if stored.index >= meta.index => (stored, book, bytes),
+        Some(((stored, _), _)) => {
             return Err(format!(
                 "asked to restore snapshot {} but storage holds snapshot {}",
                 meta.index, stored.index
             ));
         }
-        None => (meta.clone(), None),
+        None => (meta.clone(), None, 0),
     };
     tracing::info!(index = stored.index, "state machine restored from snapshot");
     done.applied = done.applied.max(stored.index);
@@ -298,6 +300,7 @@ fn restore<M: StateMachine, S: Storage, A: DeserializeOwned>(
         requested: meta.index,
         stored,
         book,
+        bytes,
     });
     Ok(())
 }
@@ -317,6 +320,20 @@ where
     S: Storage,
     A: DeserializeOwned,
 {
+    Ok(restore_sized::<M, S, A>(sm, storage)?.map(|(loaded, _)| loaded))
+}
+
+/// [`restore_from_storage`], also returning how many bytes of the snapshot were read (its
+/// size, as far as the snapshot policy is concerned).
+fn restore_sized<M, S, A>(
+    sm: &mut M,
+    storage: &Mutex<S>,
+) -> Result<Option<(LoadedSnapshot<A>, u64)>, String>
+where
+    M: StateMachine,
+    S: Storage,
+    A: DeserializeOwned,
+{
     let opened = crate::lock(storage)?
         .open_snapshot()
         .map_err(|e| format!("opening the snapshot: {e}"))?;
@@ -330,5 +347,7 @@ where
         sm.restore(&mut reader as &mut dyn Read)
             .map_err(|e| format!("restoring the state machine from snapshot {index}: {e}"))?;
     }
-    Ok(Some((meta, book)))
+    // Only a hint for the policy: a reader that cannot tell its position counts as empty.
+    let bytes = reader.stream_position().unwrap_or(0);
+    Ok(Some(((meta, book), bytes)))
 }

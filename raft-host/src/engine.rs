@@ -118,6 +118,9 @@ pub(crate) struct ApplyQueue<M: StateMachine> {
     pub(crate) parked: BTreeMap<Index, Vec<(RequestId, M::Query)>>,
     pub(crate) since_snapshot_entries: u64,
     pub(crate) since_snapshot_bytes: u64,
+    /// Bytes of the last snapshot this node wrote (0 before its first): the policy waits
+    /// for as much log before rewriting the state.
+    pub(crate) last_snapshot_bytes: u64,
 }
 
 /// Snapshot work waiting, out, or about to be made.
@@ -205,6 +208,7 @@ where
                 parked: BTreeMap::new(),
                 since_snapshot_entries: 0,
                 since_snapshot_bytes: 0,
+                last_snapshot_bytes: 0,
             },
             snapshots: Snapshots {
                 queue: VecDeque::new(),

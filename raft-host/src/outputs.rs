@@ -247,8 +247,10 @@ where
                 requested,
                 stored,
                 book,
+                bytes,
             } => {
                 self.metrics.snapshots_restored += 1;
+                self.apply.last_snapshot_bytes = bytes;
                 self.observations.push(|| Observation::Restored {
                     index: stored.index,
                     has_state: book.is_some(),
@@ -276,8 +278,14 @@ where
             Self::misuse("handle_snapshot_done", done.seq, None);
         }
         match done.kind {
-            DoneKind::Saved(Ok(meta)) => {
-                tracing::info!(index = meta.index, term = meta.term, "snapshot saved");
+            DoneKind::Saved(Ok((meta, bytes))) => {
+                tracing::info!(
+                    index = meta.index,
+                    term = meta.term,
+                    bytes,
+                    "snapshot saved"
+                );
+                self.apply.last_snapshot_bytes = bytes;
                 self.metrics.snapshots_saved += 1;
                 self.snapshots.busy = false;
                 self.pending.on_snapshot_outcome(Ok(meta.index));
@@ -465,6 +473,7 @@ where
         if policy.is_due(
             self.apply.since_snapshot_entries,
             self.apply.since_snapshot_bytes,
+            self.apply.last_snapshot_bytes,
         ) {
             self.queue_view();
         }

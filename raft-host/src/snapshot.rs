@@ -3,7 +3,7 @@
 //! these in parallel with the disk and apply lanes (the tokio driver uses its blocking
 //! pool), so neither append nor apply waits for a snapshot.
 
-use std::io::{self, Read, Seek};
+use std::io::{self, Read, Seek, Write};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -61,7 +61,8 @@ pub struct SnapshotDone<S: Storage> {
 pub(crate) type ChunkMessage<S> = (Message, Option<Cursor<<S as Storage>::SnapshotReader>>);
 
 pub(crate) enum DoneKind<S: Storage> {
-    Saved(Result<SnapshotMeta, String>),
+    /// The snapshot saved and the bytes it took, or why it failed.
+    Saved(Result<(SnapshotMeta, u64), String>),
     /// `Ok(None)`: the storage's snapshot is not the one asked for any more.
     ChunkRead {
         to: NodeId,
@@ -140,12 +141,13 @@ impl<M: StateMachine, S: Storage, A: Serialize> SnapshotWork<M, S, A> {
 
 /// Writes a snapshot of our own state machine: the host's header with the address book,
 /// then the state machine's bytes; committed (durable and current) before returning.
+/// Returns the bytes written, which the snapshot policy weighs against the log.
 pub(crate) fn save<M, S, A>(
     storage: &Mutex<S>,
     meta: SnapshotMeta,
     view: M::Snapshot,
     book: &AddressBook<A>,
-) -> Result<SnapshotMeta, String>
+) -> Result<(SnapshotMeta, u64), String>
 where
     M: StateMachine,
     S: Storage,
@@ -155,13 +157,42 @@ where
     let mut writer = crate::lock(storage)?
         .begin_snapshot(&meta)
         .map_err(|e| format!("starting snapshot {index}: {e}"))?;
-    envelope::write_snapshot_header(book, &mut writer)
-        .and_then(|()| M::write_snapshot(view, &mut writer))
+    let mut counted = Counting {
+        inner: &mut writer,
+        bytes: 0,
+    };
+    envelope::write_snapshot_header(book, &mut counted)
+        .and_then(|()| M::write_snapshot(view, &mut counted))
         .map_err(|e| format!("writing snapshot {index}: {e}"))?;
+    let bytes = counted.bytes;
     crate::lock(storage)?
         .commit_snapshot(writer)
         .map_err(|e| format!("committing snapshot {index}: {e}"))?;
-    Ok(meta)
+    Ok((meta, bytes))
+}
+
+/// A writer that counts the bytes passed through it.
+struct Counting<'a, W: Write> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A chunk's bytes, whether it is the last, and the cursor to keep for the next one.

@@ -195,6 +195,20 @@ impl SimFs {
         true
     }
 
+    /// Bytes written but not yet synced, over every file (named or not): what a real
+    /// kernel would hold dirty and flush at the next sync.
+    pub fn unsynced_bytes(&self) -> u64 {
+        let state = self.lock();
+        state
+            .inodes
+            .values()
+            .filter_map(|inode| {
+                let from = inode.dirty_from?;
+                Some(inode.data.len().saturating_sub(from) as u64)
+            })
+            .sum()
+    }
+
     /// The durable files in `dir` and their durable lengths, sorted by name.
     pub fn durable_files(&self, dir: &Path) -> Vec<(PathBuf, u64)> {
         let state = self.lock();

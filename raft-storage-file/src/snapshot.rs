@@ -20,6 +20,14 @@ pub(crate) const TEMP_PREFIX: &str = "snapshot.tmp-";
 /// Writer buffer: large enough that chunked writes cost few syscalls.
 const WRITE_BUFFER_BYTES: usize = 256 << 10;
 const READ_BUFFER_BYTES: usize = 256 << 10;
+/// A snapshot being written is synced, and its pages released from the page cache, every
+/// this many bytes. A snapshot rewrites the whole state (hundreds of MB with large values);
+/// left dirty until the final fsync, those pages made the log's next fdatasync wait behind
+/// all of them (followers stopped acknowledging for long enough that the leader stepped
+/// down), and each fresh page-cache page cost the kernel more than the write itself.
+const SYNC_EVERY_BYTES: u64 = 8 << 20;
+/// Page size for releasing cached pages: only whole pages are dropped.
+const CACHE_PAGE_BYTES: u64 = 4096;
 
 /// Distinguishes temporary files of writers open at once.
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
@@ -36,6 +44,8 @@ pub struct SnapshotWriter<F: FileSystem = StdFs> {
     buffer: Vec<u8>,
     /// Where the buffer goes in the file.
     flushed_offset: u64,
+    /// Bytes of the file made durable (and released from the page cache) so far.
+    synced_offset: u64,
     data_len: u64,
     data_crc: u32,
     disk: Disk<F>,
@@ -71,6 +81,7 @@ impl<F: FileSystem> SnapshotWriter<F> {
             meta_bytes,
             buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
             flushed_offset,
+            synced_offset: 0,
             data_len: 0,
             data_crc: 0,
             disk: disk.clone(),
@@ -88,6 +99,25 @@ impl<F: FileSystem> SnapshotWriter<F> {
             .write_all_at(file, &self.buffer, self.flushed_offset)?;
         self.flushed_offset += self.buffer.len() as u64;
         self.buffer.clear();
+        self.sync_if_due()
+    }
+
+    /// Every [`SYNC_EVERY_BYTES`], syncs what was written and lets the kernel drop those
+    /// pages: the snapshot is read back only to send it to a lagging peer or at start-up.
+    /// The file is still a temporary one, so a failure here fails only this snapshot.
+    fn sync_if_due(&mut self) -> io::Result<()> {
+        if self.flushed_offset - self.synced_offset < SYNC_EVERY_BYTES {
+            return Ok(());
+        }
+        let Some(file) = &self.file else {
+            return Err(io::Error::other("snapshot writer already used"));
+        };
+        self.disk.sync_data(file)?;
+        let start = self.synced_offset;
+        self.synced_offset = self.flushed_offset - self.flushed_offset % CACHE_PAGE_BYTES;
+        if let Err(error) = file.drop_cached(start, self.synced_offset - start) {
+            tracing::debug!(path = %self.path.display(), %error, "cannot drop cached snapshot pages");
+        }
         Ok(())
     }
 
@@ -117,6 +147,9 @@ impl<F: FileSystem> SnapshotWriter<F> {
         self.disk
             .sync_data(&file)
             .map_err(|e| (true, StorageError::io("fsync snapshot", &self.path, e)))?;
+        if let Err(error) = file.drop_cached(0, self.flushed_offset) {
+            tracing::debug!(path = %self.path.display(), %error, "cannot drop cached snapshot pages");
+        }
         drop(file);
         let target = self.dir.join(FILE_NAME);
         self.disk.fs.rename(&self.path, &target).map_err(|e| {
@@ -142,6 +175,7 @@ impl<F: FileSystem> Write for SnapshotWriter<F> {
             };
             self.disk.write_all_at(file, buf, self.flushed_offset)?;
             self.flushed_offset += buf.len() as u64;
+            self.sync_if_due()?;
         } else {
             self.buffer.extend_from_slice(buf);
         }
