@@ -16,9 +16,7 @@
 
 use std::io::Write;
 
-use raft_core::{
-    HardState, Index, PersistBatch, SnapshotChunkWrite, SnapshotMeta, Storage, WriteToken,
-};
+use raft_core::{Index, PersistBatch, SnapshotChunkWrite, SnapshotMeta, Storage, WriteToken};
 
 use crate::planted::{Planted, PlantedBug};
 
@@ -235,11 +233,10 @@ impl<S: Storage> DiskWork<S> {
         ops: Vec<DiskOp>,
     ) -> Result<Option<WriteToken>, String> {
         let mut highest: Option<WriteToken> = None;
-        let superseded = superseded_hard_states(&ops);
-        for (op, superseded) in ops.into_iter().zip(superseded) {
+        for op in ops {
             match op {
                 DiskOp::Persist(batch) => {
-                    persist(storage, &batch, superseded)?;
+                    persist(storage, &batch)?;
                     highest = highest.max(Some(batch.token));
                 }
                 DiskOp::Chunk(chunk) => {
@@ -313,65 +310,8 @@ impl<S: Storage> DiskDone<S> {
     }
 }
 
-/// For each op, true if it is a persist batch whose hard state the next op replaces with
-/// one of the same term and vote (only the commit index moved): that write is skipped.
-/// Nothing is durable before the work's sync, so writing only the newest commit index
-/// loses nothing a crash could have kept, and saves a `pwrite` per folded batch (a
-/// follower raises its commit index with most appends).
-fn superseded_hard_states(ops: &[DiskOp]) -> Vec<bool> {
-    let hard_states: Vec<Option<HardState>> = ops
-        .iter()
-        .map(|op| match op {
-            DiskOp::Persist(batch) => batch.hard_state,
-            DiskOp::Chunk(_) | DiskOp::Compact(_) => None,
-        })
-        .collect();
-    superseded(&hard_states)
-}
-
-/// See [`superseded_hard_states`]: true where the next hard state differs only in commit.
-fn superseded(hard_states: &[Option<HardState>]) -> Vec<bool> {
-    let mut superseded = vec![false; hard_states.len()];
-    for (i, pair) in hard_states.windows(2).enumerate() {
-        if let [Some(this), Some(next)] = pair {
-            superseded[i] = this.term == next.term && this.vote == next.vote;
-        }
-    }
-    superseded
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Goal: only a commit index that the next batch of the same work raises is skipped; a
-    /// new term or vote is always written, and so is the last hard state.
-    #[test]
-    fn only_commit_only_hard_states_are_folded() {
-        let hs = |term, vote, commit| Some(HardState { term, vote, commit });
-        let states = [
-            hs(2, Some(1), 5),
-            hs(2, Some(1), 7),
-            None,
-            hs(2, Some(1), 8),
-            hs(3, None, 8),
-            hs(3, Some(2), 8),
-            hs(3, Some(2), 9),
-        ];
-        assert_eq!(
-            superseded(&states),
-            [true, false, false, false, false, true, false]
-        );
-    }
-}
-
-/// Applies one persist batch in the order the core prescribes: truncate, append, hard state
-/// (unless `superseded`: a later batch of the same work writes a newer commit index).
-fn persist<S: Storage>(
-    store: &mut S,
-    batch: &PersistBatch,
-    superseded: bool,
-) -> Result<(), String> {
+/// Applies one persist batch in the order the core prescribes: truncate, append, hard state.
+fn persist<S: Storage>(store: &mut S, batch: &PersistBatch) -> Result<(), String> {
     if let Some(from) = batch.truncate_from {
         store
             .truncate_suffix(from)
@@ -386,7 +326,7 @@ fn persist<S: Storage>(
             )
         })?;
     }
-    if let Some(hard_state) = batch.hard_state.as_ref().filter(|_| !superseded) {
+    if let Some(hard_state) = &batch.hard_state {
         store
             .save_hard_state(hard_state)
             .map_err(|e| format!("saving the hard state: {e}"))?;

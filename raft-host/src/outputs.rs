@@ -41,10 +41,13 @@ where
         if carries_writer && self.disk.writer_out {
             return None;
         }
-        // Under load a write of the commit index alone waits too: the next append's write
-        // takes it along (see `disk::superseded_hard_states`), one `pwrite` instead of two.
-        let (entries, bytes) = queued_weight(&self.disk.ops);
-        if !carries_writer && self.pace.holds(&self.config.sync_pacing, entries, bytes) {
+        let (syncs, entries, bytes) = queued_weight(&self.disk.ops);
+        if syncs
+            && !carries_writer
+            && self
+                .pace
+                .holds(&self.config.sync_pacing, entries, bytes)
+        {
             return None;
         }
         let seq = self.disk.next_seq;
@@ -481,14 +484,19 @@ where
     }
 }
 
-/// How many entries and bytes queued writes carry.
-fn queued_weight(ops: &[DiskOp]) -> (u64, u64) {
-    let (mut entries, mut bytes) = (0u64, 0u64);
+/// Whether queued writes need a sync, and how many entries and bytes they carry.
+fn queued_weight(ops: &[DiskOp]) -> (bool, u64, u64) {
+    let (mut syncs, mut entries, mut bytes) = (false, 0u64, 0u64);
     for op in ops {
-        if let DiskOp::Persist(batch) = op {
-            entries += batch.entries.len() as u64;
-            bytes += batch.entries.iter().map(Entry::size_bytes).sum::<u64>();
+        match op {
+            DiskOp::Persist(batch) => {
+                syncs |= batch.sync_required;
+                entries += batch.entries.len() as u64;
+                bytes += batch.entries.iter().map(Entry::size_bytes).sum::<u64>();
+            }
+            DiskOp::Chunk(chunk) => syncs |= chunk.done,
+            DiskOp::Compact(_) => {}
         }
     }
-    (entries, bytes)
+    (syncs, entries, bytes)
 }

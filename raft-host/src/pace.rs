@@ -103,10 +103,7 @@ mod tests {
         let mut state = PaceState::default();
         assert!(!state.holds(&pacing, 1, 100), "idle: never held");
         state.sent(&pacing, 1);
-        assert!(
-            !state.holds(&pacing, 1, 100),
-            "one entry per sync: not busy"
-        );
+        assert!(!state.holds(&pacing, 1, 100), "one entry per sync: not busy");
         state.sent(&pacing, 20);
         state.now = us(1000);
         assert!(state.holds(&pacing, 3, 300));
@@ -117,10 +114,7 @@ mod tests {
         assert!(!state.holds(&pacing, 6, 600), "released at the deadline");
         state.now = us(1400);
         assert!(state.holds(&pacing, 1, 100));
-        assert!(
-            !state.holds(&pacing, 64, 6400),
-            "released at the entry threshold"
-        );
+        assert!(!state.holds(&pacing, 64, 6400), "released at the entry threshold");
         assert!(!state.holds(&SyncPacing::off(), 1, 1), "off never holds");
     }
 }
