@@ -22,8 +22,6 @@ pub struct EngineConfig {
     pub tick_interval: Duration,
     /// When to snapshot the state machine automatically.
     pub snapshot_policy: SnapshotPolicy,
-    /// Holding syncs back under load ([`crate::SyncPacing`]).
-    pub sync_pacing: crate::SyncPacing,
 }
 
 impl EngineConfig {
@@ -33,10 +31,6 @@ impl EngineConfig {
             raft,
             tick_interval: Duration::from_millis(10),
             snapshot_policy: SnapshotPolicy::default(),
-            sync_pacing: crate::SyncPacing {
-                max_delay: Duration::from_micros(300),
-                ..crate::SyncPacing::default()
-            },
         }
     }
 

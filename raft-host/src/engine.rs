@@ -19,7 +19,6 @@ use crate::disk::{ChunkWriter, DiskOp};
 use crate::envelope::{self, AddressBook, PeerInfo};
 use crate::error::Error;
 use crate::observe::{Observation, Observations};
-use crate::pace::PaceState;
 use crate::pending::{Pending, ProposalKind, Reply, RequestId};
 use crate::planted::Planted;
 use crate::snapshot::{Cursor, WorkKind};
@@ -145,8 +144,6 @@ pub struct Engine<M: StateMachine, S: Storage, A> {
     next_request: u64,
     pub(crate) pending: Pending<M>,
     pub(crate) disk: DiskQueue<S>,
-    /// Sync pacing's clock and state.
-    pub(crate) pace: PaceState,
     pub(crate) apply: ApplyQueue<M>,
     pub(crate) snapshots: Snapshots<M, S, A>,
     pub(crate) transmit: VecDeque<Message>,
@@ -198,10 +195,6 @@ where
                 writer_out: false,
                 next_seq: 1,
                 chunk_writer: None,
-            },
-            pace: PaceState {
-                now,
-                ..PaceState::default()
             },
             apply: ApplyQueue {
                 steps: Vec::new(),
@@ -312,7 +305,6 @@ where
     /// every core tick due since the last call (a long stall delivers at most four election
     /// timeouts' worth; more would change nothing).
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.pace.now = self.pace.now.max(now);
         let ticks = self.clock.due(now);
         for _ in 0..ticks {
             self.node.tick();
@@ -331,12 +323,7 @@ where
     #[must_use]
     pub fn poll_timeout(&self) -> Duration {
         let ticks = self.node.next_deadline().unwrap_or(u64::MAX);
-        let tick = self.clock.deadline_after(ticks);
-        // A write held back for pacing goes out at its deadline.
-        match self.pace.deadline(&self.config.sync_pacing) {
-            Some(held) => tick.min(held),
-            None => tick,
-        }
+        self.clock.deadline_after(ticks)
     }
 
     // ----- application commands -----

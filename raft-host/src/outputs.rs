@@ -41,15 +41,6 @@ where
         if carries_writer && self.disk.writer_out {
             return None;
         }
-        let (syncs, entries, bytes) = queued_weight(&self.disk.ops);
-        if syncs
-            && !carries_writer
-            && self
-                .pace
-                .holds(&self.config.sync_pacing, entries, bytes)
-        {
-            return None;
-        }
         let seq = self.disk.next_seq;
         self.disk.next_seq += 1;
         let ops = std::mem::take(&mut self.disk.ops);
@@ -67,11 +58,7 @@ where
             chunk_writer,
             planted: self.planted,
         };
-        let syncs = work.needs_sync();
-        if syncs {
-            self.pace.sent(&self.config.sync_pacing, entries);
-        }
-        self.disk.in_flight.push_back((seq, syncs));
+        self.disk.in_flight.push_back((seq, work.needs_sync()));
         Some(work)
     }
 
@@ -482,21 +469,4 @@ where
             self.queue_view();
         }
     }
-}
-
-/// Whether queued writes need a sync, and how many entries and bytes they carry.
-fn queued_weight(ops: &[DiskOp]) -> (bool, u64, u64) {
-    let (mut syncs, mut entries, mut bytes) = (false, 0u64, 0u64);
-    for op in ops {
-        match op {
-            DiskOp::Persist(batch) => {
-                syncs |= batch.sync_required;
-                entries += batch.entries.len() as u64;
-                bytes += batch.entries.iter().map(Entry::size_bytes).sum::<u64>();
-            }
-            DiskOp::Chunk(chunk) => syncs |= chunk.done,
-            DiskOp::Compact(_) => {}
-        }
-    }
-    (syncs, entries, bytes)
 }

@@ -332,8 +332,6 @@ impl<M: SimMachine> Host<M> {
             tick_interval: Duration::from_micros(TICK_US),
             // Snapshots come from the fault schedule, as the checks were tuned for.
             snapshot_policy: SnapshotPolicy::disabled(),
-            // The simulated clock moves in whole ticks: a hold would last a tick.
-            sync_pacing: raft_host::SyncPacing::off(),
         };
         let restored_index = startup.restored.snapshot.index;
         // A snapshot without bytes is a witness's: the state it leaves is not the cluster's.
