@@ -207,9 +207,16 @@ raft_kv_seed() {
   done
 }
 
+# Context switches of every thread of the server processes so far.
+context_switches() {
+  local pid
+  for pid in "${pids[@]}"; do cat /proc/"$pid"/task/*/status 2>/dev/null || true; done |
+    awk '$1 ~ /^(non)?voluntary_ctxt_switches:$/ { n += $2 } END { printf "%d\n", n }'
+}
+
 # Sums over every raft-kv node: "syncs messages driver-wake-ups" (counters from /metrics);
-# their deltas per operation show how well batches formed in a row, which explains most of
-# the spread between runs of one build.
+# their deltas per operation, and the context switches, show how well batches formed in a
+# row, which explains most of the spread between runs of one build.
 raft_kv_counters() {
   local id
   for id in $(seq 1 "$nodes"); do
@@ -235,8 +242,9 @@ run_load() {
   esac
   [ "$system" = etcd ] && [ "$op" = get-lease ] && op=get-serializable
   [ "$connections" -lt 2 ] && threads=1
-  local before after output counters_before counters_after
+  local before after output counters_before="0 0 0" counters_after="0 0 0" switches_before
   [ "$system" = raft-kv ] && counters_before=$(raft_kv_counters)
+  switches_before=$(context_switches)
   before=$(cpu_ticks)
   # bash's `time` gives wrk's own user and system seconds.
   local TIMEFORMAT='%U %S' wrk_cpu
@@ -245,6 +253,8 @@ run_load() {
     wrk -t "$threads" -c "$connections" -d "${seconds}s" --timeout 10s \
       -s bench/wrk-load.lua "$url" >"$work/wrk.out" 2>&1 || true; } 2>"$work/wrk.time"
   after=$(cpu_ticks)
+  local switches_after
+  switches_after=$(context_switches)
   [ "$system" = raft-kv ] && counters_after=$(raft_kv_counters)
   output=$(grep '^RESULT' "$work/wrk.out" || true)
   wrk_cpu=$(awk '{ print $1 + $2 }' "$work/wrk.time")
@@ -257,13 +267,11 @@ run_load() {
   p99=$(echo "$output" | sed -n 's/.*p99_us=\([0-9]*\).*/\1/p')
   p999=$(echo "$output" | sed -n 's/.*p999_us=\([0-9]*\).*/\1/p')
   local ok=$((requests - errors))
-  if [ "$system" = raft-kv ]; then
-    # For the second table; a file because run_load runs in a subshell.
-    awk -v b="$counters_before" -v a="$counters_after" -v ok="$ok" 'BEGIN {
-      split(b, x); split(a, y)
-      if (ok > 0) printf "%.3f %.3f %.3f", (y[1] - x[1]) / ok, (y[2] - x[2]) / ok, (y[3] - x[3]) / ok
-    }' >"$work/counters.out"
-  fi
+  # For the second table; a file because run_load runs in a subshell.
+  awk -v b="$switches_before $counters_before" -v a="$switches_after $counters_after" -v ok="$ok" 'BEGIN {
+    split(b, x); split(a, y)
+    if (ok > 0) printf "%.2f %.3f %.3f %.3f", (y[1] - x[1]) / ok, (y[2] - x[2]) / ok, (y[3] - x[3]) / ok, (y[4] - x[4]) / ok
+  }' >"$work/counters.out"
   awk -v ok="$ok" -v d="$duration" -v p50="$p50" -v p99="$p99" -v p999="$p999" \
     -v cpu=$((after - before)) -v hz="$clock_ticks" -v errors="$errors" -v vb="$value_bytes" \
     -v wrk_cpu="$wrk_cpu" 'BEGIN {
@@ -288,7 +296,7 @@ run_system() {
       log "$system $load at $connections connections for ${seconds}s"
       rm -f "$work/counters.out"
       results["$system $load $connections"]=$(run_load "$system" "$url" "$load" "$connections")
-      [ "$system" = raft-kv ] && counters["$load $connections"]=$(cat "$work/counters.out" 2>/dev/null || true)
+      counters["$system $load $connections"]=$(cat "$work/counters.out" 2>/dev/null || true)
       # A row that ran across a leader change measures the election (and a client left on
       # a follower), not the steady state: flag it, and aim the next rows at the new leader.
       local leader_now
@@ -341,11 +349,14 @@ for load in $loads; do
     fi
   done
 done
-printf '\nraft-kv per operation, all nodes: syncs, messages sent, driver wake-ups\n\n'
-printf '| load | conns | syncs/op | messages/op | driver wake-ups/op |\n|---|---|---|---|---|\n'
+printf '\nper operation, all nodes: context switches (all threads); raft-kv syncs, messages sent, driver wake-ups\n\n'
+printf '| load | conns | etcd switches/op | raft-kv switches/op | syncs/op | messages/op | driver wake-ups/op |\n'
+printf '|---|---|---|---|---|---|---|\n'
 for load in $loads; do
   for connections in $(conns_for "$load"); do
-    read -r c_syncs c_messages c_wakes <<<"${counters["$load $connections"]:-- - -}"
-    printf '| %s | %s | %s | %s | %s |\n' "$load" "$connections" "$c_syncs" "$c_messages" "$c_wakes"
+    read -r e_switches _ <<<"${counters["etcd $load $connections"]:--}"
+    read -r r_switches c_syncs c_messages c_wakes <<<"${counters["raft-kv $load $connections"]:-- - - -}"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$load" "$connections" "$e_switches" \
+      "$r_switches" "$c_syncs" "$c_messages" "$c_wakes"
   done
 done
