@@ -17,7 +17,7 @@ use raft_core::{
     Index, Membership, MembershipChange, Message, NodeId, Role, StateMachine, Storage,
 };
 use raft_host::{
-    AddressBook, Consistency, DiskDone, Engine, Error, PeerChange, PeerInfo, Proposal, Reply,
+    AddressBook, Consistency, DiskDone, DiskWork, Engine, Error, PeerChange, PeerInfo, Proposal, Reply,
     RequestId,
 };
 use raft_transport::Transport;
@@ -188,6 +188,12 @@ pub(crate) struct Driver<M: StateMachine, S: Storage, T: Transport> {
     /// Disk work out with the disk thread; light disk work runs inline only when it is
     /// zero, so the storage sees the writes in order.
     disk_out: usize,
+    /// A light write (it only raises the commit index: no sync, no entries) held until
+    /// the driver's next wake-up, where it runs after that batch's messages went out.
+    /// Nothing waits for it: it would not be synced before the answers anyway, and
+    /// recovery re-learns a commit index that was not written. Run now, it would sit
+    /// between a put's commit and its answer; on the next wake-up it is off the path.
+    held: Option<DiskWork<S>>,
 }
 
 /// Everything a driver is built from.
@@ -224,6 +230,7 @@ where
             blocking: JoinSet::new(),
             apply_out: 0,
             disk_out: 0,
+            held: None,
         }
     }
 
@@ -387,12 +394,75 @@ where
         self.waiters.insert(id, waiter);
     }
 
-    /// Drains every engine output once and hands each to its lane.
+    /// Drains every engine output and hands each to its lane: messages first (an append
+    /// on its way to a follower is the put's critical path, the leader's own write is
+    /// not), then disk and apply work, then answers. A light write that only raises the
+    /// commit index is held until the next wake-up (see [`Driver::held`]).
     fn flush(&mut self) -> Result<(), String> {
+        // Before any message or answer leaves: see `Engine::lease_grant`.
+        self.shared.lease.publish(self.engine.lease_grant());
+        self.transmit();
+        if let Some(work) = self.held.take() {
+            let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
+            match lanes.disk_inline(work) {
+                Ok(done) => self.engine.handle_disk_done(done),
+                Err(work) => {
+                    self.disk_out += 1;
+                    lanes.disk.send(*work).map_err(|_| "the disk lane stopped")?;
+                }
+            }
+        }
+        self.held = self.hand_out_work()?;
+        self.shared.lease.publish(self.engine.lease_grant());
+        self.transmit();
+        self.deliver_replies();
+        while let Some(work) = self.engine.poll_snapshot() {
+            let storage = Arc::clone(&self.storage);
+            let events = self.inputs.events_sender.clone();
+            let span = tracing::Span::current();
+            self.blocking.spawn_blocking(move || {
+                let _entered = span.enter();
+                let _ = events.send(LaneEvent::Snapshot(work.run(&storage)));
+            });
+        }
+        self.apply_peer_changes();
+        self.reap_blocking();
+        if let Some(reason) = self.engine.fatal_error() {
+            return Err(reason.to_string());
+        }
+        // A leader's runtime is busy with its clients; anywhere else, or with one request
+        // waiting, it is mostly idle between inputs (see `crate::doorbell`).
+        let busy = self.engine.node().role() == Role::Leader && self.waiters.len() > 1;
+        if let Some(lanes) = &self.lanes {
+            lanes.disk_done.ring_through_reactor(!busy);
+        }
+        self.publish_status(Lifecycle::Running);
+        self.shared.counters.copy_engine(self.engine.metrics());
+        Ok(())
+    }
+
+    fn transmit(&mut self) {
+        while let Some(message) = self.engine.poll_transmit() {
+            add(&self.shared.counters.messages_sent, 1);
+            self.transport.send(message);
+        }
+    }
+
+    /// Hands out disk and apply work, running light work inline. Returns a light
+    /// commit-index write that came out while no other disk work was out, to hold (later
+    /// disk work then waits behind it in the engine).
+    fn hand_out_work(&mut self) -> Result<Option<DiskWork<S>>, String> {
         let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
         let sync_inline = self.engine.node().role() != Role::Leader && lanes.syncs_are_quick();
+        let mut deferred = None;
         loop {
-            while let Some(work) = self.engine.poll_disk() {
+            while deferred.is_none()
+                && let Some(work) = self.engine.poll_disk()
+            {
+                if self.disk_out == 0 && work.is_light() {
+                    deferred = Some(work);
+                    break;
+                }
                 // Inline only while nothing is out with the thread: the writes stay in
                 // order, and the storage is free unless a snapshot task holds it. A
                 // follower also syncs a small append here while syncs are quick: its ack
@@ -432,36 +502,7 @@ where
                 break;
             }
         }
-        // Before any message or answer leaves: see `Engine::lease_grant`.
-        self.shared.lease.publish(self.engine.lease_grant());
-        while let Some(work) = self.engine.poll_snapshot() {
-            let storage = Arc::clone(&self.storage);
-            let events = self.inputs.events_sender.clone();
-            let span = tracing::Span::current();
-            self.blocking.spawn_blocking(move || {
-                let _entered = span.enter();
-                let _ = events.send(LaneEvent::Snapshot(work.run(&storage)));
-            });
-        }
-        while let Some(message) = self.engine.poll_transmit() {
-            add(&self.shared.counters.messages_sent, 1);
-            self.transport.send(message);
-        }
-        self.deliver_replies();
-        self.apply_peer_changes();
-        self.reap_blocking();
-        if let Some(reason) = self.engine.fatal_error() {
-            return Err(reason.to_string());
-        }
-        // A leader's runtime is busy with its clients; anywhere else it is mostly idle
-        // between inputs (see `crate::doorbell`).
-        let busy = self.engine.node().role() == Role::Leader;
-        if let Some(lanes) = &self.lanes {
-            lanes.disk_done.ring_through_reactor(!busy);
-        }
-        self.publish_status(Lifecycle::Running);
-        self.shared.counters.copy_engine(self.engine.metrics());
-        Ok(())
+        Ok(deferred)
     }
 
     fn deliver_replies(&mut self) {
@@ -545,6 +586,11 @@ where
             }
         };
         self.shared.lease.publish(None);
+        if let (Some(work), Some(lanes)) = (self.held.take(), &self.lanes)
+            && lanes.disk.send(work).is_ok()
+        {
+            self.disk_out += 1;
+        }
         self.inputs.requests.close();
         while let Ok(request) = self.inputs.requests.try_recv() {
             request.fail(error.clone());
