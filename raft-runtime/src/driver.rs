@@ -17,7 +17,7 @@ use raft_core::{
     Index, Membership, MembershipChange, Message, NodeId, Role, StateMachine, Storage,
 };
 use raft_host::{
-    AddressBook, Consistency, DiskDone, DiskWork, Engine, Error, PeerChange, PeerInfo, Proposal, Reply,
+    AddressBook, Consistency, DiskDone, Engine, Error, PeerChange, PeerInfo, Proposal, Reply,
     RequestId,
 };
 use raft_transport::Transport;
@@ -143,10 +143,6 @@ impl<M: StateMachine> Waiter<M> {
 /// thread wake-ups they would save.
 const INLINE_SYNC_MAX_BYTES: u64 = 64 << 10;
 
-/// The most wake-ups a commit-index write is held for (an idle leader's heartbeats make
-/// every wake-up send something, so none is quiet).
-const HELD_WAKE_UPS_MAX: u32 = 8;
-
 /// Completes when the disk thread has rung the driver's doorbell; never without lanes.
 async fn disk_rung<M: StateMachine, S: Storage, A>(lanes: Option<&mut Lanes<M, S, A>>) {
     match lanes {
@@ -192,16 +188,6 @@ pub(crate) struct Driver<M: StateMachine, S: Storage, T: Transport> {
     /// Disk work out with the disk thread; light disk work runs inline only when it is
     /// zero, so the storage sees the writes in order.
     disk_out: usize,
-    /// A light write (it only raises the commit index: no sync, no entries) held until a
-    /// wake-up that sends and answers nothing (a lone put's second ack, the leader's own
-    /// disk completion), or until newer disk work must follow it. Nothing waits for it:
-    /// it would not be synced before the answers anyway, and recovery re-learns a commit
-    /// index that was not written. Run at once it would sit between a put's commit and
-    /// its answer (the answer leaves when the driver's turn ends); run on the next
-    /// request's wake-up, between the appends being queued and written.
-    held: Option<DiskWork<S>>,
-    /// Wake-ups since `held` was set.
-    held_for: u32,
 }
 
 /// Everything a driver is built from.
@@ -238,8 +224,6 @@ where
             blocking: JoinSet::new(),
             apply_out: 0,
             disk_out: 0,
-            held: None,
-            held_for: 0,
         }
     }
 
@@ -403,86 +387,17 @@ where
         self.waiters.insert(id, waiter);
     }
 
-    /// Drains every engine output and hands each to its lane: messages first (an append
-    /// on its way to a follower is the put's critical path, the leader's own write is
-    /// not), then disk and apply work, then answers. A light write that only raises the
-    /// commit index is held for a quieter wake-up (see [`Driver::held`]).
+    /// Drains every engine output once and hands each to its lane, messages first: an
+    /// append on its way to a follower is a put's critical path (the leader's own write
+    /// is not), and the transport may write it at once (see `raft_transport_tcp`).
     fn flush(&mut self) -> Result<(), String> {
-        loop {
-            // Before any message or answer leaves: see `Engine::lease_grant`.
-            self.shared.lease.publish(self.engine.lease_grant());
-            let mut quiet = self.transmit() == 0;
-            self.hand_out_work()?;
-            self.shared.lease.publish(self.engine.lease_grant());
-            quiet &= self.transmit() == 0;
-            quiet &= self.deliver_replies() == 0;
-            if self.held.is_some() {
-                self.held_for += 1;
-            }
-            // Nobody waits on this wake-up's outputs (or the write was held long enough):
-            // write the commit index now, then hand out what its completion releases.
-            if (quiet || self.held_for > HELD_WAKE_UPS_MAX)
-                && let Some(work) = self.held.take()
-            {
-                self.run_held(work)?;
-                continue;
-            }
-            break;
-        }
-        while let Some(work) = self.engine.poll_snapshot() {
-            let storage = Arc::clone(&self.storage);
-            let events = self.inputs.events_sender.clone();
-            let span = tracing::Span::current();
-            self.blocking.spawn_blocking(move || {
-                let _entered = span.enter();
-                let _ = events.send(LaneEvent::Snapshot(work.run(&storage)));
-            });
-        }
-        self.apply_peer_changes();
-        self.reap_blocking();
-        if let Some(reason) = self.engine.fatal_error() {
-            return Err(reason.to_string());
-        }
-        // A leader's runtime is busy with its clients; anywhere else, or with one request
-        // waiting, it is mostly idle between inputs (see `crate::doorbell`).
-        let busy = self.engine.node().role() == Role::Leader && self.waiters.len() > 1;
-        if let Some(lanes) = &self.lanes {
-            lanes.disk_done.ring_through_reactor(!busy);
-        }
-        self.publish_status(Lifecycle::Running);
-        self.shared.counters.copy_engine(self.engine.metrics());
-        Ok(())
-    }
-
-    /// Hands every message to the transport; returns how many.
-    fn transmit(&mut self) -> usize {
-        let mut sent = 0;
-        while let Some(message) = self.engine.poll_transmit() {
-            add(&self.shared.counters.messages_sent, 1);
-            self.transport.send(message);
-            sent += 1;
-        }
-        sent
-    }
-
-    /// Hands out disk and apply work, running light work inline. Returns a light
-    /// commit-index write that came out while no other disk work was out, to hold (later
-    /// disk work then waits behind it in the engine).
-    fn hand_out_work(&mut self) -> Result<(), String> {
-        let sync_inline = self.engine.node().role() != Role::Leader
-            && self.lanes.as_ref().is_some_and(Lanes::syncs_are_quick);
+        // Before any message or answer leaves: see `Engine::lease_grant`.
+        self.shared.lease.publish(self.engine.lease_grant());
+        self.transmit();
+        let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
+        let sync_inline = self.engine.node().role() != Role::Leader && lanes.syncs_are_quick();
         loop {
             while let Some(work) = self.engine.poll_disk() {
-                // Newer writes follow the held one.
-                if let Some(held) = self.held.take() {
-                    self.run_held(held)?;
-                }
-                let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
-                if self.disk_out == 0 && work.is_light() {
-                    self.held = Some(work);
-                    self.held_for = 0;
-                    break;
-                }
                 // Inline only while nothing is out with the thread: the writes stay in
                 // order, and the storage is free unless a snapshot task holds it. A
                 // follower also syncs a small append here while syncs are quick: its ack
@@ -503,7 +418,6 @@ where
                 self.disk_out += 1;
                 lanes.disk.send(work).map_err(|_| "the disk lane stopped")?;
             }
-            let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
             let mut applied_inline = false;
             while let Some(work) = self.engine.poll_apply() {
                 if self.apply_out == 0 && work.is_light() {
@@ -519,34 +433,51 @@ where
                 }
             }
             // What was applied here may release disk work (compaction) at once.
-            if !applied_inline || self.held.is_some() {
+            if !applied_inline {
                 break;
             }
         }
-        Ok(())
-    }
-
-    /// Runs the held commit-index write (inline unless the storage is busy).
-    fn run_held(&mut self, work: DiskWork<S>) -> Result<(), String> {
-        let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
-        match lanes.disk_inline(work) {
-            Ok(done) => self.engine.handle_disk_done(done),
-            Err(work) => {
-                self.disk_out += 1;
-                lanes.disk.send(*work).map_err(|_| "the disk lane stopped")?;
-            }
+        // Before any message or answer leaves: see `Engine::lease_grant`.
+        self.shared.lease.publish(self.engine.lease_grant());
+        while let Some(work) = self.engine.poll_snapshot() {
+            let storage = Arc::clone(&self.storage);
+            let events = self.inputs.events_sender.clone();
+            let span = tracing::Span::current();
+            self.blocking.spawn_blocking(move || {
+                let _entered = span.enter();
+                let _ = events.send(LaneEvent::Snapshot(work.run(&storage)));
+            });
         }
+        self.transmit();
+        self.deliver_replies();
+        self.apply_peer_changes();
+        self.reap_blocking();
+        if let Some(reason) = self.engine.fatal_error() {
+            return Err(reason.to_string());
+        }
+        // A leader's runtime is busy with its clients; anywhere else, or with one request
+        // waiting, it is mostly idle between inputs (see `crate::doorbell`).
+        let busy = self.engine.node().role() == Role::Leader && self.waiters.len() > 1;
+        if let Some(lanes) = &self.lanes {
+            lanes.disk_done.ring_through_reactor(!busy);
+        }
+        self.publish_status(Lifecycle::Running);
+        self.shared.counters.copy_engine(self.engine.metrics());
         Ok(())
     }
 
-    /// Delivers every answer; returns how many had a waiter.
-    fn deliver_replies(&mut self) -> usize {
-        let mut delivered = 0;
+    fn transmit(&mut self) {
+        while let Some(message) = self.engine.poll_transmit() {
+            add(&self.shared.counters.messages_sent, 1);
+            self.transport.send(message);
+        }
+    }
+
+    fn deliver_replies(&mut self) {
         while let Some((id, result)) = self.engine.poll_reply() {
             let Some(waiter) = self.waiters.remove(&id) else {
                 continue;
             };
-            delivered += 1;
             let counters = &self.shared.counters;
             let failed_counter = match &waiter {
                 Waiter::Propose(_) => Some(&counters.proposals_failed),
@@ -559,7 +490,6 @@ where
                 add(counter, 1);
             }
         }
-        delivered
     }
 
     fn apply_peer_changes(&mut self) {
@@ -624,11 +554,6 @@ where
             }
         };
         self.shared.lease.publish(None);
-        if let (Some(work), Some(lanes)) = (self.held.take(), &self.lanes)
-            && lanes.disk.send(work).is_ok()
-        {
-            self.disk_out += 1;
-        }
         self.inputs.requests.close();
         while let Ok(request) = self.inputs.requests.try_recv() {
             request.fail(error.clone());
