@@ -5,6 +5,8 @@
 //! it with one `write_all` under the write timeout, and repeats. While connected it also
 //! watches the socket's read side, which the receiver never writes to after the handshake,
 //! so a peer that closes or restarts is noticed at once rather than at the next write.
+//! While the ordinary lane's writer is idle, a small message is written by the sender
+//! itself, without waking the writer (see `crate::direct_write`).
 //!
 //! When a dial fails the lane backs off; messages sent while it waits are dropped and
 //! counted, because Raft will resend what still matters and stale heartbeats are useless.
