@@ -387,8 +387,13 @@ where
         self.waiters.insert(id, waiter);
     }
 
-    /// Drains every engine output once and hands each to its lane.
+    /// Drains every engine output once and hands each to its lane, messages first: an
+    /// append on its way to a follower is a put's critical path (the leader's own write
+    /// is not), and the transport may write it at once (see `raft_transport_tcp`).
     fn flush(&mut self) -> Result<(), String> {
+        // Before any message or answer leaves: see `Engine::lease_grant`.
+        self.shared.lease.publish(self.engine.lease_grant());
+        self.transmit();
         let lanes = self.lanes.as_ref().ok_or("the lanes are closed")?;
         let sync_inline = self.engine.node().role() != Role::Leader && lanes.syncs_are_quick();
         loop {
@@ -443,25 +448,29 @@ where
                 let _ = events.send(LaneEvent::Snapshot(work.run(&storage)));
             });
         }
-        while let Some(message) = self.engine.poll_transmit() {
-            add(&self.shared.counters.messages_sent, 1);
-            self.transport.send(message);
-        }
+        self.transmit();
         self.deliver_replies();
         self.apply_peer_changes();
         self.reap_blocking();
         if let Some(reason) = self.engine.fatal_error() {
             return Err(reason.to_string());
         }
-        // A leader's runtime is busy with its clients; anywhere else it is mostly idle
-        // between inputs (see `crate::doorbell`).
-        let busy = self.engine.node().role() == Role::Leader;
+        // A leader's runtime is busy with its clients; anywhere else, or with one request
+        // waiting, it is mostly idle between inputs (see `crate::doorbell`).
+        let busy = self.engine.node().role() == Role::Leader && self.waiters.len() > 1;
         if let Some(lanes) = &self.lanes {
             lanes.disk_done.ring_through_reactor(!busy);
         }
         self.publish_status(Lifecycle::Running);
         self.shared.counters.copy_engine(self.engine.metrics());
         Ok(())
+    }
+
+    fn transmit(&mut self) {
+        while let Some(message) = self.engine.poll_transmit() {
+            add(&self.shared.counters.messages_sent, 1);
+            self.transport.send(message);
+        }
     }
 
     fn deliver_replies(&mut self) {
