@@ -18,7 +18,8 @@
 # made here with openssl). etcd gets the same TLS (client and peer), without RBAC; clients
 # present no certificate to either (wrk cannot), so etcd's client side runs without
 # --trusted-ca-file (with it, etcd 3.4 demands a client certificate).
-# --plaintext runs both without TLS (raft-kv with --insecure).
+# --plaintext runs both without TLS (raft-kv with --insecure). RAFT_KV_BIN=<path> runs that
+# raft-kv binary instead of building this tree's (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,10 +54,15 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
 
-cargo build --release -q -p raft-kv --bin raft-kv
-target_dir="${CARGO_TARGET_DIR:-target}"
-case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
-raft_kv="$target_dir/release/raft-kv"
+# RAFT_KV_BIN runs a binary built elsewhere (an A/B of two builds) instead of this tree's.
+if [ -n "${RAFT_KV_BIN:-}" ]; then
+  raft_kv="$RAFT_KV_BIN"
+else
+  cargo build --release -q -p raft-kv --bin raft-kv
+  target_dir="${CARGO_TARGET_DIR:-target}"
+  case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
+  raft_kv="$target_dir/release/raft-kv"
+fi
 work="$(mktemp -d /tmp/side-by-side.XXXXXX)"
 clock_ticks=$(getconf CLK_TCK)
 pids=()
