@@ -58,7 +58,7 @@ pub fn encode_frame(
 
 /// About the size of `message`'s postcard body: its payload bytes plus room for the
 /// fixed fields. Only a capacity hint; the encoding decides the real size.
-pub(crate) fn body_size_hint(message: &Message) -> usize {
+fn body_size_hint(message: &Message) -> usize {
     /// Room for the fields around the payloads (ids, terms, indexes, varint lengths).
     const FIELDS_BYTES: usize = 64;
     let payload_bytes = match &message.body {

@@ -104,7 +104,6 @@ mod append_slices;
 mod backoff;
 mod channel;
 mod config;
-mod direct_write;
 mod error;
 pub mod frame;
 pub mod handshake;

@@ -5,8 +5,6 @@
 //! it with one `write_all` under the write timeout, and repeats. While connected it also
 //! watches the socket's read side, which the receiver never writes to after the handshake,
 //! so a peer that closes or restarts is noticed at once rather than at the next write.
-//! While the ordinary lane's writer is idle, a small message is written by the sender
-//! itself, without waking the writer (see `crate::direct_write`).
 //!
 //! When a dial fails the lane backs off; messages sent while it waits are dropped and
 //! counted, because Raft will resend what still matters and stale heartbeats are useless.
@@ -27,7 +25,6 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::backoff::{Backoff, jitter_seed};
 use crate::config::TcpConfig;
-use crate::direct_write::{Direct, Leftover, Offer};
 use crate::error::{ConnectionError, FrameError, HandshakeError};
 use crate::frame::encode_frame;
 use crate::handshake::{HELLO_BYTES, Hello, Lane, Reply};
@@ -52,9 +49,6 @@ pub(crate) struct PeerLink {
     address: SocketAddr,
     counters: Arc<PeerCounters>,
     queues: [mpsc::Sender<Message>; 2],
-    /// The ordinary lane's stream while its writer is idle (see `crate::direct_write`).
-    direct: Arc<Direct>,
-    config: Arc<TcpConfig>,
     queue_full_reported: Arc<[AtomicBool; 2]>,
     stop: watch::Sender<Stop>,
     tasks: Vec<JoinHandle<()>>,
@@ -72,7 +66,6 @@ impl PeerLink {
         let (stop, _) = watch::channel(Stop::Run);
         let queue_full_reported = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
         let mut tasks = Vec::with_capacity(Lane::ALL.len());
-        let direct = Arc::new(Direct::default());
         let queues = Lane::ALL.map(|lane| {
             let capacity = match lane {
                 Lane::Ordinary => config.queue_capacity_messages,
@@ -91,11 +84,6 @@ impl PeerLink {
                 counters: Arc::clone(&counters),
                 batch: Vec::new(),
                 oversized_reported: false,
-                // The snapshot lane's is never offered a message: its chunks are large.
-                direct: match lane {
-                    Lane::Ordinary => Arc::clone(&direct),
-                    Lane::Snapshot => Arc::new(Direct::default()),
-                },
             };
             let span = tracing::info_span!(
                 "peer_link",
@@ -110,8 +98,6 @@ impl PeerLink {
             address,
             counters,
             queues,
-            direct,
-            config: Arc::clone(config),
             queue_full_reported,
             stop,
             tasks,
@@ -136,34 +122,9 @@ impl PeerLink {
 
     /// Queues `message` on its lane without waiting; drops and counts it if the queue is
     /// full. Logs once when a queue fills up, not per dropped message.
-    /// A small message on the ordinary lane is written at once when the lane's writer is
-    /// idle (see `crate::direct_write`).
     pub(crate) fn enqueue(&self, message: Message) {
-        let lane = Lane::of(&message);
-        let slot = lane_slot(lane);
-        let message = if lane == Lane::Ordinary {
-            match self.direct.try_write(message, self.config.max_frame_bytes) {
-                Offer::Written { bytes } => {
-                    add(&self.counters.messages_sent, 1);
-                    add(&self.counters.bytes_sent, bytes as u64);
-                    bump(&self.counters.writes);
-                    return;
-                }
-                Offer::Unencodable(error) => {
-                    bump(&self.counters.dropped_oversized);
-                    warn!(%error, "dropping message that cannot be sent");
-                    return;
-                }
-                Offer::Queue(message) => message,
-            }
-        } else {
-            message
-        };
-        let result = self.queues[slot].try_send(message);
-        if result.is_err() && lane == Lane::Ordinary {
-            self.direct.not_queued();
-        }
-        match result {
+        let slot = lane_slot(Lane::of(&message));
+        match self.queues[slot].try_send(message) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(message)) => {
                 bump(&self.counters.dropped_queue_full);
@@ -217,8 +178,6 @@ struct LaneWriter {
     batch: Vec<u8>,
     /// Whether an oversized message was already logged at warn level.
     oversized_reported: bool,
-    /// Where the stream waits while idle, for writes from the sender's thread.
-    direct: Arc<Direct>,
 }
 
 /// How long a new link may fail to connect before that is worth a warning.
@@ -302,87 +261,50 @@ impl LaneWriter {
                 _ = self.stop.changed() => return false,
                 () = &mut sleep => return true,
                 message = self.queue.recv() => match message {
-                    Some(_) => {
-                        self.direct.taken(1);
-                        bump(&self.counters.dropped_unreachable);
-                    }
+                    Some(_) => bump(&self.counters.dropped_unreachable),
                     None => return false,
                 },
             }
         }
     }
 
-    /// Writes queued messages to `stream` until it breaks or the link stops. While it
-    /// waits, the stream is parked where the sender can write to it directly.
+    /// Writes queued messages to `stream` until it breaks or the link stops.
     async fn serve(&mut self, stream: BoxedStream) -> Ended {
-        let (mut reader, writer) = tokio::io::split(stream);
-        self.direct.park(writer);
-        let ended = self.serve_parked(&mut reader).await;
-        // The stream closes here unless `serve_parked` already took it.
-        drop(self.direct.unpark());
-        ended
-    }
-
-    async fn serve_parked(&mut self, reader: &mut ReadHalf<BoxedStream>) -> Ended {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         loop {
             let first = tokio::select! {
                 biased;
                 changed = self.stop.changed() => {
-                    if changed.is_ok()
-                        && *self.stop.borrow() == Stop::Drain
-                        && let Some((mut writer, leftover)) = self.direct.unpark()
-                        && finish(&self.config, leftover, &mut writer).await.is_ok()
-                    {
+                    if changed.is_ok() && *self.stop.borrow() == Stop::Drain {
                         self.drain(&mut writer).await;
                     }
                     return Ended::Stopped;
                 }
-                error = watch_for_close(reader) => return Ended::Broken(error),
-                () = self.direct.leftover.notified() => None,
+                error = watch_for_close(&mut reader) => return Ended::Broken(error),
                 message = self.queue.recv() => match message {
-                    Some(message) => Some(message),
+                    Some(message) => message,
                     None => return Ended::Stopped,
                 },
             };
-            let Some((mut writer, leftover)) = self.direct.unpark() else {
-                return Ended::Broken(ConnectionError::Io(std::io::Error::other(
-                    "the lane's stream was not parked",
-                )));
-            };
-            if let Err(error) = finish(&self.config, leftover, &mut writer).await {
+            if let Err(error) = self.write_batch(first, &mut writer).await {
                 return Ended::Broken(error);
             }
-            if let Some(first) = first {
-                let mut taken = 0;
-                let written = self.write_batch(first, &mut writer, &mut taken).await;
-                // Out of the queue either way; the stream is not parked, so no direct
-                // write can overtake what is still queued.
-                self.direct.taken(taken);
-                if let Err(error) = written {
-                    return Ended::Broken(error);
-                }
-            }
-            self.direct.park(writer);
         }
     }
 
     /// Encodes `first` and whatever else is queued (up to the coalescing limit), then
     /// writes it all at once.
-    /// `taken` counts the messages taken out of the queue.
     async fn write_batch(
         &mut self,
         first: Message,
         writer: &mut WriteHalf<BoxedStream>,
-        taken: &mut usize,
     ) -> Result<(), ConnectionError> {
         self.batch.clear();
-        *taken += 1;
         let mut count = u64::from(self.encode(&first));
         while self.batch.len() < self.config.coalesce_max_bytes {
             let Ok(message) = self.queue.try_recv() else {
                 break;
             };
-            *taken += 1;
             count += u64::from(self.encode(&message));
         }
         if count == 0 {
@@ -434,36 +356,13 @@ impl LaneWriter {
     /// On shutdown: one last batch of what is queued, bounded by the write timeout.
     async fn drain(&mut self, writer: &mut WriteHalf<BoxedStream>) {
         while let Ok(message) = self.queue.try_recv() {
-            if let Err(error) = self.write_batch(message, writer, &mut 0).await {
+            if let Err(error) = self.write_batch(message, writer).await {
                 debug!(%error, "could not flush queued messages at shutdown");
                 return;
             }
         }
         let _ = writer.shutdown().await;
     }
-}
-
-/// Does what direct writes left: reports their failure, or writes the bytes the socket
-/// did not take and flushes, under the write timeout.
-async fn finish(
-    config: &TcpConfig,
-    leftover: Leftover,
-    writer: &mut WriteHalf<BoxedStream>,
-) -> Result<(), ConnectionError> {
-    if let Some(error) = leftover.failed {
-        return Err(ConnectionError::Io(error));
-    }
-    if leftover.rest.is_empty() && !leftover.needs_flush {
-        return Ok(());
-    }
-    let write = timeout(config.write_timeout, async {
-        writer.write_all(&leftover.rest).await?;
-        writer.flush().await
-    });
-    write
-        .await
-        .map_err(|_| ConnectionError::Timeout("write"))??;
-    Ok(())
 }
 
 /// Completes when the receiving side closes the connection or sends anything (it never
