@@ -389,7 +389,7 @@ where
 
     /// Drains every engine output once and hands each to its lane, messages first: an
     /// append on its way to a follower is a put's critical path (the leader's own write
-    /// is not), and the transport may write it at once (see `raft_transport_tcp`).
+    /// is not), so its link writer should be woken before the disk thread.
     fn flush(&mut self) -> Result<(), String> {
         // Before any message or answer leaves: see `Engine::lease_grant`.
         self.shared.lease.publish(self.engine.lease_grant());
@@ -448,6 +448,7 @@ where
                 let _ = events.send(LaneEvent::Snapshot(work.run(&storage)));
             });
         }
+        // Messages the inline disk completions above released.
         self.transmit();
         self.deliver_replies();
         self.apply_peer_changes();
