@@ -9,6 +9,8 @@ use common::{commands, segments};
 use raft_core::{Membership, SnapshotMeta, Storage};
 use raft_storage_file::{FileStorage, Options};
 
+/// Goal: a snapshot's compaction frees the disk the superseded log took, and a restart
+/// recovers the live log alone (no gap, no stale entry from a removed segment).
 #[test]
 fn compaction_removes_superseded_segments_and_a_reopen_sees_only_the_live_log() {
     let dir = tempfile::tempdir().unwrap();
