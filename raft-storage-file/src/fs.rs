@@ -84,6 +84,11 @@ pub trait FileSystem: Clone + Debug + Send + Sync + 'static {
     /// An exclusive lock on a directory, held until dropped.
     type DirLock: Debug + Send + Sync + 'static;
 
+    /// Whether the store removes retired segment files on a thread of its own (see
+    /// `reaper.rs`); false keeps every removal on the caller's thread, in order, as a
+    /// deterministic simulation needs.
+    const REMOVES_IN_BACKGROUND: bool = false;
+
     /// Creates `dir` and its missing parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
 
@@ -154,6 +159,7 @@ impl FsFile for StdFile {
 }
 
 impl FileSystem for StdFs {
+    const REMOVES_IN_BACKGROUND: bool = true;
     type File = StdFile;
     type DirLock = File;
 

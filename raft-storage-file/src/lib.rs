@@ -69,6 +69,7 @@ mod fault;
 mod format;
 mod fs;
 mod lock;
+mod reaper;
 mod recovery;
 mod scan;
 mod segment;

@@ -12,6 +12,7 @@ use crate::fault::FaultInjector;
 use crate::format::{self, RECORD_BODY_BYTES_MAX, SegmentHeader};
 use crate::fs::{Disk, FileSystem, StdFs};
 use crate::lock;
+use crate::reaper::Reaper;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
 use crate::snapshot::{self, SnapshotReader, SnapshotWriter};
@@ -87,6 +88,9 @@ pub struct FileStorage<F: FileSystem = StdFs> {
     /// What `open` recovered, handed out by the first `restore`.
     restored: Option<RestoredState>,
     encode_buf: Vec<u8>,
+    /// Removes retired segments off the disk lane (real disks only); started at the first
+    /// removal. Dropped before the lock, so queued removals finish while it is held.
+    reaper: Option<Reaper>,
     /// Held while the store is open; declared last so it is released last.
     _lock: F::DirLock,
 }
@@ -147,6 +151,7 @@ impl<F: FileSystem> FileStorage<F> {
             report: recovered.report,
             restored: Some(restored),
             encode_buf: Vec::new(),
+            reaper: None,
             _lock: lock,
         };
         if store.segments.is_empty() || log_dropped {
@@ -367,9 +372,18 @@ impl<F: FileSystem> FileStorage<F> {
         if self.retired.is_empty() {
             return;
         }
+        if F::REMOVES_IN_BACKGROUND && self.reaper.is_none() {
+            self.reaper = Reaper::start(self.disk.fs.clone());
+        }
         for segment in self.retired.drain(..) {
-            let path = segment.path.clone();
+            let mut path = segment.path.clone();
             drop(segment);
+            if let Some(reaper) = &self.reaper {
+                match reaper.remove(path) {
+                    Ok(()) => continue,
+                    Err(back) => path = back,
+                }
+            }
             if let Err(e) = self.disk.fs.remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove a retired segment");
             }
