@@ -53,6 +53,9 @@ impl FromStr for StorageKind {
 /// An open store of either kind. `Closed` stands between a crash and the next open of a
 /// file store; every call then fails.
 #[derive(Debug)]
+// One per simulated node, held in place for the node's life and never moved in a hot path:
+// the size of the largest variant costs nothing, boxing would cost an indirection per call.
+#[allow(clippy::large_enum_variant)]
 pub enum SimStore {
     /// The in-memory store, and the faults it injects.
     Memory(MemStorage, MemFaults),
