@@ -221,7 +221,7 @@ pub async fn run_until(
         tasks.push(tokio::spawn(job.run()));
     }
     let reporter = tokio::spawn(report_progress(Arc::clone(&shared), on_progress));
-    let watcher = tokio::spawn(follow_leader(Arc::clone(&shared), options.clone()));
+    let watcher = tokio::spawn(watch_leader(Arc::clone(&shared), options.clone()));
     tokio::time::sleep(options.warmup).await;
     let cpu_before = CpuSample::take(&options.server_pids);
     tokio::select! {
@@ -448,7 +448,7 @@ async fn targets(options: &BenchOptions) -> Result<Vec<String>, ClientError> {
 
 /// Keeps [`Shared::leader`] on the node that leads now, asking every [`LEADER_POLL`]; a
 /// failed question keeps the last answer (the clients' own errors show an outage).
-async fn follow_leader(shared: Arc<Shared>, options: BenchOptions) {
+async fn watch_leader(shared: Arc<Shared>, options: BenchOptions) {
     let Some(slot) = shared.leader.as_ref() else {
         return;
     };
@@ -527,7 +527,7 @@ impl ClientJob {
         let mut sequence = 0u64;
         let read_threshold = (self.options.read_ratio.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
-            self.follow_leader();
+            self.reconnect_if_leader_moved();
             let index = self.next_random() % self.options.keys.max(1);
             let key = format!("{}{index:010}", self.options.key_prefix);
             let is_read = self.next_random() < read_threshold;
@@ -612,7 +612,7 @@ impl ClientJob {
     }
 
     /// Moves to the leader the watcher last saw, when it changed since this client connected.
-    fn follow_leader(&mut self) {
+    fn reconnect_if_leader_moved(&mut self) {
         let Some(slot) = self.shared.leader.as_ref() else {
             return;
         };
