@@ -310,22 +310,10 @@ fn restore<M: StateMachine, S: Storage, A: DeserializeOwned>(
 pub(crate) type LoadedSnapshot<A> = (SnapshotMeta, Option<AddressBook<A>>);
 
 /// Loads the storage's current snapshot into `sm`. Returns its metadata and address book
-/// (`None` for a snapshot without state, as witnesses hold), or `None` without a snapshot.
-pub(crate) fn restore_from_storage<M, S, A>(
-    sm: &mut M,
-    storage: &Mutex<S>,
-) -> Result<Option<LoadedSnapshot<A>>, String>
-where
-    M: StateMachine,
-    S: Storage,
-    A: DeserializeOwned,
-{
-    Ok(restore_sized::<M, S, A>(sm, storage)?.map(|(loaded, _)| loaded))
-}
-
-/// [`restore_from_storage`], also returning how many bytes of the snapshot were read (its
-/// size, as far as the snapshot policy is concerned).
-fn restore_sized<M, S, A>(
+/// (`None` for a snapshot without state, as witnesses hold) with how many bytes of it were
+/// read (its size, as far as the snapshot policy is concerned), or `None` without a
+/// snapshot.
+pub(crate) fn restore_sized<M, S, A>(
     sm: &mut M,
     storage: &Mutex<S>,
 ) -> Result<Option<(LoadedSnapshot<A>, u64)>, String>

@@ -89,6 +89,9 @@ pub struct EngineMetrics {
     pub snapshot_chunks_sent: u64,
     /// Role, term or leader changes.
     pub role_changes: u64,
+    /// Size in bytes of the last snapshot this node saved or loaded (at start too): the
+    /// snapshot policy waits for that much log before writing a large state again.
+    pub last_snapshot_bytes: u64,
 }
 
 /// The disk lane's queue: writes wait here while one work item is out.
@@ -118,9 +121,6 @@ pub(crate) struct ApplyQueue<M: StateMachine> {
     pub(crate) parked: BTreeMap<Index, Vec<(RequestId, M::Query)>>,
     pub(crate) since_snapshot_entries: u64,
     pub(crate) since_snapshot_bytes: u64,
-    /// Bytes of the last snapshot this node wrote (0 before its first): the policy waits
-    /// for as much log before rewriting the state.
-    pub(crate) last_snapshot_bytes: u64,
 }
 
 /// Snapshot work waiting, out, or about to be made.
@@ -178,6 +178,7 @@ where
             restored,
             book,
             peers,
+            snapshot_bytes,
         } = startup;
         let snapshot = restored.snapshot.clone();
         let node = Node::new(config.raft.clone(), restored)?;
@@ -208,7 +209,6 @@ where
                 parked: BTreeMap::new(),
                 since_snapshot_entries: 0,
                 since_snapshot_bytes: 0,
-                last_snapshot_bytes: 0,
             },
             snapshots: Snapshots {
                 queue: VecDeque::new(),
@@ -219,7 +219,10 @@ where
                 cursors: BTreeMap::new(),
             },
             transmit: VecDeque::new(),
-            metrics: EngineMetrics::default(),
+            metrics: EngineMetrics {
+                last_snapshot_bytes: snapshot_bytes,
+                ..EngineMetrics::default()
+            },
             fatal: None,
             observations: Observations::new(),
             planted: Planted::default(),

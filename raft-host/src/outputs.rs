@@ -250,7 +250,7 @@ where
                 bytes,
             } => {
                 self.metrics.snapshots_restored += 1;
-                self.apply.last_snapshot_bytes = bytes;
+                self.metrics.last_snapshot_bytes = bytes;
                 self.observations.push(|| Observation::Restored {
                     index: stored.index,
                     has_state: book.is_some(),
@@ -285,7 +285,7 @@ where
                     bytes,
                     "snapshot saved"
                 );
-                self.apply.last_snapshot_bytes = bytes;
+                self.metrics.last_snapshot_bytes = bytes;
                 self.metrics.snapshots_saved += 1;
                 self.snapshots.busy = false;
                 self.pending.on_snapshot_outcome(Ok(meta.index));
@@ -473,7 +473,7 @@ where
         if policy.is_due(
             self.apply.since_snapshot_entries,
             self.apply.since_snapshot_bytes,
-            self.apply.last_snapshot_bytes,
+            self.metrics.last_snapshot_bytes,
         ) {
             self.queue_view();
         }

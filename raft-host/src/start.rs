@@ -7,7 +7,7 @@ use raft_core::{Membership, NodeId, RestoredState, SnapshotMeta, StateMachine, S
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::apply::restore_from_storage;
+use crate::apply::restore_sized;
 use crate::envelope::AddressBook;
 use crate::error::RestoreError;
 
@@ -41,6 +41,9 @@ pub struct Startup<A> {
     pub book: AddressBook<A>,
     /// Peers given at start ([`Init::Bootstrap`] members or [`Init::Join`] peers).
     pub peers: AddressBook<A>,
+    /// Bytes of the stored snapshot that were read, so the snapshot policy amortises the
+    /// first snapshot after a restart against it (0 without a snapshot).
+    pub snapshot_bytes: u64,
 }
 
 /// The membership a bootstrapped cluster starts with: every founding member votes.
@@ -89,13 +92,16 @@ where
     if is_empty && let Init::Bootstrap { members } = init {
         return bootstrap(id, storage, state_machine, members);
     }
-    let loaded = restore_from_storage::<M, S, A>(state_machine, storage).map_err(|reason| {
+    let loaded = restore_sized::<M, S, A>(state_machine, storage).map_err(|reason| {
         RestoreError::Snapshot {
             index: restored.snapshot.index,
             reason,
         }
     })?;
-    let book = loaded.and_then(|(_, book)| book).unwrap_or_default();
+    let (book, snapshot_bytes) = match loaded {
+        Some(((_, book), bytes)) => (book.unwrap_or_default(), bytes),
+        None => (AddressBook::default(), 0),
+    };
     tracing::info!(
         node = id,
         snapshot_index = restored.snapshot.index,
@@ -108,6 +114,7 @@ where
         restored,
         book,
         peers,
+        snapshot_bytes,
     })
 }
 
@@ -142,5 +149,7 @@ where
         restored: RestoredState::bootstrap(membership),
         book: members.clone(),
         peers: members.clone(),
+        // The founding snapshot holds an empty state: nothing to amortise against.
+        snapshot_bytes: 0,
     })
 }

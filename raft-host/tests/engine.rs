@@ -361,6 +361,32 @@ fn a_snapshot_request_is_answered_with_the_saved_index() {
     );
 }
 
+/// Goal: a restarted node knows how large its stored snapshot is, so the snapshot policy
+/// amortises its first snapshot after the restart against it (as it does after a save)
+/// instead of rewriting a large state after the plain thresholds. Method: single node,
+/// save a snapshot, restore a fresh engine from the same storage, compare the sizes.
+#[test]
+fn a_restart_learns_the_stored_snapshot_size() {
+    let mut cluster = single_node();
+    let request = cluster
+        .host(1)
+        .engine
+        .handle_propose(Proposal::command(&7u64).unwrap());
+    cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&request));
+    let snapshot = cluster.host(1).engine.handle_trigger_snapshot();
+    cluster.run_until(100, |c| c.hosts[&1].answers.contains_key(&snapshot));
+    let saved_bytes = cluster.hosts[&1].engine.metrics().last_snapshot_bytes;
+    assert!(saved_bytes > 0, "a saved snapshot has a size");
+    let now = cluster.now;
+    let host = cluster.host(1);
+    let mut counter = Counter::default();
+    let startup = raft_host::restore(1, &host.storage, &mut counter, &Init::Restart).unwrap();
+    assert_eq!(startup.snapshot_bytes, saved_bytes);
+    host.engine = Engine::new(config(1, SnapshotPolicy::disabled()), startup, now).unwrap();
+    assert_eq!(host.engine.metrics().last_snapshot_bytes, saved_bytes);
+    assert_eq!(counter.0, 7, "the snapshot was loaded");
+}
+
 /// Goal: a log read back from storage with a gap is refused by `restore` with an error
 /// naming the fault, instead of panicking in the core (whose `Node::new` would).
 #[test]
