@@ -131,7 +131,7 @@ pub struct BenchReport {
     /// with a leader change measured an election, not the steady state.
     pub leader_changes: u64,
     /// When the clients were told of each change: seconds from the start of the measured
-    /// phase (negative: during the warm-up), within [`LEADER_POLL`] of the change.
+    /// phase (negative: during the warm-up), within the watcher's poll (250 ms) of the change.
     pub leader_changes_at_s: Vec<f64>,
 }
 
@@ -595,9 +595,11 @@ impl ClientJob {
             if !ok {
                 let (kind, message) = classify(&result);
                 self.note_error(format!("{kind}: {message}"));
-                totals
-                    .error_kinds
-                    .add(kind, message, seconds_since(self.shared.measure_from, started));
+                totals.error_kinds.add(
+                    kind,
+                    message,
+                    seconds_since(self.shared.measure_from, started),
+                );
             }
             if ok {
                 self.shared.completed.fetch_add(1, Ordering::Relaxed);
