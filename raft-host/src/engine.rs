@@ -144,6 +144,9 @@ pub struct Engine<M: StateMachine, S: Storage, A> {
     pub(crate) actions: Vec<Action>,
     /// Set by every input that may give the core something to say.
     pub(crate) dirty: bool,
+    /// Ticks were delivered unjudged since the last pump: the core judges silence (election
+    /// timeout, check-quorum) when the batch of inputs is pumped, after its messages.
+    pub(crate) silence_unjudged: bool,
     next_request: u64,
     pub(crate) pending: Pending<M>,
     pub(crate) disk: DiskQueue<S>,
@@ -191,6 +194,7 @@ where
             config,
             actions: Vec::new(),
             dirty: true,
+            silence_unjudged: false,
             next_request: 0,
             pending: Pending::new(applied),
             disk: DiskQueue {
@@ -311,14 +315,23 @@ where
     /// The time is now `now` (the driver's clock, same origin as [`Engine::new`]): delivers
     /// every core tick due since the last call (a long stall delivers at most four election
     /// timeouts' worth; more would change nothing).
+    ///
+    /// Whether the node heard nobody for too long (a follower's election timeout, a
+    /// leader's check-quorum) is judged when this batch's outputs are first polled, after
+    /// the messages handed over with it ([`raft_core::Node::tick_unjudged`]): a driver that
+    /// wakes late, on a busy machine, finds the leader's heartbeats or the followers'
+    /// acknowledgements that arrived meanwhile in its queue, and they count. Judged at once,
+    /// a stall of an election timeout cost a pre-vote (the follower forgets its leader and
+    /// refuses requests) or a step-down and an election, with the answers already queued.
     pub fn handle_timeout(&mut self, now: Duration) {
         let ticks = self.clock.due(now);
         for _ in 0..ticks {
-            self.node.tick();
+            self.node.tick_unjudged();
         }
         if ticks > 0 {
             self.metrics.ticks += u64::from(ticks);
             self.dirty = true;
+            self.silence_unjudged = true;
         }
     }
 

@@ -329,6 +329,9 @@ where
     /// peer.
     pub(crate) fn pump(&mut self) {
         self.dirty = false;
+        if std::mem::take(&mut self.silence_unjudged) {
+            self.node.judge_silence();
+        }
         let mut actions = std::mem::take(&mut self.actions);
         self.node.drain_actions(&mut actions);
         for action in actions.drain(..) {

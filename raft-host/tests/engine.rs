@@ -436,6 +436,8 @@ fn an_idle_follower_sleeps_until_its_election_timeout() {
     engine.handle_timeout(wake - tick);
     assert_eq!(engine.node().role(), raft_core::Role::Follower);
     engine.handle_timeout(wake);
+    // Silence is judged when the batch's outputs are polled (after its messages).
+    while engine.poll_transmit().is_some() {}
     assert_ne!(
         engine.node().role(),
         raft_core::Role::Follower,
@@ -595,4 +597,132 @@ fn a_read_taken_before_learning_it_is_a_witness_is_refused() {
         Err(Error::Witness) => {}
         other => panic!("a witness answered a read: {other:?}"),
     }
+}
+
+/// Advances the cluster `ticks` ticks while node `stalled` gets neither time nor messages
+/// (a process the machine did not schedule, or a driver its runtime did not poll); returns
+/// the messages that queued up for it meanwhile, in order.
+fn stall(cluster: &mut Cluster, stalled: u64, ticks: u32) -> Vec<raft_core::Message> {
+    let mut queued = Vec::new();
+    for _ in 0..ticks {
+        cluster.now += Duration::from_millis(10);
+        let now = cluster.now;
+        for (id, host) in cluster.hosts.iter_mut() {
+            if *id != stalled {
+                host.engine.handle_timeout(now);
+            }
+        }
+        for _ in 0..1000 {
+            let mut outbox = Vec::new();
+            for (id, host) in cluster.hosts.iter_mut() {
+                if *id != stalled {
+                    host.drain(&mut outbox);
+                }
+            }
+            if outbox.is_empty() {
+                break;
+            }
+            for message in outbox {
+                if message.to == stalled {
+                    queued.push(message);
+                } else if let Some(host) = cluster.hosts.get_mut(&message.to) {
+                    host.engine.handle_message(message);
+                }
+            }
+        }
+    }
+    queued
+}
+
+/// Wakes the stalled node as a driver does: the time first, then the queued messages, then
+/// its outputs; returns what it sent.
+fn wake(
+    cluster: &mut Cluster,
+    id: u64,
+    queued: Vec<raft_core::Message>,
+) -> Vec<raft_core::Message> {
+    let now = cluster.now;
+    let host = cluster.host(id);
+    host.engine.handle_timeout(now);
+    for message in queued {
+        host.engine.handle_message(message);
+    }
+    let mut sent = Vec::new();
+    host.drain(&mut sent);
+    sent
+}
+
+/// Goal (issue 15: failed writes on a loaded machine): a follower whose driver wakes past
+/// its election timeout, with the leader's appends already in its queue, keeps following:
+/// it sends no pre-vote (a pre-candidate forgets its leader and refuses requests with 503
+/// "no leader known") and still names the leader.
+#[test]
+fn a_late_follower_hears_its_queued_leader_before_timing_out() {
+    let mut cluster = Cluster::new(3, SnapshotPolicy::disabled());
+    let leader = cluster.elect();
+    cluster.step();
+    let follower = if leader == 1 { 2 } else { 1 };
+    // Two maximal election timeouts (10-19 ticks each): the timer has expired however it
+    // was drawn, while the leader's heartbeats (every 3 ticks) queued up.
+    let queued = stall(&mut cluster, follower, 40);
+    assert!(
+        queued.iter().any(|m| m.from == leader
+            && matches!(
+                m.body,
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
+            )),
+        "the leader kept sending during the stall"
+    );
+    let sent = wake(&mut cluster, follower, queued);
+    let votes: Vec<_> = sent
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::VoteRequest { .. }))
+        .collect();
+    assert!(
+        votes.is_empty(),
+        "campaigned with the leader's messages queued: {votes:?}"
+    );
+    let node = cluster.host(follower).engine.node();
+    assert_eq!(node.role(), raft_core::Role::Follower);
+    assert_eq!(node.leader(), Some(leader));
+}
+
+/// Goal (issue 15): a leader whose driver wakes past its check-quorum, with its followers'
+/// acknowledgements already in its queue, stays leader (a step-down costs the clients an
+/// election of failed writes). Its followers wait longer than the stall (election timeout
+/// 50 ticks), so only the leader's own judgement is tested.
+#[test]
+fn a_late_leader_hears_its_queued_followers_before_stepping_down() {
+    // Node 1 times out first and leads; the others wait 50-99 ticks for it.
+    let mut cluster = Cluster::new_with(3, SnapshotPolicy::disabled(), |config| {
+        if config.raft.id != 1 {
+            config.raft.election_ticks = 50;
+        }
+    });
+    let leader = cluster.elect();
+    assert_eq!(leader, 1);
+    cluster.step();
+    // The leader's last tick before it stalls: its round goes out, and the answers queue.
+    cluster.now += Duration::from_millis(10);
+    let now = cluster.now;
+    let mut round = Vec::new();
+    let host = cluster.host(leader);
+    host.engine.handle_timeout(now);
+    host.drain(&mut round);
+    assert!(!round.is_empty(), "the leader sends a round every tick");
+    for message in round {
+        cluster.host(message.to).engine.handle_message(message);
+    }
+    // Longer than two check-quorum intervals (10 ticks), shorter than the followers' timeout.
+    let queued = stall(&mut cluster, leader, 25);
+    assert!(
+        queued.iter().any(|m| m.to == leader),
+        "the followers answered the leader's last round during the stall"
+    );
+    wake(&mut cluster, leader, queued);
+    assert_eq!(
+        cluster.host(leader).engine.node().role(),
+        raft_core::Role::Leader,
+        "stepped down with its followers' acknowledgements queued"
+    );
 }

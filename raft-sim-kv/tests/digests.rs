@@ -19,21 +19,25 @@ use raft_sim_kv::{DEFAULT_KEYS, simulate};
 /// the next heartbeat): every run changed.
 /// Re-recorded when linearizable reads began to share one ReadIndex round per flush, one
 /// round in flight at a time (perf-reads): every run with linearizable reads changed.
+/// Re-recorded when the engine began judging silence (election timeout, check-quorum) after
+/// the messages handed over with the ticks, not before them (perf-errors): seeds 0, 2, 3, 4
+/// and 7 changed (runs where a message and an expiring timer met in one step), 1, 5, 6 and
+/// the file-storage run did not.
 const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
-    (0, None, StorageKind::Memory, "f41aa27be4ab192f"),
+    (0, None, StorageKind::Memory, "0e1cb59dc99f40e3"),
     (1, None, StorageKind::Memory, "c3213cd7ad8821b7"),
-    (2, None, StorageKind::Memory, "45f6cc4162e63067"),
-    (3, None, StorageKind::Memory, "442e12548198df74"),
-    (4, None, StorageKind::Memory, "18ee59ee87bf1ec0"),
+    (2, None, StorageKind::Memory, "cc61e0a41ca3eff3"),
+    (3, None, StorageKind::Memory, "d1e1f66079122df8"),
+    (4, None, StorageKind::Memory, "421f73335283e592"),
     (5, None, StorageKind::Memory, "cf50e3b34698bd39"),
     (6, None, StorageKind::Memory, "6f92f522bff28750"),
-    (7, None, StorageKind::Memory, "f7635bc74a2e0e3a"),
+    (7, None, StorageKind::Memory, "6f4d3570677c9b33"),
     (1, None, StorageKind::File, "4b07206a6db82459"),
     (
         0,
         Some(Bug::NoSessions),
         StorageKind::Memory,
-        "f41aa27be4ab192f",
+        "870522510c32b292",
     ),
     (
         1,
@@ -45,7 +49,7 @@ const GOLDEN: &[(u64, Option<Bug>, StorageKind, &str)] = &[
         0,
         Some(Bug::StaleReads),
         StorageKind::Memory,
-        "5eab681b9cd4b05b",
+        "058555f43d6b26d9",
     ),
 ];
 

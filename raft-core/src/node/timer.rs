@@ -52,6 +52,12 @@ pub(crate) enum Timer {
 }
 
 impl Timer {
+    /// The timers that conclude from silence (no leader heard, no quorum heard) rather
+    /// than from a request's age: see [`Node::tick_unjudged`].
+    fn judges_silence(self) -> bool {
+        matches!(self, Timer::Election | Timer::QuorumCheck)
+    }
+
     /// Every timer, in the order a tick runs them: requests first, then the leader's timers
     /// (a check-quorum step-down cancels those after it), the election timer last (a node
     /// that just won an election runs no leader timer in the same tick).
@@ -86,14 +92,75 @@ impl Node {
     /// assert_ne!(node.role(), Role::Follower);
     /// ```
     pub fn tick(&mut self) {
+        self.tick_judging(true);
+    }
+
+    /// Advances logical time by one tick as [`Node::tick`] does, except that the two timers
+    /// that judge silence, the election timeout and check-quorum, advance without firing:
+    /// [`Node::judge_silence`] fires them if they are still expired then.
+    ///
+    /// For a host that woke late: it delivers every tick it missed with this, hands the
+    /// node the messages that arrived meanwhile, then judges. A message that was waiting in
+    /// the host's queue is then heard before the node concludes that nobody spoke: a
+    /// stalled follower does not start a pre-vote (forgetting its leader) with the leader's
+    /// heartbeat in its queue, and a stalled leader does not step down with its followers'
+    /// acknowledgements in its queue. Hearing a message later than it arrived only delays
+    /// elections and step-downs, which is safe: the leader's lease is counted from when it
+    /// sent a round, not from when the answers are read.
+    ///
+    /// ```
+    /// use raft_core::{Config, Membership, Node, RestoredState, Role};
+    ///
+    /// let restored = RestoredState::bootstrap(Membership::with_voters([1, 2, 3]));
+    /// let mut node = Node::new(Config::new(1, 7), restored).unwrap();
+    /// for _ in 0..2 * node.config().election_ticks {
+    ///     node.tick_unjudged();
+    /// }
+    /// assert_eq!(node.role(), Role::Follower, "silence is not judged yet");
+    /// node.judge_silence();
+    /// assert_ne!(node.role(), Role::Follower);
+    /// ```
+    pub fn tick_unjudged(&mut self) {
+        self.tick_judging(false);
+    }
+
+    /// Fires the election timeout and check-quorum if they expired during
+    /// [`Node::tick_unjudged`] calls and the inputs handed since did not restart them.
+    pub fn judge_silence(&mut self) {
+        if self.halted.is_some() {
+            return;
+        }
+        for timer in [Timer::QuorumCheck, Timer::Election] {
+            if self.silence_expired(timer) {
+                self.on_timeout(timer);
+            }
+        }
+    }
+
+    fn tick_judging(&mut self, judge: bool) {
         if self.halted.is_some() {
             return;
         }
         self.ticks_total += 1;
         for timer in Timer::ALL {
-            if self.advance(timer) {
+            if self.advance(timer) && (judge || !timer.judges_silence()) {
                 self.on_timeout(timer);
             }
+        }
+    }
+
+    /// Whether a timer that judges silence has expired (without advancing it).
+    fn silence_expired(&self, timer: Timer) -> bool {
+        let leader = self.role.leader();
+        match timer {
+            Timer::QuorumCheck => {
+                leader.is_some_and(|l| l.quorum_check_elapsed >= self.config.election_ticks)
+            }
+            Timer::Election => {
+                leader.is_none()
+                    && self.election_elapsed() >= u64::from(self.randomized_election_ticks)
+            }
+            _ => false,
         }
     }
 
@@ -207,7 +274,9 @@ impl Node {
     ///
     /// A host sleeps until the deadline, then delivers every tick that elapsed *before*
     /// handing the node any message that arrived meanwhile (so a message sees the same
-    /// timers it would have with a tick every interval).
+    /// timers it would have with a tick every interval); a host that may have woken late
+    /// delivers them with [`Node::tick_unjudged`] and calls [`Node::judge_silence`] after
+    /// the messages.
     ///
     /// ```
     /// use raft_core::{Config, Membership, Node, RestoredState};

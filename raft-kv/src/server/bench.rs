@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 use hyper::Method;
 use serde::Serialize;
 
+use crate::server::bench_errors::{ErrorKind, ErrorTally, classify};
 use crate::server::client::{
     ClientError, ClientOptions, ClusterClient, Connection, WriteCondition, random_u64,
 };
@@ -112,6 +113,8 @@ pub struct BenchReport {
     pub mean_us: f64,
     /// The first error seen, if any.
     pub first_error: Option<String>,
+    /// Every failed request (warm-up included) by kind, most frequent first.
+    pub error_kinds: Vec<ErrorKind>,
     /// The prefix of every key written.
     pub key_prefix: String,
     /// Keys deleted after the run (`None` with `keep`).
@@ -127,6 +130,9 @@ pub struct BenchReport {
     /// Times the clients moved to a new leader during the run ([`Target::Leader`]): a run
     /// with a leader change measured an election, not the steady state.
     pub leader_changes: u64,
+    /// When the clients were told of each change: seconds from the start of the measured
+    /// phase (negative: during the warm-up), within the watcher's poll (250 ms) of the change.
+    pub leader_changes_at_s: Vec<f64>,
 }
 
 /// What one local server process spent per successful operation.
@@ -159,6 +165,8 @@ struct Shared {
 struct LeaderSlot {
     changes: AtomicU64,
     url: std::sync::Mutex<String>,
+    /// When each change was seen, from the start of the measured phase.
+    changed_at_s: std::sync::Mutex<Vec<f64>>,
 }
 
 impl LeaderSlot {
@@ -175,6 +183,7 @@ struct ClientTotals {
     histogram: Histogram<u64>,
     writes: u64,
     errors: u64,
+    error_kinds: ErrorTally,
 }
 
 /// Runs the benchmark; `on_progress` is called about once a second.
@@ -196,6 +205,7 @@ pub async fn run_until(
     let leader = (options.target == Target::Leader).then(|| LeaderSlot {
         changes: AtomicU64::new(0),
         url: std::sync::Mutex::new(targets[0].clone()),
+        changed_at_s: std::sync::Mutex::new(Vec::new()),
     });
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -261,6 +271,12 @@ pub async fn run_until(
         .leader
         .as_ref()
         .map_or(0, |slot| slot.changes.load(Ordering::Relaxed));
+    report.leader_changes_at_s = shared.leader.as_ref().map_or_else(Vec::new, |slot| {
+        slot.changed_at_s
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    });
     if !options.keep {
         report.keys_removed = Some(remove_keys(&options).await?);
     }
@@ -381,6 +397,7 @@ async fn summarize(
 ) -> Result<BenchReport, ClientError> {
     let mut histogram = Histogram::<u64>::new(3).map_err(|e| decode_error(e.to_string()))?;
     let (mut writes, mut errors) = (0, 0);
+    let mut error_kinds = ErrorTally::default();
     for task in tasks {
         let totals = task.await.map_err(|e| decode_error(e.to_string()))?;
         histogram
@@ -388,6 +405,7 @@ async fn summarize(
             .map_err(|e| decode_error(e.to_string()))?;
         writes += totals.writes;
         errors += totals.errors;
+        error_kinds.merge(totals.error_kinds);
     }
     let seconds = measured.as_secs_f64().max(1e-9);
     let first_error = shared
@@ -408,6 +426,7 @@ async fn summarize(
         max_us: histogram.max(),
         mean_us: histogram.mean(),
         first_error,
+        error_kinds: error_kinds.into_kinds(),
         key_prefix: String::new(),
         keys_removed: None,
         server_processes: 0,
@@ -415,7 +434,16 @@ async fn summarize(
         client_cpu_us_per_op: None,
         server_detail: Vec::new(),
         leader_changes: 0,
+        leader_changes_at_s: Vec::new(),
     })
+}
+
+/// Seconds from `origin` to `at`, negative when `at` comes first.
+fn seconds_since(origin: Instant, at: Instant) -> f64 {
+    match at.checked_duration_since(origin) {
+        Some(after) => after.as_secs_f64(),
+        None => -origin.duration_since(at).as_secs_f64(),
+    }
 }
 
 fn decode_error(message: String) -> ClientError {
@@ -478,6 +506,10 @@ async fn watch_leader(shared: Arc<Shared>, options: BenchOptions) {
         if *current != url {
             tracing::info!(from = %*current, to = %url, "bench follows the new leader");
             *current = url;
+            slot.changed_at_s
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(seconds_since(shared.measure_from, Instant::now()));
             slot.changes.fetch_add(1, Ordering::Release);
         }
     }
@@ -522,6 +554,7 @@ impl ClientJob {
                 .expect("constant histogram bounds are valid"),
             writes: 0,
             errors: 0,
+            error_kinds: ErrorTally::default(),
         };
         let client_id = random_u64().max(1);
         let mut sequence = 0u64;
@@ -551,23 +584,23 @@ impl ClientJob {
                 }
                 self.write(&path, &headers).await
             };
-            let ok = match result {
-                Ok(answer) if answer.status.is_success() => true,
-                Ok(answer) if is_read && answer.status == hyper::StatusCode::NOT_FOUND => true,
+            let ok = match &result {
                 Ok(answer) => {
-                    self.note_error(format!(
-                        "{}: {}",
-                        answer.status,
-                        String::from_utf8_lossy(&answer.body)
-                    ));
-                    false
+                    answer.status.is_success()
+                        || (is_read && answer.status == hyper::StatusCode::NOT_FOUND)
                 }
-                Err(error) => {
-                    self.note_error(error.to_string());
-                    false
-                }
+                Err(_) => false,
             };
             let measuring = started >= self.shared.measure_from;
+            if !ok {
+                let (kind, message) = classify(&result);
+                self.note_error(format!("{kind}: {message}"));
+                totals.error_kinds.add(
+                    kind,
+                    message,
+                    seconds_since(self.shared.measure_from, started),
+                );
+            }
             if ok {
                 self.shared.completed.fetch_add(1, Ordering::Relaxed);
                 if measuring {

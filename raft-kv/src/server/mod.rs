@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod backend;
 pub mod bench;
+pub mod bench_errors;
 pub mod client;
 pub mod config;
 pub mod cpu;

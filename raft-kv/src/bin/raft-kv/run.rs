@@ -515,10 +515,25 @@ fn print_report(r: &BenchReport) {
     if let Some(error) = &r.first_error {
         println!("first error: {error}");
     }
-    if r.leader_changes > 0 {
+    if !r.error_kinds.is_empty() {
+        println!("errors by kind (warm-up included; s from the start of measuring):");
+    }
+    for kind in &r.error_kinds {
         println!(
-            "leadership moved {} times during the run (the clients followed)",
-            r.leader_changes
+            "  {:>7} {} ({:.1} s .. {:.1} s): {}",
+            kind.count, kind.kind, kind.first_at_s, kind.last_at_s, kind.example
+        );
+    }
+    if r.leader_changes > 0 {
+        let at: Vec<String> = r
+            .leader_changes_at_s
+            .iter()
+            .map(|s| format!("{s:.1} s"))
+            .collect();
+        println!(
+            "leadership moved {} times during the run (the clients followed), seen at {}",
+            r.leader_changes,
+            at.join(", ")
         );
     }
     let per_op = |us: Option<f64>| us.map_or("n/a".to_string(), |us| format!("{us:.1} us"));
