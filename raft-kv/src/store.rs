@@ -8,6 +8,7 @@ use imbl::OrdMap;
 
 use crate::command::{Condition, KeyRevision, Op, Response};
 use crate::query::{KeyValue, RangeResponse};
+use crate::store_key::{KeyRef, StoreKey};
 
 /// A stored value with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub(crate) struct Stored {
 /// The key space. Cloning is O(1) (structure is shared until written).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Store {
-    pub(crate) entries: OrdMap<Bytes, Stored>,
+    pub(crate) entries: OrdMap<StoreKey, Stored>,
     /// Revision of the last mutation (0 before any).
     pub(crate) revision: u64,
 }
@@ -37,7 +38,7 @@ impl Store {
             // overwrite (a lookup then an insert was two, with every key comparison a
             // memcmp). The in-place update copies the path only while a snapshot view
             // shares it.
-            Op::Put { key, value, .. } => match self.entries.get_mut(key) {
+            Op::Put { key, value, .. } => match self.entries.get_mut(&KeyRef(key)) {
                 Some(stored) if !condition_holds(op.condition(), Some(stored)) => {
                     refused(Some(stored))
                 }
@@ -61,7 +62,7 @@ impl Store {
                 None => self.insert_new(index, key, value),
             },
             Op::Delete { key, .. } => {
-                let current = self.entries.get(key);
+                let current = self.entries.get(&KeyRef(key));
                 if !condition_holds(op.condition(), current) {
                     return refused(current);
                 }
@@ -77,7 +78,7 @@ impl Store {
             version: 1,
         };
         self.entries.insert(
-            key.clone(),
+            StoreKey::new(key),
             Stored {
                 value: value.clone(),
                 key_revision,
@@ -92,7 +93,10 @@ impl Store {
     }
 
     fn delete(&mut self, index: u64, key: &Bytes) -> Response {
-        let previous = self.entries.remove(key).map(|stored| stored.key_revision);
+        let previous = self
+            .entries
+            .remove(&KeyRef(key))
+            .map(|stored| stored.key_revision);
         if previous.is_some() {
             self.revision = index;
         }
@@ -102,10 +106,13 @@ impl Store {
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Option<KeyValue> {
-        self.entries
-            .get_key_value(key)
-            .map(|(key, stored)| key_value(key, stored))
+    pub(crate) fn get(&self, key: &Bytes) -> Option<KeyValue> {
+        // The asked-for key is handed back: equal, and already `Bytes`.
+        self.entries.get(&KeyRef(key)).map(|stored| KeyValue {
+            key: key.clone(),
+            value: stored.value.clone(),
+            key_revision: stored.key_revision,
+        })
     }
 
     /// Up to `limit` keys with `prefix`, strictly after `start_after` if given.
@@ -123,7 +130,7 @@ impl Store {
         let mut matching = self
             .entries
             .range::<_, [u8]>((lower, Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix));
+            .take_while(|(key, _)| key.as_slice().starts_with(prefix));
         let entries: Vec<KeyValue> = matching
             .by_ref()
             .take(limit)
@@ -138,9 +145,9 @@ impl Store {
     }
 }
 
-fn key_value(key: &Bytes, stored: &Stored) -> KeyValue {
+fn key_value(key: &StoreKey, stored: &Stored) -> KeyValue {
     KeyValue {
-        key: key.clone(),
+        key: key.to_bytes(),
         value: stored.value.clone(),
         key_revision: stored.key_revision,
     }
