@@ -163,3 +163,56 @@ fn condition_holds(condition: &Condition, current: Option<&Stored>) -> bool {
         Condition::Value(expected) => current.is_some_and(|stored| stored.value == *expected),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KvStateMachine;
+    use crate::command::Command;
+    use crate::query::{Query, QueryResponse};
+    use crate::store_key::INLINE_KEY_BYTES;
+    use raft_core::StateMachine;
+
+    /// Goal: keys held inside the map's nodes (short) and on the heap (long) are found,
+    /// listed in byte order and handed back exactly, whichever side of the limit they are.
+    #[test]
+    fn short_and_long_keys_list_and_get_exactly() {
+        let prefix = "bench/3f9a01c2/";
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for length in [1, 8, 24, 25, 31, 32, 33, 40, 100] {
+            for last in [0u8, b'5', 0xff] {
+                let mut key = prefix.as_bytes().to_vec();
+                key.resize(length.max(prefix.len()), b'0');
+                key.push(last);
+                keys.push(key);
+            }
+        }
+        assert!(keys.iter().any(|key| key.len() == INLINE_KEY_BYTES));
+        assert!(keys.iter().any(|key| key.len() == INLINE_KEY_BYTES + 1));
+        let mut machine = KvStateMachine::default();
+        // Written in reverse so the map, not the insertion order, does the sorting.
+        for (index, key) in (1..).zip(keys.iter().rev()) {
+            machine.apply(index, Command::put(key.clone(), key.clone(), index));
+        }
+        keys.sort();
+        keys.dedup();
+        let QueryResponse::Range(listed) = machine.query(&Query::Range {
+            prefix: prefix.into(),
+            start_after: None,
+            limit: 1000,
+        }) else {
+            panic!("a range query is answered with a range");
+        };
+        let listed: Vec<Vec<u8>> = listed.entries.iter().map(|kv| kv.key.to_vec()).collect();
+        assert_eq!(listed, keys);
+        for key in &keys {
+            let QueryResponse::Get(got) = machine.query(&Query::Get {
+                key: Bytes::from(key.clone()),
+            }) else {
+                panic!("a get is answered with a get");
+            };
+            let entry = got.entry.expect("every written key is found");
+            assert_eq!((&entry.key[..], &entry.value[..]), (&key[..], &key[..]));
+        }
+    }
+}
