@@ -83,6 +83,52 @@ fn apply_puts(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// The cluster bench's key shape: a shared per-run prefix and a 10-digit number.
+fn bench_key(number: u64) -> Bytes {
+    Bytes::from(format!("bench/3f9a01c2/{number:010}"))
+}
+
+/// Overwrites of 100-byte values over 100,000 keys shaped like `raft-kv bench`'s, each with a
+/// client session (64 clients), into a machine already holding every key: the cluster's
+/// steady state, where each put searches a full map.
+fn apply_bench_shape(criterion: &mut Criterion) {
+    const KEYS: u64 = 100_000;
+    let value = Bytes::from(vec![7u8; VALUE_BYTES]);
+    let mut machine = KvStateMachine::default();
+    for index in 1..=KEYS {
+        black_box(machine.apply(index, Command::put(bench_key(index), value.clone(), index)));
+    }
+    let keys: Vec<Bytes> = (1..=PUTS_PER_ITERATION)
+        .map(|number| bench_key(number * 7919 % KEYS))
+        .collect();
+    let mut group = criterion.benchmark_group("apply");
+    group.throughput(Throughput::Elements(PUTS_PER_ITERATION));
+    // One machine across iterations: no other handle shares its nodes, as on a node between
+    // snapshots. Each put carries the next sequence of one of 64 clients in turn.
+    let mut index = KEYS;
+    let mut put_batch = |live: &mut KvStateMachine| {
+        for key in &keys {
+            index += 1;
+            let (client_id, sequence) = session_of(index - KEYS, 64);
+            let command =
+                Command::put(key.clone(), value.clone(), index).with_session(client_id, sequence);
+            black_box(live.apply(index, command));
+        }
+    };
+    group.bench_function("put_100B_bench_keys_100k", |bencher| {
+        bencher.iter(|| put_batch(&mut machine));
+    });
+    // A snapshot view taken before each batch: every first write to a node copies it.
+    group.bench_function("put_100B_bench_keys_100k_view_held", |bencher| {
+        bencher.iter(|| {
+            let view = machine.snapshot();
+            put_batch(&mut machine);
+            view
+        });
+    });
+    group.finish();
+}
+
 fn snapshots(criterion: &mut Criterion) {
     let machine = filled(SNAPSHOT_KEYS);
     let mut bytes = Vec::new();
@@ -123,7 +169,7 @@ fn config() -> Criterion {
 #[allow(missing_docs)]
 mod group {
     use super::*;
-    criterion_group! { name = benches; config = config(); targets = apply_puts, snapshots }
+    criterion_group! { name = benches; config = config(); targets = apply_puts, apply_bench_shape, snapshots }
 }
 use group::benches;
 criterion_main!(benches);

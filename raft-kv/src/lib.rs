@@ -77,6 +77,7 @@ pub mod server;
 mod session;
 pub mod snapshot;
 mod store;
+mod store_key;
 
 pub use command::{Command, CommandError, Condition, KeyRevision, Op, Response, SessionRequest};
 pub use config::{ConfigError, KvConfig};

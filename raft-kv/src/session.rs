@@ -125,12 +125,20 @@ impl SessionTable {
         sessions_max: u64,
     ) {
         let client_id = request.client_id;
-        if let Some(old) = self.sessions.get(&client_id) {
-            let old_active_ms = old.last_active_ms;
-            self.by_activity.remove(&(old_active_ms, client_id));
-        } else {
-            self.evict_to(sessions_max.saturating_sub(1));
+        // A known client's session is updated in place: one search of the map, not a
+        // lookup then an insert (each a walk down the tree).
+        if let Some(session) = self.sessions.get_mut(&client_id) {
+            let old_active_ms = session.last_active_ms;
+            session.last_sequence = request.sequence;
+            session.response = response;
+            session.last_active_ms = clock_ms;
+            if old_active_ms != clock_ms {
+                self.by_activity.remove(&(old_active_ms, client_id));
+                self.by_activity.insert((clock_ms, client_id));
+            }
+            return;
         }
+        self.evict_to(sessions_max.saturating_sub(1));
         let session = Session {
             last_sequence: request.sequence,
             response,

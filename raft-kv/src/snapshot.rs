@@ -33,6 +33,7 @@ use crate::history::{Change, History};
 use crate::machine::State;
 use crate::session::{Session, SessionTable};
 use crate::store::{Store, Stored};
+use crate::store_key::StoreKey;
 
 /// The first bytes of every snapshot.
 pub const MAGIC: [u8; 8] = *b"RKVSNAP\0";
@@ -155,7 +156,7 @@ pub(crate) fn write(state: &State, writer: &mut dyn Write) -> io::Result<()> {
         session_count: sessions.len() as u64,
     }))?;
     for (key, stored) in entries {
-        let (key, value) = (key.clone(), stored.value.clone());
+        let (key, value) = (key.to_bytes(), stored.value.clone());
         output.record(&Record::Key {
             key,
             value,
@@ -342,7 +343,7 @@ fn read_store(input: &mut FrameReader<'_>, header: &Header) -> Result<Store, Sna
         }
         previous_key = Some(key.clone());
         entries.insert(
-            key,
+            StoreKey::new(&key),
             Stored {
                 value,
                 key_revision,

@@ -8,6 +8,7 @@ use imbl::OrdMap;
 
 use crate::command::{Condition, KeyRevision, Op, Response};
 use crate::query::{KeyValue, RangeResponse};
+use crate::store_key::{KeyRef, StoreKey};
 
 /// A stored value with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub(crate) struct Stored {
 /// The key space. Cloning is O(1) (structure is shared until written).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Store {
-    pub(crate) entries: OrdMap<Bytes, Stored>,
+    pub(crate) entries: OrdMap<StoreKey, Stored>,
     /// Revision of the last mutation (0 before any).
     pub(crate) revision: u64,
 }
@@ -37,7 +38,7 @@ impl Store {
             // overwrite (a lookup then an insert was two, with every key comparison a
             // memcmp). The in-place update copies the path only while a snapshot view
             // shares it.
-            Op::Put { key, value, .. } => match self.entries.get_mut(key) {
+            Op::Put { key, value, .. } => match self.entries.get_mut(&KeyRef(key)) {
                 Some(stored) if !condition_holds(op.condition(), Some(stored)) => {
                     refused(Some(stored))
                 }
@@ -61,7 +62,7 @@ impl Store {
                 None => self.insert_new(index, key, value),
             },
             Op::Delete { key, .. } => {
-                let current = self.entries.get(key);
+                let current = self.entries.get(&KeyRef(key));
                 if !condition_holds(op.condition(), current) {
                     return refused(current);
                 }
@@ -77,7 +78,7 @@ impl Store {
             version: 1,
         };
         self.entries.insert(
-            key.clone(),
+            StoreKey::new(key),
             Stored {
                 value: value.clone(),
                 key_revision,
@@ -92,7 +93,10 @@ impl Store {
     }
 
     fn delete(&mut self, index: u64, key: &Bytes) -> Response {
-        let previous = self.entries.remove(key).map(|stored| stored.key_revision);
+        let previous = self
+            .entries
+            .remove(&KeyRef(key))
+            .map(|stored| stored.key_revision);
         if previous.is_some() {
             self.revision = index;
         }
@@ -102,10 +106,13 @@ impl Store {
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Option<KeyValue> {
-        self.entries
-            .get_key_value(key)
-            .map(|(key, stored)| key_value(key, stored))
+    pub(crate) fn get(&self, key: &Bytes) -> Option<KeyValue> {
+        // The asked-for key is handed back: equal, and already `Bytes`.
+        self.entries.get(&KeyRef(key)).map(|stored| KeyValue {
+            key: key.clone(),
+            value: stored.value.clone(),
+            key_revision: stored.key_revision,
+        })
     }
 
     /// Up to `limit` keys with `prefix`, strictly after `start_after` if given.
@@ -123,7 +130,7 @@ impl Store {
         let mut matching = self
             .entries
             .range::<_, [u8]>((lower, Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix));
+            .take_while(|(key, _)| key.as_slice().starts_with(prefix));
         let entries: Vec<KeyValue> = matching
             .by_ref()
             .take(limit)
@@ -138,9 +145,9 @@ impl Store {
     }
 }
 
-fn key_value(key: &Bytes, stored: &Stored) -> KeyValue {
+fn key_value(key: &StoreKey, stored: &Stored) -> KeyValue {
     KeyValue {
-        key: key.clone(),
+        key: key.to_bytes(),
         value: stored.value.clone(),
         key_revision: stored.key_revision,
     }
@@ -154,5 +161,58 @@ fn condition_holds(condition: &Condition, current: Option<&Stored>) -> bool {
             current.map_or(0, |stored| stored.key_revision.mod_revision) == *expected
         }
         Condition::Value(expected) => current.is_some_and(|stored| stored.value == *expected),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KvStateMachine;
+    use crate::command::Command;
+    use crate::query::{Query, QueryResponse};
+    use crate::store_key::INLINE_KEY_BYTES;
+    use raft_core::StateMachine;
+
+    /// Goal: keys held inside the map's nodes (short) and on the heap (long) are found,
+    /// listed in byte order and handed back exactly, whichever side of the limit they are.
+    #[test]
+    fn short_and_long_keys_list_and_get_exactly() {
+        let prefix = "bench/3f9a01c2/";
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for length in [1, 8, 24, 25, 31, 32, 33, 40, 100] {
+            for last in [0u8, b'5', 0xff] {
+                let mut key = prefix.as_bytes().to_vec();
+                key.resize(length.max(prefix.len()), b'0');
+                key.push(last);
+                keys.push(key);
+            }
+        }
+        assert!(keys.iter().any(|key| key.len() == INLINE_KEY_BYTES));
+        assert!(keys.iter().any(|key| key.len() == INLINE_KEY_BYTES + 1));
+        let mut machine = KvStateMachine::default();
+        // Written in reverse so the map, not the insertion order, does the sorting.
+        for (index, key) in (1..).zip(keys.iter().rev()) {
+            machine.apply(index, Command::put(key.clone(), key.clone(), index));
+        }
+        keys.sort();
+        keys.dedup();
+        let QueryResponse::Range(listed) = machine.query(&Query::Range {
+            prefix: prefix.into(),
+            start_after: None,
+            limit: 1000,
+        }) else {
+            panic!("a range query is answered with a range");
+        };
+        let listed: Vec<Vec<u8>> = listed.entries.iter().map(|kv| kv.key.to_vec()).collect();
+        assert_eq!(listed, keys);
+        for key in &keys {
+            let QueryResponse::Get(got) = machine.query(&Query::Get {
+                key: Bytes::from(key.clone()),
+            }) else {
+                panic!("a get is answered with a get");
+            };
+            let entry = got.entry.expect("every written key is found");
+            assert_eq!((&entry.key[..], &entry.value[..]), (&key[..], &key[..]));
+        }
     }
 }
