@@ -1,6 +1,8 @@
 //! End-to-end tests of the `raft-kv` binary: real server processes on loopback, driven
 //! over HTTP. Each test runs its own cluster in a temporary directory.
 
+#[path = "../shared/ports.rs"]
+mod ports;
 mod support;
 mod watch;
 

@@ -3,7 +3,6 @@
 //! (each uses part of it).
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,11 +12,7 @@ use raft_kv::server::credentials::{CredentialSources, Credentials, files};
 use raft_kv::server::wire::StatusBody;
 use tempfile::TempDir;
 
-/// A port that was free a moment ago.
-pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
+use crate::ports::free_port;
 
 /// One node: its settings and, while running, its process.
 pub(crate) struct Node {

@@ -3,6 +3,8 @@
 //! checking that the cluster still serves (a write and a linearizable read succeed) and
 //! that every acknowledged write still reads back unchanged.
 
+#[path = "../shared/ports.rs"]
+mod ports;
 #[path = "../cluster/support.rs"]
 mod support;
 

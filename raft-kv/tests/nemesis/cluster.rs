@@ -2,37 +2,17 @@
 //! Raft port but advertises its proxy's address (`--advertise-raft-addr`), so the replicated
 //! address book (which replaces `--peers` shortly after start) keeps every link on a proxy.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use raft_kv::server::client::{ClientOptions, ClusterClient};
 use raft_kv::server::wire::StatusBody;
 use tempfile::TempDir;
 
+use crate::ports::free_port;
 use crate::proxy::Proxies;
-
-/// Ports for nodes come from below Linux's ephemeral range (32768-60999), so the kernel
-/// never hands one of them to a proxy or a client socket between our check and the node's
-/// bind. Each test process starts at its own offset and counts up.
-const PORTS_FIRST: u32 = 20_000;
-const PORTS_COUNT: u32 = 12_000;
-static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
-
-/// A port outside the ephemeral range that was free a moment ago.
-fn free_port() -> u16 {
-    let offset = std::process::id().wrapping_mul(7919) % PORTS_COUNT;
-    loop {
-        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-        let candidate = PORTS_FIRST + (offset + n) % PORTS_COUNT;
-        let port = u16::try_from(candidate).expect("below 32000");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// How a node is started: the one place serve flags are built.
 #[derive(Clone, Debug)]

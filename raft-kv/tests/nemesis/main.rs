@@ -16,6 +16,8 @@
 
 mod cluster;
 mod faults;
+#[path = "../shared/ports.rs"]
+mod ports;
 mod proxy;
 mod workload;
 
