@@ -421,6 +421,36 @@ impl FsFile for SimFile {
         })
     }
 
+    /// Grows the file with zeros to `len` bytes, as unsynced bytes (a crash before the
+    /// file's next sync may lose them, as with a write), or fails with `ENOSPC` and changes
+    /// nothing if the files would then hold more than the capacity.
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.with_inode(|inode, state| {
+            let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+            if len <= inode.data.len() {
+                return Ok(());
+            }
+            let used_bytes: u64 = state
+                .inodes
+                .values()
+                .map(|i| i.data.len() as u64)
+                .sum::<u64>()
+                + inode.data.len() as u64;
+            let grows_bytes = (len - inode.data.len()) as u64;
+            if state
+                .faults
+                .capacity_bytes
+                .is_some_and(|cap| used_bytes + grows_bytes > cap)
+            {
+                state.stats.disk_full_errors += 1;
+                return Err(io::Error::from_raw_os_error(ENOSPC));
+            }
+            inode.mark_dirty(inode.data.len());
+            inode.data.resize(len, 0);
+            Ok(())
+        })
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         self.with_inode(|inode, state| {
             if state.rng.chance(state.faults.sync_failure) {
