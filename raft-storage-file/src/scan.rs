@@ -239,10 +239,10 @@ fn all_zeros(bytes: &[u8]) -> bool {
 }
 
 /// If the bad frame at `offset` looks like an interrupted write, says why. A write cut
-/// short ends the file early; a write that did not reach the disk leaves zeros (file
-/// systems never expose stale bytes), whole sectors at a time, or from a sector boundary
-/// to the end of the file (its length was written, its last sector not). A bit flip does
-/// neither.
+/// short ends the file early, or, in a preallocated segment, runs into the zeros after it;
+/// a write that did not reach the disk leaves zeros (file systems never expose stale
+/// bytes), whole sectors at a time, or from a sector boundary to the end of the file (its
+/// length was written, its last sector not). A bit flip does neither.
 fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64) -> Option<String> {
     match frame {
         Frame::HeaderCut => Some("record header cut short by the end of the file".to_string()),
@@ -262,7 +262,9 @@ fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64) -> Option<String> {
             }
             let zeros_from = format::zero_tail_start(rest, offset)?;
             (zeros_from < frame_end && !flipped_before(rest, *frame_bytes, offset, zeros_from))
-                .then(|| "record ends in an unwritten (zero) last sector of the file".to_string())
+                .then(|| {
+                    "record cut short by zeros to the end of the file (never written)".to_string()
+                })
         }
         Frame::BadHeader(_) => {
             let near = &rest[..rest
