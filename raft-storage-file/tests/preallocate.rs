@@ -102,6 +102,11 @@ fn a_torn_record_before_the_zeros_is_cut_and_the_store_recovers_after_more_appen
     file.sync_data().unwrap();
     drop(file);
     fs.crash();
+    assert_eq!(
+        segment_files(&fs)[0].1,
+        SEGMENT_BYTES,
+        "zeros follow the torn record"
+    );
 
     let mut store = open(&fs).unwrap();
     assert_eq!(all_entries(&store), commands(1, 10, 1, 100));
@@ -116,6 +121,8 @@ fn a_torn_record_before_the_zeros_is_cut_and_the_store_recovers_after_more_appen
     store.sync().unwrap();
     drop(store);
     fs.crash();
+    // The cut file had its space reserved again.
+    assert_eq!(segment_files(&fs)[0].1, SEGMENT_BYTES);
     let store = open(&fs).unwrap();
     let mut expected = commands(1, 10, 1, 100);
     expected.extend(commands(11, 11, 1, 10));
