@@ -210,6 +210,13 @@ pub(crate) fn scan_segment_with(
         pos += frame_bytes;
     }
     let valid_len = torn.as_ref().map_or(pos as u64, |t| t.offset);
+    // Command payloads will be slices of `bytes`: a segment that is mostly reserved zeros
+    // (the last one, preallocated) keeps only its records, not a buffer of its full size.
+    let bytes = if valid_len < file_len / 2 {
+        Bytes::copy_from_slice(&bytes[..valid_len as usize])
+    } else {
+        bytes
+    };
     Ok(Scan::Segment(ScannedSegment {
         header,
         bytes,
