@@ -405,6 +405,7 @@ impl<M: SimMachine> Host<M> {
             // One thread: recovery stays deterministic.
             recovery_threads: Some(0),
             faults: self.faults.clone(),
+            ..Options::default()
         };
         if let Some(bug) = self.bug.and_then(Bug::storage_bug) {
             options.faults.plant(bug);
@@ -460,9 +461,10 @@ impl<M: SimMachine> Host<M> {
             return true;
         };
         // A bit at rest anywhere in the store's durable bytes, every byte equally likely
-        // (so mostly in the log, as on a real disk).
+        // (so mostly in the log, as on a real disk); not in the zeros reserved past a
+        // segment's last record, which hold no data.
         let files: Vec<_> = fs
-            .durable_files(std::path::Path::new(STORE_DIR))
+            .durable_written_files(std::path::Path::new(STORE_DIR))
             .into_iter()
             .filter(|(path, len)| {
                 *len > 0

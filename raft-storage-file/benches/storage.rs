@@ -7,7 +7,8 @@
 //!    sequential read of the same files, with the page cache dropped (when allowed) and warm.
 //!
 //! Run: `cargo bench -p raft-storage-file --bench storage [-- --quick] [--recovery-only]
-//! [--keep-log DIR]` (`--keep-log` writes the log into DIR once and reuses it).
+//! [--keep-log DIR] [--no-preallocate]` (`--keep-log` writes the log into DIR once and
+//! reuses it; `--no-preallocate` turns `Options::preallocate` off, for A/B runs).
 #![allow(clippy::print_stdout)]
 
 use std::fs::{File, OpenOptions};
@@ -20,6 +21,14 @@ use raft_core::{Entry, EntryPayload, Storage};
 use raft_storage_file::{FileStorage, Options};
 
 const PAYLOAD_BYTES: usize = 100;
+
+/// The store's options: the defaults, without preallocation with `--no-preallocate`.
+fn store_options() -> Options {
+    Options {
+        preallocate: !std::env::args().any(|a| a == "--no-preallocate"),
+        ..Options::default()
+    }
+}
 
 fn entry(index: u64) -> Entry {
     let payload = Bytes::from(vec![(index % 251) as u8 + 1; PAYLOAD_BYTES]);
@@ -41,7 +50,7 @@ fn micros(d: Duration) -> f64 {
 /// Single-entry append + sync against raw write + fdatasync, interleaved in rounds so both
 /// see the same disk weather.
 fn latency(dir: &Path, rounds: usize, per_round: usize) {
-    let mut store = FileStorage::open(dir.join("latency")).unwrap();
+    let mut store = FileStorage::open_with(dir.join("latency"), store_options()).unwrap();
     store.restore().unwrap();
     let mut raw = OpenOptions::new()
         .create(true)
@@ -103,7 +112,8 @@ fn latency(dir: &Path, rounds: usize, per_round: usize) {
 /// the append and sync calls are timed (building the entries is the caller's cost). Then
 /// appends without syncs: what the store itself costs per entry.
 fn throughput(dir: &Path, batch: u64, duration: Duration) {
-    let mut store = FileStorage::open(dir.join(format!("batch-{batch}"))).unwrap();
+    let mut store =
+        FileStorage::open_with(dir.join(format!("batch-{batch}")), store_options()).unwrap();
     store.restore().unwrap();
     let mut raw = OpenOptions::new()
         .create(true)
@@ -165,7 +175,8 @@ fn throughput(dir: &Path, batch: u64, duration: Duration) {
 /// Entries per second appended in batches of `batch` with no sync (one at the end), into
 /// a new store.
 fn append_without_sync(dir: &Path, batch: u64) -> f64 {
-    let mut store = FileStorage::open(dir.join(format!("unsynced-{batch}"))).unwrap();
+    let mut store =
+        FileStorage::open_with(dir.join(format!("unsynced-{batch}")), store_options()).unwrap();
     store.restore().unwrap();
     let batches: Vec<Vec<Entry>> = (0..2000u64)
         .map(|b| (1 + b * batch..1 + (b + 1) * batch).map(entry).collect())
@@ -286,7 +297,7 @@ fn write_log(path: &Path, target_bytes: u64) -> Option<Duration> {
     if path.exists() && dir_bytes(path) >= target_bytes {
         return None;
     }
-    let mut store = FileStorage::open(path).unwrap();
+    let mut store = FileStorage::open_with(path, store_options()).unwrap();
     store.restore().unwrap();
     let mut index = store.last_index() + 1;
     let write_start = Instant::now();
@@ -373,8 +384,9 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let dir = tempfile::tempdir().unwrap();
     println!(
-        "raft-storage-file benchmarks ({}), in {}",
+        "raft-storage-file benchmarks ({}, preallocate {}), in {}",
         if quick { "quick" } else { "full" },
+        store_options().preallocate,
         dir.path().display()
     );
     let args: Vec<String> = std::env::args().collect();

@@ -117,6 +117,16 @@ impl FaultInjector {
         Ok(())
     }
 
+    /// Reserves space (see [`FsFile::allocate`]), unless the plan limits the bytes the disk
+    /// takes: then it fails with `ENOSPC`, as a nearly full disk would, and the file stays
+    /// as it was (writes then grow it within the budget).
+    pub(crate) fn allocate(&self, file: &impl FsFile, len: u64) -> io::Result<()> {
+        if self.plan.write_budget_bytes.load(Ordering::SeqCst) != u64::MAX {
+            return Err(io::Error::from_raw_os_error(ENOSPC));
+        }
+        file.allocate(len)
+    }
+
     /// `fdatasync`, unless the plan says syncs fail.
     pub(crate) fn sync_data(&self, file: &impl FsFile) -> io::Result<()> {
         if self.plan.fail_syncs.load(Ordering::SeqCst) {

@@ -225,8 +225,10 @@ pub(crate) fn has_unwritten_sector(bytes: &[u8], offset: u64) -> bool {
 }
 
 /// If `rest`, which starts at file offset `offset` and runs to the end of the file, ends
-/// in zeros from a sector boundary on (at least one byte of them), that boundary: the
-/// last sector of the file may never have been written, though the file's length was.
+/// in zeros (at least one byte of them), where they start: bytes never written, though the
+/// file's length was. A power loss leaves them from a sector boundary on (the last sector
+/// never landed); in a preallocated segment, a process that died inside `write(2)` leaves
+/// them right after the bytes it wrote.
 pub(crate) fn zero_tail_start(rest: &[u8], offset: u64) -> Option<u64> {
     let file_len = offset + rest.len() as u64;
     let zeros_from = offset
@@ -234,8 +236,7 @@ pub(crate) fn zero_tail_start(rest: &[u8], offset: u64) -> Option<u64> {
             .iter()
             .rposition(|b| *b != 0)
             .map_or(0, |at| at as u64 + 1);
-    let sector = zeros_from.div_ceil(SECTOR_BYTES) * SECTOR_BYTES;
-    (sector < file_len).then_some(sector)
+    (zeros_from < file_len).then_some(zeros_from)
 }
 
 /// The header of a snapshot file, followed by `meta_len` bytes of metadata and the data.
@@ -365,19 +366,16 @@ mod tests {
     }
 
     #[test]
-    fn zeros_from_a_sector_boundary_to_the_end_are_found_however_few() {
+    fn zeros_to_the_end_are_found_however_few() {
         let mut bytes = vec![1u8; 600];
         bytes[412..600].fill(0); // file offsets 512..700
         assert_eq!(zero_tail_start(&bytes, 100), Some(512));
         let mut bytes = vec![1u8; 414];
         bytes[412..].fill(0); // two zeros from offset 512 to the end
         assert_eq!(zero_tail_start(&bytes, 100), Some(512));
-        bytes[410..].fill(0); // zeros from before the boundary: still from it on
-        assert_eq!(zero_tail_start(&bytes, 100), Some(512));
+        bytes[410..].fill(0); // zeros from before the boundary: from where they start
+        assert_eq!(zero_tail_start(&bytes, 100), Some(510));
         bytes[413] = 7; // the last byte is data
-        assert_eq!(zero_tail_start(&bytes, 100), None);
-        let mut bytes = vec![1u8; 412];
-        bytes[300..].fill(0); // zeros that stop short of a sector boundary
         assert_eq!(zero_tail_start(&bytes, 100), None);
         assert_eq!(zero_tail_start(&[0u8; 12], 1024), Some(1024));
     }

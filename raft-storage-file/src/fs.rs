@@ -4,7 +4,8 @@
 //!
 //! The traits hold only what [`crate::FileStorage`] needs: positional reads and writes
 //! (segments are appended to and snapshot headers are written last, at offset 0), setting
-//! a file's length (undoing a failed write, cutting a torn tail), `fdatasync`, and the
+//! a file's length (undoing a failed write, cutting a torn tail), reserving space for a
+//! segment (`fallocate`), `fdatasync`, and the
 //! directory calls (create, rename, remove, list, fsync, lock).
 
 use std::fmt::Debug;
@@ -43,6 +44,12 @@ pub trait FsFile: Debug + Send + Sync + 'static {
 
     /// Makes every write to this file durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
+
+    /// Reserves disk space so the file is at least `len` bytes long, the new bytes reading
+    /// as zeros (`fallocate`, mode 0), so that later writes inside it do not grow the file
+    /// and a sync need not commit a new size. A file system that cannot reserve space
+    /// leaves the file as it is and returns `Ok`: the file then grows as written.
+    fn allocate(&self, len: u64) -> io::Result<()>;
 
     /// A hint that the durable bytes in `[offset, offset + len)` will not be read soon, so
     /// their cached pages can go. Changes no content; the default does nothing.
@@ -146,6 +153,18 @@ impl FsFile for StdFile {
         self.0.sync_data()
     }
 
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        let mode = rustix::fs::FallocateFlags::empty();
+        match rustix::fs::fallocate(&self.0, mode, 0, len) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+                tracing::debug!(error = %e, "the file system cannot preallocate; the file grows as written");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// `posix_fadvise(DONTNEED)`: clean pages are dropped from the page cache.
     fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
         let advice = rustix::fs::Advice::DontNeed;
@@ -239,6 +258,12 @@ impl<F: FileSystem> Disk<F> {
     /// Writes all of `buf` at `offset`, unless the injected plan says the disk is full.
     pub(crate) fn write_all_at(&self, file: &F::File, buf: &[u8], offset: u64) -> io::Result<()> {
         self.faults.write_all_at(file, buf, offset)
+    }
+
+    /// Reserves space up to `len` bytes (see [`FsFile::allocate`]), unless the injected
+    /// plan limits the bytes the disk takes: then it fails as a full disk would.
+    pub(crate) fn allocate(&self, file: &F::File, len: u64) -> io::Result<()> {
+        self.faults.allocate(file, len)
     }
 
     /// `fdatasync`, unless the injected plan says syncs fail.

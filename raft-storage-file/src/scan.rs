@@ -1,5 +1,6 @@
-//! Parses one segment file's bytes: header, records, and (in the last segment only) a torn
-//! tail left by a crash. Pure: no IO.
+//! Parses one segment file's bytes: header, records, a clean end of zeros (space reserved
+//! for records, in any segment) and, in the last segment only, a torn tail left by a
+//! crash. Pure: no IO.
 
 use std::path::Path;
 
@@ -37,7 +38,8 @@ pub(crate) struct ScannedSegment {
     pub(crate) term_runs: Vec<(Index, Term)>,
     /// The last hard state record in the file.
     pub(crate) hard_state: Option<HardState>,
-    /// Bytes up to the end of the last valid record.
+    /// Bytes up to the end of the last valid record: where writing goes on (zeros may
+    /// follow, up to the file's length: its preallocated clean end).
     pub(crate) valid_len: u64,
     pub(crate) torn: Option<Torn>,
 }
@@ -171,6 +173,9 @@ pub(crate) fn scan_segment_with(
         let offset = pos as u64;
         let frame = format::read_frame(&bytes[pos..]);
         let Frame::Valid { body, frame_bytes } = frame else {
+            if is_clean_end(&frame, &bytes[pos..]) {
+                break;
+            }
             match tear(&frame, &bytes[pos..], offset) {
                 Some(reason) if is_last => {
                     torn = Some(Torn { offset, reason });
@@ -204,7 +209,14 @@ pub(crate) fn scan_segment_with(
         }
         pos += frame_bytes;
     }
-    let valid_len = torn.as_ref().map_or(file_len, |t| t.offset);
+    let valid_len = torn.as_ref().map_or(pos as u64, |t| t.offset);
+    // Command payloads will be slices of `bytes`: a segment that is mostly reserved zeros
+    // (the last one, preallocated) keeps only its records, not a buffer of its full size.
+    let bytes = if valid_len < file_len / 2 {
+        Bytes::copy_from_slice(&bytes[..valid_len as usize])
+    } else {
+        bytes
+    };
     Ok(Scan::Segment(ScannedSegment {
         header,
         bytes,
@@ -216,11 +228,28 @@ pub(crate) fn scan_segment_with(
     }))
 }
 
+/// True if the file holds only zeros from this frame boundary on: space reserved for
+/// records not yet written (see `Segment::allocate`), the segment's clean end, in any
+/// segment. A record with any byte written is not a clean end.
+fn is_clean_end(frame: &Frame<'_>, rest: &[u8]) -> bool {
+    matches!(frame, Frame::ZeroHeader | Frame::HeaderCut) && all_zeros(rest)
+}
+
+/// True if every byte is 0; compares 16 bytes at a time, as a preallocated tail runs to
+/// tens of MiB.
+fn all_zeros(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(16);
+    chunks
+        .by_ref()
+        .all(|chunk| chunk.iter().fold(0u8, |acc, b| acc | b) == 0)
+        && chunks.remainder().iter().all(|b| *b == 0)
+}
+
 /// If the bad frame at `offset` looks like an interrupted write, says why. A write cut
-/// short ends the file early; a write that did not reach the disk leaves zeros (file
-/// systems never expose stale bytes), whole sectors at a time, or from a sector boundary
-/// to the end of the file (its length was written, its last sector not). A bit flip does
-/// neither.
+/// short ends the file early, or, in a preallocated segment, runs into the zeros after it;
+/// a write that did not reach the disk leaves zeros (file systems never expose stale
+/// bytes), whole sectors at a time, or from a sector boundary to the end of the file (its
+/// length was written, its last sector not). A bit flip does neither.
 fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64) -> Option<String> {
     match frame {
         Frame::HeaderCut => Some("record header cut short by the end of the file".to_string()),
@@ -240,7 +269,9 @@ fn tear(frame: &Frame<'_>, rest: &[u8], offset: u64) -> Option<String> {
             }
             let zeros_from = format::zero_tail_start(rest, offset)?;
             (zeros_from < frame_end && !flipped_before(rest, *frame_bytes, offset, zeros_from))
-                .then(|| "record ends in an unwritten (zero) last sector of the file".to_string())
+                .then(|| {
+                    "record cut short by zeros to the end of the file (never written)".to_string()
+                })
         }
         Frame::BadHeader(_) => {
             let near = &rest[..rest

@@ -52,6 +52,9 @@ pub(crate) struct Segment<F: FileSystem> {
     pub(crate) end_offset: u64,
     /// Bytes known to be durable.
     pub(crate) synced_offset: u64,
+    /// The length space was reserved for (0: none); the file reads as zeros from
+    /// `end_offset` to here, the segment's clean end (see FORMAT.md).
+    allocated_len: u64,
     /// Offset up to which durable pages were released from the page cache.
     cache_dropped_offset: u64,
     /// `(index, term)` of the last entry physically in the file, or of the entry before the
@@ -104,13 +107,15 @@ pub(crate) struct WriteFailure {
 }
 
 impl<F: FileSystem> Segment<F> {
-    /// Creates a new segment file holding its header and `hard_state`. On failure the
-    /// partial file is removed (a leftover would be a damaged segment in the middle).
+    /// Creates a new segment file holding its header and `hard_state`, with space reserved
+    /// up to `allocate_len` bytes (0: none). On failure the partial file is removed (a
+    /// leftover would be a damaged segment in the middle).
     pub(crate) fn create(
         dir: &Path,
         seq: u64,
         header: SegmentHeader,
         hard_state: &HardState,
+        allocate_len: u64,
         disk: &Disk<F>,
     ) -> Result<Self, StorageError> {
         let path = dir.join(file_name(seq));
@@ -130,7 +135,7 @@ impl<F: FileSystem> Segment<F> {
             return Err(StorageError::io("write segment header to", &path, source));
         }
         let end_offset = bytes.len() as u64;
-        Ok(Segment {
+        let mut segment = Segment {
             path,
             file,
             first_index: header.first_index,
@@ -139,9 +144,28 @@ impl<F: FileSystem> Segment<F> {
             live_end: end_offset,
             end_offset,
             synced_offset: 0,
+            allocated_len: 0,
             cache_dropped_offset: 0,
             physical_last: (header.first_index - 1, header.prev_term),
-        })
+        };
+        segment.allocate(allocate_len, disk);
+        Ok(segment)
+    }
+
+    /// Reserves space so the file is `len` bytes long, zeros after what was written, so
+    /// appends write inside the file and a sync need not commit a new length through the
+    /// file system's journal (see BENCHMARKS.md, perf-prealloc). Only an optimisation: a
+    /// failure (a full disk) is logged and the file grows as written.
+    pub(crate) fn allocate(&mut self, len: u64, disk: &Disk<F>) {
+        if len <= self.end_offset || len <= self.allocated_len {
+            return;
+        }
+        match disk.allocate(&self.file, len) {
+            Ok(()) => self.allocated_len = len,
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, len, "cannot reserve space for a segment; it grows as written");
+            }
+        }
     }
 
     /// A segment found on disk by recovery, holding the live entries `live`.
@@ -161,6 +185,7 @@ impl<F: FileSystem> Segment<F> {
             live_end: live.live_end,
             end_offset,
             synced_offset: end_offset,
+            allocated_len: 0,
             cache_dropped_offset: 0,
             physical_last,
         }
@@ -224,8 +249,9 @@ impl<F: FileSystem> Segment<F> {
         self.term_runs.truncate(runs_kept);
     }
 
-    /// Writes `bytes` at the end of the file. On failure, cuts the file back so no partial
-    /// record is left behind.
+    /// Writes `bytes` at the end of what was written. On failure, cuts the file back so no
+    /// partial record is left behind (and reserves the space again, so that zeros, never
+    /// bytes of the failed record, follow the last record).
     pub(crate) fn write(&mut self, bytes: &[u8], disk: &Disk<F>) -> Result<u64, WriteFailure> {
         let offset = self.end_offset;
         match disk.write_all_at(&self.file, bytes, offset) {
@@ -235,7 +261,11 @@ impl<F: FileSystem> Segment<F> {
             }
             Err(source) => {
                 let rolled_back = match self.file.set_len(offset) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        let reserved = std::mem::take(&mut self.allocated_len);
+                        self.allocate(reserved, disk);
+                        true
+                    }
                     Err(e) => {
                         tracing::error!(path = %self.path.display(), error = %e, "cannot undo a failed write");
                         false

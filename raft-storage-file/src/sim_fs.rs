@@ -86,13 +86,21 @@ struct Inode {
     durable: Vec<u8>,
     /// Bytes from here on may differ from the durable image; `None`: in sync.
     dirty_from: Option<usize>,
+    /// Where the bytes written (or allocated) since the last sync end: a crash keeps a
+    /// prefix of `dirty_from..dirty_to`; zeros reserved past it are as durable as before.
+    dirty_to: usize,
     /// Open handles; an inode no name reaches is dropped once none is left.
     handles: u32,
 }
 
 impl Inode {
-    fn mark_dirty(&mut self, from: usize) {
+    /// Marks `from..to` as written since the last sync.
+    fn mark_dirty(&mut self, from: usize, to: usize) {
+        if self.dirty_from.is_none() {
+            self.dirty_to = 0;
+        }
         self.dirty_from = Some(self.dirty_from.map_or(from, |d| d.min(from)));
+        self.dirty_to = self.dirty_to.max(to);
     }
 
     fn sync(&mut self) {
@@ -204,7 +212,7 @@ impl SimFs {
             .values()
             .filter_map(|inode| {
                 let from = inode.dirty_from?;
-                Some(inode.data.len().saturating_sub(from) as u64)
+                Some(inode.dirty_to.min(inode.data.len()).saturating_sub(from) as u64)
             })
             .sum()
     }
@@ -218,6 +226,27 @@ impl SimFs {
             .filter(|(path, _)| path.parent() == Some(dir))
             .map(|(path, id)| {
                 let len = state.inodes.get(id).map_or(0, |i| i.durable.len() as u64);
+                (path.clone(), len)
+            })
+            .collect()
+    }
+
+    /// As [`SimFs::durable_files`], each length cut to the end of the last non-zero
+    /// durable byte: the bytes that hold data, without the zeros of space reserved for
+    /// more (see [`FsFile::allocate`]).
+    pub fn durable_written_files(&self, dir: &Path) -> Vec<(PathBuf, u64)> {
+        let state = self.lock();
+        state
+            .durable_names
+            .iter()
+            .filter(|(path, _)| path.parent() == Some(dir))
+            .map(|(path, id)| {
+                let len = state.inodes.get(id).map_or(0, |i| {
+                    i.durable
+                        .iter()
+                        .rposition(|b| *b != 0)
+                        .map_or(0, |at| at + 1) as u64
+                });
                 (path.clone(), len)
             })
             .collect()
@@ -315,7 +344,9 @@ fn crash_image(
         return inode.durable.clone();
     };
     let dirty_from = dirty_from.min(inode.data.len()).min(inode.durable.len());
-    let unsynced = inode.data.len() - dirty_from;
+    // Past `dirty_to` nothing was written since the sync (reserved zeros, as durable).
+    let dirty_to = inode.dirty_to.clamp(dirty_from, inode.data.len());
+    let unsynced = dirty_to - dirty_from;
     let kept = rng.below(unsynced as u64 + 1) as usize;
     let kept_end = dirty_from + kept;
     let mut image = inode.data[..kept_end].to_vec();
@@ -399,11 +430,11 @@ impl FsFile for SimFile {
             };
             let allowed = allowed.min(buf.len());
             if start + allowed > inode.data.len() {
-                inode.mark_dirty(inode.data.len());
+                inode.mark_dirty(inode.data.len(), start + allowed);
                 inode.data.resize(start + allowed, 0);
             }
             inode.data[start..start + allowed].copy_from_slice(&buf[..allowed]);
-            inode.mark_dirty(start.min(inode.data.len()));
+            inode.mark_dirty(start.min(inode.data.len()), start + allowed);
             if allowed < buf.len() {
                 state.stats.disk_full_errors += 1;
                 return Err(io::Error::from_raw_os_error(ENOSPC));
@@ -415,7 +446,37 @@ impl FsFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with_inode(|inode, _| {
             let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
-            inode.mark_dirty(len.min(inode.data.len()));
+            inode.mark_dirty(len.min(inode.data.len()), len);
+            inode.data.resize(len, 0);
+            Ok(())
+        })
+    }
+
+    /// Grows the file with zeros to `len` bytes, as unsynced bytes (a crash before the
+    /// file's next sync may lose them, as with a write), or fails with `ENOSPC` and changes
+    /// nothing if the files would then hold more than the capacity.
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.with_inode(|inode, state| {
+            let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+            if len <= inode.data.len() {
+                return Ok(());
+            }
+            let used_bytes: u64 = state
+                .inodes
+                .values()
+                .map(|i| i.data.len() as u64)
+                .sum::<u64>()
+                + inode.data.len() as u64;
+            let grows_bytes = (len - inode.data.len()) as u64;
+            if state
+                .faults
+                .capacity_bytes
+                .is_some_and(|cap| used_bytes + grows_bytes > cap)
+            {
+                state.stats.disk_full_errors += 1;
+                return Err(io::Error::from_raw_os_error(ENOSPC));
+            }
+            inode.mark_dirty(inode.data.len(), len);
             inode.data.resize(len, 0);
             Ok(())
         })

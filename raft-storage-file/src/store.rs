@@ -32,6 +32,12 @@ pub struct Options {
     /// (threads would cost more than they save), else one per core, at most 4.
     /// `Some(0)` reads on the calling thread.
     pub recovery_threads: Option<usize>,
+    /// Reserve each segment's full size (`fallocate`) when it is created, and the last
+    /// one's when the store opens, so that appends write inside the file: a sync then need
+    /// not commit a new file length through the file system's journal, which made each
+    /// sync cheaper on ext4 (see BENCHMARKS.md, perf-prealloc). Default true; turn it off
+    /// where space is tight or the file system gains nothing.
+    pub preallocate: bool,
 }
 
 impl Default for Options {
@@ -40,6 +46,7 @@ impl Default for Options {
             segment_bytes_max: 64 << 20,
             faults: FaultInjector::default(),
             recovery_threads: None,
+            preallocate: true,
         }
     }
 }
@@ -162,6 +169,11 @@ impl<F: FileSystem> FileStorage<F> {
         // The last segment must hold the latest hard state before any older segment is
         // removed (a torn tail may have cut its copy), and what a crashed process wrote may
         // still be only in the page cache: write it again and sync.
+        // Recovery may have cut a torn tail, or found a segment written before space was
+        // reserved: reserve the last one's space again (zeros after its last record).
+        let allocate_len = store.allocate_len();
+        let disk = store.disk.clone();
+        store.active()?.allocate(allocate_len, &disk);
         let hard_state = store.hard_state;
         store.encode_buf.clear();
         format::encode_hard_state(&hard_state, &mut store.encode_buf).map_err(|e| {
@@ -172,7 +184,6 @@ impl<F: FileSystem> FileStorage<F> {
             )
         })?;
         store.write_buffer("save hard state to")?;
-        let disk = store.disk.clone();
         let active = store.active()?;
         if let Err(e) = active.force_sync(&disk) {
             return Err(StorageError::io("fsync", active.path.clone(), e));
@@ -273,7 +284,15 @@ impl<F: FileSystem> FileStorage<F> {
             first_index,
             prev_term,
         };
-        let segment = Segment::create(&self.dir, seq, header, &self.hard_state, &disk)?;
+        let allocate_len = self.allocate_len();
+        let segment = Segment::create(
+            &self.dir,
+            seq,
+            header,
+            &self.hard_state,
+            allocate_len,
+            &disk,
+        )?;
         self.dir_dirty = true;
         for old in &mut self.segments {
             old.cut_live(first_index);
@@ -286,6 +305,15 @@ impl<F: FileSystem> FileStorage<F> {
         self.retired.extend(dead);
         self.segments.push_back(segment);
         Ok(())
+    }
+
+    /// The length a segment's space is reserved to (0: none).
+    fn allocate_len(&self) -> u64 {
+        if self.options.preallocate {
+            self.options.segment_bytes_max
+        } else {
+            0
+        }
     }
 
     /// Writes the encode buffer to the active segment; returns its offset there.

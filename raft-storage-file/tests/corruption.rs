@@ -13,10 +13,21 @@ use raft_core::conformance::sample_bytes;
 use raft_core::{Entry, EntryPayload, HardState, Membership, SnapshotMeta, Storage};
 use raft_storage_file::{FileStorage, Options, StorageError};
 
+/// These tests edit a segment's bytes as a crash or bad disk would, where its last record
+/// ends the file: a segment written without reserved space, as by the store before it
+/// preallocated or with `preallocate` off, which recovery keeps reading. Reserved space
+/// (a tail of zeros) is tested in `preallocate.rs`.
+fn unreserved() -> Options {
+    Options {
+        preallocate: false,
+        ..Options::default()
+    }
+}
+
 fn options() -> Options {
     Options {
         segment_bytes_max: 1200,
-        ..Options::default()
+        ..unreserved()
     }
 }
 
@@ -32,7 +43,7 @@ fn threaded() -> Options {
 
 /// A store in `dir` holding entries 1..=5, synced; and where the next record will start.
 fn five_synced_entries(dir: &Path) -> (FileStorage, u64) {
-    let mut store = FileStorage::open(dir).unwrap();
+    let mut store = FileStorage::open_with(dir, unreserved()).unwrap();
     store.restore().unwrap();
     store.append(&commands(1, 5, 1, 100)).unwrap();
     store.sync().unwrap();
@@ -151,7 +162,7 @@ fn a_bit_flip_in_the_last_record_is_not_taken_for_a_torn_write() {
     let last = bytes.len() - 10;
     bytes[last] ^= 0x10;
     std::fs::write(&path, &bytes).unwrap();
-    match FileStorage::open(dir.path()) {
+    match FileStorage::open_with(dir.path(), unreserved()) {
         Err(StorageError::Corrupt {
             path: named,
             offset,
@@ -283,7 +294,7 @@ fn a_bit_flip_in_a_last_record_that_ends_in_zeros_is_not_taken_for_a_torn_write(
         let mut bytes = original.clone();
         bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
         std::fs::write(&tail.path, &bytes).unwrap();
-        match FileStorage::open(dir.path()) {
+        match FileStorage::open_with(dir.path(), unreserved()) {
             Err(StorageError::Corrupt {
                 path: named,
                 offset,
@@ -296,7 +307,7 @@ fn a_bit_flip_in_a_last_record_that_ends_in_zeros_is_not_taken_for_a_torn_write(
     let mut bytes = original;
     bytes[boundary as usize - 40..].fill(0);
     std::fs::write(&tail.path, &bytes).unwrap();
-    let mut store = FileStorage::open(dir.path()).unwrap();
+    let mut store = FileStorage::open_with(dir.path(), unreserved()).unwrap();
     assert_eq!(
         store.recovery_report().torn_tail.as_ref().map(|t| t.offset),
         Some(start_after_roll)

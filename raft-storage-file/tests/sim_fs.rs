@@ -88,8 +88,9 @@ fn torn_power_losses() -> SimFaults {
 #[test]
 fn file_storage_on_a_simulated_disk_conforms_across_power_losses() {
     // Goal: every named check of the kit holds when each reopen is a power loss that
-    // keeps a random, possibly torn, prefix of the unsynced writes.
-    conformance::assert_conforms(&mut SimDisks::new(torn_power_losses(), 64 << 20));
+    // keeps a random, possibly torn, prefix of the unsynced writes. Segments of 1 MiB
+    // (larger than any check writes): each is preallocated, a full-size buffer in memory.
+    conformance::assert_conforms(&mut SimDisks::new(torn_power_losses(), 1 << 20));
 }
 
 #[test]
@@ -108,7 +109,21 @@ fn random_operations_survive_lost_and_torn_writes() {
 
 fn open(fs: &SimFs) -> Result<FileStorage<SimFs>, StorageError> {
     let options = Options {
+        // Each segment is preallocated: a full-size buffer in memory.
+        segment_bytes_max: 1 << 20,
         recovery_threads: Some(0),
+        ..Options::default()
+    };
+    let mut store = FileStorage::open_on(fs.clone(), "/data", options)?;
+    store.restore()?;
+    Ok(store)
+}
+
+/// As `open`, without reserved space: a file ends at its last write.
+fn open_unreserved(fs: &SimFs) -> Result<FileStorage<SimFs>, StorageError> {
+    let options = Options {
+        recovery_threads: Some(0),
+        preallocate: false,
         ..Options::default()
     };
     let mut store = FileStorage::open_on(fs.clone(), "/data", options)?;
@@ -157,8 +172,9 @@ fn a_bit_flipped_at_rest_stops_the_store_from_opening() {
     drop(store);
     let (segment, len) = fs.durable_files("/data".as_ref())[0].clone();
     assert!(len > 1000);
-    // A byte in the middle of the records (past the segment header).
-    assert!(fs.flip_durable_bit(&segment, (len / 2) | (3 << 32)));
+    // A byte in the middle of the records (past the segment header; the file runs on
+    // past them, zeros reserved for more).
+    assert!(fs.flip_durable_bit(&segment, 1000 | (3 << 32)));
     fs.crash();
     match open(&fs) {
         Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, segment),
@@ -197,8 +213,10 @@ fn a_failed_sync_stops_the_store_and_a_power_loss_keeps_what_was_synced() {
 
 #[test]
 fn a_full_simulated_disk_fails_writes_cleanly_and_the_store_continues() {
+    // Without reserved space, so that appends need new space (writes into reserved space
+    // do not run out).
     let fs = SimFs::new(10);
-    let mut store = open(&fs).unwrap();
+    let mut store = open_unreserved(&fs).unwrap();
     store.append(&commands(1, 5, 1, 100)).unwrap();
     store.sync().unwrap();
     let used = fs.durable_files("/data".as_ref())[0].1;
@@ -231,7 +249,8 @@ fn a_torn_sector_a_few_bytes_short_of_the_end_of_the_file_is_a_torn_tail() {
     // 8192 was left with its last 4 bytes zeroed and 2 zero bytes after it.)
     // Method: on many seeds, end the synced log a few bytes before a sector boundary,
     // write a hard state and an entry without syncing, then lose power with every crash
-    // tearing the last sector it keeps; the store must open with everything synced.
+    // tearing the last sector it keeps; the store must open with everything synced. The
+    // segments are not preallocated: the file's length is what a crash keeps.
     let synced_hard_state = HardState {
         term: 3,
         vote: Some(2),
@@ -240,7 +259,7 @@ fn a_torn_sector_a_few_bytes_short_of_the_end_of_the_file_is_a_torn_tail() {
     let mut short_zero_runs = 0;
     for seed in 0..120u64 {
         let fs = SimFs::new(seed);
-        let mut store = open(&fs).unwrap();
+        let mut store = open_unreserved(&fs).unwrap();
         store.append(&commands(1, 20, 3, 200)).unwrap();
         store.save_hard_state(&synced_hard_state).unwrap();
         let end = store.unsynced_tail().unwrap().written_bytes;
@@ -287,7 +306,8 @@ fn a_torn_sector_a_few_bytes_short_of_the_end_of_the_file_is_a_torn_tail() {
             .map(|(_, len)| len)
             .unwrap();
         short_zero_runs += u64::from(kept > boundary && kept < boundary + 64);
-        let store = open(&fs).unwrap_or_else(|e| panic!("seed {seed} (kept {kept}): {e}"));
+        let store =
+            open_unreserved(&fs).unwrap_or_else(|e| panic!("seed {seed} (kept {kept}): {e}"));
         let entries = all_entries(&store);
         assert!(entries.len() >= 21, "seed {seed}: synced entries lost");
         assert_eq!(entries[..20], commands(1, 20, 3, 200)[..], "seed {seed}");
