@@ -219,34 +219,30 @@ impl SimFs {
 
     /// The durable files in `dir` and their durable lengths, sorted by name.
     pub fn durable_files(&self, dir: &Path) -> Vec<(PathBuf, u64)> {
-        let state = self.lock();
-        state
-            .durable_names
-            .iter()
-            .filter(|(path, _)| path.parent() == Some(dir))
-            .map(|(path, id)| {
-                let len = state.inodes.get(id).map_or(0, |i| i.durable.len() as u64);
-                (path.clone(), len)
-            })
-            .collect()
+        self.durable_lengths(dir, |durable| durable.len())
     }
 
     /// As [`SimFs::durable_files`], each length cut to the end of the last non-zero
     /// durable byte: the bytes that hold data, without the zeros of space reserved for
     /// more (see [`FsFile::allocate`]).
     pub fn durable_written_files(&self, dir: &Path) -> Vec<(PathBuf, u64)> {
+        self.durable_lengths(dir, |durable| {
+            durable.iter().rposition(|b| *b != 0).map_or(0, |at| at + 1)
+        })
+    }
+
+    /// The durable files in `dir`, sorted by name, each with `length` of its durable bytes.
+    fn durable_lengths(&self, dir: &Path, length: impl Fn(&[u8]) -> usize) -> Vec<(PathBuf, u64)> {
         let state = self.lock();
         state
             .durable_names
             .iter()
             .filter(|(path, _)| path.parent() == Some(dir))
             .map(|(path, id)| {
-                let len = state.inodes.get(id).map_or(0, |i| {
-                    i.durable
-                        .iter()
-                        .rposition(|b| *b != 0)
-                        .map_or(0, |at| at + 1) as u64
-                });
+                let len = state
+                    .inodes
+                    .get(id)
+                    .map_or(0, |i| length(&i.durable) as u64);
                 (path.clone(), len)
             })
             .collect()
