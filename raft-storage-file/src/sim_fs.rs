@@ -337,6 +337,21 @@ fn dead_handle() -> io::Error {
     io::Error::other("file handle of a crashed process")
 }
 
+/// The bytes the disk still takes (`u64::MAX` without a capacity): `inode` is the file
+/// being written, out of the inode map while `with_inode` runs.
+fn room_bytes(state: &State, inode: &Inode) -> u64 {
+    let used_bytes: u64 = state
+        .inodes
+        .values()
+        .map(|i| i.data.len() as u64)
+        .sum::<u64>()
+        + inode.data.len() as u64;
+    state
+        .faults
+        .capacity_bytes
+        .map_or(u64::MAX, |cap| cap.saturating_sub(used_bytes))
+}
+
 /// What a crash leaves of a file: the durable image, overwritten by a random prefix of the
 /// bytes written since the last sync, the last sector of that prefix possibly zeroed.
 fn crash_image(
@@ -417,16 +432,7 @@ impl FsFile for SimFile {
                 usize::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
             let end = start + buf.len();
             let grows_bytes = end.saturating_sub(inode.data.len()) as u64;
-            let used_bytes: u64 = state
-                .inodes
-                .values()
-                .map(|i| i.data.len() as u64)
-                .sum::<u64>()
-                + inode.data.len() as u64;
-            let room = state
-                .faults
-                .capacity_bytes
-                .map_or(u64::MAX, |cap| cap.saturating_sub(used_bytes));
+            let room = room_bytes(state, inode);
             let allowed = if grows_bytes > room {
                 // Write what fits (up to the current end plus the room left), then fail.
                 (inode.data.len() as u64 + room).saturating_sub(offset) as usize
@@ -466,18 +472,8 @@ impl FsFile for SimFile {
             if len <= inode.data.len() {
                 return Ok(());
             }
-            let used_bytes: u64 = state
-                .inodes
-                .values()
-                .map(|i| i.data.len() as u64)
-                .sum::<u64>()
-                + inode.data.len() as u64;
             let grows_bytes = (len - inode.data.len()) as u64;
-            if state
-                .faults
-                .capacity_bytes
-                .is_some_and(|cap| used_bytes + grows_bytes > cap)
-            {
+            if grows_bytes > room_bytes(state, inode) {
                 state.stats.disk_full_errors += 1;
                 return Err(io::Error::from_raw_os_error(ENOSPC));
             }
