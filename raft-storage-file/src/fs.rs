@@ -51,6 +51,17 @@ pub trait FsFile: Debug + Send + Sync + 'static {
     /// leaves the file as it is and returns `Ok`: the file then grows as written.
     fn allocate(&self, len: u64) -> io::Result<()>;
 
+    /// Writes zeros over `[offset, offset + len)`, bytes that already read as zeros: space
+    /// reserved by [`FsFile::allocate`] past the last record. A file system that reserves
+    /// space as "unwritten" extents (ext4, XFS) records those blocks as written once they
+    /// reach the disk (with the next sync), so the records later written there, and their
+    /// syncs, change no extent through the journal. Changes no content; the default does
+    /// nothing.
+    fn write_zeros_ahead(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// A hint that the durable bytes in `[offset, offset + len)` will not be read soon, so
     /// their cached pages can go. Changes no content; the default does nothing.
     fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
@@ -163,6 +174,17 @@ impl FsFile for StdFile {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn write_zeros_ahead(&self, mut offset: u64, len: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let end = offset + len;
+        while offset < end {
+            let piece = (end - offset).min(ZEROS.len() as u64) as usize;
+            FileExt::write_all_at(&self.0, &ZEROS[..piece], offset)?;
+            offset += piece as u64;
+        }
+        Ok(())
     }
 
     /// `posix_fadvise(DONTNEED)`: clean pages are dropped from the page cache.

@@ -19,6 +19,11 @@ const READ_CHUNK_BYTES: u64 = 1 << 20;
 /// larger real page just means some stay cached.
 const CACHE_PAGE_BYTES: u64 = 4096;
 
+/// How far ahead of the records reserved space is written as zeros (see
+/// `Segment::zero_ahead`): 64 KiB measured best of 64 KiB, 256 KiB and 1 MiB (a sync that
+/// carries more zeros takes longer; BENCHMARKS.md).
+const ZERO_AHEAD_BYTES: u64 = 64 * 1024;
+
 /// The file name of the segment with sequence number `seq`.
 pub(crate) fn file_name(seq: u64) -> String {
     format!("log-{seq:016x}.seg")
@@ -55,6 +60,9 @@ pub(crate) struct Segment<F: FileSystem> {
     /// The length space was reserved for (0: none); the file reads as zeros from
     /// `end_offset` to here, the segment's clean end (see FORMAT.md).
     allocated_len: u64,
+    /// Where the bytes written through this handle end, records or zeros written ahead of
+    /// them (see `zero_ahead`); 0 until the first sync.
+    zeroed_to: u64,
     /// Offset up to which durable pages were released from the page cache.
     cache_dropped_offset: u64,
     /// `(index, term)` of the last entry physically in the file, or of the entry before the
@@ -145,6 +153,7 @@ impl<F: FileSystem> Segment<F> {
             end_offset,
             synced_offset: 0,
             allocated_len: 0,
+            zeroed_to: 0,
             cache_dropped_offset: 0,
             physical_last: (header.first_index - 1, header.prev_term),
         };
@@ -186,6 +195,7 @@ impl<F: FileSystem> Segment<F> {
             end_offset,
             synced_offset: end_offset,
             allocated_len: 0,
+            zeroed_to: 0,
             cache_dropped_offset: 0,
             physical_last,
         }
@@ -262,6 +272,7 @@ impl<F: FileSystem> Segment<F> {
             Err(source) => {
                 let rolled_back = match self.file.set_len(offset) {
                     Ok(()) => {
+                        self.zeroed_to = self.zeroed_to.min(offset);
                         let reserved = std::mem::take(&mut self.allocated_len);
                         self.allocate(reserved, disk);
                         true
@@ -293,7 +304,30 @@ impl<F: FileSystem> Segment<F> {
         disk.sync_data(&self.file)?;
         self.synced_offset = self.end_offset;
         self.drop_synced_pages();
+        self.zero_ahead();
         Ok(())
+    }
+
+    /// Keeps [`ZERO_AHEAD_BYTES`] of the reserved space ahead of the records written as
+    /// zeros, topped up right after a sync, when under half of it is left. `fallocate`
+    /// reserves "unwritten" blocks, and a sync after a record entered a new one also had
+    /// to commit that block's change of state through the journal: with the few KiB a
+    /// sync carries under load, nearly every sync (BENCHMARKS.md, "Zeros written ahead").
+    /// The zeros reach the disk with the next sync, one block state change per 64 KiB.
+    /// Only an optimisation: a failure is logged and the segment stops zeroing.
+    fn zero_ahead(&mut self) {
+        let start = self.zeroed_to.max(self.end_offset);
+        if self.allocated_len <= start || start - self.end_offset >= ZERO_AHEAD_BYTES / 2 {
+            return;
+        }
+        let end = (start + ZERO_AHEAD_BYTES).min(self.allocated_len);
+        match self.file.write_zeros_ahead(start, end - start) {
+            Ok(()) => self.zeroed_to = end,
+            Err(error) => {
+                tracing::debug!(path = %self.path.display(), %error, "cannot write zeros ahead of the records");
+                self.zeroed_to = self.allocated_len;
+            }
+        }
     }
 
     /// Lets the kernel drop the whole pages just made durable from its cache. The node
