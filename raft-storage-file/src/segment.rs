@@ -20,8 +20,8 @@ const READ_CHUNK_BYTES: u64 = 1 << 20;
 const CACHE_PAGE_BYTES: u64 = 4096;
 
 /// How far ahead of the records reserved space is written as zeros (see
-/// `Segment::zero_ahead`): 64 KiB measured best of 64 KiB, 256 KiB and 1 MiB (a sync that
-/// carries more zeros takes longer; BENCHMARKS.md).
+/// `Segment::zero_ahead`): small enough that the sync carrying them is not much slower,
+/// large enough that few syncs carry any (BENCHMARKS.md, "Zeros written ahead").
 const ZERO_AHEAD_BYTES: u64 = 64 * 1024;
 
 /// The file name of the segment with sequence number `seq`.

@@ -42,8 +42,14 @@ fn zeros_ahead_change_no_record_no_length_and_no_recovery() {
     // each reservation; two batches hold 200 KiB in one write, past the stretch.
     let mut next = 1;
     for batch in 0..250 {
-        let (count, bytes) = if batch % 100 == 50 { (2, 100 * 1024) } else { (20, 150) };
-        store.append(&commands(next, next + count - 1, 1, bytes)).unwrap();
+        let (count, bytes) = if batch % 100 == 50 {
+            (2, 100 * 1024)
+        } else {
+            (20, 150)
+        };
+        store
+            .append(&commands(next, next + count - 1, 1, bytes))
+            .unwrap();
         next += count;
         store.sync().unwrap();
         for path in segments(dir.path()) {
@@ -62,7 +68,10 @@ fn zeros_ahead_change_no_record_no_length_and_no_recovery() {
     drop(store);
 
     let segment_paths = segments(dir.path());
-    assert!(segment_paths.len() > 3, "the log rolled over several segments");
+    assert!(
+        segment_paths.len() > 3,
+        "the log rolled over several segments"
+    );
     let mut store = FileStorage::open_with(dir.path(), options()).unwrap();
     store.restore().unwrap();
     assert_eq!(store.recovery_report().torn_tail, None);
