@@ -5,28 +5,33 @@
 # (socket reads/writes by peer, pwrite, fdatasync), its median time after the client's
 # request. Needs perf with syscall tracepoints. Tracing inflates every hop (~2.4x).
 #
-# usage: bench/put-timeline.sh [BIN] [WORKDIR]
+# usage: bench/put-timeline.sh [BIN] [WORKDIR]   (PLAINTEXT=1: the cluster runs with --insecure)
 set -euo pipefail
 BIN=${1:-target/release/raft-kv}
 WORK=${2:-$(mktemp -d /tmp/put-timeline.XXXXXX)}
 RAFT_PORT=${RAFT_PORT:-37401}
 HTTP_PORT=${HTTP_PORT:-38401}
 EVENTS=${EVENTS:-read,write,writev,recvfrom,sendto,fdatasync,pwrite64}
+if [ "${PLAINTEXT:-0}" = 1 ]; then
+    SECURITY=(--insecure); CLIENT=()
+else
+    SECURITY=(); CLIENT=(--credentials-dir "$WORK/data/credentials")
+fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 D=$WORK/data
 mkdir -p "$D"
 "$BIN" dev-cluster --fresh --data-dir "$D" --raft-port "$RAFT_PORT" --http-port "$HTTP_PORT" \
-    > "$WORK/cluster.log" 2>&1 &
+    "${SECURITY[@]}" > "$WORK/cluster.log" 2>&1 &
 CLUSTER=$!
 trap 'kill $CLUSTER 2>/dev/null; wait $CLUSTER 2>/dev/null || true' EXIT
 EP=127.0.0.1:$HTTP_PORT,127.0.0.1:$((HTTP_PORT + 1)),127.0.0.1:$((HTTP_PORT + 2))
 for _ in $(seq 60); do
-    "$BIN" status --endpoints "$EP" --credentials-dir "$D/credentials" > /dev/null 2>&1 && break
+    "$BIN" status --endpoints "$EP" "${CLIENT[@]}" > /dev/null 2>&1 && break
     sleep 0.5
 done
 sleep 2
 NODES=$(pgrep -P $CLUSTER | tr '\n' ' ')
-"$BIN" bench --endpoints "$EP" --credentials-dir "$D/credentials" --clients 1 --duration 8 \
+"$BIN" bench --endpoints "$EP" "${CLIENT[@]}" --clients 1 --duration 8 \
     --warmup 0 --keep --json > "$WORK/bench.json" 2> "$WORK/bench.err" &
 BENCH=$!
 sleep 2
