@@ -12,14 +12,14 @@ WORK=${2:-$(mktemp -d /tmp/put-timeline.XXXXXX)}
 RAFT_PORT=${RAFT_PORT:-37401}
 HTTP_PORT=${HTTP_PORT:-38401}
 EVENTS=${EVENTS:-read,write,writev,recvfrom,sendto,fdatasync,pwrite64}
-if [ "${PLAINTEXT:-0}" = 1 ]; then
-    SECURITY=(--insecure); CLIENT=()
-else
-    SECURITY=(); CLIENT=(--credentials-dir "$WORK/data/credentials")
-fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 D=$WORK/data
 mkdir -p "$D"
+if [ "${PLAINTEXT:-0}" = 1 ]; then
+    SECURITY=(--insecure); CLIENT=()
+else
+    SECURITY=(); CLIENT=(--credentials-dir "$D/credentials")
+fi
 "$BIN" dev-cluster --fresh --data-dir "$D" --raft-port "$RAFT_PORT" --http-port "$HTTP_PORT" \
     "${SECURITY[@]}" > "$WORK/cluster.log" 2>&1 &
 CLUSTER=$!
