@@ -34,6 +34,15 @@ pub struct Config {
     /// A leader that has not heard from a quorum within an election timeout steps down, and
     /// followers that heard from a leader recently ignore vote requests (thesis 6.2, 9.6).
     pub check_quorum: bool,
+    /// How long, in ticks, a leader may go without hearing from a quorum before
+    /// check-quorum steps it down; `None`: `election_ticks`, at least `election_ticks`
+    /// otherwise. Longer: a leader rides out followers that fall silent together for a
+    /// while (syncs stalled on a disk they share) instead of stepping down and costing
+    /// an election, but a leader cut off from the majority keeps its role longer (it
+    /// cannot commit meanwhile, and its lease still ends an election timeout after the
+    /// last round a quorum acknowledged). Followers still elect a new leader after their
+    /// own election timeout, so failover does not wait for it.
+    pub check_quorum_ticks: Option<u32>,
     /// Most appends in flight to one follower before waiting for acknowledgements.
     pub max_inflight_appends: usize,
     /// Most bytes of entries in flight to one follower.
@@ -91,6 +100,7 @@ impl Default for Config {
             seed: 0,
             pre_vote: true,
             check_quorum: true,
+            check_quorum_ticks: None,
             max_inflight_appends: 64,
             max_inflight_bytes: 8 << 20,
             max_append_bytes: 1 << 20,
@@ -159,6 +169,14 @@ pub enum ConfigError {
     /// A size or count limit is zero.
     #[error("limit `{0}` must be greater than zero")]
     ZeroLimit(&'static str),
+    /// `check_quorum_ticks` must not be shorter than the election timeout.
+    #[error("check_quorum_ticks ({check_quorum}) must be at least election_ticks ({election})")]
+    CheckQuorumTicks {
+        /// The configured check-quorum interval.
+        check_quorum: u32,
+        /// The configured election timeout.
+        election: u32,
+    },
     /// Lease reads need check-quorum, and a lease shorter than the election timeout.
     #[error("lease reads need check_quorum and lease_drift_ticks < election_ticks")]
     LeaseWithoutCheckQuorum,
@@ -174,6 +192,12 @@ impl Config {
         }
     }
 
+    /// Ticks between a leader's check-quorum tests: `check_quorum_ticks`, or the election
+    /// timeout.
+    pub fn check_quorum_interval(&self) -> u32 {
+        self.check_quorum_ticks.unwrap_or(self.election_ticks)
+    }
+
     /// Checks the configuration; [`crate::Node::new`] calls this.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id == 0 {
@@ -182,6 +206,14 @@ impl Config {
         if self.heartbeat_ticks == 0 || self.heartbeat_ticks >= self.election_ticks {
             return Err(ConfigError::HeartbeatTicks {
                 heartbeat: self.heartbeat_ticks,
+                election: self.election_ticks,
+            });
+        }
+        if let Some(check_quorum) = self.check_quorum_ticks
+            && check_quorum < self.election_ticks
+        {
+            return Err(ConfigError::CheckQuorumTicks {
+                check_quorum,
                 election: self.election_ticks,
             });
         }

@@ -70,3 +70,60 @@ fn ticks_before_the_deadline_do_nothing_through_a_failover() {
     assert!(cluster.leader().is_some(), "the cluster has a leader again");
     cluster.assert_state_machine_safety();
 }
+
+/// Ticks node 1 alone `ticks` times (its followers say nothing meanwhile) and reports its
+/// role after each.
+fn roles_while_followers_are_silent(cluster: &mut Cluster, ticks: u32) -> Vec<Role> {
+    cluster.isolate(1);
+    (0..ticks)
+        .map(|_| {
+            cluster.tick(1);
+            cluster.settle();
+            cluster.node(1).role()
+        })
+        .collect()
+}
+
+/// Goal: with `check_quorum_ticks` at three election timeouts, a leader whose followers
+/// fall silent together (their syncs stalled on a disk they share) keeps its role through
+/// two election timeouts of silence, where the default window steps it down, and still
+/// steps down once the silence outlasts the longer window.
+#[test]
+fn a_longer_check_quorum_window_rides_out_silent_followers() {
+    let start = |check_quorum_ticks| {
+        let mut cluster = Cluster::with_config(&[1, 2, 3], |id| Config {
+            check_quorum_ticks,
+            ..sparse(id)
+        });
+        cluster.elect(1);
+        for _ in 0..10 {
+            cluster.tick_all();
+            cluster.settle();
+        }
+        cluster
+    };
+    let election_ticks = config(1).election_ticks;
+
+    let mut default_window = start(None);
+    let roles = roles_while_followers_are_silent(&mut default_window, 2 * election_ticks);
+    assert_eq!(roles.last(), Some(&Role::Follower), "{roles:?}");
+
+    let mut longer_window = start(Some(3 * election_ticks));
+    let roles = roles_while_followers_are_silent(&mut longer_window, 2 * election_ticks);
+    assert!(roles.iter().all(|role| *role == Role::Leader), "{roles:?}");
+    let roles = roles_while_followers_are_silent(&mut longer_window, 4 * election_ticks);
+    assert_eq!(roles.last(), Some(&Role::Follower), "{roles:?}");
+}
+
+/// Goal: a check-quorum window shorter than the election timeout is refused.
+#[test]
+fn a_check_quorum_window_below_the_election_timeout_is_refused() {
+    let config = Config {
+        check_quorum_ticks: Some(config(1).election_ticks - 1),
+        ..config(1)
+    };
+    assert!(matches!(
+        config.validate(),
+        Err(raft_core::ConfigError::CheckQuorumTicks { .. })
+    ));
+}

@@ -25,6 +25,8 @@ struct FaultPlan {
     /// Bytes that may still be written; `u64::MAX` means unlimited.
     write_budget_bytes: AtomicU64,
     fail_syncs: AtomicBool,
+    /// Microseconds every sync waits before it runs (0: none).
+    sync_stall_micros: AtomicU64,
     /// Planted bugs, one bit each (see [`PlantedBug`]).
     planted: AtomicU8,
 }
@@ -34,6 +36,7 @@ impl Default for FaultPlan {
         FaultPlan {
             write_budget_bytes: AtomicU64::new(u64::MAX),
             fail_syncs: AtomicBool::new(false),
+            sync_stall_micros: AtomicU64::new(0),
             planted: AtomicU8::new(0),
         }
     }
@@ -74,6 +77,13 @@ impl FaultInjector {
         self.plan.fail_syncs.store(true, Ordering::SeqCst);
     }
 
+    /// Every sync first waits `each` until [`FaultInjector::heal`]: a disk that stalls, as
+    /// one shared by several nodes does under load.
+    pub fn stall_syncs(&self, each: std::time::Duration) {
+        let micros = u64::try_from(each.as_micros()).unwrap_or(u64::MAX);
+        self.plan.sync_stall_micros.store(micros, Ordering::SeqCst);
+    }
+
     /// Gives the store a deliberate bug (see [`PlantedBug`]). Never use outside tests
     /// that show a checker catches it.
     #[cfg(feature = "planted-bugs")]
@@ -93,6 +103,7 @@ impl FaultInjector {
             .write_budget_bytes
             .store(u64::MAX, Ordering::SeqCst);
         self.plan.fail_syncs.store(false, Ordering::SeqCst);
+        self.plan.sync_stall_micros.store(0, Ordering::SeqCst);
     }
 
     /// Writes all of `buf` at `offset`, unless the plan says the disk is full.
@@ -129,6 +140,10 @@ impl FaultInjector {
 
     /// `fdatasync`, unless the plan says syncs fail.
     pub(crate) fn sync_data(&self, file: &impl FsFile) -> io::Result<()> {
+        let stall_micros = self.plan.sync_stall_micros.load(Ordering::SeqCst);
+        if stall_micros > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(stall_micros));
+        }
         if self.plan.fail_syncs.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(EIO));
         }

@@ -35,7 +35,8 @@ pub(crate) enum Timer {
     ForwardedRead,
     /// The leader sends a heartbeat every `heartbeat_ticks`.
     Heartbeat,
-    /// The leader checks every `election_ticks` that a quorum was active (check-quorum).
+    /// The leader checks every `check_quorum_ticks` (by default the election timeout) that
+    /// a quorum was active (check-quorum).
     QuorumCheck,
     /// A read waiting on the leader times out.
     LeaderRead,
@@ -153,9 +154,8 @@ impl Node {
     fn silence_expired(&self, timer: Timer) -> bool {
         let leader = self.role.leader();
         match timer {
-            Timer::QuorumCheck => {
-                leader.is_some_and(|l| l.quorum_check_elapsed >= self.config.election_ticks)
-            }
+            Timer::QuorumCheck => leader
+                .is_some_and(|l| l.quorum_check_elapsed >= self.config.check_quorum_interval()),
             Timer::Election => {
                 leader.is_none()
                     && self.election_elapsed() >= u64::from(self.randomized_election_ticks)
@@ -183,7 +183,7 @@ impl Node {
             }),
             Timer::QuorumCheck => leader.is_some_and(|l| {
                 l.quorum_check_elapsed += 1;
-                l.quorum_check_elapsed >= config.election_ticks
+                l.quorum_check_elapsed >= config.check_quorum_interval()
             }),
             Timer::SnapshotRetry => leader.is_some_and(|l| {
                 let mut expired = false;
@@ -319,7 +319,7 @@ impl Node {
                 leader.map(|l| remaining(l.heartbeat_elapsed, config.heartbeat_ticks))
             }
             Timer::QuorumCheck => {
-                leader.map(|l| remaining(l.quorum_check_elapsed, config.election_ticks))
+                leader.map(|l| remaining(l.quorum_check_elapsed, config.check_quorum_interval()))
             }
             Timer::LeaderRead => {
                 leader.and_then(|l| l.reads.next_expiry(config.request_timeout_ticks))

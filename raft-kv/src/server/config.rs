@@ -80,6 +80,14 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFT_KV_HEARTBEAT_TICKS", value_name = "TICKS")]
     pub heartbeat_ticks: Option<u32>,
 
+    /// Ticks a leader may go without hearing from a quorum before it steps down
+    /// (check-quorum); at least --election-ticks. Longer rides out followers whose disk
+    /// stalls their syncs (they answer nothing meanwhile), at the price of a leader cut off
+    /// from the others keeping its role longer; failover does not wait for it.
+    /// [default: ten times --election-ticks]
+    #[arg(long, env = "RAFT_KV_CHECK_QUORUM_TICKS", value_name = "TICKS")]
+    pub check_quorum_ticks: Option<u32>,
+
     /// Serve `consistency=lease` reads from the leader's lease (assumes clock rates of the
     /// nodes differ little). [default: true]
     #[arg(long, env = "RAFT_KV_LEASE_READS", value_name = "BOOL")]
@@ -255,6 +263,8 @@ pub struct ServeConfig {
     pub election_ticks: u32,
     /// Heartbeat interval in ticks.
     pub heartbeat_ticks: u32,
+    /// Check-quorum interval in ticks.
+    pub check_quorum_ticks: u32,
     /// Lease reads on.
     pub lease_reads: bool,
     /// Appends in flight per follower.
@@ -321,6 +331,7 @@ impl ServeArgs {
             tick_ms,
             election_ticks,
             heartbeat_ticks,
+            check_quorum_ticks,
             lease_reads,
             max_inflight_appends,
             snapshot_entries,
@@ -373,6 +384,18 @@ impl ServeArgs {
         }
         let positive = |value: Option<u64>| value.filter(|v| *v > 0);
         let election_ticks = self.election_ticks.unwrap_or(10);
+        // Ten election timeouts (1 s at the defaults, etcd's election timeout): the syncs
+        // of followers that share a disk stalled for up to ~0.5 s under load on the test
+        // machine, and with the default window the leader stepped down (BENCHMARKS.md).
+        let check_quorum_ticks = self
+            .check_quorum_ticks
+            .unwrap_or(election_ticks.saturating_mul(10));
+        if check_quorum_ticks < election_ticks {
+            return Err(ConfigError::Invalid(format!(
+                "--check-quorum-ticks ({check_quorum_ticks}) must be at least \
+                 --election-ticks ({election_ticks})"
+            )));
+        }
         let defaults = KvConfig::default();
         let kv = KvConfig {
             key_bytes_max: self.max_key_bytes.unwrap_or(defaults.key_bytes_max),
@@ -410,6 +433,7 @@ impl ServeArgs {
             // (election_ticks - 2 from a round's send) outlives two rounds. A heartbeat
             // every tick cost an idle 3-node cluster ~58 ms of CPU per second.
             heartbeat_ticks: self.heartbeat_ticks.unwrap_or((election_ticks / 3).max(1)),
+            check_quorum_ticks,
             lease_reads: self.lease_reads.unwrap_or(true),
             max_inflight_appends: self.max_inflight_appends.unwrap_or(64).max(1),
             snapshot_entries: positive(Some(self.snapshot_entries.unwrap_or(100_000))),
@@ -651,5 +675,24 @@ mod tests {
         assert_eq!(resolve(Some(30), None).heartbeat_ticks, 10);
         assert_eq!(resolve(Some(2), None).heartbeat_ticks, 1);
         assert_eq!(resolve(None, Some(1)).heartbeat_ticks, 1);
+    }
+
+    /// Goal: a leader checks for its quorum every ten election timeouts unless told
+    /// otherwise, and a window shorter than the election timeout is refused at start.
+    #[test]
+    fn check_quorum_defaults_to_ten_election_timeouts() {
+        let resolve = |election_ticks, check_quorum_ticks| {
+            ServeArgs {
+                election_ticks,
+                check_quorum_ticks,
+                ..insecure()
+            }
+            .resolve()
+        };
+        assert_eq!(resolve(None, None).unwrap().check_quorum_ticks, 100);
+        assert_eq!(resolve(Some(30), None).unwrap().check_quorum_ticks, 300);
+        assert_eq!(resolve(None, Some(10)).unwrap().check_quorum_ticks, 10);
+        let refused = resolve(Some(20), Some(10)).unwrap_err().to_string();
+        assert!(refused.contains("--check-quorum-ticks"), "{refused}");
     }
 }

@@ -340,6 +340,7 @@ async fn start_node(
     let mut raft = raft_core::Config::new(config.id, random_u64());
     raft.election_ticks = config.election_ticks;
     raft.heartbeat_ticks = config.heartbeat_ticks;
+    raft.check_quorum_ticks = Some(config.check_quorum_ticks);
     raft.lease_reads = config.lease_reads;
     raft.max_inflight_appends = config.max_inflight_appends;
     // Session writes forwarded to a leader that died are re-sent to the next one.
