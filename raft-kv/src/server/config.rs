@@ -387,15 +387,10 @@ impl ServeArgs {
         // Ten election timeouts (1 s at the defaults, etcd's election timeout): the syncs
         // of followers that share a disk stalled for up to ~0.5 s under load on the test
         // machine, and with the default window the leader stepped down (BENCHMARKS.md).
+        // The core refuses a window shorter than the election timeout when the node starts.
         let check_quorum_ticks = self
             .check_quorum_ticks
             .unwrap_or(election_ticks.saturating_mul(10));
-        if check_quorum_ticks < election_ticks {
-            return Err(ConfigError::Invalid(format!(
-                "--check-quorum-ticks ({check_quorum_ticks}) must be at least \
-                 --election-ticks ({election_ticks})"
-            )));
-        }
         let defaults = KvConfig::default();
         let kv = KvConfig {
             key_bytes_max: self.max_key_bytes.unwrap_or(defaults.key_bytes_max),
@@ -678,7 +673,7 @@ mod tests {
     }
 
     /// Goal: a leader checks for its quorum every ten election timeouts unless told
-    /// otherwise, and a window shorter than the election timeout is refused at start.
+    /// otherwise (the core refuses a window below the election timeout at start).
     #[test]
     fn check_quorum_defaults_to_ten_election_timeouts() {
         let resolve = |election_ticks, check_quorum_ticks| {
@@ -688,11 +683,11 @@ mod tests {
                 ..insecure()
             }
             .resolve()
+            .unwrap()
+            .check_quorum_ticks
         };
-        assert_eq!(resolve(None, None).unwrap().check_quorum_ticks, 100);
-        assert_eq!(resolve(Some(30), None).unwrap().check_quorum_ticks, 300);
-        assert_eq!(resolve(None, Some(10)).unwrap().check_quorum_ticks, 10);
-        let refused = resolve(Some(20), Some(10)).unwrap_err().to_string();
-        assert!(refused.contains("--check-quorum-ticks"), "{refused}");
+        assert_eq!(resolve(None, None), 100);
+        assert_eq!(resolve(Some(30), None), 300);
+        assert_eq!(resolve(None, Some(10)), 10);
     }
 }
