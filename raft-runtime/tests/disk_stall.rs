@@ -23,7 +23,7 @@ use tokio::runtime::Runtime;
 const STALL: Duration = Duration::from_millis(600);
 
 /// Three nodes, each on its own runtime, their stores taking faults from `faults`, with
-/// the check-quorum window `check_quorum_ticks`.
+/// a check-quorum window of `check_quorum_ticks`.
 struct StallCluster {
     runtimes: Vec<Runtime>,
     nodes: BTreeMap<NodeId, Node>,
@@ -32,7 +32,7 @@ struct StallCluster {
 }
 
 impl StallCluster {
-    fn start(check_quorum_ticks: Option<u32>) -> StallCluster {
+    fn start(check_quorum_ticks: u32) -> StallCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let network = ChannelNetwork::new();
         let members: AddressBook<()> = (1..=3).map(|id| (id, PeerInfo::new(()))).collect();
@@ -46,7 +46,7 @@ impl StallCluster {
                 .build()
                 .expect("a runtime per node");
             let mut config = runtime_config(id, SnapshotPolicy::disabled());
-            config.raft.check_quorum_ticks = check_quorum_ticks;
+            config.raft.check_quorum_ticks = Some(check_quorum_ticks);
             let options = Options {
                 faults: faults[&id].clone(),
                 ..Options::default()
@@ -138,7 +138,7 @@ fn a_leader_rides_out_followers_stalled_on_a_shared_disk() {
     let election_ticks = runtime_config(1, SnapshotPolicy::disabled())
         .raft
         .election_ticks;
-    let cluster = StallCluster::start(Some(10 * election_ticks));
+    let cluster = StallCluster::start(10 * election_ticks);
     let kept = client.block_on(cluster.leader_kept_through_stall());
     cluster.stop(&client);
     assert!(kept, "the leader kept its role through the stall");

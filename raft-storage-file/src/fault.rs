@@ -77,8 +77,9 @@ impl FaultInjector {
         self.plan.fail_syncs.store(true, Ordering::SeqCst);
     }
 
-    /// Every sync first waits `each` until [`FaultInjector::heal`]: a disk that stalls, as
-    /// one shared by several nodes does under load.
+    /// Every data sync (`fdatasync`, not a directory's) first waits `each` until
+    /// [`FaultInjector::heal`]: a disk that stalls, as one shared by several nodes does
+    /// under load.
     pub fn stall_syncs(&self, each: std::time::Duration) {
         let micros = u64::try_from(each.as_micros()).unwrap_or(u64::MAX);
         self.plan.sync_stall_micros.store(micros, Ordering::SeqCst);
